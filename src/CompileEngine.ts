@@ -1,0 +1,52 @@
+/**
+ * The user's compile engine: the service the queue calls to compile one bank.
+ *
+ * @since 0.1.0
+ */
+import { Context, type Effect, Layer, Schema } from "effect"
+
+const Count = Schema.optionalWith(Schema.NonNegativeInt, { default: () => 0 })
+
+/**
+ * What one compile produced. Counts default to 0. A result with `error` set still counts as a compile: the memories
+ * it consumed stay consumed, and the error is logged and kept as the bank's `lastError`.
+ *
+ * @since 0.1.0
+ */
+export class CompileResult extends Schema.Class<CompileResult>("CompileResult")({
+  bankId: Schema.String,
+  scopesCompiled: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [] }),
+  pagesCreated: Count,
+  pagesUpdated: Count,
+  noiseMemories: Count,
+  tokensUsed: Count,
+  elapsedMs: Count,
+  error: Schema.optional(Schema.String)
+}) {}
+
+/**
+ * The engine could not compile the bank. The compile does not count: the bank is retried with backoff.
+ *
+ * @since 0.1.0
+ */
+export class CompileError extends Schema.TaggedError<CompileError>()("CompileError", {
+  bankId: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * @since 0.1.0
+ */
+export interface CompileEngineService {
+  readonly run: (bankId: string) => Effect.Effect<CompileResult, CompileError>
+}
+
+/**
+ * Supply it as a `Layer`: `Layer.succeed(CompileEngine, { run: (bankId) => ... })`, or `CompileEngine.layer(run)`.
+ *
+ * @since 0.1.0
+ */
+export class CompileEngine extends Context.Tag("CompileEngine")<CompileEngine, CompileEngineService>() {
+  /** A layer from a plain `run` function. */
+  static layer = (run: CompileEngineService["run"]): Layer.Layer<CompileEngine> => Layer.succeed(CompileEngine, { run })
+}

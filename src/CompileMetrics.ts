@@ -1,0 +1,67 @@
+/**
+ * The queue's metrics, as named constants so applications can read or export them (e.g. as Prometheus text).
+ * Effect metrics live in one registry per process: several queues in one process add to the same series.
+ *
+ * @since 0.1.0
+ */
+import { Metric, MetricBoundaries } from "effect"
+
+/** Memories counted by `notifyRetain` (the sum of the counts, not the number of calls). */
+export const retains = Metric.counter("compile_trigger_retains_total", {
+  description: "Memories counted by notifyRetain",
+  incremental: true
+})
+
+/** Retains ignored because the bank id or count was invalid. */
+export const retainsRejected = Metric.counter("compile_trigger_retains_rejected_total", {
+  description: "notifyRetain calls ignored for an invalid bank id or count",
+  incremental: true
+})
+
+/** Banks put in the queue (by a retain, compileNow, the sweep, a retry or a re-check after a compile). */
+export const enqueued = Metric.counter("compile_trigger_enqueued_total", {
+  description: "Banks put in the compile queue",
+  incremental: true
+})
+
+/** Banks that should have been queued but the queue was full; the sweep offers them again. */
+export const dropped = Metric.counter("compile_trigger_dropped_total", {
+  description: "Banks not queued because the compile queue was full",
+  incremental: true
+})
+
+/** Engine runs that failed and were scheduled for another attempt. */
+export const retries = Metric.counter("compile_trigger_retries_total", {
+  description: "Failed compiles scheduled for a retry",
+  incremental: true
+})
+
+/** Finished engine runs, tagged `outcome`: `success`, `reported_error` (result with `error`) or `failure`. */
+export const compiles = Metric.counter("compile_trigger_compiles_total", {
+  description: "Finished compiles by outcome",
+  incremental: true
+})
+
+/** @internal */
+export const compilesSucceeded = compiles.pipe(Metric.tagged("outcome", "success"))
+/** @internal */
+export const compilesReportedError = compiles.pipe(Metric.tagged("outcome", "reported_error"))
+/** @internal */
+export const compilesFailed = compiles.pipe(Metric.tagged("outcome", "failure"))
+
+/** Engine run time in seconds, successful or not. */
+export const compileDuration = Metric.histogram(
+  "compile_trigger_compile_duration_seconds",
+  MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 18 }),
+  "Engine run time in seconds"
+)
+
+/** Banks waiting in the queue now. */
+export const queueSize = Metric.gauge("compile_trigger_queue_size", {
+  description: "Banks waiting in the compile queue"
+})
+
+/** Compiles running now. */
+export const running = Metric.gauge("compile_trigger_running", {
+  description: "Compiles running now"
+})

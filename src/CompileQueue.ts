@@ -1,0 +1,71 @@
+/**
+ * The compile queue: counts retains per bank, queues a bank once when it needs a compile, and runs the
+ * `CompileEngine` for it on a pool of supervised worker fibers.
+ *
+ * @since 0.1.0
+ */
+import { type Cause, Context, type Duration, type Effect, Layer, type Option, type Scope } from "effect"
+import type { BankCompileState } from "./BankCompileState.js"
+import type { CompileEngine } from "./CompileEngine.js"
+import type { CompileQueueOptions } from "./CompileQueueOptions.js"
+import type { CompileTriggerConfig } from "./CompileTriggerConfig.js"
+import * as internal from "./internal/compileQueue.js"
+
+/**
+ * Counts of the queue right now.
+ *
+ * @since 0.1.0
+ */
+export interface CompileQueueStats {
+  /** Banks the queue knows. */
+  readonly banks: number
+  /** Banks waiting in the queue or for a retry. */
+  readonly pending: number
+  /** Compiles running now. */
+  readonly running: number
+  /** Banks waiting in the queue (a subset of `pending`). */
+  readonly queued: number
+  /** `maxQueueSize`; `Infinity` when unbounded. */
+  readonly capacity: number
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface CompileQueueService {
+  /** Counts `count` (default 1) new memories for the bank and queues it if it now needs a compile. Never fails or suspends. */
+  readonly notifyRetain: (bankId: string, count?: number) => Effect.Effect<void>
+  /** `notifyRetain` for synchronous, non-Effect callers; uses the runtime and clock the layer was built with. */
+  readonly unsafeNotifyRetain: (bankId: string, count?: number) => void
+  /** Queues the bank regardless of thresholds; a running bank is queued again when its compile ends. */
+  readonly compileNow: (bankId: string) => Effect.Effect<void>
+  /** Waits until no bank is pending or running (default timeout 5 seconds). */
+  readonly drain: (options?: { readonly timeout?: Duration.DurationInput }) => Effect.Effect<
+    void,
+    Cause.TimeoutException
+  >
+  readonly pendingBanks: Effect.Effect<ReadonlySet<string>>
+  readonly runningBanks: Effect.Effect<ReadonlySet<string>>
+  /** A snapshot of every bank. */
+  readonly state: Effect.Effect<ReadonlyMap<string, BankCompileState>>
+  /** A snapshot of one bank; `None` for a bank the queue never saw. */
+  readonly bankState: (bankId: string) => Effect.Effect<Option.Option<BankCompileState>>
+  readonly stats: Effect.Effect<CompileQueueStats>
+  readonly config: CompileTriggerConfig
+}
+
+/**
+ * The service tag. Build it with `CompileQueue.layer(options)` (or `CompileQueue.make(options)` inside a scope);
+ * closing the scope shuts it down gracefully.
+ *
+ * @since 0.1.0
+ */
+export class CompileQueue extends Context.Tag("CompileQueue")<CompileQueue, CompileQueueService>() {
+  /** Builds the service in the current scope. Invalid options are a defect naming the option. */
+  static make: (options?: CompileQueueOptions) => Effect.Effect<CompileQueueService, never, CompileEngine | Scope.Scope> =
+    internal.make
+
+  /** The service as a layer; its scope is the queue's lifetime. */
+  static layer = (options?: CompileQueueOptions): Layer.Layer<CompileQueue, never, CompileEngine> =>
+    Layer.scoped(CompileQueue, internal.make(options))
+}

@@ -1,0 +1,22 @@
+/**
+ * effect-compile-trigger: decides when an agent-memory bank needs a compile and runs those compiles in the background.
+ *
+ * @since 0.1.0
+ */
+export {
+  BankCompileState,
+  BankStatus,
+  isStaleAt,
+  referenceTime,
+  shouldTrigger,
+  triggers
+} from "./BankCompileState.js"
+export { CompileEngine, type CompileEngineService, CompileError, CompileResult } from "./CompileEngine.js"
+export * as CompileMetrics from "./CompileMetrics.js"
+export { CompileQueue, type CompileQueueService, type CompileQueueStats } from "./CompileQueue.js"
+export {
+  type CompileQueueOptions,
+  CompileQueueOptionsError,
+  type ResolvedCompileQueueOptions
+} from "./CompileQueueOptions.js"
+export { CompileTriggerConfig, type CompileTriggerConfigInput, MILLIS_PER_DAY } from "./CompileTriggerConfig.js"

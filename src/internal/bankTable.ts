@@ -1,0 +1,81 @@
+/**
+ * Per-bank state in columns (struct of arrays) indexed by a dense bank number.
+ *
+ * Why columns: a retain must cost a map lookup and a few array writes — no object or Option per bank, no copy of an
+ * immutable map per retain — and a million banks must fit in well under 100 bytes each. Only the service that owns
+ * a table mutates it, always synchronously, so every read-decide-write is atomic on the JS thread.
+ *
+ * @internal
+ */
+
+/**
+ * One byte per bank holds its status and flags, so the retain path reads a single byte to decide.
+ * Bits 0-1: status. Bits 2-7: flags.
+ */
+export const STATUS = 0b11
+export const IDLE = 0
+export const PENDING = 1
+export const RUNNING = 2
+/** The bank's reference time is at least `stalenessDays` old (kept by the staleness timeline and the sweep). */
+export const STALE = 1 << 2
+/** `compileNow` asked for a compile that has not started yet. */
+export const REQUESTED = 1 << 3
+/** A "queue full" warning was logged for this bank; cleared when it is queued. */
+export const DROP_WARNED = 1 << 4
+/** Retries are spent: retains do not queue the bank again until the next sweep (or `compileNow`). */
+export const PARKED = 1 << 5
+/** The bank has had a counted retain (`firstRetainAt` is set). */
+export const COUNTED = 1 << 6
+/** Changed since the last flush to a store. */
+export const DIRTY = 1 << 7
+
+const INITIAL_CAPACITY = 1024
+
+export class BankTable {
+  readonly index = new Map<string, number>()
+  size = 0
+  ids: Array<string> = []
+  /** memoriesSinceLastCompile. Float64 keeps exact integers up to 2^53. */
+  memories = new Float64Array(INITIAL_CAPACITY)
+  /** Epoch millis; NaN = none. */
+  lastCompileAt = new Float64Array(INITIAL_CAPACITY).fill(NaN)
+  /** Epoch millis; NaN = none. */
+  firstRetainAt = new Float64Array(INITIAL_CAPACITY).fill(NaN)
+  /** Status and flags, see above. */
+  state = new Uint8Array(INITIAL_CAPACITY)
+  consecutiveFailures = new Uint32Array(INITIAL_CAPACITY)
+  /** Sparse: only banks whose last compile left an error message. */
+  readonly lastError = new Map<number, string>()
+  /** Sparse: engine runs spent on the current trigger, only while a bank is being retried. */
+  readonly attempts = new Map<number, number>()
+
+  /** Adds a bank with default state and returns its number. The caller has checked the id. */
+  add(bankId: string): number {
+    const i = this.size
+    if (i === this.memories.length) this.grow()
+    this.size = i + 1
+    this.ids.push(bankId)
+    this.index.set(bankId, i)
+    return i
+  }
+
+  /** The reference time for staleness: the last compile, else the first retain; NaN when neither exists. */
+  referenceTime(i: number): number {
+    const last = this.lastCompileAt[i]!
+    return last === last ? last : this.firstRetainAt[i]!
+  }
+
+  private grow(): void {
+    const capacity = this.memories.length * 2
+    this.memories = copy(new Float64Array(capacity), this.memories)
+    this.lastCompileAt = copy(new Float64Array(capacity).fill(NaN), this.lastCompileAt)
+    this.firstRetainAt = copy(new Float64Array(capacity).fill(NaN), this.firstRetainAt)
+    this.state = copy(new Uint8Array(capacity), this.state)
+    this.consecutiveFailures = copy(new Uint32Array(capacity), this.consecutiveFailures)
+  }
+}
+
+const copy = <A extends Float64Array | Uint8Array | Uint32Array>(into: A, from: A): A => {
+  into.set(from)
+  return into
+}
