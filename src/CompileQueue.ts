@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import { type Cause, Context, type Duration, type Effect, Layer, type Option, type Scope } from "effect"
-import type { BankCompileState } from "./BankCompileState.js"
+import type { BankCompileState, BankStatus } from "./BankCompileState.js"
 import type { CompileEngine } from "./CompileEngine.js"
 import type { CompileQueueOptions } from "./CompileQueueOptions.js"
 import type { CompileTriggerConfig } from "./CompileTriggerConfig.js"
@@ -30,6 +30,28 @@ export interface CompileQueueStats {
 }
 
 /**
+ * One page of `listBanks`, in the order banks were first seen.
+ *
+ * @since 0.1.0
+ */
+export interface BankPage {
+  readonly banks: ReadonlyArray<BankCompileState>
+  /** Pass as `cursor` to get the next page; `None` on the last page. */
+  readonly nextCursor: Option.Option<string>
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface ListBanksOptions {
+  readonly status?: BankStatus | undefined
+  /** Page size, 1 to 1,000 (default 100). */
+  readonly limit?: number | undefined
+  /** From the previous page's `nextCursor`; an unreadable cursor starts from the beginning. */
+  readonly cursor?: string | undefined
+}
+
+/**
  * @since 0.1.0
  */
 export interface CompileQueueService {
@@ -50,6 +72,8 @@ export interface CompileQueueService {
   readonly state: Effect.Effect<ReadonlyMap<string, BankCompileState>>
   /** A snapshot of one bank; `None` for a bank the queue never saw. */
   readonly bankState: (bankId: string) => Effect.Effect<Option.Option<BankCompileState>>
+  /** Banks page by page, optionally only those with one status. */
+  readonly listBanks: (options?: ListBanksOptions) => Effect.Effect<BankPage>
   readonly stats: Effect.Effect<CompileQueueStats>
   readonly config: CompileTriggerConfig
 }

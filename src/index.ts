@@ -13,7 +13,13 @@ export {
 } from "./BankCompileState.js"
 export { CompileEngine, type CompileEngineService, CompileError, CompileResult } from "./CompileEngine.js"
 export * as CompileMetrics from "./CompileMetrics.js"
-export { CompileQueue, type CompileQueueService, type CompileQueueStats } from "./CompileQueue.js"
+export {
+  type BankPage,
+  CompileQueue,
+  type CompileQueueService,
+  type CompileQueueStats,
+  type ListBanksOptions
+} from "./CompileQueue.js"
 export {
   type CompileQueueOptions,
   CompileQueueOptionsError,

@@ -578,3 +578,24 @@ describe("CompileQueue — observability", () => {
     )
   })
 })
+
+describe("CompileQueue — listing", () => {
+  it.effect("listBanks pages in first-seen order, filters by status", () =>
+    Effect.gen(function*() {
+      const queue = yield* CompileQueue
+      const { engine, open } = yield* gated
+      for (let n = 0; n < 5; n++) yield* retain(`b${n}`, n === 2 ? 5 : 1)
+      yield* queue.compileNow("blocker") // b2 runs, blocker waits
+      yield* Queue.take(engine.started)
+      const first = yield* queue.listBanks({ limit: 2 })
+      expect(first.banks.map((b) => b.bankId)).toEqual(["b0", "b1"])
+      const second = yield* queue.listBanks({ limit: 2, cursor: Option.getOrThrow(first.nextCursor) })
+      expect(second.banks.map((b) => b.bankId)).toEqual(["b2", "b3"])
+      const last = yield* queue.listBanks({ limit: 3, cursor: Option.getOrThrow(second.nextCursor) })
+      expect(last.banks.map((b) => b.bankId)).toEqual(["b4", "blocker"])
+      expect(last.nextCursor).toEqual(Option.none())
+      expect((yield* queue.listBanks({ status: "running" })).banks.map((b) => b.bankId)).toEqual(["b2"])
+      expect((yield* queue.listBanks({ status: "pending" })).banks.map((b) => b.bankId)).toEqual(["blocker"])
+      yield* open
+    }).pipe(Effect.provide(queueLayer({ config: { sizeThreshold: 5 } }))))
+})

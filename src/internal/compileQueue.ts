@@ -502,6 +502,18 @@ export const make = (
           const i = table.index.get(bankId)
           return i === undefined ? Option.none() : Option.some(snapshot(i))
         }),
+      listBanks: (options) =>
+        Effect.sync(() => {
+          const limit = Math.min(1000, Math.max(1, Math.trunc(options?.limit ?? 100)))
+          const wanted = options?.status === undefined ? -1 : STATUS_NAMES.indexOf(options.status)
+          const from = Number(options?.cursor ?? 0)
+          const banks: Array<BankCompileState> = []
+          let i = Number.isSafeInteger(from) && from > 0 ? from : 0
+          for (; i < table.size && banks.length < limit; i++) {
+            if (wanted === -1 || (table.state[i]! & STATUS) === wanted) banks.push(snapshot(i))
+          }
+          return { banks, nextCursor: i < table.size ? Option.some(String(i)) : Option.none() }
+        }),
       stats,
       config
     } satisfies CompileQueueService
