@@ -72,6 +72,8 @@ export interface CompileQueueService {
   readonly state: Effect.Effect<ReadonlyMap<string, BankCompileState>>
   /** A snapshot of one bank; `None` for a bank the queue never saw. */
   readonly bankState: (bankId: string) => Effect.Effect<Option.Option<BankCompileState>>
+  /** Runs the staleness sweep now (it also runs every `sweepInterval`); returns how many banks it queued. */
+  readonly sweepNow: Effect.Effect<number>
   /** Banks page by page, optionally only those with one status. */
   readonly listBanks: (options?: ListBanksOptions) => Effect.Effect<BankPage>
   readonly stats: Effect.Effect<CompileQueueStats>

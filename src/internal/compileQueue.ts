@@ -374,8 +374,8 @@ export const make = (
     }))
 
     /** Queues every idle bank that triggers now (or was asked for by compileNow); exact, from one clock read. */
-    const sweep = Effect.suspend(() => {
-      if (!accepting) return Effect.void
+    const sweep: Effect.Effect<number> = Effect.suspend(() => {
+      if (!accepting) return Effect.succeed(0)
       const now = clock.unsafeCurrentTimeMillis()
       const { sizeThreshold, stalenessMinMemories } = config
       const lowest = Math.min(sizeThreshold, stalenessMinMemories)
@@ -407,15 +407,15 @@ export const make = (
           newlyWarned++
         }
       }
-      if (notQueued > 0) {
-        CompileMetrics.dropped.unsafeUpdate(notQueued, NO_TAGS)
-        if (newlyWarned > 0) {
-          return Effect.logWarning(
-            `compile queue full (${opts.maxQueueSize} banks): sweep left ${notQueued} due banks unqueued; the next sweep offers them again`
-          )
-        }
-      }
-      return queued > 0 ? Effect.logDebug(`sweep queued ${queued} banks`) : Effect.void
+      if (notQueued > 0) CompileMetrics.dropped.unsafeUpdate(notQueued, NO_TAGS)
+      const report = newlyWarned > 0
+        ? Effect.logWarning(
+          `compile queue full (${opts.maxQueueSize} banks): sweep left ${notQueued} due banks unqueued; the next sweep offers them again`
+        )
+        : queued > 0
+        ? Effect.logDebug(`sweep queued ${queued} banks`)
+        : Effect.void
+      return Effect.as(report, queued)
     })
 
     const sweepInterval = Duration.toMillis(opts.sweepInterval)
@@ -514,6 +514,7 @@ export const make = (
           }
           return { banks, nextCursor: i < table.size ? Option.some(String(i)) : Option.none() }
         }),
+      sweepNow: sweep,
       stats,
       config
     } satisfies CompileQueueService
