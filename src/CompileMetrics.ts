@@ -65,3 +65,9 @@ export const queueSize = Metric.gauge("compile_trigger_queue_size", {
 export const running = Metric.gauge("compile_trigger_running", {
   description: "Compiles running now"
 })
+
+/** Write-behind flushes of bank state that failed (the banks are kept and retried). */
+export const storeFlushFailures = Metric.counter("compile_trigger_store_flush_failures_total", {
+  description: "Failed flushes of bank state to the store",
+  incremental: true
+})

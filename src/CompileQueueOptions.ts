@@ -30,6 +30,8 @@ export interface CompileQueueOptions {
   } | undefined
   /** How long closing the scope lets in-flight and queued compiles finish before interrupting them (default 30 seconds). */
   readonly shutdownTimeout?: Duration.DurationInput | undefined
+  /** With a `BankStateStore`: how often changed banks are written behind (default 1 second). */
+  readonly flushInterval?: Duration.DurationInput | undefined
 }
 
 /**
@@ -57,6 +59,7 @@ export interface ResolvedCompileQueueOptions {
   readonly maxAttempts: number
   readonly baseDelay: Duration.Duration
   readonly shutdownTimeout: Duration.Duration
+  readonly flushInterval: Duration.Duration
 }
 
 const invalid = (option: string, message: string) => Either.left(new CompileQueueOptionsError({ option, message }))
@@ -127,6 +130,7 @@ export const resolve = (
     const maxAttempts = yield* integer("retry.maxAttempts", options.retry?.maxAttempts, 3, 1)
     const baseDelay = yield* duration("retry.baseDelay", options.retry?.baseDelay, "1 second", true)
     const shutdownTimeout = yield* duration("shutdownTimeout", options.shutdownTimeout, "30 seconds", true)
+    const flushInterval = yield* duration("flushInterval", options.flushInterval, "1 second", false)
     return {
       config,
       maxQueueSize: maxQueueSize <= 0 ? Infinity : maxQueueSize,
@@ -135,6 +139,7 @@ export const resolve = (
       compileTimeout,
       maxAttempts,
       baseDelay,
-      shutdownTimeout
+      shutdownTimeout,
+      flushInterval
     }
   })

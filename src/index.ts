@@ -26,3 +26,11 @@ export {
   type ResolvedCompileQueueOptions
 } from "./CompileQueueOptions.js"
 export { CompileTriggerConfig, type CompileTriggerConfigInput, MILLIS_PER_DAY } from "./CompileTriggerConfig.js"
+export {
+  BankStateStore,
+  type BankStateStoreService,
+  BankStoreError,
+  makeMemory as makeMemoryBankStateStore,
+  makeSql as makeSqlBankStateStore,
+  type PersistedBank
+} from "./BankStateStore.js"

@@ -48,6 +48,26 @@ export class BankTable {
   readonly lastError = new Map<number, string>()
   /** Sparse: engine runs spent on the current trigger, only while a bank is being retried. */
   readonly attempts = new Map<number, number>()
+  /** Banks whose DIRTY bit is set, in the order they changed (kept only when the queue persists its state). */
+  private dirty = new Int32Array(INITIAL_CAPACITY)
+  private dirtyCount = 0
+
+  /** Marks a bank changed since the last flush; a bank is listed once however often it changes. */
+  markDirty(i: number): void {
+    const state = this.state[i]!
+    if ((state & DIRTY) !== 0) return
+    this.state[i] = state | DIRTY
+    if (this.dirtyCount === this.dirty.length) this.dirty = copy(new Int32Array(this.dirty.length * 2), this.dirty)
+    this.dirty[this.dirtyCount++] = i
+  }
+
+  /** The changed banks, oldest change first; clears their DIRTY bits (a later change lists them again). */
+  takeDirty(): Int32Array {
+    const taken = this.dirty.slice(0, this.dirtyCount)
+    this.dirtyCount = 0
+    for (let n = 0; n < taken.length; n++) this.state[taken[n]!]! &= ~DIRTY
+    return taken
+  }
 
   /** Adds a bank with default state and returns its number. The caller has checked the id. */
   add(bankId: string): number {
@@ -75,7 +95,7 @@ export class BankTable {
   }
 }
 
-const copy = <A extends Float64Array | Uint8Array | Uint32Array>(into: A, from: A): A => {
+const copy = <A extends Float64Array | Uint8Array | Uint32Array | Int32Array>(into: A, from: A): A => {
   into.set(from)
   return into
 }

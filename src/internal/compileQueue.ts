@@ -21,6 +21,12 @@ import {
   type Scope
 } from "effect"
 import { BankCompileState, type BankStatus, isStaleAt, triggers } from "../BankCompileState.js"
+import {
+  BankStateStore,
+  type BankStateStoreService,
+  type BankStoreError,
+  type PersistedBank
+} from "../BankStateStore.js"
 import { CompileEngine, CompileError, type CompileResult } from "../CompileEngine.js"
 import * as CompileMetrics from "../CompileMetrics.js"
 import type { CompileQueueService, CompileQueueStats } from "../CompileQueue.js"
@@ -28,6 +34,7 @@ import { type CompileQueueOptions, resolve } from "../CompileQueueOptions.js"
 import {
   BankTable,
   COUNTED,
+  DIRTY,
   DROP_WARNED,
   IDLE,
   PARKED,
@@ -46,6 +53,9 @@ const NO_TAGS: ReadonlyArray<MetricLabel.MetricLabel> = []
 const STATUS_NAMES: ReadonlyArray<BankStatus> = ["idle", "pending", "running"]
 
 const MAX_FAILURES = 0xffff_ffff
+
+/** The last flush at close gets this long, on top of `shutdownTimeout`. */
+const FINAL_FLUSH_TIMEOUT = Duration.seconds(10)
 
 const optionalTime = (millis: number): Option.Option<DateTime.Utc> =>
   millis === millis ? Option.some(DateTime.unsafeMake(millis)) : Option.none()
@@ -77,6 +87,9 @@ export const make = (
     const stalenessMillis = config.stalenessMillis
     const baseDelayMillis = Duration.toMillis(opts.baseDelay)
     const engine = yield* CompileEngine
+    const store = yield* Effect.serviceOption(BankStateStore)
+    /** Only a queue with a store pays for change tracking. */
+    const persistent = Option.isSome(store)
     // The synchronous entry points log and read time through what the layer was built with (logger, TestClock).
     const runtime = yield* Effect.runtime<never>()
     const runSync = Runtime.runSync(runtime)
@@ -135,6 +148,7 @@ export const make = (
         CompileMetrics.running.unsafeModify(1, NO_TAGS)
       }
       table.state[i] = (byte & ~STATUS) | status
+      if (persistent) table.markDirty(i)
       checkSignals()
     }
 
@@ -205,6 +219,7 @@ export const make = (
       if ((state & COUNTED) === 0) state = firstRetain(i)
       const memories = (table.memories[i]! += count)
       CompileMetrics.retains.unsafeUpdate(count, NO_TAGS)
+      if (persistent && (state & DIRTY) === 0) table.markDirty(i)
       // A pending bank is queued once; a running one is re-checked when its compile ends; a parked one waits for the sweep.
       if ((state & (STATUS | PARKED)) === 0 && triggers(memories, (state & STALE) !== 0, config) && !enqueue(i)) {
         dropped(i)
@@ -440,6 +455,102 @@ export const make = (
       return Deferred.await(quietSignal)
     })
 
+
+    // ---- persistence: restore before accepting work, write changed banks behind, flush once more at close ----
+
+    const toPersisted = (i: number): PersistedBank => {
+      const state = table.state[i]!
+      const status = state & STATUS
+      const last = table.lastCompileAt[i]!
+      const first = table.firstRetainAt[i]!
+      return {
+        bankId: table.ids[i]!,
+        memories: table.memories[i]!,
+        lastCompileAt: last === last ? last : null,
+        firstRetainAt: first === first ? first : null,
+        consecutiveFailures: table.consecutiveFailures[i]!,
+        lastError: table.lastError.get(i) ?? null,
+        // A compileNow the queue could not take yet still needs a compile.
+        status: status === IDLE && (state & REQUESTED) !== 0 ? "pending" : STATUS_NAMES[status]!
+      }
+    }
+
+    /** Loads the stored banks into the table; banks stored as pending or running are queued again, in order. */
+    const restore = (banks: ReadonlyArray<PersistedBank>): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const now = clock.unsafeCurrentTimeMillis()
+        const due: Array<number> = []
+        const requeued: Array<number> = []
+        for (const bank of banks) {
+          const i = table.index.get(bank.bankId) ?? table.add(bank.bankId)
+          table.memories[i] = bank.memories
+          table.lastCompileAt[i] = bank.lastCompileAt ?? NaN
+          table.firstRetainAt[i] = bank.firstRetainAt ?? NaN
+          table.consecutiveFailures[i] = Math.min(bank.consecutiveFailures, MAX_FAILURES)
+          if (bank.lastError !== null) table.lastError.set(i, bank.lastError)
+          table.state[i] = bank.firstRetainAt !== null ? COUNTED : 0
+          const reference = table.referenceTime(i)
+          if (reference === reference) {
+            if (isStaleAt(reference, now, stalenessMillis)) table.state[i]! |= STALE
+            else due.push(i)
+          }
+          if (bank.status !== "idle") requeued.push(i)
+        }
+        // The staleness timeline takes entries in due order.
+        due.sort((a, b) => table.referenceTime(a) - table.referenceTime(b))
+        for (const i of due) timeline.push(i, table.referenceTime(i) + stalenessMillis)
+        timelineSignal = signal(timelineSignal)
+        for (const i of requeued) {
+          table.state[i]! |= REQUESTED
+          setStatus(i, PENDING)
+        }
+        table.takeDirty() // what was just loaded is what is stored
+        if (requeued.length === 0) return Effect.void
+        // Wait for room rather than drop: these compiles were promised before the restart.
+        return Effect.zipRight(
+          Effect.logInfo(`restored ${banks.length} banks; ${requeued.length} queued again`),
+          FiberSet.run(retries, Effect.forEach(requeued, requeue, { discard: true }))
+        )
+      })
+
+    const flush = (target: BankStateStoreService): Effect.Effect<number, BankStoreError> =>
+      Effect.suspend(() => {
+        const changed = table.takeDirty()
+        if (changed.length === 0) return Effect.succeed(0)
+        const rows = Array.from(changed, toPersisted)
+        return target.save(rows).pipe(
+          Effect.as(rows.length),
+          // Failed or cut off: keep them for the next try (banks changed since are listed already).
+          Effect.onError(() => Effect.sync(() => changed.forEach((i) => table.markDirty(i))))
+        )
+      })
+
+    const flushInterval = Duration.toMillis(opts.flushInterval)
+    /** Never blocks a retain: a failed flush keeps its banks, logs, counts, and backs off up to a minute. */
+    const flushLoop = (target: BankStateStoreService): Effect.Effect<never> => {
+      const loop = (delay: number): Effect.Effect<never> =>
+        Effect.zipRight(
+          sleepMillis(delay),
+          Effect.matchEffect(flush(target), {
+            onSuccess: () => loop(flushInterval),
+            onFailure: (error) => {
+              const next = Math.min(delay * 2, Math.max(flushInterval, 60_000))
+              CompileMetrics.storeFlushFailures.unsafeUpdate(1, NO_TAGS)
+              return Effect.zipRight(
+                Effect.logWarning(`flushing bank state failed: ${error.message}; retrying in ${next} ms`),
+                loop(next)
+              )
+            }
+          })
+        )
+      return loop(flushInterval)
+    }
+
+    if (Option.isSome(store)) {
+      const loaded = yield* store.value.load.pipe(Effect.orDie)
+      yield* restore(loaded)
+    }
+
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         accepting = false
@@ -450,6 +561,13 @@ export const make = (
         interruptingCompiles = true
         yield* FiberSet.clear(workers)
         yield* Queue.shutdown(queue)
+        if (Option.isSome(store)) {
+          yield* flush(store.value).pipe(
+            Effect.interruptible,
+            Effect.timeout(FINAL_FLUSH_TIMEOUT),
+            Effect.catchAll((error) => Effect.logError(`final flush of bank state failed: ${error.message}`))
+          )
+        }
         yield* Effect.logDebug(
           Option.isSome(finished)
             ? "compile queue closed; every started compile finished"
@@ -461,6 +579,7 @@ export const make = (
     for (let n = 0; n < opts.concurrency; n++) yield* FiberSet.run(workers, worker)
     yield* FiberSet.run(background, sweepLoop)
     yield* FiberSet.run(background, watchStaleness)
+    if (Option.isSome(store)) yield* FiberSet.run(background, flushLoop(store.value))
 
     // ---- reads ----
 

@@ -1,0 +1,203 @@
+/**
+ * Where the queue keeps bank state across restarts. The queue's hot path stays in memory; changed banks are written
+ * behind in batches (`flushInterval`) and read back once at start.
+ *
+ * @since 0.1.0
+ */
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { PgClient } from "@effect/sql-pg"
+import { SqliteClient } from "@effect/sql-sqlite-node"
+import { Context, Effect, Layer, type Redacted, Schema } from "effect"
+import { mkdirSync } from "node:fs"
+import { dirname } from "node:path"
+import { BankStatus } from "./BankCompileState.js"
+
+/**
+ * One bank as stored. Times are epoch milliseconds; `status` "pending" or "running" means the bank still needs a
+ * compile and is queued again on restore (a compile cut off by a crash runs again: at-least-once).
+ *
+ * @since 0.1.0
+ */
+export interface PersistedBank {
+  readonly bankId: string
+  readonly memories: number
+  readonly lastCompileAt: number | null
+  readonly firstRetainAt: number | null
+  readonly consecutiveFailures: number
+  readonly lastError: string | null
+  readonly status: BankStatus
+}
+
+/**
+ * The store could not be opened, read or written.
+ *
+ * @since 0.1.0
+ */
+export class BankStoreError extends Schema.TaggedError<BankStoreError>()("BankStoreError", {
+  operation: Schema.Literal("open", "load", "save"),
+  message: Schema.String
+}) {}
+
+/**
+ * @since 0.1.0
+ */
+export interface BankStateStoreService {
+  /** Every stored bank. */
+  readonly load: Effect.Effect<ReadonlyArray<PersistedBank>, BankStoreError>
+  /** Inserts or replaces these banks, all or nothing. */
+  readonly save: (banks: ReadonlyArray<PersistedBank>) => Effect.Effect<void, BankStoreError>
+}
+
+const TABLE = "compile_trigger_banks"
+/** Rows per INSERT: 7 parameters a row stays under SQLite's 32,766 and Postgres' 65,535 parameter limits. */
+const BATCH = 1000
+
+const errorMessage = (error: unknown): string =>
+  error instanceof Error ? error.message : typeof error === "object" && error !== null && "message" in error
+    ? String(error.message)
+    : String(error)
+
+const storeError = (operation: BankStoreError["operation"]) => (error: unknown) =>
+  new BankStoreError({ operation, message: errorMessage(error) })
+
+// Postgres returns BIGINT as a string; SQLite returns numbers.
+const toNumber = (value: unknown): number | null =>
+  value === null || value === undefined ? null : typeof value === "number" ? value : Number(value)
+
+const isStatus = Schema.is(BankStatus)
+
+/** Decodes one row by hand: a million rows must load in seconds, not minutes. */
+const fromRow = (row: Record<string, unknown>): PersistedBank | undefined => {
+  const bankId = row.bank_id
+  const memories = toNumber(row.memories)
+  const failures = toNumber(row.consecutive_failures)
+  const status = row.status
+  if (typeof bankId !== "string" || bankId.length === 0 || memories === null || !(memories >= 0)) return undefined
+  return {
+    bankId,
+    memories,
+    lastCompileAt: toNumber(row.last_compile_at),
+    firstRetainAt: toNumber(row.first_retain_at),
+    consecutiveFailures: failures !== null && failures >= 0 ? failures : 0,
+    lastError: typeof row.last_error === "string" ? row.last_error : null,
+    status: isStatus(status) ? status : "idle"
+  }
+}
+
+const migrations = Migrator.fromRecord({
+  "1_create_banks": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql`CREATE TABLE ${sql(TABLE)} (
+      bank_id TEXT PRIMARY KEY,
+      memories BIGINT NOT NULL,
+      last_compile_at BIGINT,
+      first_retain_at BIGINT,
+      consecutive_failures INTEGER NOT NULL,
+      last_error TEXT,
+      status TEXT NOT NULL
+    )`)
+})
+
+/**
+ * A store that keeps what it was given in memory: for tests, and to see what would be persisted.
+ *
+ * @since 0.1.0
+ */
+export const makeMemory: Effect.Effect<BankStateStoreService> = Effect.sync(() => {
+  const rows = new Map<string, PersistedBank>()
+  return {
+    load: Effect.sync(() => Array.from(rows.values())),
+    save: (banks) =>
+      Effect.sync(() => {
+        for (const bank of banks) rows.set(bank.bankId, bank)
+      })
+  }
+})
+
+/**
+ * The one SQL implementation, on any `SqlClient` (SQLite and Postgres are tested). Migrates its schema first.
+ *
+ * @since 0.1.0
+ */
+export const makeSql: Effect.Effect<BankStateStoreService, BankStoreError, SqlClient.SqlClient> = Effect.gen(
+  function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* Migrator.make({})({ loader: migrations, table: "compile_trigger_migrations" }).pipe(
+      Effect.mapError(storeError("open"))
+    )
+    const upsert = (banks: ReadonlyArray<PersistedBank>) =>
+      sql`INSERT INTO ${sql(TABLE)} ${
+        sql.insert(banks.map((bank) => ({
+          bank_id: bank.bankId,
+          memories: bank.memories,
+          last_compile_at: bank.lastCompileAt,
+          first_retain_at: bank.firstRetainAt,
+          consecutive_failures: bank.consecutiveFailures,
+          last_error: bank.lastError,
+          status: bank.status
+        })))
+      } ON CONFLICT (bank_id) DO UPDATE SET
+        memories = excluded.memories,
+        last_compile_at = excluded.last_compile_at,
+        first_retain_at = excluded.first_retain_at,
+        consecutive_failures = excluded.consecutive_failures,
+        last_error = excluded.last_error,
+        status = excluded.status`
+    return {
+      load: sql<Record<string, unknown>>`SELECT * FROM ${sql(TABLE)}`.pipe(
+        Effect.map((rows) => {
+          const banks: Array<PersistedBank> = []
+          for (const row of rows) {
+            const bank = fromRow(row)
+            if (bank !== undefined) banks.push(bank)
+          }
+          return banks
+        }),
+        Effect.mapError(storeError("load"))
+      ),
+      save: (banks) => {
+        if (banks.length === 0) return Effect.void
+        const batches: Array<ReadonlyArray<PersistedBank>> = []
+        for (let from = 0; from < banks.length; from += BATCH) batches.push(banks.slice(from, from + BATCH))
+        return sql.withTransaction(Effect.forEach(batches, upsert, { discard: true })).pipe(
+          Effect.mapError(storeError("save"))
+        )
+      }
+    }
+  }
+)
+
+/**
+ * The queue finds it in its context; without one the queue keeps state in memory only (the library default).
+ *
+ * @since 0.1.0
+ */
+export class BankStateStore extends Context.Tag("BankStateStore")<BankStateStore, BankStateStoreService>() {
+  /** Keeps saved banks in this process's memory: survives rebuilding the queue layer, not a restart. */
+  static memory: Layer.Layer<BankStateStore> = Layer.effect(BankStateStore, makeMemory)
+
+  /** On the `SqlClient` in context. */
+  static sql: Layer.Layer<BankStateStore, BankStoreError, SqlClient.SqlClient> = Layer.effect(BankStateStore, makeSql)
+
+  /** Embedded SQLite in one file (its directory is created). */
+  static sqlite = (options: { readonly filename: string }): Layer.Layer<BankStateStore, BankStoreError> =>
+    BankStateStore.sql.pipe(
+      Layer.provide(
+        Layer.unwrapEffect(Effect.try({
+          try: () => {
+            mkdirSync(dirname(options.filename), { recursive: true })
+            return SqliteClient.layer({ filename: options.filename })
+          },
+          catch: storeError("open")
+        }))
+      ),
+      Layer.catchAll((error) => Layer.fail(error instanceof BankStoreError ? error : storeError("open")(error)))
+    )
+
+  /** Postgres, for deployments that share state or want it off the host. */
+  static pg = (options: { readonly url: Redacted.Redacted }): Layer.Layer<BankStateStore, BankStoreError> =>
+    BankStateStore.sql.pipe(
+      Layer.provide(PgClient.layer({ url: options.url })),
+      Layer.catchAll((error) => Layer.fail(error instanceof BankStoreError ? error : storeError("open")(error)))
+    )
+}

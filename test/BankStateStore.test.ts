@@ -1,0 +1,214 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import { PgClient } from "@effect/sql-pg"
+import { describe, expect, inject, it } from "@effect/vitest"
+import { Context, Effect, Exit, Layer, Metric, Option, Queue, Redacted, Scope, TestClock } from "effect"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll } from "vitest"
+import {
+  BankStateStore,
+  type BankStateStoreService,
+  BankStoreError,
+  CompileMetrics,
+  CompileQueue,
+  type CompileQueueOptions,
+  type PersistedBank
+} from "../src/index.js"
+import { TestEngine, testEngineLayer } from "./utils.js"
+
+const dirs: Array<string> = []
+const tempFile = () => {
+  const dir = mkdtempSync(join(tmpdir(), "ect-store-"))
+  dirs.push(dir)
+  return join(dir, "nested", "compile-trigger.db")
+}
+afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })))
+
+const pgUrl = inject("pgUrl")
+
+/** A fresh, empty store for each test. */
+const stores: ReadonlyArray<[string, () => Layer.Layer<BankStateStore, BankStoreError>]> = [
+  ["memory", () => BankStateStore.memory],
+  ["sqlite", () => BankStateStore.sqlite({ filename: tempFile() })],
+  ...(pgUrl === "" ? [] : [[
+    "pg",
+    () =>
+      Layer.effectDiscard(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS compile_trigger_banks, compile_trigger_migrations`)).pipe(
+        Layer.provide(PgClient.layer({ url: Redacted.make(pgUrl) })),
+        Layer.orDie,
+        Layer.flatMap(() => BankStateStore.pg({ url: Redacted.make(pgUrl) }))
+      )
+  ] as [string, () => Layer.Layer<BankStateStore, BankStoreError>]])
+]
+
+const bank = (n: number, patch: Partial<PersistedBank> = {}): PersistedBank => ({
+  bankId: `bank-${n}`,
+  memories: n,
+  lastCompileAt: n % 2 === 0 ? 1_700_000_000_000 + n : null,
+  firstRetainAt: 1_600_000_000_000 + n,
+  consecutiveFailures: n % 5,
+  lastError: n % 3 === 0 ? `error ${n}: "quoted", ünïcode` : null,
+  status: (["idle", "pending", "running"] as const)[n % 3]!,
+  ...patch
+})
+
+const byId = (banks: ReadonlyArray<PersistedBank>) =>
+  [...banks].sort((a, b) => a.bankId.localeCompare(b.bankId))
+
+/** Builds a queue (with the test engine) on `store` in a scope of its own. */
+const openQueue = (store: Layer.Layer<BankStateStore, BankStoreError>, options: CompileQueueOptions = {}) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const context = yield* Layer.buildWithScope(
+      CompileQueue.layer(options).pipe(Layer.provideMerge(Layer.merge(testEngineLayer, store))),
+      scope
+    )
+    return {
+      queue: Context.get(context, CompileQueue),
+      engine: Context.get(context, TestEngine),
+      store: Context.get(context, BankStateStore),
+      close: Scope.close(scope, Exit.void)
+    }
+  })
+
+describe("BankStateStore — contract", () => {
+  if (pgUrl === "") it.skip("pg (PostgreSQL is not installed here; CI installs it)", () => {})
+
+  for (const [name, makeStore] of stores) {
+    describe(name, () => {
+      it.live("round-trips every field", () =>
+        Effect.gen(function*() {
+          const store = yield* BankStateStore
+          expect(yield* store.load).toEqual([])
+          const banks = [0, 1, 2, 3, 4, 5].map((n) => bank(n))
+          yield* store.save(banks)
+          expect(byId(yield* store.load)).toEqual(byId(banks))
+        }).pipe(Effect.provide(makeStore())))
+
+      it.live("batched upsert: 2,500 banks in one save, then 1,000 replaced", () =>
+        Effect.gen(function*() {
+          const store = yield* BankStateStore
+          const banks = Array.from({ length: 2500 }, (_, n) => bank(n))
+          yield* store.save(banks)
+          const changed = banks.slice(0, 1000).map((b) => ({ ...b, memories: b.memories + 1_000_000, status: "idle" as const }))
+          yield* store.save(changed)
+          const loaded = byId(yield* store.load)
+          expect(loaded).toHaveLength(2500)
+          expect(loaded).toEqual(byId([...changed, ...banks.slice(1000)]))
+        }).pipe(Effect.provide(makeStore())))
+
+      it.live("restore: a queue resumes counters, times and failures, and compiles banks stored as pending", () =>
+        Effect.gen(function*() {
+          const store = yield* BankStateStore
+          const now = Date.now()
+          yield* store.save([
+            { ...bank(1), memories: 3, status: "idle", lastCompileAt: now, consecutiveFailures: 2, lastError: "x" },
+            { ...bank(2), memories: 4, status: "pending", lastCompileAt: now },
+            { ...bank(3), memories: 5, status: "running", lastCompileAt: null }
+          ])
+          const { close, engine, queue } = yield* openQueue(Layer.succeed(BankStateStore, store))
+          yield* queue.drain()
+          expect([...engine.calls].sort()).toEqual(["bank-2", "bank-3"])
+          const restored = Option.getOrThrow(yield* queue.bankState("bank-1"))
+          expect(restored.memoriesSinceLastCompile).toBe(3)
+          expect(restored.consecutiveFailures).toBe(2)
+          expect(restored.lastError).toEqual(Option.some("x"))
+          expect(Option.getOrThrow(yield* queue.bankState("bank-2")).memoriesSinceLastCompile).toBe(0)
+          yield* close
+          // the final flush wrote the compiles back
+          const stored = byId(yield* store.load)
+          expect(stored.map((b) => [b.bankId, b.memories, b.status])).toEqual([
+            ["bank-1", 3, "idle"],
+            ["bank-2", 0, "idle"],
+            ["bank-3", 0, "idle"]
+          ])
+        }).pipe(Effect.provide(makeStore())))
+    })
+  }
+})
+
+describe("CompileQueue with a store", () => {
+  it.effect("restart in-process on the same SQLite file: identical state, pending banks compile", () =>
+    Effect.gen(function*() {
+      const filename = tempFile()
+      const options: CompileQueueOptions = { config: { sizeThreshold: 5 }, flushInterval: "1 second" }
+      const first = yield* openQueue(BankStateStore.sqlite({ filename }), options)
+      yield* first.engine.hold
+      yield* TestClock.adjust("10 seconds") // (each flush interval is a wake-up: keep adjustments short)
+      first.queue.unsafeNotifyRetain("compiled", 5) // compiles (held), then …
+      yield* Queue.take(first.engine.started)
+      first.queue.unsafeNotifyRetain("waiting", 5) // … queued behind it
+      first.queue.unsafeNotifyRetain("counting", 3)
+      yield* TestClock.adjust("2 seconds") // a flush happens meanwhile
+      yield* first.engine.open
+      yield* Queue.take(first.engine.started)
+      yield* first.queue.drain()
+      first.queue.unsafeNotifyRetain("late", 2) // not flushed yet: the close flushes it
+      const before = yield* first.queue.state
+      yield* first.close
+
+      const second = yield* openQueue(BankStateStore.sqlite({ filename }), options)
+      const after = yield* second.queue.state
+      expect([...after.keys()].sort()).toEqual([...before.keys()].sort())
+      for (const [id, state] of before) expect(after.get(id)).toEqual(state)
+      yield* second.close
+    }))
+
+  it.effect("a compile cut off by shutdown is stored as pending and runs after the restart", () =>
+    Effect.gen(function*() {
+      const filename = tempFile()
+      const options: CompileQueueOptions = { config: { sizeThreshold: 5 }, shutdownTimeout: 0 }
+      const first = yield* openQueue(BankStateStore.sqlite({ filename }), options)
+      yield* first.engine.hold
+      first.queue.unsafeNotifyRetain("cut", 5)
+      yield* Queue.take(first.engine.started)
+      yield* first.close // deadline 0: the held compile is interrupted
+      const second = yield* openQueue(BankStateStore.sqlite({ filename }), options)
+      expect(Option.getOrThrow(yield* second.queue.bankState("cut")).memoriesSinceLastCompile).toBe(5)
+      yield* second.queue.drain()
+      expect(second.engine.calls).toEqual(["cut"])
+      expect(Option.getOrThrow(yield* second.queue.bankState("cut")).memoriesSinceLastCompile).toBe(0)
+      yield* second.close
+    }))
+
+  it.effect("a failing store never blocks retains: the flush keeps its banks and retries with backoff", () =>
+    Effect.gen(function*() {
+      const saved: Array<PersistedBank> = []
+      let failuresLeft = 3
+      const flaky: BankStateStoreService = {
+        load: Effect.succeed([]),
+        save: (banks) =>
+          failuresLeft-- > 0
+            ? Effect.fail(new BankStoreError({ operation: "save", message: "disk full" }))
+            : Effect.sync(() => void saved.push(...banks))
+      }
+      const failuresBefore = (yield* Metric.value(CompileMetrics.storeFlushFailures)).count
+      const { close, queue } = yield* openQueue(Layer.succeed(BankStateStore, flaky), {
+        config: { sizeThreshold: 1000 },
+        flushInterval: "1 second"
+      })
+      for (let n = 0; n < 100; n++) queue.unsafeNotifyRetain(`b${n % 10}`)
+      yield* TestClock.adjust("1 second") // fails; retry in 2 s
+      yield* TestClock.adjust("2 seconds") // fails; retry in 4 s
+      yield* TestClock.adjust("4 seconds") // fails; retry in 8 s
+      for (let n = 0; n < 10; n++) queue.unsafeNotifyRetain(`b${n}`)
+      expect(saved).toEqual([])
+      yield* TestClock.adjust("8 seconds") // succeeds
+      expect(saved.map((b) => [b.bankId, b.memories]).sort()).toEqual(
+        Array.from({ length: 10 }, (_, n) => [`b${n}`, 11]).sort()
+      )
+      expect((yield* Metric.value(CompileMetrics.storeFlushFailures)).count - failuresBefore).toBe(3)
+      yield* close
+    }))
+
+  it.effect("an unreadable store fails construction with a clear message", () =>
+    Effect.gen(function*() {
+      const broken = Layer.succeed(BankStateStore, {
+        load: Effect.fail(new BankStoreError({ operation: "load", message: "file is not a database" })),
+        save: () => Effect.void
+      })
+      const exit = yield* Effect.exit(openQueue(broken))
+      expect(Exit.isFailure(exit) && String(exit.cause)).toContain("file is not a database")
+    }))
+})
