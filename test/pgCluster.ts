@@ -1,0 +1,71 @@
+/**
+ * A throwaway PostgreSQL cluster on 127.0.0.1 in a temporary directory, for tests and benchmarks. Uses the server
+ * binaries of Debian's packages (`.ci/run` installs them when missing).
+ */
+import { execFileSync, spawnSync } from "node:child_process"
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+
+export interface PgCluster {
+  readonly url: string
+  readonly stop: () => void
+}
+
+export const findPgBinDir = (): string | undefined => {
+  const root = "/usr/lib/postgresql"
+  if (!existsSync(root)) return undefined
+  const versions = readdirSync(root)
+    .filter((version) => existsSync(join(root, version, "bin", "pg_ctl")))
+    .sort((a, b) => Number(b) - Number(a))
+  return versions.length > 0 ? join(root, versions[0]!, "bin") : undefined
+}
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
+    })
+  })
+
+/** Starts a cluster, or returns undefined when the server binaries are not installed. */
+export const startPgCluster = async (): Promise<PgCluster | undefined> => {
+  const bin = findPgBinDir()
+  if (bin === undefined) return undefined
+  const dir = mkdtempSync(join(tmpdir(), "ect-pg-"))
+  const data = join(dir, "data")
+  const port = await freePort()
+  // initdb refuses to run as root: then the cluster runs as the postgres user.
+  const asRoot = process.getuid?.() === 0
+  const run = (command: string, args: Array<string>) => {
+    const [file, argv] = asRoot
+      ? ["runuser", ["-u", "postgres", "--", join(bin, command), ...args]]
+      : [join(bin, command), args]
+    const result = spawnSync(file, argv, { encoding: "utf8", timeout: 60_000 })
+    if (result.status !== 0) throw new Error(`${command} failed: ${result.stderr || result.stdout}`)
+  }
+  if (asRoot) {
+    const id = (flag: string) => Number(execFileSync("id", [flag, "postgres"]).toString())
+    chownSync(dir, id("-u"), id("-g"))
+  }
+  run("initdb", ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync"])
+  run("pg_ctl", [
+    "-D", data, "-l", join(dir, "log"), "-w", "-t", "60",
+    "-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`,
+    "start"
+  ])
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    stop: () => {
+      try {
+        run("pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"])
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+    }
+  }
+}
