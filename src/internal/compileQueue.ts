@@ -54,6 +54,9 @@ const STATUS_NAMES: ReadonlyArray<BankStatus> = ["idle", "pending", "running"]
 
 const MAX_FAILURES = 0xffff_ffff
 
+/** See `publishRetains`. */
+const PUBLISH_EVERY = 4096
+
 /** The last flush at close gets this long, on top of `shutdownTimeout`. */
 const FINAL_FLUSH_TIMEOUT = Duration.seconds(10)
 
@@ -162,8 +165,27 @@ export const make = (
       timelineSignal = signal(timelineSignal)
     }
 
+    /**
+     * Retains counted but not yet added to the retains metric. A metric update costs a third of a retain, so the
+     * metric is published in batches: at every enqueue and compile end, every PUBLISH_EVERY retains, at each sweep,
+     * and before every read through the service — whatever reads the queue sees exact figures.
+     */
+    let unpublishedRetains = 0
+    const publishRetains = (): void => {
+      if (unpublishedRetains === 0) return
+      CompileMetrics.retains.unsafeUpdate(unpublishedRetains, NO_TAGS)
+      unpublishedRetains = 0
+    }
+    /** A read through the service: publish first. */
+    const read = <A>(f: () => A): Effect.Effect<A> =>
+      Effect.sync(() => {
+        publishRetains()
+        return f()
+      })
+
     /** Puts an idle bank in the queue. False when the queue is full (the bank stays idle). */
     const enqueue = (i: number): boolean => {
+      publishRetains()
       setStatus(i, PENDING)
       if (!queue.unsafeOffer(i)) {
         setStatus(i, IDLE)
@@ -218,7 +240,7 @@ export const make = (
       let state = table.state[i]!
       if ((state & COUNTED) === 0) state = firstRetain(i)
       const memories = (table.memories[i]! += count)
-      CompileMetrics.retains.unsafeUpdate(count, NO_TAGS)
+      if ((unpublishedRetains += count) >= PUBLISH_EVERY) publishRetains()
       if (persistent && (state & DIRTY) === 0) table.markDirty(i)
       // A pending bank is queued once; a running one is re-checked when its compile ends; a parked one waits for the sweep.
       if ((state & (STATUS | PARKED)) === 0 && triggers(memories, (state & STALE) !== 0, config) && !enqueue(i)) {
@@ -334,6 +356,7 @@ export const make = (
       startedAt: number,
       exit: Exit.Exit<CompileResult, CompileError>
     ): Effect.Effect<void> => {
+      publishRetains()
       const now = clock.unsafeCurrentTimeMillis()
       CompileMetrics.compileDuration.unsafeUpdate((now - startedAt) / 1000, NO_TAGS)
       if (Exit.isSuccess(exit)) return succeeded(i, taken, now, exit.value)
@@ -390,6 +413,7 @@ export const make = (
 
     /** Queues every idle bank that triggers now (or was asked for by compileNow); exact, from one clock read. */
     const sweep: Effect.Effect<number> = Effect.suspend(() => {
+      publishRetains()
       if (!accepting) return Effect.succeed(0)
       const now = clock.unsafeCurrentTimeMillis()
       const { sizeThreshold, stalenessMinMemories } = config
@@ -441,6 +465,7 @@ export const make = (
     const drain = (options?: { readonly timeout?: Duration.DurationInput }) =>
       Effect.timeout(
         Effect.suspend(() => {
+          publishRetains()
           if (pending.size === 0 && running.size === 0) return Effect.void
           drainSignal ??= Deferred.unsafeMake<void>(FiberId.none)
           return Deferred.await(drainSignal)
@@ -554,6 +579,7 @@ export const make = (
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         accepting = false
+        publishRetains()
         yield* FiberSet.clear(background)
         yield* FiberSet.clear(retries)
         // Finalizers are uninterruptible: the deadline only fires on an interruptible wait.
@@ -596,7 +622,7 @@ export const make = (
 
     const idsOf = (banks: ReadonlySet<number>): ReadonlySet<string> => new Set(Array.from(banks, (i) => table.ids[i]!))
 
-    const stats: Effect.Effect<CompileQueueStats> = Effect.sync(() => ({
+    const stats: Effect.Effect<CompileQueueStats> = read(() => ({
       banks: table.size,
       pending: pending.size,
       running: running.size,
@@ -609,20 +635,20 @@ export const make = (
       unsafeNotifyRetain,
       compileNow: (bankId) => Effect.sync(() => unsafeCompileNow(bankId)),
       drain,
-      pendingBanks: Effect.sync(() => idsOf(pending)),
-      runningBanks: Effect.sync(() => idsOf(running)),
-      state: Effect.sync(() => {
+      pendingBanks: read(() => idsOf(pending)),
+      runningBanks: read(() => idsOf(running)),
+      state: read(() => {
         const all = new Map<string, BankCompileState>()
         for (let i = 0; i < table.size; i++) all.set(table.ids[i]!, snapshot(i))
         return all
       }),
       bankState: (bankId) =>
-        Effect.sync(() => {
+        read(() => {
           const i = table.index.get(bankId)
           return i === undefined ? Option.none() : Option.some(snapshot(i))
         }),
       listBanks: (options) =>
-        Effect.sync(() => {
+        read(() => {
           const limit = Math.min(1000, Math.max(1, Math.trunc(options?.limit ?? 100)))
           const wanted = options?.status === undefined ? -1 : STATUS_NAMES.indexOf(options.status)
           const from = Number(options?.cursor ?? 0)
