@@ -480,7 +480,6 @@ export const make = (
       return Deferred.await(quietSignal)
     })
 
-
     // ---- persistence: restore before accepting work, write changed banks behind, flush once more at close ----
 
     const toPersisted = (i: number): PersistedBank => {
@@ -586,7 +585,9 @@ export const make = (
         const finished = yield* quiet.pipe(Effect.interruptible, Effect.timeout(opts.shutdownTimeout), Effect.option)
         interruptingCompiles = true
         yield* FiberSet.clear(workers)
-        yield* Queue.shutdown(queue)
+        yield* Queue.shutdown(queue) // what it discards stays "pending" in the table (and in a store)
+        CompileMetrics.queueSize.unsafeModify(-inQueue, NO_TAGS)
+        inQueue = 0
         if (Option.isSome(store)) {
           yield* flush(store.value).pipe(
             Effect.interruptible,
