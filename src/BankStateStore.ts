@@ -8,9 +8,9 @@ import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { Context, Effect, Layer, type Redacted, Schema } from "effect"
+import { Config, type ConfigError, Context, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { mkdirSync } from "node:fs"
-import { dirname } from "node:path"
+import { dirname, join } from "node:path"
 import { BankStatus } from "./BankCompileState.js"
 
 /**
@@ -193,6 +193,29 @@ export class BankStateStore extends Context.Tag("BankStateStore")<BankStateStore
       ),
       Layer.catchAll((error) => Layer.fail(error instanceof BankStoreError ? error : storeError("open")(error)))
     )
+
+  /**
+   * The service's choice: `DATABASE_URL=postgres://…` selects Postgres; otherwise SQLite at
+   * `$DATA_DIR/compile-trigger.db` (`DATA_DIR` defaults to `./data`). Logs which one it opened.
+   */
+  static layerConfig: Layer.Layer<BankStateStore, BankStoreError | ConfigError.ConfigError> = Layer.unwrapEffect(
+    Effect.gen(function*() {
+      const url = yield* Config.option(Config.redacted("DATABASE_URL"))
+      if (Option.isSome(url)) {
+        if (!/^postgres(ql)?:\/\//.test(Redacted.value(url.value))) {
+          return Layer.fail(new BankStoreError({ operation: "open", message: "DATABASE_URL must be a postgres:// URL" }))
+        }
+        return BankStateStore.pg({ url: url.value }).pipe(
+          Layer.tap(() => Effect.logInfo("bank state: Postgres (DATABASE_URL)"))
+        )
+      }
+      const dataDir = yield* Config.string("DATA_DIR").pipe(Config.withDefault("./data"))
+      const filename = join(dataDir, "compile-trigger.db")
+      return BankStateStore.sqlite({ filename }).pipe(
+        Layer.tap(() => Effect.logInfo(`bank state: SQLite at ${filename}`))
+      )
+    })
+  )
 
   /** Postgres, for deployments that share state or want it off the host. */
   static pg = (options: { readonly url: Redacted.Redacted }): Layer.Layer<BankStateStore, BankStoreError> =>

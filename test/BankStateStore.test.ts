@@ -1,8 +1,8 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { PgClient } from "@effect/sql-pg"
 import { describe, expect, inject, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Metric, Option, Queue, Redacted, Scope, TestClock } from "effect"
-import { mkdtempSync, rmSync } from "node:fs"
+import { ConfigProvider, Context, Effect, Exit, Layer, Metric, Option, Queue, Redacted, Scope, TestClock } from "effect"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll } from "vitest"
@@ -211,4 +211,36 @@ describe("CompileQueue with a store", () => {
       const exit = yield* Effect.exit(openQueue(broken))
       expect(Exit.isFailure(exit) && String(exit.cause)).toContain("file is not a database")
     }))
+})
+
+describe("BankStateStore.layerConfig", () => {
+  const withEnv = (env: Record<string, string>) =>
+    Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+
+  it.live("defaults to SQLite under DATA_DIR", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "ect-config-"))
+      dirs.push(dir)
+      yield* Effect.flatMap(BankStateStore, (store) => store.save([bank(1)])).pipe(
+        Effect.provide(BankStateStore.layerConfig.pipe(Layer.provide(withEnv({ DATA_DIR: dir }))))
+      )
+      expect(existsSync(join(dir, "compile-trigger.db"))).toBe(true)
+    }))
+
+  it.live("rejects a DATABASE_URL that is not postgres://", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(
+        Effect.provide(BankStateStore, BankStateStore.layerConfig.pipe(Layer.provide(withEnv({ DATABASE_URL: "mysql://x" }))))
+      )
+      expect(String(Exit.isFailure(exit) && exit.cause)).toContain("DATABASE_URL must be a postgres:// URL")
+    }))
+
+  if (pgUrl !== "") {
+    it.live("DATABASE_URL selects Postgres", () =>
+      Effect.gen(function*() {
+        const store = yield* BankStateStore
+        yield* store.save([bank(7)])
+        expect((yield* store.load).some((b) => b.bankId === "bank-7")).toBe(true)
+      }).pipe(Effect.provide(BankStateStore.layerConfig.pipe(Layer.provide(withEnv({ DATABASE_URL: pgUrl }))))))
+  }
 })
