@@ -1,0 +1,107 @@
+/**
+ * Shared pieces of the benchmark rows: the row shape, an instant engine, and a queue opened in a scope of its own.
+ *
+ * @internal
+ */
+import { Context, Effect, Exit, Layer, Scope } from "effect"
+import { Bench, type Task } from "tinybench"
+import { CompileEngine, CompileQueue, type CompileQueueOptions, CompileResult } from "../src/index.js"
+
+export interface Row {
+  readonly id: string
+  readonly figure: string
+  readonly value: string
+  readonly baseline: string
+  readonly target: string
+  /** null: reported only (no target), or not run. */
+  readonly met: boolean | null
+  /** Raw numbers for bench/results/latest.json. */
+  readonly data?: Record<string, number | string | null>
+}
+
+export interface Scale {
+  readonly quick: boolean
+  /** 1 for the full run, 10 for `--quick`. */
+  readonly divisor: number
+}
+
+/** One shared result, built without validation: the instant engine must not dominate what is measured. */
+export const instantEngine = (onRun?: (bankId: string) => void) => {
+  const result = new CompileResult({ bankId: "bench" }, true)
+  return CompileEngine.layer((bankId) =>
+    onRun === undefined ? Effect.succeed(result) : Effect.sync(() => {
+      onRun(bankId)
+      return result
+    })
+  )
+}
+
+export interface OpenQueue {
+  readonly queue: CompileQueue["Type"]
+  readonly close: () => Promise<void>
+}
+
+/** Builds a queue (workers, sweep and staleness fibers running) on the default runtime (live clock). */
+export const openQueue = (
+  options: CompileQueueOptions,
+  engine: Layer.Layer<CompileEngine> = instantEngine()
+): Promise<OpenQueue> =>
+  Effect.runPromise(Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const context = yield* Layer.buildWithScope(CompileQueue.layer(options).pipe(Layer.provide(engine)), scope)
+    return {
+      queue: Context.get(context, CompileQueue),
+      close: () => Effect.runPromise(Scope.close(scope, Exit.void))
+    }
+  }))
+
+export const bankIds = (count: number, prefix = "bank-"): Array<string> =>
+  Array.from({ length: count }, (_, n) => `${prefix}${n}`)
+
+/** Runs the bench and returns its tasks by name; a failed task throws. */
+export const runBench = async (bench: Bench): Promise<Map<string, Task>> => {
+  await bench.run()
+  const tasks = new Map<string, Task>()
+  for (const task of bench.tasks) {
+    const result = task.result
+    if (result === undefined || result.error !== undefined) {
+      throw new Error(`bench task "${task.name}" failed: ${String(result?.error ?? "no result")}`)
+    }
+    tasks.set(task.name, task)
+  }
+  return tasks
+}
+
+/** Operations per second of a task whose every iteration does `opsPerIteration` operations (mean latency). */
+export const opsPerSecond = (task: Task, opsPerIteration: number): number =>
+  opsPerIteration / (task.result!.latency.mean / 1000)
+
+/** Relative margin of error of the mean, for the table. */
+export const rme = (task: Task): string => `±${task.result!.latency.rme.toFixed(0)} %`
+
+export const mps = (opsPerSec: number): string => `${(opsPerSec / 1e6).toFixed(2)} M/s`
+
+export const fmtInt = (n: number): string => Math.round(n).toLocaleString("en")
+
+/** A macrotask turn: lets timers, I/O and Effect's scheduler run (the worker fibers included). */
+export const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+export const gc = (): void => {
+  const collect = (globalThis as { gc?: () => void }).gc
+  if (collect === undefined) throw new Error("run with node --expose-gc (npm run bench does)")
+  collect()
+  collect()
+}
+
+/**
+ * Bytes the JS heap and ArrayBuffers hold (typed-array storage is outside the JS heap), after a few event-loop turns
+ * (so fibers and timers that are finishing let go of what they hold) and a full GC.
+ */
+export const liveBytes = async (): Promise<number> => {
+  for (let n = 0; n < 5; n++) await yieldToEventLoop()
+  gc()
+  const usage = process.memoryUsage()
+  return usage.heapUsed + usage.arrayBuffers
+}
+
+export { Bench }

@@ -1,0 +1,69 @@
+/**
+ * `npm run bench` (full, ≤ 5 min on 2 cores) or `npm run bench -- --quick` (10× smaller, < 30 s).
+ * Every figure is printed beside a baseline measured in the same run; the table is printed as Markdown and written,
+ * with the raw numbers, to bench/results/latest.json.
+ *
+ *   node --expose-gc --import tsx bench/run.ts [--quick] [--only B1,B3,...] [--store]
+ */
+import { mkdirSync, writeFileSync } from "node:fs"
+import { cpus } from "node:os"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+import type { Row, Scale } from "./common.js"
+import { hotPathRows } from "./hotPath.js"
+import { latencyRows } from "./latency.js"
+import { memoryRows } from "./memory.js"
+import { sweepRows } from "./sweep.js"
+import { throughputRows } from "./throughput.js"
+
+const args = process.argv.slice(2)
+const quick = args.includes("--quick")
+const onlyAt = args.indexOf("--only")
+const only = onlyAt === -1 ? undefined : new Set((args[onlyAt + 1] ?? "").split(","))
+const scale: Scale = { quick, divisor: quick ? 10 : 1 }
+
+const groups: ReadonlyArray<readonly [ReadonlyArray<string>, (scale: Scale) => Promise<Array<Row>>]> = [
+  // B3 first: the heap is quietest before anything else ran.
+  [["B3"], memoryRows],
+  [["B1", "B2"], hotPathRows],
+  [["B4"], throughputRows],
+  [["B5"], sweepRows],
+  [["B6"], latencyRows]
+]
+
+const started = performance.now()
+const rows: Array<Row> = []
+for (const [ids, run] of groups) {
+  if (only !== undefined && !ids.some((id) => only.has(id))) continue
+  const t0 = performance.now()
+  const produced = await run(scale)
+  rows.push(...produced)
+  console.error(`${ids.join(", ")} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+}
+if (args.includes("--store")) {
+  const { runStoreBench } = await import("./store.js")
+  rows.push(...await runStoreBench({ quick }))
+}
+const seconds = (performance.now() - started) / 1000
+
+const cell = (text: string) => text.replaceAll("|", "\\|")
+const lines = [
+  `\`npm run bench${quick ? " -- --quick" : ""}\` — Node ${process.version}, ${cpus().length} cores, ${seconds.toFixed(0)} s`,
+  "",
+  "| # | figure | value | baseline (same run) | target | met |",
+  "|---|---|---|---|---|---|",
+  ...rows.map((row) =>
+    `| ${row.id} | ${cell(row.figure)} | ${cell(row.value)} | ${cell(row.baseline)} | ${cell(row.target)} | ${
+      row.met === null ? "—" : row.met ? "yes" : "**no**"
+    } |`
+  )
+]
+console.log(lines.join("\n"))
+
+const out = join(dirname(fileURLToPath(import.meta.url)), "results", "latest.json")
+mkdirSync(dirname(out), { recursive: true })
+writeFileSync(
+  out,
+  JSON.stringify({ date: new Date().toISOString(), node: process.version, cores: cpus().length, quick, seconds, rows }, null, 2) + "\n"
+)
+console.error(`wrote ${out}`)
