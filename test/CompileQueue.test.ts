@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, DateTime, Effect, Exit, Fiber, Metric, Option, Queue, TestClock } from "effect"
+import { Cause, DateTime, Effect, Exit, Fiber, Metric, Option, Queue, TestClock, Tracer } from "effect"
 import { CompileError, CompileMetrics, CompileQueue, CompileResult } from "../src/index.js"
 import { captureLogs, instant, queueLayer, retain, TestEngine } from "./utils.js"
 
@@ -598,4 +598,30 @@ describe("CompileQueue — listing", () => {
       expect((yield* queue.listBanks({ status: "pending" })).banks.map((b) => b.bankId)).toEqual(["blocker"])
       yield* open
     }).pipe(Effect.provide(queueLayer({ config: { sizeThreshold: 5 } }))))
+})
+
+describe("CompileQueue — tracing", () => {
+  it.effect("with a tracer installed, each compile is a span CompileQueue.compile with attribute bankId", () => {
+    const spans: Array<{ name: string; bankId: unknown }> = []
+    const recording = Tracer.make({
+      span: (name, parent, context, links, startTime, kind) => {
+        const span = Effect.runSync(Effect.tracer).span(name, parent, context, links, startTime, kind)
+        const record = { name, bankId: undefined as unknown }
+        spans.push(record)
+        const setAttribute = span.attribute.bind(span)
+        span.attribute = (key, value) => {
+          if (key === "bankId") record.bankId = value
+          setAttribute(key, value)
+        }
+        return span
+      },
+      context: (f) => f()
+    })
+    return Effect.gen(function*() {
+      const queue = yield* CompileQueue
+      yield* retain("b", 5)
+      yield* queue.drain()
+      expect(spans.filter((s) => s.name === "CompileQueue.compile")).toEqual([{ name: "CompileQueue.compile", bankId: "b" }])
+    }).pipe(Effect.provide(queueLayer({ config: { sizeThreshold: 5 } })), Effect.withTracer(recording))
+  })
 })
