@@ -3,7 +3,7 @@
  * Every figure is printed beside a baseline measured in the same run; the table is printed as Markdown and written,
  * with the raw numbers, to bench/results/latest.json.
  *
- *   node --expose-gc --import tsx bench/run.ts [--quick] [--only B1,B3,...] [--store]
+ *   node --expose-gc --import tsx bench/run.ts [--quick] [--only B1,B3,S1,...] [--no-store]
  */
 import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus } from "node:os"
@@ -40,7 +40,8 @@ for (const [ids, run] of groups) {
   rows.push(...produced)
   console.error(`${ids.join(", ")} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
 }
-if (args.includes("--store")) {
+// The durable-store rows (S1–S4, issue 6) run by default; `--only` selects them by id too.
+if (!args.includes("--no-store") && (only === undefined || ["S1", "S2", "S3", "S4"].some((id) => only.has(id)))) {
   const { runStoreBench } = await import("./store.js")
   rows.push(...await runStoreBench({ quick }))
 }
