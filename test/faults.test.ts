@@ -239,7 +239,7 @@ describe("fault injection — reported figures", () => {
   // so it reports more queued banks than `capacity` (maxQueueSize) allows; the `compile_trigger_queue_size` gauge
   // does the same. The queue itself never holds more than maxQueueSize (Effect's bounded Queue); only the figure is
   // off. Minimal case: maxQueueSize 1, the only worker busy, one bank queued, a retry comes due.
-  it.effect.fails("stats.queued never exceeds capacity, even while a retry waits for room", () =>
+  it.effect("stats.queued never exceeds capacity, even while a retry waits for room", () =>
     Effect.gen(function*() {
       const queue = yield* CompileQueue
       const books = yield* TestBooks
@@ -300,7 +300,7 @@ describe("fault injection — shutdown with retries outstanding (live clock)", (
   // (baseDelay · 2^(n-1) · up to 1.5 — minutes with a long baseDelay), before the shutdown deadline even starts.
   // README: "cancels the sweep and retry timers". Fix idea: fork the retry with `Effect.interruptible` (or from an
   // interruptible region). Expected: close returns at once (no compile runs); actual: after the retry delay (1-3 s).
-  it.live.fails("closing during a retry delay cancels the retry timer at once", () =>
+  it.live("closing during a retry delay cancels the retry timer at once", () =>
     Effect.gen(function*() {
       const { books, closeWithin, queue } = yield* openQueue(
         { config: { sizeThreshold: 1 }, retry: { maxAttempts: 3, baseDelay: "2 seconds" }, shutdownTimeout: 0 },
@@ -315,7 +315,7 @@ describe("fault injection — shutdown with retries outstanding (live clock)", (
   // BUG: same cause, worse effect: a retry that came due while the queue is full waits for room in `Queue.offer`,
   // uninterruptibly. If the running compiles hang (no compileTimeout), nothing ever makes room and closing the scope
   // never returns, whatever shutdownTimeout says (the deadline is only awaited after the retries are cleared).
-  it.live.fails("closing returns within shutdownTimeout + 1 s while a retry waits for room behind a hung compile", () =>
+  it.live("closing returns within shutdownTimeout + 1 s while a retry waits for room behind a hung compile", () =>
     Effect.gen(function*() {
       const { books, closeWithin, queue } = yield* openQueue(
         {
@@ -333,7 +333,7 @@ describe("fault injection — shutdown with retries outstanding (live clock)", (
       queue.unsafeNotifyRetain("waiting", 1) // fills the queue
       yield* Effect.sleep(600) // flaky's retry comes due (150-450 ms) and waits for room
       const stats = yield* queue.stats
-      expect([stats.pending, stats.running, stats.queued]).toEqual([2, 1, 2]) // flaky and waiting; busy
+      expect([stats.pending, stats.running, stats.queued]).toEqual([2, 1, 1]) // pending: flaky and waiting; running: busy; in the queue: waiting
       const closeMs = yield* closeWithin("1200 millis")
       expect(Option.isSome(closeMs)).toBe(true)
     }))

@@ -137,7 +137,7 @@ export const make = (
 
     const checkSignals = (): void => {
       if (running.size !== 0) return
-      if (inQueue === 0) quietSignal = signal(quietSignal)
+      if (inQueue <= 0) quietSignal = signal(quietSignal)
       if (pending.size === 0) drainSignal = signal(drainSignal)
     }
 
@@ -327,7 +327,8 @@ export const make = (
             Effect.logWarning(
               `compile failed (attempt ${attempt} of ${opts.maxAttempts}): ${message}; retrying in ${Math.round(delay)} ms`
             ),
-            FiberSet.run(retries, Effect.zipRight(sleepMillis(delay), requeue(i)))
+            // Forked from the worker's uninterruptible bookkeeping: make it interruptible so close cancels it.
+            FiberSet.run(retries, Effect.interruptible(Effect.zipRight(sleepMillis(delay), requeue(i))))
           )
         })
       }
@@ -339,21 +340,19 @@ export const make = (
       )
     }
 
-    /** After a retry delay: back into the queue, waiting for room rather than dropping the retry. */
+    /**
+     * After a retry delay: back into the queue, waiting for room rather than dropping the retry. It counts as queued
+     * only once the queue took it (a worker may take it first: `inQueue` can dip below zero for that moment).
+     */
     const requeue = (i: number): Effect.Effect<void> =>
       Effect.suspend(() => {
         if (!accepting) return Effect.void
-        inQueue++
-        CompileMetrics.queueSize.unsafeModify(1, NO_TAGS)
         return Queue.offer(queue, i).pipe(
-          Effect.tap(() => CompileMetrics.enqueued.unsafeUpdate(1, NO_TAGS)),
-          Effect.onInterrupt(() =>
-            Effect.sync(() => {
-              inQueue--
-              CompileMetrics.queueSize.unsafeModify(-1, NO_TAGS)
-              checkSignals()
-            })
-          )
+          Effect.tap(() => {
+            inQueue++
+            CompileMetrics.queueSize.unsafeModify(1, NO_TAGS)
+            CompileMetrics.enqueued.unsafeUpdate(1, NO_TAGS)
+          })
         )
       })
 
@@ -541,7 +540,7 @@ export const make = (
         // Wait for room rather than drop: these compiles were promised before the restart.
         return Effect.zipRight(
           Effect.logInfo(`restored ${banks.length} banks; ${requeued.length} queued again`),
-          FiberSet.run(retries, Effect.forEach(requeued, requeue, { discard: true }))
+          FiberSet.run(retries, Effect.interruptible(Effect.forEach(requeued, requeue, { discard: true })))
         )
       })
 
