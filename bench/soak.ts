@@ -18,7 +18,7 @@ soak: ${n(options.banks)} banks, ${n(o.notifies)} retains, maxQueueSize ${option
   dropped            ${n(o.droppedEvents)} times a due bank found the queue full (max stats.queued ${o.maxStatsQueued})
   recovered          ${n(o.recovered)} of ${n(o.dueIdleAtEnd)} banks due-but-dropped when the retains stopped, by the sweep in ${n(o.recoveryMs)} ms
   books              ${o.unbalancedBanks === 0 ? "every bank balances (retained = consumed + counter)" : `${o.unbalancedBanks} banks do not balance`}; max runs of one bank at once: ${o.maxRunsOfOneBank}
-  heap after GC      ${heapMB === null ? "n/a (no gc)" : `start ${heapMB.start} MB, after retains ${heapMB.afterNotifies} MB, end ${heapMB.end} MB`}
+  heap + buffers     ${heapMB === null ? "n/a (no gc)" : `start ${heapMB.start} MB, after retains ${heapMB.afterNotifies} MB, end ${heapMB.end} MB`}
   shutdown           close returned in ${n(s.closeMs)} ms (shutdownTimeout ${n(s.shutdownTimeoutMs)} ms) with ${s.pendingAtClose} pending and ${s.runningAtClose} running (4 hanging); ${s.startedDuringClose} compiles started during close, ${s.startsAfterClose} after; ${n(s.notifiesAfterClose)} retains after close were no-ops
   total              ${n(Date.now() - started)} ms
   result             ${report.problems.length === 0 ? "PASS" : `FAIL\n    ${report.problems.join("\n    ")}`}`)

@@ -235,10 +235,9 @@ describe("fault injection — hanging compiles", () => {
 })
 
 describe("fault injection — reported figures", () => {
-  // BUG: `stats.queued` ("banks waiting in the queue", README) counts a retry that waits for room in a full queue,
-  // so it reports more queued banks than `capacity` (maxQueueSize) allows; the `compile_trigger_queue_size` gauge
-  // does the same. The queue itself never holds more than maxQueueSize (Effect's bounded Queue); only the figure is
-  // off. Minimal case: maxQueueSize 1, the only worker busy, one bank queued, a retry comes due.
+  // Regression (found by these suites, fixed in 5253869): `stats.queued` counted a retry waiting for room in a full
+  // queue, so it reported more queued banks than `capacity` allowed. Minimal case: maxQueueSize 1, the only worker
+  // busy, one bank queued, a retry comes due.
   it.effect("stats.queued never exceeds capacity, even while a retry waits for room", () =>
     Effect.gen(function*() {
       const queue = yield* CompileQueue
@@ -259,7 +258,6 @@ describe("fault injection — reported figures", () => {
       yield* TestClock.adjust("2 seconds") // flaky's retry comes due and waits for room
       for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
       const stats = yield* queue.stats
-      // let the queue empty before it closes (see the shutdown bug below: a retry waiting for room blocks close)
       yield* Deferred.succeed(busy, undefined)
       yield* settle("10 seconds")
       expect(stats.queued).toBeLessThanOrEqual(stats.capacity)
@@ -295,11 +293,8 @@ const openQueue = (options: CompileQueueOptions, behavior: EngineBehavior) =>
   })
 
 describe("fault injection — shutdown with retries outstanding (live clock)", () => {
-  // BUG: retry fibers are forked (FiberSet.run in `failed`) from inside the worker's uninterruptible region, so they
-  // inherit "uninterruptible": at close `FiberSet.clear(retries)` cannot cut a retry delay short and waits it out
-  // (baseDelay · 2^(n-1) · up to 1.5 — minutes with a long baseDelay), before the shutdown deadline even starts.
-  // README: "cancels the sweep and retry timers". Fix idea: fork the retry with `Effect.interruptible` (or from an
-  // interruptible region). Expected: close returns at once (no compile runs); actual: after the retry delay (1-3 s).
+  // Regression (found by these suites, fixed in 5253869): retry fibers were forked from inside the worker's
+  // uninterruptible bookkeeping and inherited it, so close waited out every retry delay before its deadline started.
   it.live("closing during a retry delay cancels the retry timer at once", () =>
     Effect.gen(function*() {
       const { books, closeWithin, queue } = yield* openQueue(
@@ -312,9 +307,8 @@ describe("fault injection — shutdown with retries outstanding (live clock)", (
       expect(Option.getOrThrow(closeMs)).toBeLessThan(500)
     }))
 
-  // BUG: same cause, worse effect: a retry that came due while the queue is full waits for room in `Queue.offer`,
-  // uninterruptibly. If the running compiles hang (no compileTimeout), nothing ever makes room and closing the scope
-  // never returns, whatever shutdownTimeout says (the deadline is only awaited after the retries are cleared).
+  // Regression, same cause, worse effect: a retry due while the queue is full waited for room uninterruptibly; behind
+  // hung compiles nothing made room and close never returned, whatever shutdownTimeout said.
   it.live("closing returns within shutdownTimeout + 1 s while a retry waits for room behind a hung compile", () =>
     Effect.gen(function*() {
       const { books, closeWithin, queue } = yield* openQueue(

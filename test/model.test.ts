@@ -285,12 +285,7 @@ const runScenario = (scenario: Scenario, commands: ReadonlyArray<Command>) =>
       // settled: the running banks are exactly those whose engine run is in flight
       expect(new Set(blocked.map((r) => r.bankId)), `${step}: running banks`).toEqual(new Set(running))
       expect(s.running, `${step}: running ≤ concurrency`).toBeLessThanOrEqual(scenario.concurrency)
-      // `stats.queued` also counts retries waiting for room in a full queue (they wait rather than drop; their
-      // banks have failed at least once): the queue itself holds at most maxQueueSize.
-      const retrying = [...pending].filter((id) => (states.get(id)?.consecutiveFailures ?? 0) > 0).length
-      expect(s.queued, `${step}: queued ≤ maxQueueSize (+ retries waiting for room)`).toBeLessThanOrEqual(
-        capacity + retrying
-      )
+      expect(s.queued, `${step}: queued ≤ maxQueueSize`).toBeLessThanOrEqual(capacity)
     }
 
     /** After the clock moved past a sweep, parking is unknown (a sweep unparks idle banks, failures may park). */

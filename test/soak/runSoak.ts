@@ -95,7 +95,7 @@ export interface SoakReport {
     readonly maxRunsOfOneBank: number
     readonly unbalancedBanks: number
   }
-  /** Heap used after a full GC, in MB; null when no GC could be forced. */
+  /** JS heap used plus ArrayBuffers after a full GC, in MB; null when no GC could be forced. */
   readonly heapMB: { readonly start: number; readonly afterNotifies: number; readonly end: number } | null
   readonly shutdown: {
     readonly shutdownTimeoutMs: number
@@ -125,7 +125,8 @@ const forceGc = (() => {
 const heapMB = (): number => {
   forceGc!()
   forceGc!()
-  return Math.round(process.memoryUsage().heapUsed / 1e5) / 10
+  const { arrayBuffers, heapUsed } = process.memoryUsage()
+  return Math.round((heapUsed + arrayBuffers) / 1e5) / 10 // the queue's columns are typed arrays: count them too
 }
 
 /**
@@ -210,6 +211,7 @@ const overload = (options: SoakOptions, problems: Array<string>) =>
       yield* Effect.sleep(Duration.millis(1))
     }
     const notifyPhaseMs = Date.now() - notifyStart
+    if (maxQueued > options.maxQueueSize) problems.push(`stats.queued reached ${maxQueued} > ${options.maxQueueSize}`)
     const heapAfterNotifies = yield* measureHeap
     const dueIdle = yield* dueBanks(queue)
     const notifyEnd = Date.now()
