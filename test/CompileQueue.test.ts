@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, DateTime, Effect, Exit, Fiber, Metric, Option, Queue, TestClock, Tracer } from "effect"
+import { Cause, DateTime, Deferred, Effect, Exit, Fiber, Metric, Option, Queue, TestClock, Tracer } from "effect"
 import { CompileError, CompileMetrics, CompileQueue, CompileResult } from "../src/index.js"
 import { captureLogs, instant, queueLayer, retain, TestEngine } from "./utils.js"
 
@@ -577,6 +577,40 @@ describe("CompileQueue — observability", () => {
       Effect.provide(layer)
     )
   })
+})
+
+describe("CompileQueue — sweep fairness", () => {
+  it.effect("a sweep that runs out of room resumes where it stopped, so an always-due bank cannot starve the rest", () =>
+    Effect.gen(function*() {
+      const queue = yield* CompileQueue
+      const engine = yield* TestEngine
+      // Blockers hold the only worker until their round's gate opens; "a" always fails, so it stays due.
+      let gate = yield* Deferred.make<void>()
+      engine.behavior = (bankId, call) =>
+        bankId.startsWith("blocker")
+          ? Effect.as(Deferred.await(gate), new CompileResult({ bankId }))
+          : bankId === "a"
+          ? Effect.fail(new CompileError({ bankId, message: "always" }))
+          : instant(bankId, call)
+      for (const id of ["a", "b", "c"]) yield* retain(id, 1)
+      yield* TestClock.adjust("1 day") // all three are now stale: only a sweep queues them
+      for (const expected of ["a", "b", "c", "a"]) {
+        gate = yield* Deferred.make<void>()
+        yield* Queue.takeAll(engine.started)
+        yield* queue.compileNow(`blocker-${expected}`)
+        expect(yield* Queue.take(engine.started)).toBe(`blocker-${expected}`)
+        yield* queue.sweepNow // room for one bank
+        const pending = yield* queue.pendingBanks
+        yield* Deferred.succeed(gate, undefined)
+        expect(pending).toEqual(new Set([expected]))
+        yield* queue.drain()
+      }
+    }).pipe(Effect.provide(queueLayer({
+      config: { sizeThreshold: 1000, stalenessDays: 1, stalenessMinMemories: 1 },
+      maxQueueSize: 1,
+      sweepInterval: "1000 days",
+      retry: { maxAttempts: 1 }
+    }))))
 })
 
 describe("CompileQueue — listing", () => {

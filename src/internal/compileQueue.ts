@@ -418,6 +418,7 @@ export const make = (
       return Effect.void
     }))
 
+    let sweepFrom = 0
     /** Queues every idle bank that triggers now (or was asked for by compileNow); exact, from one clock read. */
     const sweep: Effect.Effect<number> = Effect.suspend(() => {
       publishRetains()
@@ -430,7 +431,11 @@ export const make = (
       let notQueued = 0
       let newlyWarned = 0
       let full = false
-      for (let i = 0; i < size; i++) {
+      let firstLeftOut = -1
+      // Start where the last sweep ran out of room, so a full queue cannot starve the banks at the end of the table.
+      const start = sweepFrom < size ? sweepFrom : 0
+      for (let n = 0; n < size; n++) {
+        const i = start + n < size ? start + n : start + n - size
         let s = state[i]!
         if ((s & STATUS) !== IDLE) continue
         if ((s & PARKED) !== 0) state[i] = s &= ~PARKED
@@ -447,12 +452,14 @@ export const make = (
           continue
         }
         full = true // nothing leaves the queue during this synchronous loop
+        if (firstLeftOut === -1) firstLeftOut = i
         notQueued++
         if ((s & DROP_WARNED) === 0) {
           state[i] = s | DROP_WARNED
           newlyWarned++
         }
       }
+      sweepFrom = firstLeftOut === -1 ? 0 : firstLeftOut
       if (notQueued > 0) CompileMetrics.dropped.unsafeUpdate(notQueued, NO_TAGS)
       const report = newlyWarned > 0
         ? Effect.logWarning(
