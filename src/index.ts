@@ -34,3 +34,9 @@ export {
   makeSql as makeSqlBankStateStore,
   type PersistedBank
 } from "./BankStateStore.js"
+export * as CompileTriggerApi from "./CompileTriggerApi.js"
+export * as CompileTriggerServer from "./CompileTriggerServer.js"
+export * as DryRunEngine from "./DryRunEngine.js"
+export * as PrometheusMetrics from "./PrometheusMetrics.js"
+export * as ServiceConfig from "./ServiceConfig.js"
+export * as WebhookEngine from "./WebhookEngine.js"

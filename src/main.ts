@@ -1,2 +1,110 @@
-// Placeholder until the HTTP sidecar lands: the library is used by composing `CompileQueue.layer` into an app.
-console.log("effect-compile-trigger: the HTTP service is not built yet; see README.md for library usage (npm test runs the suite).")
+/**
+ * `npm start`: the compile trigger as an HTTP sidecar. A thin composition, bottom to top:
+ * config → engine → (store) → queue → HTTP → `Layer.launch` → `NodeRuntime.runMain`.
+ */
+import { HttpServerError } from "@effect/platform"
+import { NodeHttpClient, NodeRuntime } from "@effect/platform-node"
+import { Cause, ConfigError, Duration, Effect, Layer, Logger, LogLevel, Option } from "effect"
+import { CompileQueue } from "./CompileQueue.js"
+import * as CompileTriggerServer from "./CompileTriggerServer.js"
+import * as DryRunEngine from "./DryRunEngine.js"
+import * as ServiceConfig from "./ServiceConfig.js"
+import * as WebhookEngine from "./WebhookEngine.js"
+
+/** Requests already received get this long to finish at shutdown, before the queue's own deadline starts. */
+const REQUEST_DRAIN_TIMEOUT = Duration.seconds(5)
+
+const Engine = (config: ServiceConfig.ServiceConfig) =>
+  config.engine._tag === "Webhook"
+    ? WebhookEngine.layer({
+      url: config.engine.url,
+      token: Option.getOrUndefined(config.engine.token),
+      timeout: config.compileTimeout
+    }).pipe(Layer.provide(NodeHttpClient.layer))
+    : DryRunEngine.layer
+
+/** Durable bank state (issue 6) slots in here: a `BankStateStore` layer; the queue restores from it and flushes to it. */
+const Store = Layer.empty
+
+const Queue = (config: ServiceConfig.ServiceConfig) =>
+  CompileQueue.layer({
+    config: config.trigger,
+    maxQueueSize: Number.isFinite(config.maxQueueSize) ? config.maxQueueSize : 0,
+    concurrency: config.concurrency,
+    sweepInterval: config.sweepInterval,
+    // The engine enforces compileTimeout itself (the webhook's CompileError names it); this is only a backstop.
+    compileTimeout: Duration.sum(config.compileTimeout, Duration.seconds(1)),
+    shutdownTimeout: config.shutdownTimeout
+  }).pipe(
+    Layer.tap(() => Effect.logInfo(`queue: ${ServiceConfig.describe(config)}`)),
+    Layer.provide(Engine(config)),
+    Layer.provide(Store)
+  )
+
+const Http = (config: ServiceConfig.ServiceConfig) =>
+  CompileTriggerServer.layer({
+    host: config.host,
+    port: config.port,
+    apiToken: config.apiToken,
+    requestDrainTimeout: REQUEST_DRAIN_TIMEOUT
+  })
+
+/**
+ * runMain has no shutdown deadline of its own. Built last, so its finalizer runs first at shutdown: if the graceful
+ * stop (requests, then compiles up to COMPILE_SHUTDOWN_TIMEOUT) has not ended well after its deadlines, exit 1.
+ */
+const ShutdownWatchdog = (config: ServiceConfig.ServiceConfig) =>
+  Layer.scopedDiscard(Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      const limit = Duration.sum(Duration.sum(config.shutdownTimeout, REQUEST_DRAIN_TIMEOUT), Duration.seconds(15))
+      setTimeout(() => {
+        process.stderr.write(`shutdown did not finish within ${Duration.format(limit)}: exiting\n`)
+        process.exit(1)
+      }, Duration.toMillis(limit)).unref()
+    })
+  ))
+
+const Service = (config: ServiceConfig.ServiceConfig) =>
+  ShutdownWatchdog(config).pipe(Layer.provide(Http(config)), Layer.provide(Queue(config)))
+
+/** Pretty or JSON lines; errors to stderr, the rest to stdout. */
+const loggerFor = (logging: Pick<ServiceConfig.ServiceConfig, "logFormat" | "logLevel">) => {
+  const [out, err] = logging.logFormat === "json"
+    ? [Logger.withConsoleLog(Logger.jsonLogger), Logger.withConsoleError(Logger.jsonLogger)]
+    : [Logger.prettyLogger(), Logger.prettyLogger({ stderr: true })]
+  const logger = Logger.make<unknown, void>((options) =>
+    LogLevel.greaterThanEqual(options.logLevel, LogLevel.Error) ? err.log(options) : out.log(options)
+  )
+  return Layer.merge(Logger.replace(Logger.defaultLogger, logger), Logger.minimumLogLevel(logging.logLevel))
+}
+
+/** A startup failure as one line: which variable is wrong, or why the server could not listen. */
+const startupError = (cause: Cause.Cause<unknown>): string => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    const error = failure.value
+    if (ConfigError.isConfigError(error)) return ServiceConfig.formatConfigError(error)
+    if (error instanceof HttpServerError.ServeError) {
+      return `cannot listen: ${error.cause instanceof Error ? error.cause.message : String(error.cause)}`
+    }
+  }
+  return Cause.pretty(cause)
+}
+
+const main = Effect.gen(function*() {
+  const logging = yield* Effect.orElseSucceed(ServiceConfig.logging, () => ({
+    logFormat: "pretty" as const,
+    logLevel: ServiceConfig.defaultLogLevel
+  }))
+  return yield* Effect.gen(function*() {
+    const config = yield* ServiceConfig.config
+    return yield* Layer.launch(Service(config))
+  }).pipe(
+    Effect.tapErrorCause((cause) =>
+      Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError(`startup failed: ${startupError(cause)}`)
+    ),
+    Effect.provide(loggerFor(logging))
+  )
+})
+
+NodeRuntime.runMain(main, { disablePrettyLogger: true, disableErrorReporting: true })

@@ -1,0 +1,359 @@
+/**
+ * The HTTP API of the compile-trigger service, as one `HttpApi` definition: the server, the OpenAPI document
+ * (`/openapi.json`), Swagger UI (`/docs`) and the typed client (`CompileTriggerClient`) all derive from it.
+ *
+ * @since 0.1.0
+ */
+import {
+  HttpApi,
+  HttpApiClient,
+  HttpApiEndpoint,
+  HttpApiGroup,
+  HttpApiMiddleware,
+  HttpApiSchema,
+  HttpApiSecurity,
+  HttpClient,
+  HttpClientRequest
+} from "@effect/platform"
+import { Option, ParseResult, Redacted, Schema } from "effect"
+import { BankCompileState, BankStatus } from "./BankCompileState.js"
+import { isValidBatch } from "./internal/httpFastPath.js"
+
+/** Largest request body the service reads. */
+export const MAX_BODY_BYTES = 1024 * 1024
+
+/** Largest `count` of one retain. */
+export const MAX_RETAIN_COUNT = 1_000_000
+
+/** Most items in one batch of retains. */
+export const MAX_BATCH_ITEMS = 1000
+
+const BANK_ID_JSON_SCHEMA = { type: "string", pattern: "^[A-Za-z0-9._:-]{1,200}$" } as const
+const COUNT_JSON_SCHEMA = { type: "integer", minimum: 1, maximum: MAX_RETAIN_COUNT } as const
+
+const strict = { parseOptions: { onExcessProperty: "error" } } as const
+
+/**
+ * A bank id: 1 to 200 characters of `A–Z a–z 0–9 . _ : -`.
+ *
+ * @since 0.1.0
+ */
+export const BankId = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9._:-]{1,200}$/, {
+    message: () => "bankId must be 1 to 200 characters of A-Z a-z 0-9 . _ : -"
+  })
+).annotations({ identifier: "BankId" })
+
+/**
+ * How many memories one retain adds: an integer from 1 to 1,000,000 (default 1).
+ *
+ * @since 0.1.0
+ */
+export const RetainCount = Schema.Number.pipe(
+  Schema.int({ message: () => `count must be an integer from 1 to ${MAX_RETAIN_COUNT}` }),
+  Schema.between(1, MAX_RETAIN_COUNT, { message: () => `count must be an integer from 1 to ${MAX_RETAIN_COUNT}` })
+).annotations({ identifier: "RetainCount" })
+
+/**
+ * Body of `POST /v1/banks/{bankId}/retain`. An empty body means `{}` (count 1).
+ *
+ * @since 0.1.0
+ */
+export const RetainRequest = Schema.Struct({ count: Schema.optional(RetainCount) }).annotations({
+  ...strict,
+  identifier: "RetainRequest"
+})
+
+/**
+ * The retain route's payload: `RetainRequest`, where an empty body means `{}`. Decoded from `unknown` so that errors
+ * name only the object's problems.
+ *
+ * @since 0.1.0
+ */
+export const RetainPayload = Schema.transformOrFail(
+  Schema.Unknown.annotations({
+    jsonSchema: {
+      type: "object",
+      description: "An empty body means {} (count 1).",
+      properties: { count: COUNT_JSON_SCHEMA },
+      additionalProperties: false
+    }
+  }),
+  Schema.typeSchema(RetainRequest),
+  {
+    strict: true,
+    decode: (body) => body === null ? ParseResult.succeed({}) : ParseResult.decodeUnknown(RetainRequest)(body),
+    encode: ParseResult.succeed
+  }
+)
+
+/**
+ * One item of `POST /v1/retains`.
+ *
+ * @since 0.1.0
+ */
+export const BatchRetainItem = Schema.Struct({ bankId: BankId, count: Schema.optional(RetainCount) }).annotations({
+  ...strict,
+  identifier: "BatchRetainItem"
+})
+
+/**
+ * Body of `POST /v1/retains`: 1 to 1,000 retains, checked as a whole before any is counted.
+ *
+ * @since 0.1.0
+ */
+export const BatchRetainRequest = Schema.Array(BatchRetainItem).pipe(
+  Schema.minItems(1, { message: () => "the batch must have at least one item" }),
+  Schema.maxItems(MAX_BATCH_ITEMS, { message: () => `the batch must have at most ${MAX_BATCH_ITEMS} items` })
+).annotations({ identifier: "BatchRetainRequest" })
+
+/**
+ * The batch route's payload, as the route decodes it: a hand-written check that accepts exactly what `BatchRetainRequest` accepts
+ * (a 1,000-item Schema decode costs milliseconds), and the Schema itself for anything it rejects, so the error is the
+ * Schema's.
+ */
+export const BatchRetainPayload = Schema.transformOrFail(
+  Schema.Unknown.annotations({
+    jsonSchema: {
+      type: "array",
+      minItems: 1,
+      maxItems: MAX_BATCH_ITEMS,
+      items: {
+        type: "object",
+        required: ["bankId"],
+        properties: { bankId: BANK_ID_JSON_SCHEMA, count: COUNT_JSON_SCHEMA },
+        additionalProperties: false
+      }
+    }
+  }),
+  // Checked above, once: a `typeSchema` here would walk all 1,000 items again.
+  Schema.declare((input): input is typeof BatchRetainRequest.Type => Array.isArray(input), {
+    identifier: "BatchRetainRequest"
+  }),
+  {
+    strict: true,
+    decode: (body) =>
+      isValidBatch(body, MAX_BATCH_ITEMS, MAX_RETAIN_COUNT)
+        ? ParseResult.succeed(body as typeof BatchRetainRequest.Type)
+        : ParseResult.decodeUnknown(BatchRetainRequest)(body),
+    encode: ParseResult.succeed
+  }
+)
+
+/**
+ * @since 0.1.0
+ */
+export class BatchRetainResponse extends Schema.Class<BatchRetainResponse>("BatchRetainResponse")({
+  /** Items counted. */
+  accepted: Schema.NonNegativeInt,
+  /** Memories counted (the sum of the counts). */
+  retains: Schema.NonNegativeInt
+}) {}
+
+/**
+ * @since 0.1.0
+ */
+export class BankPage extends Schema.Class<BankPage>("BankPage")({
+  banks: Schema.Array(BankCompileState),
+  /** Pass as `cursor` to get the next page; `null` on the last page. */
+  nextCursor: Schema.OptionFromNullOr(Schema.String)
+}) {}
+
+/**
+ * @since 0.1.0
+ */
+export class QueueStats extends Schema.Class<QueueStats>("QueueStats")({
+  /** Banks waiting in the queue or for a retry. */
+  pending: Schema.NonNegativeInt,
+  /** Compiles running now. */
+  running: Schema.NonNegativeInt,
+  /** Banks waiting in the queue (a subset of `pending`). */
+  size: Schema.NonNegativeInt,
+  /** Most banks that may wait in the queue; `null` when unbounded. */
+  capacity: Schema.NullOr(Schema.NonNegativeInt),
+  /** Banks the service knows. */
+  banks: Schema.NonNegativeInt
+}) {}
+
+const ListBanksParams = Schema.Struct({
+  status: Schema.optional(BankStatus),
+  limit: Schema.optional(
+    Schema.NumberFromString.pipe(
+      Schema.int({ message: () => "limit must be an integer from 1 to 1000" }),
+      Schema.between(1, 1000, { message: () => "limit must be an integer from 1 to 1000" })
+    )
+  ),
+  cursor: Schema.optional(Schema.String)
+})
+
+/**
+ * @since 0.1.0
+ */
+export class Health extends Schema.Class<Health>("Health")({
+  status: Schema.Literal("ok", "ready")
+}) {}
+
+// --- errors -----------------------------------------------------------------------------------------------------
+
+/**
+ * The service knows no bank with this id.
+ *
+ * @since 0.1.0
+ */
+export class BankNotFound extends Schema.TaggedError<BankNotFound>()(
+  "BankNotFound",
+  { bankId: Schema.String, message: Schema.String },
+  HttpApiSchema.annotations({ status: 404 })
+) {}
+
+/**
+ * Missing or wrong `Authorization: Bearer` token.
+ *
+ * @since 0.1.0
+ */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()(
+  "Unauthorized",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 401 })
+) {}
+
+/**
+ * The service is starting or shutting down.
+ *
+ * @since 0.1.0
+ */
+export class NotReady extends Schema.TaggedError<NotReady>()(
+  "NotReady",
+  { state: Schema.Literal("starting", "shutting_down"), message: Schema.String },
+  HttpApiSchema.annotations({ status: 503 })
+) {}
+
+/**
+ * The body is not JSON, or not of the JSON content type.
+ *
+ * @since 0.1.0
+ */
+export class MalformedRequest extends Schema.TaggedError<MalformedRequest>()(
+  "MalformedRequest",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 400 })
+) {}
+
+/**
+ * The body is larger than 1 MiB.
+ *
+ * @since 0.1.0
+ */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()(
+  "PayloadTooLarge",
+  { message: Schema.String, limitBytes: Schema.Number },
+  HttpApiSchema.annotations({ status: 413 })
+) {}
+
+// --- security -----------------------------------------------------------------------------------------------------
+
+/**
+ * Guards every `/v1` route. With `API_TOKEN` set it requires `Authorization: Bearer <API_TOKEN>`; unset, it lets
+ * every request through.
+ *
+ * @since 0.1.0
+ */
+export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("Authorization", {
+  failure: Unauthorized,
+  security: { bearer: HttpApiSecurity.bearer }
+}) {}
+
+// --- endpoints ----------------------------------------------------------------------------------------------------
+
+const bankPath = Schema.Struct({ bankId: BankId })
+
+/**
+ * `/v1`: counting retains, compiling, reading state. Guarded by `Authorization`.
+ *
+ * @since 0.1.0
+ */
+export class BanksGroup extends HttpApiGroup.make("banks")
+  .add(
+    HttpApiEndpoint.post("retain", "/banks/:bankId/retain")
+      .setPath(bankPath)
+      .setPayload(RetainPayload)
+      .addSuccess(BankCompileState, { status: 202 })
+      .addError(NotReady)
+  )
+  .add(
+    HttpApiEndpoint.post("retainBatch", "/retains")
+      .setPayload(BatchRetainPayload)
+      .addSuccess(BatchRetainResponse, { status: 202 })
+      .addError(NotReady)
+  )
+  .add(
+    HttpApiEndpoint.post("compile", "/banks/:bankId/compile")
+      .setPath(bankPath)
+      .addSuccess(BankCompileState, { status: 202 })
+      .addError(NotReady)
+  )
+  .add(
+    HttpApiEndpoint.get("getBank", "/banks/:bankId")
+      .setPath(bankPath)
+      .addSuccess(BankCompileState)
+      .addError(BankNotFound)
+  )
+  .add(
+    HttpApiEndpoint.get("listBanks", "/banks")
+      .setUrlParams(ListBanksParams)
+      .addSuccess(BankPage)
+  )
+  .add(HttpApiEndpoint.get("queue", "/queue").addSuccess(QueueStats))
+  .middleware(Authorization)
+  .prefix("/v1")
+{}
+
+/**
+ * Open routes for orchestrators and scrapers.
+ *
+ * @since 0.1.0
+ */
+export class HealthGroup extends HttpApiGroup.make("health")
+  .add(HttpApiEndpoint.get("healthz", "/healthz").addSuccess(Health))
+  .add(HttpApiEndpoint.get("readyz", "/readyz").addSuccess(Health).addError(NotReady))
+  .add(
+    HttpApiEndpoint.get("metrics", "/metrics").addSuccess(
+      Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: "text/plain; version=0.0.4" }))
+    )
+  )
+{}
+
+/**
+ * The whole API.
+ *
+ * @since 0.1.0
+ */
+export class CompileTriggerApi extends HttpApi.make("compile-trigger")
+  .add(BanksGroup)
+  .add(HealthGroup)
+  .addError(MalformedRequest)
+  .addError(PayloadTooLarge)
+{}
+
+/**
+ * The typed client for TypeScript callers: `client.banks.retain({ path: { bankId }, payload: { count } })`.
+ *
+ * ```ts
+ * const client = yield* CompileTriggerClient.make({ baseUrl: "http://127.0.0.1:8787", token: Redacted.make("…") })
+ * const state = yield* client.banks.retain({ path: { bankId: "bank-1" }, payload: { count: 3 } })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const CompileTriggerClient = {
+  /** Needs an `HttpClient` (`FetchHttpClient.layer`, `NodeHttpClient.layer`, …). */
+  make: (options: { readonly baseUrl: string | URL; readonly token?: Redacted.Redacted | undefined }) =>
+    HttpApiClient.make(CompileTriggerApi, {
+      baseUrl: options.baseUrl,
+      transformClient: (client) =>
+        Option.match(Option.fromNullable(options.token), {
+          onNone: () => client,
+          onSome: (token) => HttpClient.mapRequest(client, HttpClientRequest.bearerToken(Redacted.value(token)))
+        })
+    })
+}

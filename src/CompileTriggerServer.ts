@@ -1,0 +1,309 @@
+/**
+ * The HTTP side of the service: the `CompileTriggerApi` handlers over a `CompileQueue`, bearer-token auth, the 1 MiB
+ * body limit, readiness, and a graceful stop (not ready → stop taking requests → let the queue finish).
+ *
+ * @since 0.1.0
+ */
+import {
+  type HttpApi,
+  HttpApiBuilder,
+  HttpApiError,
+  HttpApiSwagger,
+  type HttpApp,
+  HttpIncomingMessage,
+  HttpMethod,
+  HttpServerError,
+  HttpServerRequest,
+  HttpServerResponse
+} from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Cause, Context, Duration, Effect, Layer, Option, ParseResult, Redacted, Ref, Schema } from "effect"
+import { createHash, timingSafeEqual } from "node:crypto"
+import { createServer } from "node:http"
+import {
+  Authorization,
+  BankNotFound,
+  BankPage,
+  BatchRetainPayload,
+  BatchRetainResponse,
+  CompileTriggerApi,
+  Health,
+  MAX_BODY_BYTES,
+  NotReady,
+  QueueStats,
+  RetainPayload,
+  Unauthorized
+} from "./CompileTriggerApi.js"
+import { CompileQueue } from "./CompileQueue.js"
+import { readJson } from "./internal/httpBody.js"
+import { encodeBankState } from "./internal/httpFastPath.js"
+import { PrometheusMetrics } from "./PrometheusMetrics.js"
+
+/**
+ * `starting` until the server listens, `ready` while it serves, `shutting_down` from the stop signal on.
+ *
+ * @since 0.1.0
+ */
+export type Readiness = "starting" | "ready" | "shutting_down"
+
+/**
+ * The service's readiness, read by `/readyz`.
+ *
+ * @since 0.1.0
+ */
+export class Lifecycle extends Context.Tag("CompileTriggerServer/Lifecycle")<Lifecycle, Ref.Ref<Readiness>>() {}
+
+/**
+ * @since 0.1.0
+ */
+export interface ServerOptions {
+  readonly host: string
+  /** 0 picks a free port. */
+  readonly port: number
+  /** When set, `/v1` requires `Authorization: Bearer <token>`. */
+  readonly apiToken: Option.Option<Redacted.Redacted>
+  /** How long requests already received may take to finish at shutdown before their connections are cut (default 5 s). */
+  readonly requestDrainTimeout?: Duration.DurationInput | undefined
+}
+
+// --- auth ---------------------------------------------------------------------------------------------------------
+
+const sha256 = (text: string): Buffer => createHash("sha256").update(text).digest()
+
+/**
+ * The `Authorization` middleware: with a token, a constant-time comparison (of SHA-256 digests, so lengths leak
+ * nothing either); without one, every request passes.
+ *
+ * @since 0.1.0
+ */
+export const authorizationLayer = (token: Option.Option<Redacted.Redacted>): Layer.Layer<Authorization> => {
+  if (Option.isNone(token)) return Layer.succeed(Authorization, Authorization.of({ bearer: () => Effect.void }))
+  const expected = sha256(Redacted.value(token.value))
+  return Layer.succeed(
+    Authorization,
+    Authorization.of({
+      bearer: (given) =>
+        Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+          const header = request.headers.authorization
+          if (header === undefined || header === "") {
+            return Effect.fail(new Unauthorized({ message: "missing Authorization: Bearer <token> header" }))
+          }
+          // The decoder slices off 7 characters whatever they are: check the scheme here.
+          const isBearer = header.length > 7 && header.slice(0, 7).toLowerCase() === "bearer "
+          return isBearer && timingSafeEqual(sha256(Redacted.value(given)), expected)
+            ? Effect.void
+            : Effect.fail(new Unauthorized({ message: "invalid bearer token" }))
+        })
+    })
+  )
+}
+
+// --- handlers -----------------------------------------------------------------------------------------------------
+
+const shuttingDown = new NotReady({ state: "shutting_down", message: "the service is shutting down" })
+
+const decodeRetain = Schema.decodeUnknown(RetainPayload)
+const decodeBatch = Schema.decodeUnknown(BatchRetainPayload)
+
+const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
+  Effect.gen(function*() {
+    const queue = yield* CompileQueue
+    // After a retain or compileNow the bank exists, unless the queue has closed (then nothing was counted).
+    // The state is encoded by hand: the Schema encode of the response would cost more than the rest of the route.
+    const stateAfterWrite = (bankId: string): Effect.Effect<HttpServerResponse.HttpServerResponse, NotReady> =>
+      Effect.flatMap(queue.bankState(bankId), (state) =>
+        Option.isSome(state)
+          ? Effect.succeed(HttpServerResponse.unsafeJson(encodeBankState(state.value), { status: 202 }))
+          : Effect.fail(shuttingDown))
+    return handlers
+      // Both retain routes read their body themselves (see internal/httpBody.ts) and decode it with the endpoint's
+      // payload Schema: the same bodies accepted, the same HttpApiDecodeError for the rest.
+      .handleRaw("retain", ({ path, request }) =>
+        readJson(request, MAX_BODY_BYTES).pipe(
+          Effect.flatMap(decodeRetain),
+          Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError),
+          Effect.flatMap((payload) => {
+            queue.unsafeNotifyRetain(path.bankId, payload.count ?? 1)
+            return stateAfterWrite(path.bankId)
+          })
+        ))
+      .handleRaw("retainBatch", ({ request }) =>
+        readJson(request, MAX_BODY_BYTES).pipe(
+          Effect.flatMap(decodeBatch),
+          Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError),
+          Effect.map((payload) => {
+            // Checked whole above: a rejected batch counts nothing.
+            let retains = 0
+            for (const item of payload) {
+              const count = item.count ?? 1
+              queue.unsafeNotifyRetain(item.bankId, count)
+              retains += count
+            }
+            return new BatchRetainResponse({ accepted: payload.length, retains }, true)
+          })
+        ))
+      .handle("compile", ({ path }) => Effect.zipRight(queue.compileNow(path.bankId), stateAfterWrite(path.bankId)))
+      .handle("getBank", ({ path }) =>
+        Effect.flatMap(
+          queue.bankState(path.bankId),
+          Option.match({
+            onNone: () =>
+              Effect.fail(new BankNotFound({ bankId: path.bankId, message: `no bank ${JSON.stringify(path.bankId)}` })),
+            onSome: Effect.succeed
+          })
+        ))
+      .handle("listBanks", ({ urlParams }) =>
+        Effect.map(
+          queue.listBanks({ status: urlParams.status, limit: urlParams.limit, cursor: urlParams.cursor }),
+          (page) => new BankPage({ banks: page.banks, nextCursor: page.nextCursor }, true)
+        ))
+      .handle("queue", () =>
+        Effect.map(queue.stats, (stats) =>
+          new QueueStats({
+            pending: stats.pending,
+            running: stats.running,
+            size: stats.queued,
+            capacity: Number.isFinite(stats.capacity) ? stats.capacity : null,
+            banks: stats.banks
+          }, true)))
+  }))
+
+const HealthLive = HttpApiBuilder.group(CompileTriggerApi, "health", (handlers) =>
+  Effect.gen(function*() {
+    const queue = yield* CompileQueue
+    const lifecycle = yield* Lifecycle
+    const metrics = yield* PrometheusMetrics
+    const ok = new Health({ status: "ok" })
+    const ready = new Health({ status: "ready" })
+    return handlers
+      .handle("healthz", () => Effect.succeed(ok))
+      .handle("readyz", () =>
+        Effect.flatMap(Ref.get(lifecycle), (state) =>
+          state === "ready"
+            ? Effect.succeed(ready)
+            : Effect.fail(
+              new NotReady({
+                state,
+                message: state === "starting" ? "the service is starting" : "the service is shutting down"
+              })
+            )))
+      // Reading the queue first publishes its batched retain counter, so the scrape is exact.
+      .handle("metrics", () => Effect.zipRight(queue.stats, metrics.render))
+  }))
+
+// --- request guard ------------------------------------------------------------------------------------------------
+
+const jsonError = (status: number, tag: string, message: string, extra: Record<string, unknown> = {}) =>
+  HttpServerResponse.unsafeJson({ _tag: tag, message, ...extra }, { status })
+
+const tooLarge = () =>
+  jsonError(413, "PayloadTooLarge", `the request body is larger than ${MAX_BODY_BYTES} bytes (1 MiB)`, {
+    limitBytes: MAX_BODY_BYTES
+  })
+
+const bodyReadError = (cause: Cause.Cause<unknown>): Option.Option<HttpServerError.RequestError> =>
+  Cause.find(cause, (reason) =>
+    reason._tag === "Die" && reason.defect instanceof HttpServerError.RequestError
+      ? Option.some(reason.defect)
+      : Option.none())
+
+/**
+ * Around the whole app: bodies over 1 MiB get 413 (by `Content-Length` before reading, or while reading), a body that
+ * is not JSON gets 400. HttpApi turns body read errors into defects (500); this maps them back to the client's fault.
+ */
+const guardRequests = (app: HttpApp.Default): HttpApp.Default =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    if (HttpMethod.hasBody(request.method)) {
+      const length = Number(request.headers["content-length"] ?? 0)
+      if (length > MAX_BODY_BYTES) return Effect.succeed(tooLarge())
+      const type = request.headers["content-type"]
+      if (length > 0 && type !== undefined && !type.toLowerCase().includes("application/json")) {
+        return Effect.succeed(
+          jsonError(400, "MalformedRequest", `the request body must be JSON (content-type: application/json), got ${type}`)
+        )
+      }
+    }
+    return app.pipe(
+      HttpIncomingMessage.withMaxBodySize(Option.some(MAX_BODY_BYTES)),
+      Effect.catchAllCause((cause) =>
+        Option.match(bodyReadError(cause), {
+          onNone: () => Effect.failCause(cause),
+          onSome: (error) =>
+            Effect.succeed(
+              error.cause instanceof Error && error.cause.message === "maxBytes exceeded"
+                ? tooLarge()
+                : jsonError(
+                  400,
+                  "MalformedRequest",
+                  `the request body is not valid JSON${error.cause instanceof Error ? `: ${error.cause.message}` : ""}`
+                )
+            )
+        })
+      )
+    )
+  })
+
+// --- server -------------------------------------------------------------------------------------------------------
+
+/**
+ * The API with its handlers, auth and docs, for `HttpApiBuilder.serve` (or `HttpApiBuilder.toWebHandler` in tests).
+ *
+ * @since 0.1.0
+ */
+export const apiLayer = (
+  apiToken: Option.Option<Redacted.Redacted>
+): Layer.Layer<HttpApi.Api, never, CompileQueue | Lifecycle> =>
+  HttpApiBuilder.api(CompileTriggerApi).pipe(
+    Layer.provide([BanksLive, HealthLive]),
+    Layer.provide([authorizationLayer(apiToken), PrometheusMetrics.layer])
+  )
+
+/**
+ * Serves the API on `host:port` (Node's HTTP server) with `/openapi.json` and Swagger UI at `/docs`. Once listening it
+ * is ready; when its scope closes it turns not-ready, stops accepting connections, lets requests already received
+ * finish (up to `requestDrainTimeout`), then returns so the `CompileQueue` beneath it can shut down gracefully.
+ *
+ * @since 0.1.0
+ */
+export const layer = (options: ServerOptions): Layer.Layer<never, HttpServerError.ServeError, CompileQueue> =>
+  Layer.unwrapScoped(Effect.gen(function*() {
+    const lifecycle = yield* Ref.make<Readiness>("starting")
+    const server = createServer()
+    const drainTimeout = Duration.decode(options.requestDrainTimeout ?? "5 seconds")
+
+    const serve = HttpApiBuilder.serve(guardRequests).pipe(
+      Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+      Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+      Layer.provide(apiLayer(options.apiToken)),
+      Layer.provide(NodeHttpServer.layer(() => server, { host: options.host, port: options.port })),
+      Layer.provide(Layer.succeed(Lifecycle, lifecycle))
+    )
+
+    const stop = Effect.gen(function*() {
+      yield* Ref.set(lifecycle, "shutting_down")
+      yield* Effect.logInfo("shutting down: not ready, no new connections; finishing requests, then compiles")
+      const closed = yield* Effect.async<void>((resume) => {
+        if (!server.listening) return resume(Effect.void)
+        server.close(() => resume(Effect.void))
+        server.closeIdleConnections()
+      }).pipe(Effect.interruptible, Effect.timeout(drainTimeout), Effect.option)
+      if (Option.isNone(closed)) {
+        yield* Effect.logWarning(`requests still open after ${Duration.format(drainTimeout)}: closing their connections`)
+      }
+      server.closeAllConnections()
+    })
+
+    const ready = Layer.scopedDiscard(Effect.gen(function*() {
+      yield* Effect.addFinalizer(() => stop)
+      yield* Ref.set(lifecycle, "ready")
+      const address = server.address()
+      const where = address !== null && typeof address === "object"
+        ? `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`
+        : String(address)
+      yield* Effect.logInfo(
+        `listening on ${where} (docs ${where}/docs, auth ${Option.isSome(options.apiToken) ? "on" : "off"})`
+      )
+    }))
+
+    return Layer.provide(ready, serve)
+  }))

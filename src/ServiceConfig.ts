@@ -1,0 +1,232 @@
+/**
+ * The service's settings, read from environment variables with Effect `Config`. Every value is checked at startup; the
+ * error names the variable.
+ *
+ * @since 0.1.0
+ */
+import { Config, ConfigError, Duration, Either, LogLevel, Option, Redacted } from "effect"
+import { CompileTriggerConfig } from "./CompileTriggerConfig.js"
+
+/**
+ * Where compiles go: a webhook (`COMPILE_WEBHOOK_URL`), or a dry run that only logs them.
+ *
+ * @since 0.1.0
+ */
+export type EngineSettings =
+  | { readonly _tag: "Webhook"; readonly url: URL; readonly token: Option.Option<Redacted.Redacted> }
+  | { readonly _tag: "DryRun" }
+
+/**
+ * @since 0.1.0
+ */
+export interface ServiceConfig {
+  readonly host: string
+  readonly port: number
+  readonly trigger: CompileTriggerConfig
+  /** `Infinity` when unbounded. */
+  readonly maxQueueSize: number
+  readonly concurrency: number
+  readonly sweepInterval: Duration.Duration
+  readonly compileTimeout: Duration.Duration
+  readonly shutdownTimeout: Duration.Duration
+  readonly engine: EngineSettings
+  /** When set, every `/v1` route requires `Authorization: Bearer <token>`. */
+  readonly apiToken: Option.Option<Redacted.Redacted>
+  readonly logFormat: "pretty" | "json"
+  readonly logLevel: LogLevel.LogLevel
+}
+
+/** Service defaults where they differ from the library's (a sidecar serves many banks and calls a slow endpoint). */
+export const defaults = {
+  host: "127.0.0.1",
+  port: 8787,
+  maxQueueSize: 10_000,
+  concurrency: 4,
+  sweepInterval: "1 hour",
+  compileTimeout: "5 minutes",
+  shutdownTimeout: "25 seconds"
+} as const
+
+type Parse<A> = (raw: string) => Either.Either<A, string>
+
+/**
+ * One variable: unset or empty → `None`; otherwise parsed, and a bad value is `InvalidData` naming the variable.
+ */
+const variable = <A>(name: string, parse: Parse<A>): Config.Config<Option.Option<A>> =>
+  Config.option(Config.string(name)).pipe(
+    Config.mapOrFail((raw) => {
+      if (Option.isNone(raw) || raw.value.trim() === "") return Either.right(Option.none())
+      return Either.match(parse(raw.value.trim()), {
+        onLeft: (problem) =>
+          Either.left(ConfigError.InvalidData([name], `${name} ${problem}, got ${JSON.stringify(raw.value)}`)),
+        onRight: (value) => Either.right(Option.some(value))
+      })
+    })
+  )
+
+const withDefault = <A>(config: Config.Config<Option.Option<A>>, fallback: A): Config.Config<A> =>
+  Config.map(config, Option.getOrElse(() => fallback))
+
+const integer = (min: number, max: number = Number.MAX_SAFE_INTEGER): Parse<number> => (raw) => {
+  const value = /^[+-]?\d+$/.test(raw) ? Number(raw) : NaN
+  return Number.isSafeInteger(value) && value >= min && value <= max
+    ? Either.right(value)
+    : Either.left(max === Number.MAX_SAFE_INTEGER ? `must be an integer >= ${min}` : `must be an integer from ${min} to ${max}`)
+}
+
+const nonNegativeNumber: Parse<number> = (raw) => {
+  const value = /^\+?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(raw) ? Number(raw) : NaN
+  return Number.isFinite(value) ? Either.right(value) : Either.left("must be a non-negative number")
+}
+
+/** An Effect duration ("30 seconds", "5 minutes", "500 millis") or a bare number of milliseconds. */
+const duration = (allowZero: boolean): Parse<Duration.Duration> => (raw) => {
+  const decoded = /^\d+(\.\d+)?$/.test(raw)
+    ? Option.some(Duration.millis(Number(raw)))
+    : /^-/.test(raw)
+    ? Option.none()
+    : Duration.decodeUnknown(raw)
+  if (Option.isNone(decoded)) return Either.left(`must be a duration such as "30 seconds" or a number of milliseconds`)
+  if (!allowZero && Duration.isZero(decoded.value)) return Either.left("must be greater than zero")
+  return Either.right(decoded.value)
+}
+
+const string: Parse<string> = Either.right
+
+const httpUrl: Parse<URL> = (raw) => {
+  try {
+    const url = new URL(raw)
+    return url.protocol === "http:" || url.protocol === "https:"
+      ? Either.right(url)
+      : Either.left("must be an http:// or https:// URL")
+  } catch {
+    return Either.left("must be an http:// or https:// URL")
+  }
+}
+
+const oneOf = <const L extends ReadonlyArray<string>>(...literals: L): Parse<L[number]> => (raw) => {
+  const value = raw.toLowerCase()
+  return literals.includes(value) ? Either.right(value) : Either.left(`must be one of ${literals.join(", ")}`)
+}
+
+/** By label or name, any case: `warn` or `warning`, `off` or `none`. */
+const logLevel: Parse<LogLevel.LogLevel> = (raw) => {
+  const wanted = raw.toUpperCase()
+  const level = LogLevel.allLevels.find((level) => level.label === wanted || level._tag.toUpperCase() === wanted)
+  return level === undefined
+    ? Either.left(`must be one of ${LogLevel.allLevels.map((level) => level.label.toLowerCase()).join(", ")}`)
+    : Either.right(level)
+}
+
+/**
+ * A secret: unset → `None`; set but empty → an error, so that a missing secret never silently turns auth off.
+ */
+const secret = (name: string): Config.Config<Option.Option<Redacted.Redacted>> =>
+  Config.option(Config.string(name)).pipe(
+    Config.mapOrFail((raw) =>
+      Option.isNone(raw)
+        ? Either.right(Option.none())
+        : raw.value.trim() === ""
+        ? Either.left(ConfigError.InvalidData([name], `${name} is set but empty (unset it instead)`))
+        : Either.right(Option.some(Redacted.make(raw.value.trim())))
+    )
+  )
+
+const engine: Config.Config<EngineSettings> = Config.all({
+  url: variable("COMPILE_WEBHOOK_URL", httpUrl),
+  token: secret("COMPILE_WEBHOOK_TOKEN")
+}).pipe(
+  Config.map(({ token, url }): EngineSettings =>
+    Option.match(url, {
+      onNone: () => ({ _tag: "DryRun" }),
+      onSome: (url) => ({ _tag: "Webhook", url, token })
+    })
+  )
+)
+
+const libraryDefaults = new CompileTriggerConfig({})
+
+const trigger: Config.Config<CompileTriggerConfig> = Config.all({
+  sizeThreshold: withDefault(variable("COMPILE_SIZE_THRESHOLD", integer(0)), libraryDefaults.sizeThreshold),
+  stalenessDays: withDefault(variable("COMPILE_STALENESS_DAYS", nonNegativeNumber), libraryDefaults.stalenessDays),
+  stalenessMinMemories: withDefault(
+    variable("COMPILE_STALENESS_MIN_MEMORIES", integer(0)),
+    libraryDefaults.stalenessMinMemories
+  )
+}).pipe(Config.map((fields) => new CompileTriggerConfig(fields)))
+
+/** @since 0.1.0 */
+export const defaultLogLevel: LogLevel.LogLevel = LogLevel.Info
+
+/**
+ * `LOG_FORMAT` and `LOG_LEVEL` alone, so that the error about any other variable is logged in the chosen format.
+ *
+ * @since 0.1.0
+ */
+export const logging: Config.Config<Pick<ServiceConfig, "logFormat" | "logLevel">> = Config.all({
+  logFormat: withDefault(variable("LOG_FORMAT", oneOf("pretty", "json")), "pretty" as const),
+  logLevel: withDefault(variable("LOG_LEVEL", logLevel), defaultLogLevel)
+})
+
+/**
+ * The whole configuration, from environment variables (see the README's "Configuration" table).
+ *
+ * @since 0.1.0
+ */
+export const config: Config.Config<ServiceConfig> = Config.all({
+  host: withDefault(variable("HOST", string), defaults.host),
+  port: withDefault(variable("PORT", integer(0, 65535)), defaults.port),
+  trigger,
+  maxQueueSize: withDefault(variable("COMPILE_MAX_QUEUE_SIZE", integer(0)), defaults.maxQueueSize)
+    .pipe(Config.map((size) => size <= 0 ? Infinity : size)),
+  concurrency: withDefault(variable("COMPILE_CONCURRENCY", integer(1, 10_000)), defaults.concurrency),
+  sweepInterval: withDefault(
+    variable("COMPILE_SWEEP_INTERVAL", duration(false)),
+    Duration.decode(defaults.sweepInterval)
+  ),
+  compileTimeout: withDefault(
+    variable("COMPILE_TIMEOUT", duration(false)),
+    Duration.decode(defaults.compileTimeout)
+  ),
+  shutdownTimeout: withDefault(
+    variable("COMPILE_SHUTDOWN_TIMEOUT", duration(true)),
+    Duration.decode(defaults.shutdownTimeout)
+  ),
+  engine,
+  apiToken: secret("API_TOKEN"),
+  logging
+}).pipe(Config.map(({ logging, ...rest }) => ({ ...rest, ...logging })))
+
+/**
+ * The settings in one log line (secrets left out).
+ *
+ * @since 0.1.0
+ */
+export const describe = (config: ServiceConfig): string =>
+  [
+    `sizeThreshold=${config.trigger.sizeThreshold}`,
+    `stalenessDays=${config.trigger.stalenessDays}`,
+    `stalenessMinMemories=${config.trigger.stalenessMinMemories}`,
+    `maxQueueSize=${Number.isFinite(config.maxQueueSize) ? config.maxQueueSize : "unbounded"}`,
+    `concurrency=${config.concurrency}`,
+    `sweepInterval=${Duration.format(config.sweepInterval)}`,
+    `compileTimeout=${Duration.format(config.compileTimeout)}`,
+    `shutdownTimeout=${Duration.format(config.shutdownTimeout)}`
+  ].join(" ")
+
+/**
+ * A `ConfigError` as one line: every problem, each naming its variable.
+ *
+ * @since 0.1.0
+ */
+export const formatConfigError = (error: ConfigError.ConfigError): string => {
+  const problems = ConfigError.reduceWithContext(error, undefined, {
+    andCase: (_, left: ReadonlyArray<string>, right: ReadonlyArray<string>) => [...left, ...right],
+    orCase: (_, left: ReadonlyArray<string>, right: ReadonlyArray<string>) => [...left, ...right],
+    invalidDataCase: (_, path, message) => [message.startsWith(path.join("_")) ? message : `${path.join("_")}: ${message}`],
+    missingDataCase: (_, path, message) => [`${path.join("_")}: ${message}`],
+    sourceUnavailableCase: (_, path, message) => [`${path.join("_")}: ${message}`],
+    unsupportedCase: (_, path, message) => [`${path.join("_")}: ${message}`]
+  })
+  return `invalid configuration: ${[...new Set(problems)].join("; ")}`
+}
