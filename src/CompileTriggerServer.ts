@@ -12,6 +12,7 @@ import {
   type HttpApp,
   HttpIncomingMessage,
   HttpMethod,
+  HttpRouter,
   HttpServerError,
   HttpServerRequest,
   HttpServerResponse
@@ -276,6 +277,8 @@ export const layer = (options: ServerOptions): Layer.Layer<never, HttpServerErro
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
       Layer.provide(apiLayer(options.apiToken)),
       Layer.provide(NodeHttpServer.layer(() => server, { host: options.host, port: options.port })),
+      // find-my-way's default (100) would 404 a valid 200-character bank id, or a percent-encoded one.
+      Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 1024 })),
       Layer.provide(Layer.succeed(Lifecycle, lifecycle))
     )
 

@@ -1,0 +1,132 @@
+/**
+ * In-process checks of the service's pieces: the hand-written fast paths agree with the Schemas they stand for, and
+ * the environment configuration (defaults, parsing, errors naming the variable).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { ConfigProvider, DateTime, Duration, Effect, Either, FastCheck, Option, Redacted, Schema } from "effect"
+import { BankCompileState } from "../src/BankCompileState.js"
+import { BatchRetainRequest, MAX_BATCH_ITEMS, MAX_RETAIN_COUNT } from "../src/CompileTriggerApi.js"
+import { encodeBankState, isValidBatch } from "../src/internal/httpFastPath.js"
+import * as ServiceConfig from "../src/ServiceConfig.js"
+
+describe("fast paths", () => {
+  const bankId = FastCheck.oneof(
+    FastCheck.stringMatching(/^[A-Za-z0-9._:-]{1,200}$/),
+    FastCheck.string({ maxLength: 3 }),
+    FastCheck.constantFrom("", "a b", "x".repeat(201), "ok/no", "é")
+  )
+  const count = FastCheck.oneof(
+    FastCheck.integer({ min: 1, max: MAX_RETAIN_COUNT }),
+    FastCheck.constantFrom(0, -1, 1.5, MAX_RETAIN_COUNT + 1, NaN, Infinity, "3", null, true)
+  )
+  const item = FastCheck.oneof(
+    FastCheck.record({ bankId, count }, { requiredKeys: ["bankId"] }),
+    FastCheck.record({ bankId, count, extra: FastCheck.integer() }, { requiredKeys: ["bankId", "extra"] }),
+    FastCheck.constantFrom(null, 1, "bank", [])
+  )
+  const batch = FastCheck.oneof(
+    FastCheck.array(item, { minLength: 0, maxLength: 5 }),
+    FastCheck.array(FastCheck.record({ bankId: FastCheck.constant("b") }), { minLength: 999, maxLength: 1002 }),
+    FastCheck.constantFrom(null, {}, "[]", 42)
+  )
+  const decodesBySchema = (input: unknown) => Either.isRight(Schema.decodeUnknownEither(BatchRetainRequest)(input))
+
+  it("isValidBatch accepts exactly what BatchRetainRequest decodes", () => {
+    FastCheck.assert(
+      FastCheck.property(batch, (input) => {
+        expect(isValidBatch(input, MAX_BATCH_ITEMS, MAX_RETAIN_COUNT)).toBe(decodesBySchema(input))
+      }),
+      { numRuns: 500 }
+    )
+  })
+
+  it("encodeBankState is Schema.encode(BankCompileState)", () => {
+    const state = FastCheck.record({
+      bankId: FastCheck.string({ minLength: 1 }),
+      memoriesSinceLastCompile: FastCheck.nat(),
+      lastCompileAt: FastCheck.option(FastCheck.integer({ min: 0, max: 4_102_444_800_000 })),
+      firstRetainAt: FastCheck.option(FastCheck.integer({ min: 0, max: 4_102_444_800_000 })),
+      status: FastCheck.constantFrom("idle" as const, "pending" as const, "running" as const),
+      consecutiveFailures: FastCheck.nat(),
+      lastError: FastCheck.option(FastCheck.string())
+    })
+    FastCheck.assert(
+      FastCheck.property(state, (fields) => {
+        const time = (millis: number | null) => Option.map(Option.fromNullable(millis), DateTime.unsafeMake)
+        const value = new BankCompileState({
+          ...fields,
+          lastCompileAt: time(fields.lastCompileAt),
+          firstRetainAt: time(fields.firstRetainAt),
+          lastError: Option.fromNullable(fields.lastError)
+        })
+        expect(encodeBankState(value)).toEqual(Schema.encodeSync(BankCompileState)(value))
+      }),
+      { numRuns: 200 }
+    )
+  })
+})
+
+describe("ServiceConfig", () => {
+  const load = (env: Record<string, string>) =>
+    Effect.withConfigProvider(ServiceConfig.config, ConfigProvider.fromMap(new Map(Object.entries(env))))
+
+  it.effect("defaults: 127.0.0.1:8787, dry run, no auth, library thresholds", () =>
+    Effect.gen(function*() {
+      const config = yield* load({})
+      expect(config).toMatchObject({ host: "127.0.0.1", port: 8787, maxQueueSize: 10_000, concurrency: 4, logFormat: "pretty" })
+      expect(config.engine).toEqual({ _tag: "DryRun" })
+      expect(Option.isNone(config.apiToken)).toBe(true)
+      expect(config.trigger).toMatchObject({ sizeThreshold: 50, stalenessDays: 7, stalenessMinMemories: 10 })
+      expect(Duration.toMillis(config.shutdownTimeout)).toBe(25_000)
+      expect(ServiceConfig.describe(config)).toContain("maxQueueSize=10000")
+    }))
+
+  it.effect("parses every variable; empty values count as unset", () =>
+    Effect.gen(function*() {
+      const config = yield* load({
+        HOST: "0.0.0.0",
+        PORT: "9000",
+        COMPILE_SIZE_THRESHOLD: "0",
+        COMPILE_STALENESS_DAYS: "0.5",
+        COMPILE_STALENESS_MIN_MEMORIES: "3",
+        COMPILE_MAX_QUEUE_SIZE: "0",
+        COMPILE_CONCURRENCY: "16",
+        COMPILE_SWEEP_INTERVAL: "10 minutes",
+        COMPILE_TIMEOUT: "1500",
+        COMPILE_SHUTDOWN_TIMEOUT: "0 seconds",
+        COMPILE_WEBHOOK_URL: "https://memory.example/compile?x=1",
+        COMPILE_WEBHOOK_TOKEN: "hook",
+        API_TOKEN: "api",
+        LOG_FORMAT: "JSON",
+        LOG_LEVEL: "warning"
+      })
+      expect(config).toMatchObject({ host: "0.0.0.0", port: 9000, maxQueueSize: Infinity, concurrency: 16, logFormat: "json" })
+      expect(config.logLevel._tag).toBe("Warning")
+      expect(config.trigger).toMatchObject({ sizeThreshold: 0, stalenessDays: 0.5, stalenessMinMemories: 3 })
+      expect(Duration.toMillis(config.sweepInterval)).toBe(600_000)
+      expect(Duration.toMillis(config.compileTimeout)).toBe(1_500)
+      expect(Duration.isZero(config.shutdownTimeout)).toBe(true)
+      expect(config.engine._tag === "Webhook" && config.engine.url.href).toBe("https://memory.example/compile?x=1")
+      expect(config.engine._tag === "Webhook" && Option.map(config.engine.token, Redacted.value)).toEqual(Option.some("hook"))
+      expect(Option.map(config.apiToken, Redacted.value)).toEqual(Option.some("api"))
+      expect((yield* load({ PORT: "", HOST: " " })).port).toBe(8787)
+    }))
+
+  it.effect("a bad value fails naming the variable; several are all named", () =>
+    Effect.gen(function*() {
+      const message = (env: Record<string, string>) =>
+        load(env).pipe(Effect.flip, Effect.map(ServiceConfig.formatConfigError))
+      expect(yield* message({ PORT: "65536" })).toBe(
+        "invalid configuration: PORT must be an integer from 0 to 65535, got \"65536\""
+      )
+      expect(yield* message({ COMPILE_STALENESS_DAYS: "-1" })).toMatch(/COMPILE_STALENESS_DAYS must be a non-negative number/)
+      expect(yield* message({ COMPILE_SWEEP_INTERVAL: "0 seconds" })).toMatch(/COMPILE_SWEEP_INTERVAL must be greater than zero/)
+      expect(yield* message({ COMPILE_TIMEOUT: "soon" })).toMatch(/COMPILE_TIMEOUT must be a duration/)
+      expect(yield* message({ COMPILE_WEBHOOK_URL: "ftp://x" })).toMatch(/COMPILE_WEBHOOK_URL must be an http/)
+      expect(yield* message({ API_TOKEN: "" })).toMatch(/API_TOKEN is set but empty/)
+      expect(yield* message({ LOG_FORMAT: "xml" })).toMatch(/LOG_FORMAT must be one of pretty, json/)
+      const both = yield* message({ PORT: "x", COMPILE_CONCURRENCY: "0" })
+      expect(both).toMatch(/PORT must be/)
+      expect(both).toMatch(/COMPILE_CONCURRENCY must be/)
+    }))
+})
