@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import {
+  FileSystem,
   type HttpApi,
   HttpApiBuilder,
   HttpApiError,
@@ -30,6 +31,7 @@ import {
   CompileTriggerApi,
   Health,
   MAX_BODY_BYTES,
+  MAX_RETAIN_COUNT,
   NotReady,
   QueueStats,
   RetainPayload,
@@ -37,7 +39,7 @@ import {
 } from "./CompileTriggerApi.js"
 import { CompileQueue } from "./CompileQueue.js"
 import { readJson } from "./internal/httpBody.js"
-import { encodeBankState } from "./internal/httpFastPath.js"
+import { encodeBankState, isValidRetain } from "./internal/httpFastPath.js"
 import { PrometheusMetrics } from "./PrometheusMetrics.js"
 
 /**
@@ -121,7 +123,10 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
       // payload Schema: the same bodies accepted, the same HttpApiDecodeError for the rest.
       .handleRaw("retain", ({ path, request }) =>
         readJson(request, MAX_BODY_BYTES).pipe(
-          Effect.flatMap(decodeRetain),
+          Effect.flatMap((body) =>
+            // A valid body skips the Schema walk; any other gets the Schema's error.
+            isValidRetain(body, MAX_RETAIN_COUNT) ? Effect.succeed(body ?? {}) : decodeRetain(body)
+          ),
           Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError),
           Effect.flatMap((payload) => {
             queue.unsafeNotifyRetain(path.bankId, payload.count ?? 1)
@@ -225,7 +230,6 @@ const guardRequests = (app: HttpApp.Default): HttpApp.Default =>
       }
     }
     return app.pipe(
-      HttpIncomingMessage.withMaxBodySize(Option.some(MAX_BODY_BYTES)),
       Effect.catchAllCause((cause) =>
         Option.match(bodyReadError(cause), {
           onNone: () => Effect.failCause(cause),
@@ -279,6 +283,8 @@ export const layer = (options: ServerOptions): Layer.Layer<never, HttpServerErro
       Layer.provide(NodeHttpServer.layer(() => server, { host: options.host, port: options.port })),
       // find-my-way's default (100) would 404 a valid 200-character bank id, or a percent-encoded one.
       Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 1024 })),
+      // Any body HttpApi itself reads is capped at 1 MiB too (the retain routes read theirs with the same cap).
+      Layer.provide(Layer.succeed(HttpIncomingMessage.MaxBodySize, Option.some(FileSystem.Size(MAX_BODY_BYTES)))),
       Layer.provide(Layer.succeed(Lifecycle, lifecycle))
     )
 

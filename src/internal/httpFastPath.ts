@@ -21,6 +21,14 @@ const isCount = (value: unknown, max: number): boolean =>
   value === undefined || (typeof value === "number" && Number.isInteger(value) && value >= 1 && value <= max)
 
 const ITEM_KEYS: ReadonlySet<string> = new Set(["bankId", "count"])
+const RETAIN_KEYS: ReadonlySet<string> = new Set(["count"])
+
+/**
+ * True when `body` is a valid retain body (the `RetainPayload` schema): `null` (an empty body) or an object with an
+ * optional integer `count` from 1 to `maxCount` and no other key.
+ */
+export const isValidRetain = (body: unknown, maxCount: number): body is { readonly count?: number } | null =>
+  body === null || (isStrictObject(body, RETAIN_KEYS) && isCount(body.count, maxCount))
 
 /**
  * True when `body` is a valid batch of retains (the `BatchRetainRequest` schema): an array of 1 to `maxItems` objects

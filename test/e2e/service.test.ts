@@ -33,6 +33,20 @@ const post = (path: string, body?: unknown, headers: Record<string, string> = js
     ...(body === undefined ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) })
   })
 
+/** A body sent in chunks, with no Content-Length: the limit must hold while reading. */
+const postChunked = (path: string, bytes: number) => {
+  const chunk = new TextEncoder().encode("[" + " ".repeat(64 * 1024 - 1))
+  let sent = 0
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (sent >= bytes) return controller.close()
+      sent += chunk.length
+      controller.enqueue(chunk)
+    }
+  })
+  return fetch(`${service.base}${path}`, { method: "POST", headers: json, body, duplex: "half" } as RequestInit)
+}
+
 const get = (path: string, headers: Record<string, string> = auth) => fetch(`${service.base}${path}`, { headers })
 
 interface BankState {
@@ -182,6 +196,7 @@ describe("service (one process shared by these tests)", () => {
       ["bankId with a slash", await post("/v1/banks/a%2Fb/retain", {}), 400, /bankId must be/],
       ["not JSON content", await post("/v1/banks/bad-1/retain", "count=1", { ...auth, "content-type": "text/plain" }), 400, /must be JSON/],
       ["body over 1 MiB", await post("/v1/banks/bad-1/retain", `{"count":1,"pad":"${"x".repeat(1024 * 1024)}"}`), 413, /larger than 1048576 bytes/],
+      ["chunked body over 1 MiB", await postChunked("/v1/retains", 2 * 1024 * 1024), 413, /larger than 1048576 bytes/],
       ["empty batch", await post("/v1/retains", []), 400, /at least one item/],
       ["batch of 1001", await post("/v1/retains", Array.from({ length: 1001 }, () => ({ bankId: "bad-2" }))), 400, /at most 1000 items/],
       [
