@@ -5,8 +5,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, DateTime, Duration, Effect, Either, FastCheck, Option, Redacted, Schema } from "effect"
 import { BankCompileState } from "../src/BankCompileState.js"
-import { BatchRetainRequest, MAX_BATCH_ITEMS, MAX_RETAIN_COUNT } from "../src/CompileTriggerApi.js"
-import { encodeBankState, isValidBatch } from "../src/internal/httpFastPath.js"
+import { BatchRetainRequest, MAX_BATCH_ITEMS, MAX_RETAIN_COUNT, RetainPayload } from "../src/CompileTriggerApi.js"
+import { encodeBankState, isValidBatch, isValidRetain } from "../src/internal/httpFastPath.js"
 import * as ServiceConfig from "../src/ServiceConfig.js"
 
 describe("fast paths", () => {
@@ -37,6 +37,22 @@ describe("fast paths", () => {
         expect(isValidBatch(input, MAX_BATCH_ITEMS, MAX_RETAIN_COUNT)).toBe(decodesBySchema(input))
       }),
       { numRuns: 500 }
+    )
+  })
+
+  it("isValidRetain accepts exactly what RetainPayload decodes", () => {
+    const body = FastCheck.oneof(
+      FastCheck.record({ count }, { requiredKeys: [] }),
+      FastCheck.record({ count, other: FastCheck.integer() }, { requiredKeys: ["other"] }),
+      FastCheck.constantFrom(null, [], [1], "1", 1, true)
+    )
+    FastCheck.assert(
+      FastCheck.property(body, (input) => {
+        expect(isValidRetain(input, MAX_RETAIN_COUNT)).toBe(
+          Either.isRight(Schema.decodeUnknownEither(RetainPayload)(input))
+        )
+      }),
+      { numRuns: 300 }
     )
   })
 

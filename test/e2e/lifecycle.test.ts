@@ -4,6 +4,8 @@
  * own service process on a free 127.0.0.1 port.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { execFileSync, execSync } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { eventually, freePort, spawnService, startService, startWebhook } from "./harness.js"
 
@@ -66,7 +68,7 @@ describe.concurrent("service lifecycle", () => {
     expect(service.output().trim().split("\n")).toHaveLength(1)
   }, 30_000)
 
-  it("a bad threshold (and a bad log level): exit 1 naming each variable", async () => {
+  it("a bad threshold and a bad concurrency: exit 1 naming each variable", async () => {
     const service = await spawnService({ COMPILE_SIZE_THRESHOLD: "-5", COMPILE_CONCURRENCY: "0", LOG_FORMAT: "json" })
     const exit = await service.exited
     expect(exit.code).toBe(1)
@@ -101,6 +103,42 @@ describe.concurrent("service lifecycle", () => {
       const lines = service.output().trim().split("\n").map((line) => JSON.parse(line) as { message: string })
       expect(lines.some((line) => /engine: dry run — COMPILE_WEBHOOK_URL is not set/.test(line.message))).toBe(true)
       expect(lines.some((line) => /dry run: would compile/.test(line.message))).toBe(true)
+    } finally {
+      expect((await service.stop()).code).toBe(0)
+    }
+  }, 30_000)
+
+  const hasCurl = (() => {
+    try {
+      execSync("command -v curl", { stdio: "ignore" })
+      return true
+    } catch {
+      return false
+    }
+  })()
+
+  it.skipIf(!hasCurl)("the README's curl examples work as written (on the test's port)", async () => {
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8")
+    const block = /### Quick start\s+```sh\n([\s\S]*?)```/.exec(readme)?.[1]
+    expect(block).toBeDefined()
+    const commands = block!.replace(/\\\n\s*/g, "").split("\n").filter((line) => line.startsWith("curl "))
+    expect(commands.length).toBeGreaterThanOrEqual(8)
+    const service = await startService({})
+    try {
+      const port = new URL(service.base).port
+      for (const command of commands) {
+        const output = execFileSync("sh", ["-c", command.replaceAll("127.0.0.1:8787", `127.0.0.1:${port}`)], {
+          encoding: "utf8",
+          timeout: 10_000
+        })
+        expect({ command, output }).toEqual({ command, output: expect.stringMatching(/\S/) })
+        expect({ command, output }).toEqual({ command, output: expect.not.stringMatching(/"_tag"/) })
+      }
+      // bank-1 reached the default threshold (1 + 49) and compiled (dry run).
+      await eventually(
+        async () => (await (await fetch(`${service.base}/v1/banks/bank-1`)).json()) as { lastCompileAt: string | null },
+        (state) => state.lastCompileAt !== null
+      )
     } finally {
       expect((await service.stop()).code).toBe(0)
     }
