@@ -13,6 +13,7 @@ import {
   type HttpApp,
   HttpIncomingMessage,
   HttpMethod,
+  HttpMiddleware,
   HttpRouter,
   HttpServerError,
   HttpServerRequest,
@@ -314,5 +315,8 @@ export const layer = (options: ServerOptions): Layer.Layer<never, HttpServerErro
       )
     }))
 
-    return Layer.provide(ready, serve)
+    // A request span costs several µs (the URL and every header become attributes); with Effect's built-in tracer
+    // nothing collects it, so requests are traced only when the application installed a tracer of its own.
+    const tracing = (yield* Effect.tracer) !== Effect.runSync(Effect.tracer)
+    return Layer.provide(ready, tracing ? serve : HttpMiddleware.withTracerDisabledWhen(serve, () => true))
   }))
