@@ -8,7 +8,7 @@ import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { Config, type ConfigError, Context, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { Cause, Config, type ConfigError, Context, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { mkdirSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { BankStatus } from "./BankCompileState.js"
@@ -167,6 +167,13 @@ export const makeSql: Effect.Effect<BankStateStoreService, BankStoreError, SqlCl
   }
 )
 
+/** Opening a database fails in many ways (a driver may even throw): one `BankStoreError` naming the cause. */
+const openFailure = <A, E, R>(layer: Layer.Layer<A, E, R>): Layer.Layer<A, BankStoreError, R> =>
+  Layer.catchAllCause(layer, (cause) => {
+    const error = Cause.squash(cause)
+    return Layer.fail(error instanceof BankStoreError ? error : storeError("open")(error))
+  })
+
 /**
  * The queue finds it in its context; without one the queue keeps state in memory only (the library default).
  *
@@ -191,7 +198,7 @@ export class BankStateStore extends Context.Tag("BankStateStore")<BankStateStore
           catch: storeError("open")
         }))
       ),
-      Layer.catchAll((error) => Layer.fail(error instanceof BankStoreError ? error : storeError("open")(error)))
+      openFailure
     )
 
   /**
@@ -221,6 +228,6 @@ export class BankStateStore extends Context.Tag("BankStateStore")<BankStateStore
   static pg = (options: { readonly url: Redacted.Redacted }): Layer.Layer<BankStateStore, BankStoreError> =>
     BankStateStore.sql.pipe(
       Layer.provide(PgClient.layer({ url: options.url })),
-      Layer.catchAll((error) => Layer.fail(error instanceof BankStoreError ? error : storeError("open")(error)))
+      openFailure
     )
 }

@@ -29,6 +29,8 @@ export interface ServiceConfig {
   readonly sweepInterval: Duration.Duration
   readonly compileTimeout: Duration.Duration
   readonly shutdownTimeout: Duration.Duration
+  /** How often changed banks are written to the store. */
+  readonly flushInterval: Duration.Duration
   readonly engine: EngineSettings
   /** When set, every `/v1` route requires `Authorization: Bearer <token>`. */
   readonly apiToken: Option.Option<Redacted.Redacted>
@@ -44,7 +46,8 @@ export const defaults = {
   concurrency: 4,
   sweepInterval: "1 hour",
   compileTimeout: "5 minutes",
-  shutdownTimeout: "25 seconds"
+  shutdownTimeout: "25 seconds",
+  flushInterval: "1 second"
 } as const
 
 type Parse<A> = (raw: string) => Either.Either<A, string>
@@ -192,6 +195,10 @@ export const config: Config.Config<ServiceConfig> = Config.all({
     variable("COMPILE_SHUTDOWN_TIMEOUT", duration(true)),
     Duration.decode(defaults.shutdownTimeout)
   ),
+  flushInterval: withDefault(
+    variable("COMPILE_FLUSH_INTERVAL", duration(false)),
+    Duration.decode(defaults.flushInterval)
+  ),
   engine,
   apiToken: secret("API_TOKEN"),
   logging
@@ -211,7 +218,8 @@ export const describe = (config: ServiceConfig): string =>
     `concurrency=${config.concurrency}`,
     `sweepInterval=${Duration.format(config.sweepInterval)}`,
     `compileTimeout=${Duration.format(config.compileTimeout)}`,
-    `shutdownTimeout=${Duration.format(config.shutdownTimeout)}`
+    `shutdownTimeout=${Duration.format(config.shutdownTimeout)}`,
+    `flushInterval=${Duration.format(config.flushInterval)}`
   ].join(" ")
 
 /**

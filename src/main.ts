@@ -5,6 +5,7 @@
 import { HttpServerError } from "@effect/platform"
 import { NodeHttpClient, NodeRuntime } from "@effect/platform-node"
 import { Cause, ConfigError, Duration, Effect, Layer, Logger, LogLevel, Option } from "effect"
+import { BankStateStore, BankStoreError } from "./BankStateStore.js"
 import { CompileQueue } from "./CompileQueue.js"
 import * as CompileTriggerServer from "./CompileTriggerServer.js"
 import * as DryRunEngine from "./DryRunEngine.js"
@@ -23,8 +24,8 @@ const Engine = (config: ServiceConfig.ServiceConfig) =>
     }).pipe(Layer.provide(NodeHttpClient.layer))
     : DryRunEngine.layer
 
-/** Durable bank state (issue 6) slots in here: a `BankStateStore` layer; the queue restores from it and flushes to it. */
-const Store = Layer.empty
+/** Durable bank state: SQLite under DATA_DIR (default ./data), or Postgres when DATABASE_URL is set. */
+const Store = BankStateStore.layerConfig
 
 const Queue = (config: ServiceConfig.ServiceConfig) =>
   CompileQueue.layer({
@@ -34,7 +35,8 @@ const Queue = (config: ServiceConfig.ServiceConfig) =>
     sweepInterval: config.sweepInterval,
     // The engine enforces compileTimeout itself (the webhook's CompileError names it); this is only a backstop.
     compileTimeout: Duration.sum(config.compileTimeout, Duration.seconds(1)),
-    shutdownTimeout: config.shutdownTimeout
+    shutdownTimeout: config.shutdownTimeout,
+    flushInterval: config.flushInterval
   }).pipe(
     Layer.tap(() => Effect.logInfo(`queue: ${ServiceConfig.describe(config)}`)),
     Layer.provide(Engine(config)),
@@ -84,6 +86,7 @@ const startupError = (cause: Cause.Cause<unknown>): string => {
   if (Option.isSome(failure)) {
     const error = failure.value
     if (ConfigError.isConfigError(error)) return ServiceConfig.formatConfigError(error)
+    if (error instanceof BankStoreError) return `cannot ${error.operation} the bank state store: ${error.message}`
     if (error instanceof HttpServerError.ServeError) {
       return `cannot listen: ${error.cause instanceof Error ? error.cause.message : String(error.cause)}`
     }

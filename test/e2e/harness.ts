@@ -4,7 +4,9 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
+import { mkdtempSync, rmSync } from "node:fs"
 import type { AddressInfo } from "node:net"
+import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -22,6 +24,7 @@ const SERVICE_VARIABLES = [
   "COMPILE_SWEEP_INTERVAL",
   "COMPILE_TIMEOUT",
   "COMPILE_SHUTDOWN_TIMEOUT",
+  "COMPILE_FLUSH_INTERVAL",
   "COMPILE_WEBHOOK_URL",
   "COMPILE_WEBHOOK_TOKEN",
   "API_TOKEN",
@@ -63,16 +66,21 @@ export const spawnService = async (env: Record<string, string>): Promise<Service
   const clean = Object.fromEntries(
     Object.entries(process.env).filter(([name]) => !SERVICE_VARIABLES.includes(name))
   )
+  // Each process gets its own state directory unless the test shares one on purpose (restart tests).
+  const dataDir = env.DATA_DIR ?? mkdtempSync(join(tmpdir(), "ect-e2e-"))
   const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
     cwd: root,
-    env: { ...clean, HOST: "127.0.0.1", PORT: String(port), ...env },
+    env: { ...clean, HOST: "127.0.0.1", PORT: String(port), ...env, DATA_DIR: dataDir },
     stdio: ["ignore", "pipe", "pipe"]
   })
   let output = ""
   child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()))
   child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()))
   const exited = new Promise<Exit>((resolve) =>
-    child.once("exit", (code, signal) => resolve({ code, signal, at: Date.now() }))
+    child.once("exit", (code, signal) => {
+      if (env.DATA_DIR === undefined) rmSync(dataDir, { recursive: true, force: true })
+      resolve({ code, signal, at: Date.now() })
+    })
   )
   const stop = async (killAfterMs = 10_000) => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM")
