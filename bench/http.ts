@@ -2,7 +2,8 @@
  * `npm run bench:http`: retains per second through the service's HTTP routes, beside a bare HttpApi handler that does
  * nothing, measured in the same run with autocannon (50 connections, 10 s each, after a 2 s warm-up).
  *
- * The service (`src/main.ts`, dry-run engine, default thresholds) and the bare server (`bench/httpBare.ts`) run as
+ * The service (`src/main.ts`: dry-run engine, SQLite store in a temporary directory, size threshold 10^9 so that no
+ * compile runs) and the bare server (`bench/httpBare.ts`) run as
  * child processes on free 127.0.0.1 ports; autocannon runs in this process. Retains counted are read back from the
  * service's `/metrics`. Writes bench/results/http.json.
  *
@@ -10,8 +11,9 @@
  */
 import autocannon from "autocannon"
 import { type ChildProcess, spawn } from "node:child_process"
-import { mkdirSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { createServer } from "node:net"
+import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -140,7 +142,13 @@ const main = async () => {
   const retainBody = JSON.stringify({ count: 1 })
   const bare = await start("bench/httpBare.ts", {}, "/bare", "POST")
   // No compile runs (threshold 10^9): the rows measure the HTTP route and the counting; compile throughput is bench B4.
-  const service = await start("src/main.ts", { LOG_LEVEL: "warn", COMPILE_SIZE_THRESHOLD: "1000000000" }, "/readyz")
+  // A fresh SQLite store (the default), removed afterwards.
+  const dataDir = mkdtempSync(join(tmpdir(), "bench-http-"))
+  const service = await start(
+    "src/main.ts",
+    { LOG_LEVEL: "warn", COMPILE_SIZE_THRESHOLD: "1000000000", DATA_DIR: dataDir },
+    "/readyz"
+  )
   try {
     // The bare handler gets the same body as the retain route, and ignores it.
     const routes = [
@@ -203,6 +211,7 @@ const main = async () => {
     )
   } finally {
     await Promise.all([stop(service.child), stop(bare.child)])
+    rmSync(dataDir, { recursive: true, force: true })
   }
 }
 
