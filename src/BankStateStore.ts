@@ -143,6 +143,38 @@ export const makeSql: Effect.Effect<BankStateStoreService, BankStoreError, SqlCl
         consecutive_failures = excluded.consecutive_failures,
         last_error = excluded.last_error,
         status = excluded.status`
+    const onConflict = `ON CONFLICT (bank_id) DO UPDATE SET
+        memories = excluded.memories,
+        last_compile_at = excluded.last_compile_at,
+        first_retain_at = excluded.first_retain_at,
+        consecutive_failures = excluded.consecutive_failures,
+        last_error = excluded.last_error,
+        status = excluded.status`
+    // Postgres: one statement of seven array parameters, however many banks (multi-row VALUES cost 1.4 s per 100k).
+    const upsertUnnest = (banks: ReadonlyArray<PersistedBank>) =>
+      sql.unsafe(
+        `INSERT INTO ${TABLE} (bank_id, memories, last_compile_at, first_retain_at, consecutive_failures, last_error, status)
+        SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::integer[], $6::text[], $7::text[])
+        ${onConflict}`,
+        [
+          banks.map((bank) => bank.bankId),
+          banks.map((bank) => bank.memories),
+          banks.map((bank) => bank.lastCompileAt),
+          banks.map((bank) => bank.firstRetainAt),
+          banks.map((bank) => bank.consecutiveFailures),
+          banks.map((bank) => bank.lastError),
+          banks.map((bank) => bank.status)
+        ]
+      )
+    const saveAll = (banks: ReadonlyArray<PersistedBank>) =>
+      sql.onDialectOrElse({
+        pg: () => Effect.asVoid(upsertUnnest(banks)),
+        orElse: () => {
+          const batches: Array<ReadonlyArray<PersistedBank>> = []
+          for (let from = 0; from < banks.length; from += BATCH) batches.push(banks.slice(from, from + BATCH))
+          return Effect.forEach(batches, upsert, { discard: true })
+        }
+      })
     return {
       load: sql<Record<string, unknown>>`SELECT * FROM ${sql(TABLE)}`.pipe(
         Effect.map((rows) => {
@@ -157,9 +189,7 @@ export const makeSql: Effect.Effect<BankStateStoreService, BankStoreError, SqlCl
       ),
       save: (banks) => {
         if (banks.length === 0) return Effect.void
-        const batches: Array<ReadonlyArray<PersistedBank>> = []
-        for (let from = 0; from < banks.length; from += BATCH) batches.push(banks.slice(from, from + BATCH))
-        return sql.withTransaction(Effect.forEach(batches, upsert, { discard: true })).pipe(
+        return sql.withTransaction(saveAll(banks)).pipe(
           Effect.mapError(storeError("save"))
         )
       }
