@@ -18,15 +18,9 @@ import {
   type PersistedBank
 } from "../src/index.js"
 import { startPgCluster } from "../test/pgCluster.js"
+import type { Row } from "./common.js"
 
-export interface StoreRow {
-  readonly id: string
-  readonly figure: string
-  readonly value: string
-  readonly baseline: string
-  readonly target: string
-  readonly met: boolean | null
-}
+export type StoreRow = Row
 
 const instantEngine = CompileEngine.layer((bankId) => Effect.succeed(new CompileResult({ bankId }, true)))
 

@@ -125,6 +125,13 @@ export const makeSql: Effect.Effect<BankStateStoreService, BankStoreError, SqlCl
     yield* Migrator.make({})({ loader: migrations, table: "compile_trigger_migrations" }).pipe(
       Effect.mapError(storeError("open"))
     )
+    const onConflict = `ON CONFLICT (bank_id) DO UPDATE SET
+        memories = excluded.memories,
+        last_compile_at = excluded.last_compile_at,
+        first_retain_at = excluded.first_retain_at,
+        consecutive_failures = excluded.consecutive_failures,
+        last_error = excluded.last_error,
+        status = excluded.status`
     const upsert = (banks: ReadonlyArray<PersistedBank>) =>
       sql`INSERT INTO ${sql(TABLE)} ${
         sql.insert(banks.map((bank) => ({
@@ -136,20 +143,7 @@ export const makeSql: Effect.Effect<BankStateStoreService, BankStoreError, SqlCl
           last_error: bank.lastError,
           status: bank.status
         })))
-      } ON CONFLICT (bank_id) DO UPDATE SET
-        memories = excluded.memories,
-        last_compile_at = excluded.last_compile_at,
-        first_retain_at = excluded.first_retain_at,
-        consecutive_failures = excluded.consecutive_failures,
-        last_error = excluded.last_error,
-        status = excluded.status`
-    const onConflict = `ON CONFLICT (bank_id) DO UPDATE SET
-        memories = excluded.memories,
-        last_compile_at = excluded.last_compile_at,
-        first_retain_at = excluded.first_retain_at,
-        consecutive_failures = excluded.consecutive_failures,
-        last_error = excluded.last_error,
-        status = excluded.status`
+      } ${sql.literal(onConflict)}`
     // Postgres: one statement of seven array parameters, however many banks (multi-row VALUES cost 1.4 s per 100k).
     const upsertUnnest = (banks: ReadonlyArray<PersistedBank>) =>
       sql.unsafe(
