@@ -171,6 +171,10 @@ export const logging: Config.Config<Pick<ServiceConfig, "logFormat" | "logLevel"
   logLevel: withDefault(variable("LOG_LEVEL", logLevel), defaultLogLevel)
 })
 
+/** A duration variable with its default. */
+const durationVariable = (name: string, allowZero: boolean, fallback: Duration.DurationInput) =>
+  withDefault(variable(name, duration(allowZero)), Duration.decode(fallback))
+
 /**
  * The whole configuration, from environment variables (see the README's "Configuration" table).
  *
@@ -183,22 +187,10 @@ export const config: Config.Config<ServiceConfig> = Config.all({
   maxQueueSize: withDefault(variable("COMPILE_MAX_QUEUE_SIZE", integer(0)), defaults.maxQueueSize)
     .pipe(Config.map((size) => size <= 0 ? Infinity : size)),
   concurrency: withDefault(variable("COMPILE_CONCURRENCY", integer(1, 10_000)), defaults.concurrency),
-  sweepInterval: withDefault(
-    variable("COMPILE_SWEEP_INTERVAL", duration(false)),
-    Duration.decode(defaults.sweepInterval)
-  ),
-  compileTimeout: withDefault(
-    variable("COMPILE_TIMEOUT", duration(false)),
-    Duration.decode(defaults.compileTimeout)
-  ),
-  shutdownTimeout: withDefault(
-    variable("COMPILE_SHUTDOWN_TIMEOUT", duration(true)),
-    Duration.decode(defaults.shutdownTimeout)
-  ),
-  flushInterval: withDefault(
-    variable("COMPILE_FLUSH_INTERVAL", duration(false)),
-    Duration.decode(defaults.flushInterval)
-  ),
+  sweepInterval: durationVariable("COMPILE_SWEEP_INTERVAL", false, defaults.sweepInterval),
+  compileTimeout: durationVariable("COMPILE_TIMEOUT", false, defaults.compileTimeout),
+  shutdownTimeout: durationVariable("COMPILE_SHUTDOWN_TIMEOUT", true, defaults.shutdownTimeout),
+  flushInterval: durationVariable("COMPILE_FLUSH_INTERVAL", false, defaults.flushInterval),
   engine,
   apiToken: secret("API_TOKEN"),
   logging
