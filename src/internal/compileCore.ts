@@ -88,6 +88,8 @@ export interface QueueCounts {
   readonly capacity: number
 }
 
+const NO_SWEEP: SweepReport = { queued: 0, notQueued: 0, newlyWarned: 0 }
+
 const optionalTime = (millis: number): Option.Option<DateTime.Utc> =>
   millis === millis ? Option.some(DateTime.unsafeMake(millis)) : Option.none()
 
@@ -301,6 +303,7 @@ export class CompileCore {
 
   /** Queues every idle bank that needs a compile at `now` (or was asked for by compileNow); unparks idle banks. */
   sweep(now: number): SweepReport {
+    if (!this.accepting) return NO_SWEEP
     const { sizeThreshold, stalenessMinMemories } = this.config
     const lowest = Math.min(sizeThreshold, stalenessMinMemories)
     const { table, stalenessMillis } = this

@@ -161,7 +161,6 @@ export class QueueRuntime {
   /** Queues every idle bank that triggers now (or was asked for by compileNow); exact, from one clock read. */
   readonly sweep: Effect.Effect<number> = Effect.suspend(() => {
     this.publishRetains()
-    if (!this.core.accepting) return Effect.succeed(0)
     const { newlyWarned, notQueued, queued } = this.core.sweep(this.now())
     this.fireSignals()
     if (queued > 0) {
