@@ -439,6 +439,10 @@ export class CompileCore {
     }, true) // built from checked state: skip validation
   }
 
+  statusOf(i: number): BankStatus {
+    return STATUS_NAMES[this.table.state[i]! & STATUS]!
+  }
+
   /** Banks in first-seen order from `cursor`, optionally only those with one status. */
   page(options?: ListBanksOptions): BankPage {
     const table = this.table
