@@ -304,7 +304,8 @@ export class CompileCore {
   /** Queues every idle bank that needs a compile at `now` (or was asked for by compileNow); unparks idle banks. */
   sweep(now: number): SweepReport {
     if (!this.accepting) return NO_SWEEP
-    const { sizeThreshold, stalenessMinMemories } = this.config
+    const config = this.config
+    const { sizeThreshold, stalenessMinMemories } = config
     const lowest = Math.min(sizeThreshold, stalenessMinMemories)
     const { table, stalenessMillis } = this
     const { memories, size, state } = table
@@ -327,7 +328,7 @@ export class CompileCore {
         stale = true
         state[i] = s |= STALE
       }
-      if ((s & REQUESTED) === 0 && !triggers(m, stale, this.config)) continue
+      if ((s & REQUESTED) === 0 && !triggers(m, stale, config)) continue
       if (!full) {
         const answer = this.enqueue(i)
         if (answer === QUEUED) {
