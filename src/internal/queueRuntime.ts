@@ -5,7 +5,18 @@
  *
  * @internal
  */
-import { Deferred, Duration, Effect, Exit, FiberId, type FiberSet, type MetricLabel, Queue, Runtime } from "effect"
+import {
+  type Clock,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  FiberId,
+  type FiberSet,
+  type MetricLabel,
+  Queue,
+  Runtime
+} from "effect"
 import * as CompileMetrics from "../CompileMetrics.js"
 import type { ResolvedCompileQueueOptions } from "../CompileQueueOptions.js"
 import { type Answer, type CompileCore, DRAINED, DROPPED_FIRST, QUEUED, QUIET, TIMELINE } from "./compileCore.js"
@@ -30,7 +41,7 @@ export interface QueueRuntimeParts {
   readonly opts: ResolvedCompileQueueOptions
   /** The runtime the layer was built with: the synchronous entry points log through it. */
   readonly runtime: Runtime.Runtime<never>
-  readonly clock: { readonly unsafeCurrentTimeMillis: () => number }
+  readonly clock: Clock.Clock
   /** Retry timers and restored banks waiting for room; cleared first at close. */
   readonly retries: FiberSet.FiberSet
 }
@@ -39,7 +50,7 @@ export class QueueRuntime {
   readonly core: CompileCore
   readonly queue: Queue.Queue<number>
   readonly opts: ResolvedCompileQueueOptions
-  readonly clock: { readonly unsafeCurrentTimeMillis: () => number }
+  readonly clock: Clock.Clock
   readonly retries: FiberSet.FiberSet
   /** True once the shutdown deadline passed and compiles are being interrupted. */
   interruptingCompiles = false
