@@ -40,7 +40,7 @@ describe.concurrent("signals to the process group of npm start", () => {
       const dataDir = mkdtempSync(join(tmpdir(), "ect-signals-"))
       // Flushed only at shutdown: what the restart finds was written by the graceful stop.
       const env = { DATA_DIR: dataDir, COMPILE_SIZE_THRESHOLD: "1000000000", COMPILE_FLUSH_INTERVAL: "1 hour" }
-      const first = await startService(env, 30_000, npmStart)
+      const first = await startService(env, 60_000, npmStart)
       try {
         const retaining = retainUntil(first, "grouped", first.exited)
         await sleep(300)
@@ -54,7 +54,7 @@ describe.concurrent("signals to the process group of npm start", () => {
         expect(first.output()).toContain("shutting down: not ready")
         expect(acknowledged).toBeGreaterThan(0)
 
-        const second = await startService(env, 30_000, npmStart)
+        const second = await startService(env, 60_000, npmStart)
         try {
           expect(await memories(second.base, "grouped")).toBe(acknowledged)
         } finally {
@@ -64,14 +64,14 @@ describe.concurrent("signals to the process group of npm start", () => {
         await first.stop(1000)
         rmSync(dataDir, { recursive: true, force: true })
       }
-    }, 90_000)
+    }, 180_000)
   }
 
   it("a second Ctrl-C a second later: exit 130 at once, with one line saying so", async () => {
     const webhook = await startWebhook(() => "hang") // the graceful stop would wait COMPILE_SHUTDOWN_TIMEOUT for it
     const service = await startService(
       { COMPILE_WEBHOOK_URL: webhook.url, COMPILE_SIZE_THRESHOLD: "1", COMPILE_SHUTDOWN_TIMEOUT: "60 seconds" },
-      30_000,
+      60_000,
       npmStart
     )
     try {
@@ -90,5 +90,5 @@ describe.concurrent("signals to the process group of npm start", () => {
       await service.stop(1000)
       await webhook.close()
     }
-  }, 90_000)
+  }, 180_000)
 })

@@ -1,0 +1,138 @@
+/**
+ * OpenTelemetry export end to end: the service with `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at an OTLP/HTTP receiver
+ * in this process (the exporter POSTs OTLP JSON to `/v1/traces`), which collects every span it is sent.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { createServer } from "node:http"
+import type { AddressInfo } from "node:net"
+import { eventually, spawnService, startService } from "./harness.js"
+
+/** The built service (as `npm start` runs it): no TypeScript to compile for the OpenTelemetry modules at startup. */
+const built = { command: [process.execPath, "dist/bin.js"] } as const
+
+interface OtlpValue {
+  readonly stringValue?: string
+  readonly intValue?: number | string
+}
+interface OtlpAttribute {
+  readonly key: string
+  readonly value: OtlpValue
+}
+interface OtlpSpan {
+  readonly name: string
+  readonly traceId: string
+  readonly attributes: ReadonlyArray<OtlpAttribute>
+}
+interface OtlpRequest {
+  readonly resourceSpans: ReadonlyArray<{
+    readonly resource: { readonly attributes: ReadonlyArray<OtlpAttribute> }
+    readonly scopeSpans: ReadonlyArray<{ readonly spans: ReadonlyArray<OtlpSpan> }>
+  }>
+}
+
+interface Span {
+  readonly name: string
+  readonly traceId: string
+  readonly attributes: Record<string, string | number | undefined>
+  readonly serviceName: string | undefined
+}
+
+const flatten = (attributes: ReadonlyArray<OtlpAttribute>): Record<string, string | number | undefined> =>
+  Object.fromEntries(attributes.map(({ key, value }) => [key, value.stringValue ?? value.intValue]))
+
+/** An OTLP/HTTP JSON receiver on 127.0.0.1 collecting the spans of every `POST /v1/traces`. */
+const startCollector = async () => {
+  const spans: Array<Span> = []
+  const contentTypes = new Set<string | undefined>()
+  const server = createServer((request, response) => {
+    let body = ""
+    request.on("data", (chunk: Buffer) => (body += chunk.toString()))
+    request.on("end", () => {
+      if (request.method === "POST" && request.url === "/v1/traces") {
+        contentTypes.add(request.headers["content-type"])
+        for (const { resource, scopeSpans } of (JSON.parse(body) as OtlpRequest).resourceSpans) {
+          const serviceName = flatten(resource.attributes)["service.name"]
+          for (const { spans: batch } of scopeSpans) {
+            for (const span of batch) {
+              spans.push({
+                name: span.name,
+                traceId: span.traceId,
+                attributes: flatten(span.attributes),
+                serviceName: typeof serviceName === "string" ? serviceName : undefined
+              })
+            }
+          }
+        }
+      }
+      response.writeHead(200, { "content-type": "application/json" }).end("{}")
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  const { port } = server.address() as AddressInfo
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    spans,
+    contentTypes,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve()))
+  }
+}
+
+describe.concurrent("OpenTelemetry export", () => {
+  it("a retain request's span and its compile's span (with bankId) reach the OTLP receiver", async () => {
+    const collector = await startCollector()
+    const service = await startService({
+      OTEL_EXPORTER_OTLP_ENDPOINT: collector.endpoint,
+      COMPILE_SIZE_THRESHOLD: "3" // the dry-run engine compiles the bank at its third memory
+    }, 60_000, built)
+    try {
+      expect(service.output()).toContain(`tracing: OTLP/HTTP to ${collector.endpoint} as effect-compile-trigger`)
+      const retained = await fetch(`${service.base}/v1/banks/traced-1/retain`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ count: 3 })
+      })
+      expect(retained.status).toBe(202)
+      await eventually(
+        async () => (await (await fetch(`${service.base}/v1/banks/traced-1`)).json()) as { lastCompileAt: string | null },
+        (bank) => bank.lastCompileAt !== null
+      )
+      // The batch processor exports every few seconds; the stop flushes whatever is left.
+      expect(await service.stop()).toMatchObject({ code: 0 })
+
+      const request = collector.spans.find((span) =>
+        span.name === "http.server POST" && span.attributes["url.path"] === "/v1/banks/traced-1/retain"
+      )
+      expect(request, JSON.stringify(collector.spans.map((span) => span.name))).toBeDefined()
+      expect(request!.attributes["http.response.status_code"]).toBe(202)
+      expect(request!.serviceName).toBe("effect-compile-trigger")
+      const compile = collector.spans.find((span) => span.name === "CompileQueue.compile")
+      expect(compile?.attributes.bankId).toBe("traced-1")
+      expect(compile?.serviceName).toBe("effect-compile-trigger")
+      expect([...collector.contentTypes]).toEqual(["application/json"])
+    } finally {
+      await service.stop(1000)
+      await collector.close()
+    }
+  }, 120_000)
+
+  it("OTEL_SERVICE_NAME names the service; a bad endpoint stops startup naming the variable", async () => {
+    const collector = await startCollector()
+    const named = await startService(
+      { OTEL_EXPORTER_OTLP_ENDPOINT: collector.endpoint, OTEL_SERVICE_NAME: "sidecar-7" },
+      60_000,
+      built
+    )
+    try {
+      expect((await fetch(`${named.base}/v1/banks/named/retain`, { method: "POST" })).status).toBe(202)
+      await named.stop()
+      expect(collector.spans.length).toBeGreaterThan(0)
+      expect(new Set(collector.spans.map((span) => span.serviceName))).toEqual(new Set(["sidecar-7"]))
+    } finally {
+      await named.stop(1000)
+      await collector.close()
+    }
+    const bad = await spawnService({ OTEL_EXPORTER_OTLP_ENDPOINT: "localhost:4318" }, built)
+    expect((await bad.exited).code).toBe(1)
+    expect(bad.output()).toMatch(/OTEL_EXPORTER_OTLP_ENDPOINT must be an http:\/\/ or https:\/\/ URL, got "localhost:4318"/)
+  }, 120_000)
+})
