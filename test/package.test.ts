@@ -6,10 +6,11 @@
  * its GitHub download would give on a machine with that network access.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { execFileSync, spawn } from "node:child_process"
+import { execFile, execFileSync, spawn } from "node:child_process"
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { promisify } from "node:util"
 import { OPTIONAL_PEERS } from "../src/internal/optionalPeers.js"
 import { root } from "./build.js"
 import { eventually, freePort } from "./e2e/harness.js"
@@ -35,8 +36,23 @@ const servicePeersLine = (): ReadonlyArray<string> => {
   return line.split(" ")
 }
 
-const npm = (cwd: string, args: ReadonlyArray<string>, timeout = 600_000): string =>
-  execFileSync("npm", [...args], { cwd, encoding: "utf8", timeout, stdio: ["ignore", "pipe", "pipe"] })
+/** Runs a command without blocking the test worker (its RPC with vitest times out otherwise); resolves with stdout. */
+const run = async (
+  file: string,
+  args: ReadonlyArray<string>,
+  options: { readonly cwd: string; readonly env?: NodeJS.ProcessEnv }
+): Promise<string> =>
+  (await promisify(execFile)(file, [...args], { ...options, encoding: "utf8", timeout: 600_000, maxBuffer: 1 << 26 }))
+    .stdout
+
+/** Its exit code and stderr, for a command expected to fail. */
+const runFailing = (file: string, args: ReadonlyArray<string>, cwd: string) =>
+  run(file, args, { cwd }).then(
+    () => ({ code: 0, stdout: "", stderr: "" }),
+    (error: { code: number; stdout: string; stderr: string }) => error
+  )
+
+const npm = (cwd: string, args: ReadonlyArray<string>): Promise<string> => run("npm", args, { cwd })
 
 const INSTALL = ["install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"]
 
@@ -59,9 +75,9 @@ const project = join(dir, "project")
 let tarball = ""
 let coreInstallMs = 0
 
-beforeAll(() => {
+beforeAll(async () => {
   // dist/ is fresh (globalSetup), so the pack skips `prepare` rather than build again beside running tests.
-  const packed = JSON.parse(npm(root, ["pack", "--json", "--ignore-scripts", "--pack-destination", dir])) as Array<{
+  const packed = JSON.parse(await npm(root, ["pack", "--json", "--ignore-scripts", "--pack-destination", dir])) as Array<{
     readonly filename: string
     readonly files: ReadonlyArray<{ readonly path: string }>
   }>
@@ -69,7 +85,7 @@ beforeAll(() => {
   mkdirSync(project)
   writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", version: "1.0.0", private: true }))
   const started = Date.now()
-  npm(project, [...INSTALL, tarball, "effect@3.22.4"])
+  await npm(project, [...INSTALL, tarball, "effect@3.22.4"])
   coreInstallMs = Date.now() - started
   console.log(`core install (tarball + effect@3.22.4, npm cache warm): ${(coreInstallMs / 1000).toFixed(1)} s`)
 }, 600_000)
@@ -96,6 +112,8 @@ describe.sequential("the packed package", () => {
     expect(listing).toContain("package/dist/index.d.ts")
     expect(listing).toContain("package/dist/index.js.map")
     expect(listing).toContain("package/dist/bin.js")
+    expect(listing).toContain("package/README.md")
+    expect(listing).toContain("package/LICENSE")
   })
 
   it("declares effect and @effect/* as peers, the drivers and the HTTP stack as optional ones", () => {
@@ -116,19 +134,19 @@ describe.sequential("the packed package", () => {
     expect(coreInstallMs).toBeGreaterThan(0)
   })
 
-  it("npm ls finds exactly one effect", () => {
-    const paths = npm(project, ["ls", "effect", "--all", "--parseable"]).trim().split("\n")
+  it("npm ls finds exactly one effect", async () => {
+    const paths = (await npm(project, ["ls", "effect", "--all", "--parseable"])).trim().split("\n")
     expect(new Set(paths).size).toBe(1)
     expect(JSON.parse(readFileSync(join(paths[0]!, "package.json"), "utf8")).version).toBe("3.22.4")
   })
 
-  it("the README usage example runs with plain node", () => {
+  it("the README usage example runs with plain node", async () => {
     writeFileSync(join(project, "app.mjs"), readmeBlock("## Usage"))
-    const output = execFileSync(process.execPath, ["app.mjs"], { cwd: project, encoding: "utf8", timeout: 60_000 })
+    const output = await run(process.execPath, ["app.mjs"], { cwd: project })
     expect(output).toContain("compiling bank-1")
   }, 60_000)
 
-  it("a consumer type-checks against the shipped .d.ts", () => {
+  it("a consumer type-checks against the shipped .d.ts", async () => {
     writeFileSync(
       join(project, "tsconfig.json"),
       JSON.stringify({
@@ -173,33 +191,21 @@ export const wrong = Effect.flatMap(CompileQueue, (queue) => queue.notifyRetain(
 `
     )
     const tsc = join(root, "node_modules/typescript/bin/tsc")
-    const result = (() => {
-      try {
-        return execFileSync(process.execPath, [tsc, "-p", "tsconfig.json"], { cwd: project, encoding: "utf8" })
-      } catch (error) {
-        return String((error as { stdout?: unknown }).stdout)
-      }
-    })()
-    expect(result).toBe("")
+    const result = await runFailing(process.execPath, [tsc, "-p", "tsconfig.json"], project)
+    expect(result.stdout).toBe("")
+    expect(result.code).toBe(0)
   }, 120_000)
 
-  it("without the service's peers, the bin says which to install", () => {
-    const result = (() => {
-      try {
-        execFileSync("npx", ["--no-install", "effect-compile-trigger"], { cwd: project, encoding: "utf8", stdio: "pipe" })
-        return { status: 0, stderr: "" }
-      } catch (error) {
-        return error as { status: number; stderr: string }
-      }
-    })()
-    expect(result.status).toBe(1)
+  it("without the service's peers, the bin says which to install", async () => {
+    const result = await runFailing("npx", ["--no-install", "effect-compile-trigger"], project)
+    expect(result.code).toBe(1)
     expect(result.stderr.trim()).toBe(
       "effect-compile-trigger: the service needs the optional peer dependencies @effect/platform-node, prom-client: " +
         `npm i '@effect/platform-node@${OPTIONAL_PEERS["@effect/platform-node"]}' 'prom-client@${OPTIONAL_PEERS["prom-client"]}'`
     )
   }, 60_000)
 
-  it("a store driver that is not installed fails the layer with a BankStoreError naming it", () => {
+  it("a store driver that is not installed fails the layer with a BankStoreError naming it", async () => {
     writeFileSync(
       join(project, "store.mjs"),
       `import { Effect } from "effect"
@@ -209,7 +215,7 @@ const { _tag, operation, message } = exit.cause.error
 console.log(JSON.stringify({ _tag, operation, message }))
 `
     )
-    const output = execFileSync(process.execPath, ["store.mjs"], { cwd: project, encoding: "utf8" })
+    const output = await run(process.execPath, ["store.mjs"], { cwd: project })
     expect(JSON.parse(output)).toMatchObject({
       _tag: "BankStoreError",
       operation: "open",
@@ -219,19 +225,25 @@ console.log(JSON.stringify({ _tag, operation, message }))
 
   it("with the README's line of service peers, npx effect-compile-trigger serves, counts, and stops on SIGTERM", async () => {
     const started = Date.now()
-    execFileSync("npm", [...INSTALL, ...servicePeersLine()], {
+    await run("npm", [...INSTALL, ...servicePeersLine()], {
       cwd: project,
-      timeout: 600_000,
-      stdio: "ignore",
       env: { ...process.env, npm_config_better_sqlite3_local_prebuilds: localPrebuilds(dir) }
     })
     console.log(`service peers install (README line): ${((Date.now() - started) / 1000).toFixed(1)} s`)
-    expect(new Set(npm(project, ["ls", "effect", "--all", "--parseable"]).trim().split("\n")).size).toBe(1)
+    expect(new Set((await npm(project, ["ls", "effect", "--all", "--parseable"])).trim().split("\n")).size).toBe(1)
 
     const port = await freePort()
+    // npx runs the command through `sh -c`. Debian's dash stays in between and dies of a SIGTERM sent to npx, leaving
+    // the service running without the signal; bash execs a single command, so the signal reaches the service.
     const child = spawn("npx", ["--no-install", "effect-compile-trigger"], {
       cwd: project,
-      env: { ...process.env, HOST: "127.0.0.1", PORT: String(port), DATA_DIR: join(dir, "data") },
+      env: {
+        ...process.env,
+        npm_config_script_shell: "/bin/bash",
+        HOST: "127.0.0.1",
+        PORT: String(port),
+        DATA_DIR: join(dir, "data")
+      },
       stdio: ["ignore", "pipe", "pipe"]
     })
     let output = ""
