@@ -9,7 +9,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { Cause, Config, type ConfigError, Context, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { join } from "node:path"
 import { BankStatus } from "./BankCompileState.js"
-import { importWithPeers, type OptionalPeer } from "./internal/optionalPeers.js"
+import { importLayer } from "./internal/optionalPeers.js"
 
 /**
  * One bank as stored. Times are epoch milliseconds; `status` "pending" or "running" means the bank still needs a
@@ -197,22 +197,6 @@ const openFailure = <A, E, R>(layer: Layer.Layer<A, E, R>): Layer.Layer<A, BankS
   })
 
 /**
- * A driver's store from its own module, imported on first use: the core never loads a database driver, and a missing
- * one is a `BankStoreError` naming the package to install.
- */
-const driver = <M>(
-  what: string,
-  peers: ReadonlyArray<OptionalPeer>,
-  load: () => Promise<M>,
-  layer: (module: M) => Layer.Layer<BankStateStore, BankStoreError>
-): Layer.Layer<BankStateStore, BankStoreError> =>
-  Layer.unwrapEffect(
-    Effect.tryPromise({ try: () => importWithPeers(what, peers, load), catch: storeError("open") }).pipe(
-      Effect.map(layer)
-    )
-  )
-
-/**
  * The queue finds it in its context; without one the queue keeps state in memory only (the library default).
  *
  * @since 0.1.0
@@ -233,16 +217,26 @@ export class BankStateStore extends Context.Tag("BankStateStore")<BankStateStore
    * as `layer` from `effect-compile-trigger/SqliteBankStateStore`, which it imports when built.
    */
   static sqlite = (options: { readonly filename: string }): Layer.Layer<BankStateStore, BankStoreError> =>
-    driver("the SQLite bank state store", ["@effect/sql-sqlite-node"], () => import("./SqliteBankStateStore.js"), (sqlite) =>
-      sqlite.layer(options))
+    importLayer(
+      "the SQLite bank state store",
+      ["@effect/sql-sqlite-node"],
+      () => import("./SqliteBankStateStore.js"),
+      (sqlite) => sqlite.layer(options),
+      storeError("open")
+    )
 
   /**
    * Postgres, for deployments that share state or want it off the host. Needs the optional peer `@effect/sql-pg`; the
    * same as `layer` from `effect-compile-trigger/PgBankStateStore`, which it imports when built.
    */
   static pg = (options: { readonly url: Redacted.Redacted }): Layer.Layer<BankStateStore, BankStoreError> =>
-    driver("the Postgres bank state store", ["@effect/sql-pg"], () => import("./PgBankStateStore.js"), (pg) =>
-      pg.layer(options))
+    importLayer(
+      "the Postgres bank state store",
+      ["@effect/sql-pg"],
+      () => import("./PgBankStateStore.js"),
+      (pg) => pg.layer(options),
+      storeError("open")
+    )
 
   /**
    * The service's choice: `DATABASE_URL=postgres://…` selects Postgres; otherwise SQLite at

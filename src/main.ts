@@ -5,13 +5,13 @@
  */
 import { HttpServerError } from "@effect/platform"
 import { NodeHttpClient, NodeRuntime } from "@effect/platform-node"
-import { Cause, ConfigError, Duration, Effect, Layer, Logger, LogLevel, Option } from "effect"
+import { Cause, Config, ConfigError, Duration, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import { BankStateStore, BankStoreError } from "./BankStateStore.js"
 import { CompileQueue } from "./CompileQueue.js"
 import * as CompileTriggerServer from "./CompileTriggerServer.js"
 import * as DryRunEngine from "./DryRunEngine.js"
 import * as ServiceConfig from "./ServiceConfig.js"
-import { importWithPeers, TRACING_PEERS } from "./internal/optionalPeers.js"
+import { importLayer, TRACING_PEERS } from "./internal/optionalPeers.js"
 import { guardShutdownSignals } from "./internal/shutdownSignals.js"
 import * as WebhookEngine from "./WebhookEngine.js"
 
@@ -77,16 +77,21 @@ const Tracing = (settings: Option.Option<ServiceConfig.TracingSettings>) =>
   Option.match(settings, {
     onNone: () => Layer.empty,
     onSome: ({ endpoint, serviceName }) =>
-      Layer.unwrapEffect(
-        Effect.tryPromise({
-          try: () => importWithPeers("tracing (OTEL_EXPORTER_OTLP_ENDPOINT)", TRACING_PEERS, () => import("./OtlpTracing.js")),
-          catch: (error) => error instanceof Error ? error : new Error(String(error))
-        }).pipe(Effect.map((OtlpTracing) => OtlpTracing.layer({ serviceName })))
+      importLayer(
+        "tracing (OTEL_EXPORTER_OTLP_ENDPOINT)",
+        TRACING_PEERS,
+        () => import("./OtlpTracing.js"),
+        (OtlpTracing) => OtlpTracing.layer({ serviceName }),
+        (error) => error instanceof Error ? error : new Error(String(error))
       ).pipe(Layer.tap(() => Effect.logInfo(`tracing: OTLP/HTTP to ${endpoint.origin} as ${serviceName}`)))
   })
 
 const Service = (config: ServiceConfig.ServiceConfig, tracing: Option.Option<ServiceConfig.TracingSettings>) =>
-  ShutdownWatchdog(config).pipe(Layer.provide(Http(config)), Layer.provide(Queue(config)), Layer.provide(Tracing(tracing)))
+  ShutdownWatchdog(config).pipe(
+    Layer.provide(Http(config)),
+    Layer.provide(Queue(config)),
+    Layer.provide(Tracing(tracing))
+  )
 
 /** Pretty or JSON lines; errors to stderr, the rest to stdout. */
 const loggerFor = (logging: Pick<ServiceConfig.ServiceConfig, "logFormat" | "logLevel">) => {
@@ -120,8 +125,7 @@ const main = Effect.gen(function*() {
     logLevel: ServiceConfig.defaultLogLevel
   }))
   return yield* Effect.gen(function*() {
-    const config = yield* ServiceConfig.config
-    const tracing = yield* ServiceConfig.tracing
+    const { config, tracing } = yield* Config.all({ config: ServiceConfig.config, tracing: ServiceConfig.tracing })
     return yield* Layer.launch(Service(config, tracing))
   }).pipe(
     Effect.tapErrorCause((cause) =>

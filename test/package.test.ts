@@ -46,8 +46,8 @@ const run = async (
     .stdout
 
 /** Its exit code and stderr, for a command expected to fail. */
-const runFailing = (file: string, args: ReadonlyArray<string>, cwd: string) =>
-  run(file, args, { cwd }).then(
+const runFailing = (file: string, args: ReadonlyArray<string>, cwd: string, env: NodeJS.ProcessEnv = {}) =>
+  run(file, args, { cwd, env: { ...process.env, ...env } }).then(
     () => ({ code: 0, stdout: "", stderr: "" }),
     (error: { code: number; stdout: string; stderr: string }) => error
   )
@@ -267,5 +267,17 @@ console.log(JSON.stringify({ _tag, operation, message }))
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL")
     }
+
+    // Tracing's peers are not installed here: asking for it stops startup with one line naming them.
+    const traced = await runFailing("npx", ["--no-install", "effect-compile-trigger"], project, {
+      PORT: "0",
+      DATA_DIR: join(dir, "data"),
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318"
+    })
+    expect(traced.code).toBe(1)
+    expect(traced.stderr).toContain(
+      "startup failed: tracing (OTEL_EXPORTER_OTLP_ENDPOINT) needs the optional peer dependencies " +
+        "@effect/opentelemetry, @opentelemetry/sdk-trace-base, @opentelemetry/exporter-trace-otlp-http: npm i"
+    )
   }, 900_000)
 })

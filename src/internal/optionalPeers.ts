@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import { Effect, Layer } from "effect"
 import { createRequire } from "node:module"
 
 /** The optional peers and the ranges `package.json` declares for them (a test keeps the two in step). */
@@ -58,7 +59,7 @@ export const missingPeersMessage = (what: string, missing: ReadonlyArray<Optiona
  * Imports a module that imports optional peers. When that fails because some of `peers` are missing, the promise
  * rejects with one `Error` naming them and how to install them; any other failure is passed on as it is.
  */
-export const importWithPeers = async <M>(
+const importWithPeers = async <M>(
   what: string,
   peers: ReadonlyArray<OptionalPeer>,
   load: () => Promise<M>
@@ -71,3 +72,18 @@ export const importWithPeers = async <M>(
     throw error
   }
 }
+
+/**
+ * A layer from a module with optional peers, imported when the layer is built; an import failure (one naming the
+ * missing peers, see `importWithPeers`) becomes the layer's error through `onError`.
+ */
+export const importLayer = <M, A, E, E2>(
+  what: string,
+  peers: ReadonlyArray<OptionalPeer>,
+  load: () => Promise<M>,
+  make: (module: M) => Layer.Layer<A, E>,
+  onError: (error: unknown) => E2
+): Layer.Layer<A, E | E2> =>
+  Layer.unwrapEffect(
+    Effect.map(Effect.tryPromise({ try: () => importWithPeers(what, peers, load), catch: onError }), make)
+  )
