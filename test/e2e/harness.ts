@@ -1,6 +1,7 @@
 /**
- * Real processes on loopback for the service's end-to-end tests: the service (`node --import tsx src/main.ts`, or
- * another command such as `npm start`) on a free 127.0.0.1 port, and a webhook receiver (an HTTP server in the test process) that records every compile call.
+ * Real processes on loopback for the service's end-to-end tests: the service as built (`node dist/bin.js`, what
+ * `npm start` runs; test/globalSetup.ts rebuilds dist/ when a source is newer), or another command such as
+ * `npm start` itself, on a free 127.0.0.1 port, and a webhook receiver (an HTTP server in the test process) that records every compile call.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
@@ -64,7 +65,7 @@ export interface ServiceProcess {
 }
 
 export interface SpawnOptions {
-  /** The command and its arguments (default: `node --import tsx src/main.ts`). */
+  /** The command and its arguments (default: `node dist/bin.js`). */
   readonly command?: readonly [string, ...Array<string>]
   readonly cwd?: string
   /** In its own process group (as a terminal runs a command); `stop` then signals the whole group. */
@@ -79,7 +80,7 @@ export const spawnService = async (env: Record<string, string>, options: SpawnOp
   )
   // Each process gets its own state directory unless the test shares one on purpose (restart tests).
   const dataDir = env.DATA_DIR ?? mkdtempSync(join(tmpdir(), "ect-e2e-"))
-  const [file, ...args] = options.command ?? [process.execPath, "--import", "tsx", "src/main.ts"]
+  const [file, ...args] = options.command ?? [process.execPath, "dist/bin.js"]
   const child = spawn(file, args, {
     cwd: options.cwd ?? root,
     env: { ...clean, HOST: "127.0.0.1", PORT: String(port), ...env, DATA_DIR: dataDir },
@@ -113,10 +114,10 @@ export const spawnService = async (env: Record<string, string>, options: SpawnOp
   return { base: `http://127.0.0.1:${env.PORT ?? port}`, child, output: () => output, exited, stop }
 }
 
-/** Spawns the service and waits until `/readyz` answers 200 (at most `timeoutMs`). */
+/** Spawns the service and waits until `/readyz` answers 200 (at most `timeoutMs`: generous, the 2 cores are shared). */
 export const startService = async (
   env: Record<string, string>,
-  timeoutMs = 20_000,
+  timeoutMs = 60_000,
   options: SpawnOptions = {}
 ): Promise<ServiceProcess> => {
   const service = await spawnService(env, options)

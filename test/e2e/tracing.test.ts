@@ -7,9 +7,6 @@ import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { eventually, spawnService, startService } from "./harness.js"
 
-/** The built service (as `npm start` runs it): no TypeScript to compile for the OpenTelemetry modules at startup. */
-const built = { command: [process.execPath, "dist/bin.js"] } as const
-
 interface OtlpValue {
   readonly stringValue?: string
   readonly intValue?: number | string
@@ -83,7 +80,7 @@ describe.concurrent("OpenTelemetry export", () => {
     const service = await startService({
       OTEL_EXPORTER_OTLP_ENDPOINT: collector.endpoint,
       COMPILE_SIZE_THRESHOLD: "3" // the dry-run engine compiles the bank at its third memory
-    }, 60_000, built)
+    }, 60_000)
     try {
       expect(service.output()).toContain(`tracing: OTLP/HTTP to ${collector.endpoint} as effect-compile-trigger`)
       const retained = await fetch(`${service.base}/v1/banks/traced-1/retain`, {
@@ -119,8 +116,7 @@ describe.concurrent("OpenTelemetry export", () => {
     const collector = await startCollector()
     const named = await startService(
       { OTEL_EXPORTER_OTLP_ENDPOINT: collector.endpoint, OTEL_SERVICE_NAME: "sidecar-7" },
-      60_000,
-      built
+      60_000
     )
     try {
       expect((await fetch(`${named.base}/v1/banks/named/retain`, { method: "POST" })).status).toBe(202)
@@ -131,7 +127,7 @@ describe.concurrent("OpenTelemetry export", () => {
       await named.stop(1000)
       await collector.close()
     }
-    const bad = await spawnService({ OTEL_EXPORTER_OTLP_ENDPOINT: "localhost:4318" }, built)
+    const bad = await spawnService({ OTEL_EXPORTER_OTLP_ENDPOINT: "localhost:4318" })
     expect((await bad.exited).code).toBe(1)
     expect(bad.output()).toMatch(/OTEL_EXPORTER_OTLP_ENDPOINT must be an http:\/\/ or https:\/\/ URL, got "localhost:4318"/)
   }, 120_000)
