@@ -7,7 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { execFile, execFileSync, spawn } from "node:child_process"
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
@@ -90,7 +91,7 @@ beforeAll(async () => {
   console.log(`core install (tarball + effect@3.22.4, npm cache warm): ${(coreInstallMs / 1000).toFixed(1)} s`)
 }, 600_000)
 
-afterAll(() => rmSync(dir, { recursive: true, force: true }))
+afterAll(() => rm(dir, { recursive: true, force: true }), 300_000)
 
 const installed = (name: string): boolean => {
   try {
