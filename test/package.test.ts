@@ -122,6 +122,8 @@ describe.sequential("the packed package", () => {
       expect(pkg.peerDependencies[name], name).toBe(range)
       expect(pkg.peerDependenciesMeta[name]?.optional, name).toBe(true)
     }
+    const optional = Object.keys(pkg.peerDependenciesMeta).filter((name) => pkg.peerDependenciesMeta[name]!.optional)
+    expect(optional.sort()).toEqual(Object.keys(OPTIONAL_PEERS).sort())
     expect(pkg.peerDependencies.effect).toBe("^3.22.4")
     expect(pkg.peerDependenciesMeta.effect).toBeUndefined()
   })
