@@ -15,6 +15,7 @@ import { promisify } from "node:util"
 import { OPTIONAL_PEERS } from "../src/internal/optionalPeers.js"
 import { root } from "./build.js"
 import { eventually, freePort } from "./e2e/harness.js"
+import { startCollector } from "./e2e/otlpCollector.js"
 
 const readme = readFileSync(join(root, "README.md"), "utf8")
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
@@ -30,10 +31,10 @@ const readmeBlock = (heading: string): string => {
   return block
 }
 
-/** The README's `npm i` line of the service's peers, as words. */
-const servicePeersLine = (): ReadonlyArray<string> => {
-  const line = /^npm i (@effect\/platform-node@\S+(?: [^\s#]+)*)/m.exec(readme)?.[1]
-  if (line === undefined) throw new Error("README: no `npm i @effect/platform-node@…` line")
+/** The packages of the README's `npm i <first>@… …` line, as words. */
+const readmeInstallLine = (first: string): ReadonlyArray<string> => {
+  const line = new RegExp(`^npm i (${first.replace("/", "\\/")}@\\S+(?: [^\\s#]+)*)`, "m").exec(readme)?.[1]
+  if (line === undefined) throw new Error(`README: no \`npm i ${first}@…\` line`)
   return line.split(" ")
 }
 
@@ -100,6 +101,47 @@ const installed = (name: string): boolean => {
   } catch {
     return false
   }
+}
+
+/**
+ * `npx effect-compile-trigger` in the project on a free port, once `/readyz` answers. npx runs the command through
+ * `sh -c`: Debian's dash stays in between and dies of a SIGTERM sent to npx, leaving the service running without the
+ * signal; bash execs a single command, so the signal reaches the service.
+ */
+const startNpx = async (env: Record<string, string>) => {
+  const port = await freePort()
+  const child = spawn("npx", ["--no-install", "effect-compile-trigger"], {
+    cwd: project,
+    env: {
+      ...process.env,
+      npm_config_script_shell: "/bin/bash",
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      DATA_DIR: join(dir, "data"),
+      ...env
+    },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()))
+  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()))
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+  const base = `http://127.0.0.1:${port}`
+  const ready = (status: number) => status === 200 || child.exitCode !== null
+  await eventually(() => fetch(`${base}/readyz`).then((r) => r.status, () => 0), ready, 60_000)
+  const retain = (bankId: string, count: number) =>
+    fetch(`${base}/v1/banks/${bankId}/retain`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ count })
+    })
+  /** SIGTERM to npx; resolves with its exit code. */
+  const stop = () => {
+    child.kill("SIGTERM")
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000)
+    return exited.finally(() => clearTimeout(timer))
+  }
+  return { base, retain, stop, output: () => output, kill: () => child.exitCode === null && child.kill("SIGKILL") }
 }
 
 describe.sequential("the packed package", () => {
@@ -229,47 +271,22 @@ console.log(JSON.stringify({ _tag, operation, message }))
 
   it("with the README's line of service peers, npx effect-compile-trigger serves, counts, and stops on SIGTERM", async () => {
     const started = Date.now()
-    await run("npm", [...INSTALL, ...servicePeersLine()], {
+    await run("npm", [...INSTALL, ...readmeInstallLine("@effect/platform-node")], {
       cwd: project,
       env: { ...process.env, npm_config_better_sqlite3_local_prebuilds: localPrebuilds(dir) }
     })
     console.log(`service peers install (README line): ${((Date.now() - started) / 1000).toFixed(1)} s`)
     expect(new Set((await npm(project, ["ls", "effect", "--all", "--parseable"])).trim().split("\n")).size).toBe(1)
 
-    const port = await freePort()
-    // npx runs the command through `sh -c`. Debian's dash stays in between and dies of a SIGTERM sent to npx, leaving
-    // the service running without the signal; bash execs a single command, so the signal reaches the service.
-    const child = spawn("npx", ["--no-install", "effect-compile-trigger"], {
-      cwd: project,
-      env: {
-        ...process.env,
-        npm_config_script_shell: "/bin/bash",
-        HOST: "127.0.0.1",
-        PORT: String(port),
-        DATA_DIR: join(dir, "data")
-      },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let output = ""
-    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()))
-    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()))
-    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-    const base = `http://127.0.0.1:${port}`
+    const service = await startNpx({})
     try {
-      await eventually(() => fetch(`${base}/readyz`).then((r) => r.status, () => 0), (status) => status === 200, 30_000)
-      const retained = await fetch(`${base}/v1/banks/packaged/retain`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ count: 7 })
-      })
-      expect(retained.status).toBe(202)
-      const metrics = await (await fetch(`${base}/metrics`)).text()
+      expect((await service.retain("packaged", 7)).status).toBe(202)
+      const metrics = await (await fetch(`${service.base}/metrics`)).text()
       expect(metrics).toMatch(/^compile_trigger_retains_total 7$/m)
-      child.kill("SIGTERM")
-      expect(await exited, output).toBe(0)
-      expect(output).toContain("shutting down: not ready")
+      expect(await service.stop(), service.output()).toBe(0)
+      expect(service.output()).toContain("shutting down: not ready")
     } finally {
-      if (child.exitCode === null) child.kill("SIGKILL")
+      service.kill()
     }
 
     // Tracing's peers are not installed here: asking for it stops startup with one line naming them.
@@ -284,4 +301,22 @@ console.log(JSON.stringify({ _tag, operation, message }))
         "@effect/opentelemetry, @opentelemetry/sdk-trace-base, @opentelemetry/exporter-trace-otlp-http: npm i"
     )
   }, 900_000)
+
+  it("with the README's tracing line, the service exports the spans of a retain and of its compile", async () => {
+    await npm(project, [...INSTALL, ...readmeInstallLine("@effect/opentelemetry")])
+    expect(new Set((await npm(project, ["ls", "effect", "--all", "--parseable"])).trim().split("\n")).size).toBe(1)
+    const collector = await startCollector()
+    const service = await startNpx({ OTEL_EXPORTER_OTLP_ENDPOINT: collector.endpoint, COMPILE_SIZE_THRESHOLD: "2" })
+    try {
+      expect((await service.retain("traced", 2)).status).toBe(202)
+      await eventually(() => Promise.resolve(service.output()), (output) => output.includes("dry run: would compile"))
+      expect(await service.stop(), service.output()).toBe(0)
+      const names = collector.spans.map((span) => span.name)
+      expect(names, JSON.stringify(names)).toContain("http.server POST")
+      expect(collector.spans.find((span) => span.name === "CompileQueue.compile")?.attributes.bankId).toBe("traced")
+    } finally {
+      service.kill()
+      await collector.close()
+    }
+  }, 600_000)
 })
