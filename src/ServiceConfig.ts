@@ -230,3 +230,33 @@ export const formatConfigError = (error: ConfigError.ConfigError): string => {
   })
   return `invalid configuration: ${[...new Set(problems)].join("; ")}`
 }
+
+// --- tracing ------------------------------------------------------------------------------------------------------
+
+/**
+ * OpenTelemetry export, on when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. The exporter itself reads the standard
+ * `OTEL_EXPORTER_OTLP_*` variables (endpoint, `…_TRACES_ENDPOINT`, headers, timeout).
+ *
+ * @since 0.1.0
+ */
+export interface TracingSettings {
+  readonly endpoint: URL
+  /** `OTEL_SERVICE_NAME`, default `effect-compile-trigger`. */
+  readonly serviceName: string
+}
+
+/** @since 0.1.0 */
+export const defaultServiceName = "effect-compile-trigger"
+
+/**
+ * `OTEL_EXPORTER_OTLP_ENDPOINT` and `OTEL_SERVICE_NAME`: `None` (nothing loaded, nothing traced) while the endpoint is
+ * unset.
+ *
+ * @since 0.1.0
+ */
+export const tracing: Config.Config<Option.Option<TracingSettings>> = Config.all({
+  endpoint: variable("OTEL_EXPORTER_OTLP_ENDPOINT", httpUrl),
+  serviceName: withDefault(variable("OTEL_SERVICE_NAME", string), defaultServiceName)
+}).pipe(
+  Config.map(({ endpoint, serviceName }) => Option.map(endpoint, (endpoint) => ({ endpoint, serviceName })))
+)
