@@ -10,7 +10,7 @@ import {
   HttpApiBuilder,
   HttpApiError,
   HttpApiSwagger,
-  type HttpApp,
+  HttpApp,
   HttpIncomingMessage,
   HttpMethod,
   HttpMiddleware,
@@ -20,7 +20,7 @@ import {
   HttpServerResponse
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Cause, Context, Duration, Effect, Layer, Option, ParseResult, Redacted, Ref, Schema } from "effect"
+import { Cause, Chunk, Context, Duration, Effect, Layer, Option, ParseResult, Redacted, Ref, Schema } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { createServer } from "node:http"
 import {
@@ -31,6 +31,7 @@ import {
   BatchRetainResponse,
   CompileTriggerApi,
   Health,
+  MAX_BATCH_ITEMS,
   MAX_BODY_BYTES,
   MAX_RETAIN_COUNT,
   NotReady,
@@ -39,8 +40,8 @@ import {
   Unauthorized
 } from "./CompileTriggerApi.js"
 import { CompileQueue } from "./CompileQueue.js"
-import { readJson } from "./internal/httpBody.js"
-import { encodeBankState, isValidRetain } from "./internal/httpFastPath.js"
+import { readJson, withinDepth } from "./internal/httpBody.js"
+import { encodeBankState, isValidBatch, isValidRetain } from "./internal/httpFastPath.js"
 import { PrometheusMetrics } from "./PrometheusMetrics.js"
 
 /**
@@ -126,7 +127,7 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
         readJson(request, MAX_BODY_BYTES).pipe(
           Effect.flatMap((body) =>
             // A valid body skips the Schema walk; any other gets the Schema's error.
-            isValidRetain(body, MAX_RETAIN_COUNT) ? Effect.succeed(body ?? {}) : decodeRetain(body)
+            isValidRetain(body, MAX_RETAIN_COUNT) ? Effect.succeed(body ?? {}) : Effect.flatMap(withinDepth(body), decodeRetain)
           ),
           Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError),
           Effect.flatMap((payload) => {
@@ -136,7 +137,11 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
         ))
       .handleRaw("retainBatch", ({ request }) =>
         readJson(request, MAX_BODY_BYTES).pipe(
-          Effect.flatMap(decodeBatch),
+          Effect.flatMap((body) =>
+            isValidBatch(body, MAX_BATCH_ITEMS, MAX_RETAIN_COUNT)
+              ? Effect.succeed(body as typeof BatchRetainPayload.Type)
+              : Effect.flatMap(withinDepth(body), decodeBatch)
+          ),
           Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError),
           Effect.map((payload) => {
             // Checked whole above: a rejected batch counts nothing.
@@ -208,43 +213,48 @@ const tooLarge = () =>
     limitBytes: MAX_BODY_BYTES
   })
 
-const bodyReadError = (cause: Cause.Cause<unknown>): Option.Option<HttpServerError.RequestError> =>
-  Cause.find(cause, (reason) =>
-    reason._tag === "Die" && reason.defect instanceof HttpServerError.RequestError
-      ? Option.some(reason.defect)
-      : Option.none())
+/** A defect that is not a response HttpApi chose: a bug. */
+const isBug = (cause: Cause.Cause<unknown>): boolean =>
+  Chunk.some(Cause.defects(cause), (defect) => !HttpServerResponse.isServerResponse(defect))
 
 /**
- * Around the whole app: bodies over 1 MiB get 413 (by `Content-Length` before reading, or while reading), a body that
- * is not JSON gets 400. HttpApi turns body read errors into defects (500); this maps them back to the client's fault.
+ * The platform answers an unknown route, and any defect, with an empty body: give those a JSON body too. It runs
+ * just before the answer is written, on the error path as well (a middleware sees errors only after that).
+ */
+const jsonErrorBodies = HttpApp.appendPreResponseHandler((request, response) =>
+  Effect.succeed(
+    response.status < 400 || response.body._tag !== "Empty"
+      ? response
+      : response.status === 404
+      ? jsonError(404, "RouteNotFound", `no route ${request.method} ${request.url}`)
+      : response.status >= 500
+      ? jsonError(response.status, "InternalServerError", "the request failed unexpectedly (the service logged it)")
+      : jsonError(response.status, "HttpError", `HTTP ${response.status}`)
+  )
+)
+
+/**
+ * Around the whole app: bodies over 1 MiB get 413 by `Content-Length` before reading (the retain routes also count
+ * while reading), a body of another content type gets 400, an error answer always has a JSON body, and a defect is
+ * logged.
  */
 const guardRequests = (app: HttpApp.Default): HttpApp.Default =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
     if (HttpMethod.hasBody(request.method)) {
       const length = Number(request.headers["content-length"] ?? 0)
       if (length > MAX_BODY_BYTES) return Effect.succeed(tooLarge())
+      // A chunked body has no Content-Length but is a body all the same.
+      const hasBody = length > 0 || request.headers["transfer-encoding"] !== undefined
       const type = request.headers["content-type"]
-      if (length > 0 && type !== undefined && !type.toLowerCase().includes("application/json")) {
+      if (hasBody && type !== undefined && !type.toLowerCase().includes("application/json")) {
         return Effect.succeed(
           jsonError(400, "MalformedRequest", `the request body must be JSON (content-type: application/json), got ${type}`)
         )
       }
     }
-    return app.pipe(
-      Effect.catchAllCause((cause) =>
-        Option.match(bodyReadError(cause), {
-          onNone: () => Effect.failCause(cause),
-          onSome: (error) =>
-            Effect.succeed(
-              error.cause instanceof Error && error.cause.message === "maxBytes exceeded"
-                ? tooLarge()
-                : jsonError(
-                  400,
-                  "MalformedRequest",
-                  `the request body is not valid JSON${error.cause instanceof Error ? `: ${error.cause.message}` : ""}`
-                )
-            )
-        })
+    return Effect.zipRight(jsonErrorBodies, app).pipe(
+      Effect.tapErrorCause((cause) =>
+        isBug(cause) ? Effect.logError(`${request.method} ${request.url} failed unexpectedly`, cause) : Effect.void
       )
     )
   })

@@ -3,6 +3,8 @@
  * `acquireUseRelease`, a string decoder, a destroy per request) costs more than everything else on the retain route
  * together — about 40 % of a bare handler's throughput. This reads Node's `IncomingMessage` directly; the routes
  * then decode the parsed value with their Schema, so the accepted bodies and the error bodies stay those of HttpApi.
+ * A body the fast paths reject passes `withinDepth` first: Schema's error messages print the value recursively, and
+ * thousands of nested arrays overflowed the stack there (a 500 with an empty body).
  *
  * @internal
  */
@@ -27,6 +29,39 @@ const parse = (text: string): Effect.Effect<unknown, MalformedRequest> => {
     )
   }
 }
+
+/** Deepest nesting a rejected body may have before it reaches a Schema; valid bodies are 2 levels deep. */
+export const MAX_JSON_DEPTH = 32
+
+/** Whether `value` nests arrays or objects deeper than `max` levels, walked without recursion. */
+const nestedDeeperThan = (value: unknown, max: number): boolean => {
+  const stack: Array<unknown> = [value]
+  const depths: Array<number> = [1]
+  while (stack.length > 0) {
+    const node = stack.pop()
+    const depth = depths.pop()!
+    if (typeof node !== "object" || node === null) continue
+    if (depth > max) return true
+    for (const child of Array.isArray(node) ? node : Object.values(node)) {
+      if (typeof child === "object" && child !== null) {
+        stack.push(child)
+        depths.push(depth + 1)
+      }
+    }
+  }
+  return false
+}
+
+/**
+ * `value` itself when it nests at most `MAX_JSON_DEPTH` levels, else a `MalformedRequest` saying so. Run before a
+ * Schema decodes a parsed body: its error formatting recurses into the value.
+ */
+export const withinDepth = (value: unknown): Effect.Effect<unknown, MalformedRequest> =>
+  nestedDeeperThan(value, MAX_JSON_DEPTH)
+    ? Effect.fail(
+      new MalformedRequest({ message: `the request body nests arrays or objects deeper than ${MAX_JSON_DEPTH} levels` })
+    )
+    : Effect.succeed(value)
 
 const incomingMessage = (request: HttpServerRequest.HttpServerRequest): IncomingMessage | undefined => {
   const source: unknown = NodeHttpServerRequest.toIncomingMessage(request)
