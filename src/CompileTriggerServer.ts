@@ -23,6 +23,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Chunk, Context, Duration, Effect, Layer, Option, ParseResult, Redacted, Ref, Schema } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { createServer } from "node:http"
+import type { Duplex } from "node:stream"
 import {
   Authorization,
   BankNotFound,
@@ -213,6 +214,30 @@ const tooLarge = () =>
     limitBytes: MAX_BODY_BYTES
   })
 
+/** `application/json` or `application/<anything>+json`, with any parameters (`; charset=utf-8`). */
+const isJsonMediaType = (contentType: string): boolean => {
+  const media = contentType.split(";", 1)[0]!.trim().toLowerCase()
+  return media === "application/json" || /^application\/[a-z0-9.!#$&^_-]+\+json$/.test(media)
+}
+
+/**
+ * What Node's own parser rejects (malformed request line or headers, headers over the size limit, a request that
+ * took too long) gets a JSON answer too, as Node's default handler would give it but with a body.
+ */
+const answerClientError = (error: Error & { readonly code?: string }, socket: Duplex): void => {
+  if (!socket.writable || error.code === "ECONNRESET") return void socket.destroy()
+  const [status, reason] = error.code === "HPE_HEADER_OVERFLOW"
+    ? [431, "Request Header Fields Too Large"]
+    : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+    ? [408, "Request Timeout"]
+    : [400, "Bad Request"]
+  const body = JSON.stringify({ _tag: "MalformedRequest", message: `the HTTP request is malformed (${reason})` })
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `connection: close\r\n\r\n${body}`
+  )
+}
+
 /** A defect that is not a response HttpApi chose: a bug. */
 const isBug = (cause: Cause.Cause<unknown>): boolean =>
   Chunk.some(Cause.defects(cause), (defect) => !HttpServerResponse.isServerResponse(defect))
@@ -246,7 +271,7 @@ const guardRequests = (app: HttpApp.Default): HttpApp.Default =>
       // A chunked body has no Content-Length but is a body all the same.
       const hasBody = length > 0 || request.headers["transfer-encoding"] !== undefined
       const type = request.headers["content-type"]
-      if (hasBody && type !== undefined && !type.toLowerCase().includes("application/json")) {
+      if (hasBody && type !== undefined && !isJsonMediaType(type)) {
         return Effect.succeed(
           jsonError(400, "MalformedRequest", `the request body must be JSON (content-type: application/json), got ${type}`)
         )
@@ -285,6 +310,7 @@ export const layer = (options: ServerOptions): Layer.Layer<never, HttpServerErro
   Layer.unwrapScoped(Effect.gen(function*() {
     const lifecycle = yield* Ref.make<Readiness>("starting")
     const server = createServer()
+    server.on("clientError", answerClientError)
     const drainTimeout = Duration.decode(options.requestDrainTimeout ?? "5 seconds")
 
     const serve = HttpApiBuilder.serve(guardRequests).pipe(
