@@ -43,6 +43,7 @@ import {
 import { CompileQueue } from "./CompileQueue.js"
 import { readJson, withinDepth } from "./internal/httpBody.js"
 import { encodeBankState, isValidBatch, isValidRetain } from "./internal/httpFastPath.js"
+import { isJsonMediaType } from "./internal/jsonGuards.js"
 import { PrometheusMetrics } from "./PrometheusMetrics.js"
 
 /**
@@ -213,12 +214,6 @@ const tooLarge = () =>
   jsonError(413, "PayloadTooLarge", `the request body is larger than ${MAX_BODY_BYTES} bytes (1 MiB)`, {
     limitBytes: MAX_BODY_BYTES
   })
-
-/** `application/json` or `application/<anything>+json`, with any parameters (`; charset=utf-8`). */
-const isJsonMediaType = (contentType: string): boolean => {
-  const media = contentType.split(";", 1)[0]!.trim().toLowerCase()
-  return media === "application/json" || /^application\/[a-z0-9.!#$&^_-]+\+json$/.test(media)
-}
 
 /**
  * What Node's own parser rejects (malformed request line or headers, headers over the size limit, a request that

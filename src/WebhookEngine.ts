@@ -8,6 +8,7 @@ import { HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/
 import { Clock, Duration, Effect, Layer, Option, ParseResult, Redacted, Schema, Stream } from "effect"
 import { createHmac } from "node:crypto"
 import { CompileEngine, CompileError, CompileResult } from "./CompileEngine.js"
+import { isJsonMediaType, MAX_JSON_DEPTH, nestedDeeperThan } from "./internal/jsonGuards.js"
 
 /**
  * @since 0.1.0
@@ -108,12 +109,6 @@ const readBody = (
   )
 }
 
-const isJsonType = (contentType: string | undefined): boolean => {
-  if (contentType === undefined) return true
-  const media = contentType.split(";", 1)[0]!.trim().toLowerCase()
-  return media === "application/json" || media.endsWith("+json")
-}
-
 /** A 2xx answer's body as a `CompileResult`; anything else a `CompileError` saying what was wrong. */
 const interpret = (
   bankId: string,
@@ -133,7 +128,7 @@ const interpret = (
   }
   if (text.trim() === "") return Effect.succeed(new CompileResult({ bankId }))
   const contentType = response.headers["content-type"]
-  if (!isJsonType(contentType)) {
+  if (contentType !== undefined && !isJsonMediaType(contentType)) {
     return Effect.fail(fail(`webhook returned HTTP ${status} with content-type ${quote(contentType!)}, not JSON`))
   }
   let body: unknown
@@ -144,6 +139,10 @@ const interpret = (
   }
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     return Effect.fail(fail(`webhook returned HTTP ${status} with a body that is not a JSON object`))
+  }
+  // Schema's error message would print a deeply nested value recursively (and overflow the stack).
+  if (nestedDeeperThan(body)) {
+    return Effect.fail(fail(`webhook returned HTTP ${status} with JSON nested deeper than ${MAX_JSON_DEPTH} levels`))
   }
   return decodeResult({ bankId, ...body }).pipe(
     Effect.mapError((error) =>

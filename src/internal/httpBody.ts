@@ -13,6 +13,7 @@ import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Effect } from "effect"
 import type { IncomingMessage } from "node:http"
 import { MalformedRequest, PayloadTooLarge } from "../CompileTriggerApi.js"
+import { MAX_JSON_DEPTH, nestedDeeperThan } from "./jsonGuards.js"
 
 const tooLarge = (maxBytes: number) =>
   new PayloadTooLarge({ message: `the request body is larger than ${maxBytes} bytes (1 MiB)`, limitBytes: maxBytes })
@@ -30,34 +31,12 @@ const parse = (text: string): Effect.Effect<unknown, MalformedRequest> => {
   }
 }
 
-/** Deepest nesting a rejected body may have before it reaches a Schema; valid bodies are 2 levels deep. */
-export const MAX_JSON_DEPTH = 32
-
-/** Whether `value` nests arrays or objects deeper than `max` levels, walked without recursion. */
-const nestedDeeperThan = (value: unknown, max: number): boolean => {
-  const stack: Array<unknown> = [value]
-  const depths: Array<number> = [1]
-  while (stack.length > 0) {
-    const node = stack.pop()
-    const depth = depths.pop()!
-    if (typeof node !== "object" || node === null) continue
-    if (depth > max) return true
-    for (const child of Array.isArray(node) ? node : Object.values(node)) {
-      if (typeof child === "object" && child !== null) {
-        stack.push(child)
-        depths.push(depth + 1)
-      }
-    }
-  }
-  return false
-}
-
 /**
  * `value` itself when it nests at most `MAX_JSON_DEPTH` levels, else a `MalformedRequest` saying so. Run before a
  * Schema decodes a parsed body: its error formatting recurses into the value.
  */
 export const withinDepth = (value: unknown): Effect.Effect<unknown, MalformedRequest> =>
-  nestedDeeperThan(value, MAX_JSON_DEPTH)
+  nestedDeeperThan(value)
     ? Effect.fail(
       new MalformedRequest({ message: `the request body nests arrays or objects deeper than ${MAX_JSON_DEPTH} levels` })
     )

@@ -1,9 +1,10 @@
 /**
  * End-to-end: the service process against a hostile compile endpoint (an HTTP server in this process). Each hostile
- * answer — over the size limit (declared or streamed), trickling past the read timeout, a redirect, not JSON — must
- * fail the compile with a `CompileError` saying which, leave the bank's counter alone and be retried as usual; a 100 MB
- * answer must not grow the service's memory. Every call is signed with the current and the previous secret, and is
- * verified here exactly as a receiver would (node:crypto, timingSafeEqual); the secrets never reach the log.
+ * answer — over the size limit (declared or streamed), trickling past the read timeout, a redirect, not JSON, nested
+ * too deeply — must fail the compile with a `CompileError` saying which, leave the bank's counter alone and be
+ * retried as usual; a 100 MB answer must not grow the service's memory. Every call is signed with the current and the
+ * previous secret, and is verified here exactly as a receiver would (the README's code: node:crypto,
+ * timingSafeEqual); the secrets never reach the log.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
@@ -81,6 +82,10 @@ const answer = (bankId: string, response: ServerResponse, port: number) => {
   if (bankId.startsWith("redirect-")) {
     response.writeHead(302, { location: `http://127.0.0.1:${port}/elsewhere`, "content-type": "application/json" })
     return response.end(JSON.stringify({ bankId }))
+  }
+  if (bankId.startsWith("deep-")) {
+    response.writeHead(200, { "content-type": "application/json" })
+    return response.end(`{"bankId":${JSON.stringify(bankId)},"scopesCompiled":${"[".repeat(5000)}${"]".repeat(5000)}}`)
   }
   if (bankId.startsWith("html-")) {
     response.writeHead(200, { "content-type": "text/html" })
@@ -206,6 +211,10 @@ describe("webhook answers are bounded, calls are signed", () => {
 
   it("an answer that is not JSON fails", async () => {
     await failsAndRetries("html-1", /content-type text\/html, not JSON/)
+  })
+
+  it("an answer nested 5,000 levels deep fails with a CompileError (Schema's message would overflow the stack)", async () => {
+    await failsAndRetries("deep-1", /JSON nested deeper than 32 levels/)
   })
 
   it("every call is signed with both secrets; a receiver's check passes each and refuses a tampered body", async () => {

@@ -62,7 +62,12 @@ const viaHttp = (base: URL, agent: Agent, fuzz: FuzzRequest): Promise<Outcome> =
         }))
       response.on("error", (error) => settle({ _tag: "none", reason: error.message }))
     })
-    request.on("error", (error) => settle({ _tag: "none", reason: `${(error as NodeJS.ErrnoException).code ?? ""} ${error.message}` }))
+    request.on("error", (error) => {
+      const code = (error as NodeJS.ErrnoException).code ?? ""
+      // The server closed this idle keep-alive socket just as the request went out: it never saw the request.
+      const stale = request.reusedSocket && code === "ECONNRESET" && !own
+      settle({ _tag: "none", reason: `${stale ? "stale socket: " : ""}${code} ${error.message}` })
+    })
     if (fuzz.transport === "cutoff") {
       request.write(fuzz.body.subarray(0, fuzz.cut))
       // Long enough for the bytes to arrive, then the connection goes away mid-body.
@@ -124,10 +129,16 @@ const dechunk = (text: string): string => {
   }
 }
 
-export const send = (base: URL, agent: Agent, fuzz: FuzzRequest): Promise<Outcome> => {
+/**
+ * Never throws: a request Node's client refuses to send is an outcome too. A request lost on a keep-alive socket the
+ * server had just closed is sent again, once (as Node's documentation advises: the server never received it).
+ */
+export const send = async (base: URL, agent: Agent, fuzz: FuzzRequest): Promise<Outcome> => {
   try {
-    return fuzz.transport === "raw" && fuzz.raw !== undefined ? viaSocket(base, fuzz.raw) : viaHttp(base, agent, fuzz)
+    if (fuzz.transport === "raw" && fuzz.raw !== undefined) return await viaSocket(base, fuzz.raw)
+    const outcome = await viaHttp(base, agent, fuzz)
+    return outcome._tag === "none" && outcome.reason.startsWith("stale socket") ? await viaHttp(base, agent, fuzz) : outcome
   } catch (error) {
-    return Promise.resolve({ _tag: "none", reason: `not sent: ${String(error)}` })
+    return { _tag: "none", reason: `not sent: ${String(error)}` }
   }
 }
