@@ -89,7 +89,9 @@ const readBody = (
   readTimeout: Duration.Duration,
   fail: Fail
 ): Effect.Effect<string, CompileError> => {
-  const tooLarge = fail(`webhook answer is larger than ${maxBytes} bytes (COMPILE_WEBHOOK_MAX_RESPONSE); not read`)
+  const tooLarge = fail(
+    `webhook answer (HTTP ${response.status}) is larger than ${maxBytes} bytes (COMPILE_WEBHOOK_MAX_RESPONSE); not read`
+  )
   const declared = Number(response.headers["content-length"])
   if (declared > maxBytes) return Effect.fail(tooLarge)
   return response.stream.pipe(

@@ -174,7 +174,7 @@ afterAll(async () => {
 
 describe("webhook answers are bounded, calls are signed", () => {
   it("an answer over COMPILE_WEBHOOK_MAX_RESPONSE by its Content-Length fails without being read", async () => {
-    await failsAndRetries("declared-1", new RegExp(`larger than ${MAX_RESPONSE} bytes \\(COMPILE_WEBHOOK_MAX_RESPONSE\\)`))
+    await failsAndRetries("declared-1", new RegExp(`\\(HTTP 200\\) is larger than ${MAX_RESPONSE} bytes \\(COMPILE_WEBHOOK_MAX_RESPONSE\\)`))
     expect(written.get("declared-1")!).toBeLessThan(16 * 1024 * 1024)
   })
 
