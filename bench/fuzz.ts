@@ -13,7 +13,9 @@ const report = await runFuzz({
   requests: number("FUZZ_REQUESTS", 200_000),
   seed: number("FUZZ_SEED", Math.floor(Math.random() * 2 ** 31)),
   concurrency: number("FUZZ_CONCURRENCY", 16),
-  wave: 2000
+  wave: 2000,
+  onWave: (done, failures) =>
+    process.stderr.write(`${new Date().toISOString()} ${done} requests checked, ${failures} failures\n`)
 })
 console.log(formatReport(report))
 process.exitCode = report.failures.length === 0 ? 0 : 1

@@ -22,6 +22,8 @@ export interface FuzzOptions {
   readonly concurrency: number
   /** Requests per wave (the model is compared after each). */
   readonly wave: number
+  /** Called after each wave's checks with the requests done so far (progress for long runs). */
+  readonly onWave?: ((done: number, failures: number) => void) | undefined
 }
 
 export interface FuzzReport {
@@ -198,6 +200,7 @@ export const fuzzService = async (service: ServiceProcess, options: FuzzOptions)
       await Promise.all(Array.from({ length: options.concurrency }, worker))
       done += size
       for (const problem of await checkState(service, model)) fail(`after wave ${wave} (seed ${options.seed + wave}): ${problem}`)
+      options.onWave?.(done, failures.length)
     }
   } finally {
     agent.destroy()
