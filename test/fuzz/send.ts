@@ -96,8 +96,14 @@ const viaSocket = (base: URL, raw: Buffer): Promise<Outcome> =>
     const socket = connect(Number(base.port), base.hostname, () => socket.write(raw))
     socket.setTimeout(5000, () => socket.destroy(new Error("no answer within 5 s")))
     socket.on("data", (chunk: Buffer) => chunks.push(chunk))
-    socket.on("error", () => {})
-    socket.on("close", () => resolve(firstAnswer(Buffer.concat(chunks).toString("latin1"))))
+    let reset = false
+    socket.on("error", (error: NodeJS.ErrnoException) => (reset = error.code === "ECONNRESET"))
+    socket.on("close", () => {
+      const outcome = firstAnswer(Buffer.concat(chunks).toString("latin1"))
+      // The server closes bad HTTP with bytes still unread (a 20 KB header); the kernel may then reset the connection
+      // and drop the answer it carried before this side read it.
+      resolve(outcome._tag === "none" && reset ? { _tag: "none", reason: "reset by the server" } : outcome)
+    })
   })
 
 /** The first HTTP answer in `text` (a request whose body is malformed may get two: the route's, then the parser's). */
