@@ -226,7 +226,7 @@ export const fuzzService = async (service: ServiceProcess, options: FuzzOptions)
 
 /** Starts the service, fuzzes it, checks its log holds no defect, stops it. */
 export const runFuzz = async (options: FuzzOptions): Promise<FuzzReport> => {
-  const service = await startService(fuzzServiceEnv, 60_000)
+  const service = await startService(fuzzServiceEnv, 120_000)
   if (options.niceness) setPriority(service.child.pid!, options.niceness)
   try {
     const report = await fuzzService(service, options)
