@@ -31,5 +31,4 @@ describe("HTTP fuzz against the service process", () => {
     for (const status of ["202", "400", "401", "404", "413"]) expect(report.byStatus[status] ?? 0).toBeGreaterThan(0)
     expect(report.unanswered).toBeGreaterThan(0)
   }, 400_000)
-
 })

@@ -94,7 +94,12 @@ const viaSocket = (base: URL, raw: Buffer): Promise<Outcome> =>
   new Promise((resolve) => {
     const chunks: Array<Buffer> = []
     const socket = connect(Number(base.port), base.hostname, () => socket.write(raw))
-    socket.setTimeout(5000, () => socket.destroy(new Error("no answer within 5 s")))
+    // Generous: on a loaded machine the (niced) service may take seconds; a hang still ends the run.
+    let timedOut = false
+    socket.setTimeout(60_000, () => {
+      timedOut = true
+      socket.destroy()
+    })
     socket.on("data", (chunk: Buffer) => chunks.push(chunk))
     let reset = false
     socket.on("error", (error: NodeJS.ErrnoException) => (reset = error.code === "ECONNRESET"))
@@ -102,7 +107,11 @@ const viaSocket = (base: URL, raw: Buffer): Promise<Outcome> =>
       const outcome = firstAnswer(Buffer.concat(chunks).toString("latin1"))
       // The server closes bad HTTP with bytes still unread (a 20 KB header); the kernel may then reset the connection
       // and drop the answer it carried before this side read it.
-      resolve(outcome._tag === "none" && reset ? { _tag: "none", reason: "reset by the server" } : outcome)
+      resolve(
+        outcome._tag === "answer"
+          ? outcome
+          : { _tag: "none", reason: reset ? "reset by the server" : timedOut ? "no answer within 60 s" : outcome.reason }
+      )
     })
   })
 
