@@ -23,7 +23,11 @@ const Engine = (config: ServiceConfig.ServiceConfig) =>
     ? WebhookEngine.layer({
       url: config.engine.url,
       token: Option.getOrUndefined(config.engine.token),
-      timeout: config.compileTimeout
+      timeout: config.compileTimeout,
+      maxResponseBytes: config.engine.maxResponseBytes,
+      readTimeout: config.engine.readTimeout,
+      secret: Option.getOrUndefined(config.engine.secret),
+      previousSecret: Option.getOrUndefined(config.engine.previousSecret)
     }).pipe(Layer.provide(NodeHttpClient.layer))
     : DryRunEngine.layer
 
