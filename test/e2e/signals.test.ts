@@ -38,16 +38,26 @@ describe.concurrent("signals to the process group of npm start", () => {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     it(`${signal} to the group: exit 0, "shutting down", and every acknowledged retain is there after a restart`, async () => {
       const dataDir = mkdtempSync(join(tmpdir(), "ect-signals-"))
+      // A compile in flight keeps the graceful stop going for 3 s, so every copy of the signal arrives during it.
+      const webhook = await startWebhook((bankId) => ({ status: 200, body: JSON.stringify({ bankId }), delayMs: 3_000 }))
       // Flushed only at shutdown: what the restart finds was written by the graceful stop.
-      const env = { DATA_DIR: dataDir, COMPILE_SIZE_THRESHOLD: "1000000000", COMPILE_FLUSH_INTERVAL: "1 hour" }
+      const env = {
+        DATA_DIR: dataDir,
+        COMPILE_WEBHOOK_URL: webhook.url,
+        COMPILE_SHUTDOWN_TIMEOUT: "20 seconds",
+        COMPILE_SIZE_THRESHOLD: "1000000000",
+        COMPILE_FLUSH_INTERVAL: "1 hour"
+      }
       const first = await startService(env, 60_000, npmStart)
       try {
+        expect((await fetch(`${first.base}/v1/banks/slow/compile`, { method: "POST" })).status).toBe(202)
+        await webhook.waitForCall("slow")
         const retaining = retainUntil(first, "grouped", first.exited)
         await sleep(300)
         process.kill(-first.child.pid!, signal)
         // Node may see the group's copy and npm's forwarded one as one signal when they arrive together: one more
-        // duplicate a little later, as a slow forward or a process manager repeating itself would send.
-        await sleep(200)
+        // duplicate right after, as a slow forward or a process manager repeating itself would send.
+        await sleep(50)
         process.kill(-first.child.pid!, signal)
         const [exit, acknowledged] = await Promise.all([first.exited, retaining])
         expect(exit, first.output()).toMatchObject({ code: 0, signal: null })
@@ -62,6 +72,7 @@ describe.concurrent("signals to the process group of npm start", () => {
         }
       } finally {
         await first.stop(1000)
+        await webhook.close()
         rmSync(dataDir, { recursive: true, force: true })
       }
     }, 180_000)
