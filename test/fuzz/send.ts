@@ -27,7 +27,7 @@ const headerObject = (headers: FuzzRequest["headers"], extra: Record<string, str
   return out
 }
 
-const viaHttp = (base: URL, agent: Agent, fuzz: FuzzRequest): Promise<Outcome> =>
+const viaHttp = (base: URL, agent: Agent, fuzz: FuzzRequest, fresh = false): Promise<Outcome> =>
   new Promise<Outcome>((resolve) => {
     const own = fuzz.transport === "cutoff"
     // Explicit: Node's client chunks a GET or DELETE body only when told (it would send it unframed).
@@ -47,7 +47,7 @@ const viaHttp = (base: URL, agent: Agent, fuzz: FuzzRequest): Promise<Outcome> =
       method: fuzz.method,
       path: fuzz.path,
       headers: headerObject(fuzz.headers, extra),
-      agent: own ? false : agent
+      agent: own || fresh ? false : agent
     }, (response) => {
       const chunks: Array<Buffer> = []
       response.on("data", (chunk: Buffer) => chunks.push(chunk))
@@ -146,13 +146,17 @@ const dechunk = (text: string): string => {
 
 /**
  * Never throws: a request Node's client refuses to send is an outcome too. A request lost on a keep-alive socket the
- * server had just closed is sent again, once (as Node's documentation advises: the server never received it).
+ * server had just closed is sent again, once, on a fresh connection (as Node's documentation advises: the server
+ * never received it).
  */
 export const send = async (base: URL, agent: Agent, fuzz: FuzzRequest): Promise<Outcome> => {
   try {
     if (fuzz.transport === "raw" && fuzz.raw !== undefined) return await viaSocket(base, fuzz.raw)
     const outcome = await viaHttp(base, agent, fuzz)
-    return outcome._tag === "none" && outcome.reason.startsWith("stale socket") ? await viaHttp(base, agent, fuzz) : outcome
+    // Again on a connection of its own: the pool may hold more sockets the server has timed out.
+    return outcome._tag === "none" && outcome.reason.startsWith("stale socket")
+      ? await viaHttp(base, agent, fuzz, true)
+      : outcome
   } catch (error) {
     return { _tag: "none", reason: `not sent: ${String(error)}` }
   }
