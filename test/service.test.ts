@@ -5,6 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, DateTime, Duration, Effect, Either, FastCheck, Option, Redacted, Schema } from "effect"
 import { BankCompileState } from "../src/BankCompileState.js"
+import { BankPolicy } from "../src/BankPolicy.js"
 import { BatchRetainRequest, MAX_BATCH_ITEMS, MAX_RETAIN_COUNT, RetainPayload } from "../src/CompileTriggerApi.js"
 import { encodeBankState, isValidBatch, isValidRetain } from "../src/internal/httpFastPath.js"
 import * as ServiceConfig from "../src/ServiceConfig.js"
@@ -60,11 +61,20 @@ describe("fast paths", () => {
     const state = FastCheck.record({
       bankId: FastCheck.string({ minLength: 1 }),
       memoriesSinceLastCompile: FastCheck.nat(),
+      forgetsSinceLastCompile: FastCheck.nat(),
       lastCompileAt: FastCheck.option(FastCheck.integer({ min: 0, max: 4_102_444_800_000 })),
       firstRetainAt: FastCheck.option(FastCheck.integer({ min: 0, max: 4_102_444_800_000 })),
       status: FastCheck.constantFrom("idle" as const, "pending" as const, "running" as const),
       consecutiveFailures: FastCheck.nat(),
-      lastError: FastCheck.option(FastCheck.string())
+      lastError: FastCheck.option(FastCheck.string()),
+      policy: FastCheck.option(FastCheck.record({
+        enabled: FastCheck.boolean(),
+        sizeThreshold: FastCheck.nat(),
+        stalenessDays: FastCheck.double({ min: 0, max: 365, noNaN: true }),
+        stalenessMinMemories: FastCheck.nat(),
+        forgetThreshold: FastCheck.integer({ min: 1, max: 1000 }),
+        forgetDelaySeconds: FastCheck.double({ min: 0, max: 3600, noNaN: true })
+      }, { requiredKeys: [] }))
     })
     FastCheck.assert(
       FastCheck.property(state, (fields) => {
@@ -73,7 +83,8 @@ describe("fast paths", () => {
           ...fields,
           lastCompileAt: time(fields.lastCompileAt),
           firstRetainAt: time(fields.firstRetainAt),
-          lastError: Option.fromNullable(fields.lastError)
+          lastError: Option.fromNullable(fields.lastError),
+          policy: Option.map(Option.fromNullable(fields.policy), (policy) => new BankPolicy(policy))
         })
         expect(encodeBankState(value)).toEqual(Schema.encodeSync(BankCompileState)(value))
       }),
