@@ -104,6 +104,8 @@ describe("ServiceConfig", () => {
       expect(config.engine).toEqual({ _tag: "DryRun" })
       expect(Option.isNone(config.apiToken)).toBe(true)
       expect(config.trigger).toMatchObject({ sizeThreshold: 50, stalenessDays: 7, stalenessMinMemories: 10 })
+      expect(config.trigger).toMatchObject({ enabled: true, forgetThreshold: 1, forgetDelaySeconds: 60 })
+      expect(ServiceConfig.describe(config)).toContain("forgetDelay=1m")
       expect(Duration.toMillis(config.shutdownTimeout)).toBe(25_000)
       expect(ServiceConfig.describe(config)).toContain("maxQueueSize=10000")
     }))
@@ -125,8 +127,13 @@ describe("ServiceConfig", () => {
         COMPILE_WEBHOOK_TOKEN: "hook",
         API_TOKEN: "api",
         LOG_FORMAT: "JSON",
-        LOG_LEVEL: "warning"
+        LOG_LEVEL: "warning",
+        COMPILE_DEFAULT_ENABLED: "FALSE",
+        COMPILE_FORGET_THRESHOLD: "5",
+        COMPILE_FORGET_DELAY: "1500"
       })
+      expect(config.trigger).toMatchObject({ enabled: false, forgetThreshold: 5, forgetDelaySeconds: 1.5 })
+      expect((yield* load({ COMPILE_FORGET_DELAY: "0 seconds" })).trigger.forgetDelaySeconds).toBe(0)
       expect(config).toMatchObject({ host: "0.0.0.0", port: 9000, maxQueueSize: Infinity, concurrency: 16, logFormat: "json" })
       expect(config.logLevel._tag).toBe("Warning")
       expect(config.trigger).toMatchObject({ sizeThreshold: 0, stalenessDays: 0.5, stalenessMinMemories: 3 })
@@ -151,6 +158,9 @@ describe("ServiceConfig", () => {
       expect(yield* message({ COMPILE_TIMEOUT: "soon" })).toMatch(/COMPILE_TIMEOUT must be a duration/)
       expect(yield* message({ COMPILE_WEBHOOK_URL: "ftp://x" })).toMatch(/COMPILE_WEBHOOK_URL must be an http/)
       expect(yield* message({ API_TOKEN: "" })).toMatch(/API_TOKEN is set but empty/)
+      expect(yield* message({ COMPILE_DEFAULT_ENABLED: "yes" })).toMatch(/COMPILE_DEFAULT_ENABLED must be true or false/)
+      expect(yield* message({ COMPILE_FORGET_THRESHOLD: "0" })).toMatch(/COMPILE_FORGET_THRESHOLD must be an integer >= 1/)
+      expect(yield* message({ COMPILE_FORGET_DELAY: "-5 seconds" })).toMatch(/COMPILE_FORGET_DELAY must be a duration/)
       expect(yield* message({ LOG_FORMAT: "xml" })).toMatch(/LOG_FORMAT must be one of pretty, json/)
       const both = yield* message({ PORT: "x", COMPILE_CONCURRENCY: "0" })
       expect(both).toMatch(/PORT must be/)
