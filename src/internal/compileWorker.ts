@@ -1,0 +1,132 @@
+/**
+ * The compile workers: take a bank from the queue, run the engine for it (with the timeout and, when a tracer is
+ * installed, a span), tell the core how it ended and carry out the answer — re-queue, retry timer, logs, metrics.
+ *
+ * @internal
+ */
+import {
+  Cause,
+  Duration,
+  Effect,
+  Exit,
+  FiberRef,
+  FiberSet,
+  HashMap,
+  Option,
+  Queue,
+  Random
+} from "effect"
+import { CompileError, type CompileEngineService, type CompileResult } from "../CompileEngine.js"
+import * as CompileMetrics from "../CompileMetrics.js"
+import { NOTHING } from "./compileCore.js"
+import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
+import { sleepMillis } from "./sleep.js"
+
+type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+
+const describeFailure = (cause: Cause.Cause<CompileError>): string => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) return failure.value.message
+  const defect = Cause.dieOption(cause)
+  if (Option.isSome(defect)) {
+    const value = defect.value
+    return `defect: ${value instanceof Error ? value.message : String(value)}`
+  }
+  return "interrupted"
+}
+
+/** The engine call for one bank, with `compileTimeout` and, when tracing, the `CompileQueue.compile` span. */
+const engineRunner = (rt: QueueRuntime, engine: CompileEngineService, tracing: boolean) => {
+  const timeout = rt.opts.compileTimeout
+  const timeoutMessage = Option.map(timeout, (d) => `compile timed out after ${Duration.format(d)}`)
+  return (bankId: string): Effect.Effect<CompileResult, CompileError> => {
+    const run = Effect.suspend(() => engine.run(bankId))
+    const limited = Option.isSome(timeout) && Option.isSome(timeoutMessage)
+      ? Effect.timeoutFail(run, {
+        duration: timeout.value,
+        onTimeout: () => new CompileError({ bankId, message: timeoutMessage.value })
+      })
+      : run
+    return tracing
+      ? Effect.withSpan(limited, "CompileQueue.compile", { attributes: { bankId }, captureStackTrace: false })
+      : limited
+  }
+}
+
+const succeeded = (rt: QueueRuntime, i: number, taken: number, now: number, result: CompileResult) => {
+  const answer = rt.core.succeeded(i, taken, now, result.error)
+  rt.fireSignals()
+  if (answer !== NOTHING) rt.answered(i, answer)
+  if (result.error !== undefined) {
+    CompileMetrics.compilesReportedError.unsafeUpdate(1, NO_TAGS)
+    return Effect.logError(`compile reported an error: ${result.error}`)
+  }
+  CompileMetrics.compilesSucceeded.unsafeUpdate(1, NO_TAGS)
+  return Effect.logDebug(`compile finished; ${taken} memories consumed`)
+}
+
+const failed = (rt: QueueRuntime, i: number, cause: Cause.Cause<CompileError>): Effect.Effect<void> => {
+  const message = describeFailure(cause)
+  const { attempt, retry } = rt.core.failed(i, message)
+  rt.fireSignals()
+  CompileMetrics.compilesFailed.unsafeUpdate(1, NO_TAGS)
+  const { maxAttempts } = rt.opts
+  if (!retry) {
+    return Effect.logError(`compile failed (attempt ${attempt} of ${maxAttempts}): ${message}; next try at the next sweep`)
+  }
+  // Stay pending while the delay runs, without holding a worker.
+  CompileMetrics.retries.unsafeUpdate(1, NO_TAGS)
+  return Effect.flatMap(Random.nextRange(0.5, 1.5), (jitter) => {
+    const delay = rt.core.retryDelay(attempt, jitter)
+    return Effect.zipRight(
+      Effect.logWarning(
+        `compile failed (attempt ${attempt} of ${maxAttempts}): ${message}; retrying in ${Math.round(delay)} ms`
+      ),
+      // Forked from the worker's uninterruptible bookkeeping: make it interruptible so close cancels it.
+      FiberSet.run(rt.retries, Effect.interruptible(Effect.zipRight(sleepMillis(delay), rt.requeue(i))))
+    )
+  })
+}
+
+const finish = (
+  rt: QueueRuntime,
+  i: number,
+  taken: number,
+  startedAt: number,
+  exit: Exit.Exit<CompileResult, CompileError>
+): Effect.Effect<void> => {
+  rt.publishRetains()
+  const now = rt.now()
+  CompileMetrics.compileDuration.unsafeUpdate((now - startedAt) / 1000, NO_TAGS)
+  CompileMetrics.running.unsafeModify(-1, NO_TAGS)
+  if (Exit.isSuccess(exit)) return succeeded(rt, i, taken, now, exit.value)
+  if (rt.interruptingCompiles && Cause.isInterruptedOnly(exit.cause)) {
+    // Cut off by shutdown: the compile did not happen, so the bank still needs one.
+    rt.core.interrupted(i)
+    rt.fireSignals()
+    return Effect.logWarning("compile interrupted by shutdown; the bank stays pending")
+  }
+  return failed(rt, i, exit.cause)
+}
+
+/** One worker: takes banks in FIFO order; bookkeeping runs uninterruptibly so no bank is lost between take and finish. */
+export const makeWorker = (rt: QueueRuntime, engine: CompileEngineService, tracing: boolean): Effect.Effect<never> => {
+  const runEngine = engineRunner(rt, engine, tracing)
+  const compile = (i: number, restore: Restore): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      CompileMetrics.queueSize.unsafeModify(-1, NO_TAGS)
+      const taken = rt.core.start(i)
+      CompileMetrics.running.unsafeModify(1, NO_TAGS)
+      const bankId = rt.core.table.ids[i]!
+      const startedAt = rt.now()
+      // Set on the worker fiber without restoring (the next compile overwrites it): half the cost of annotateLogs.
+      return FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set<string, unknown>("bankId", bankId)).pipe(
+        Effect.zipRight(restore(runEngine(bankId))),
+        Effect.exit,
+        Effect.flatMap((exit) => finish(rt, i, taken, startedAt, exit))
+      )
+    })
+  return Effect.forever(
+    Effect.uninterruptibleMask((restore) => Effect.flatMap(restore(Queue.take(rt.queue)), (i) => compile(i, restore)))
+  )
+}

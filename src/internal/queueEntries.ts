@@ -1,0 +1,55 @@
+/**
+ * The queue's synchronous entry points — `unsafeNotifyRetain` (the hot path) and `unsafeCompileNow` — and the check
+ * of their input. Each is one core transition plus carrying out its answer; the retain path allocates nothing and
+ * reads the clock only on a bank's first counted retain.
+ *
+ * @internal
+ */
+import { NOTHING } from "./compileCore.js"
+import type { QueueRuntime } from "./queueRuntime.js"
+
+/** Why a bank id is unusable, or undefined when it is fine. */
+export const invalidBankId = (bankId: unknown): string | undefined =>
+  typeof bankId !== "string" ?
+    `bank id must be a string, got ${typeof bankId}` :
+    bankId.length === 0 ?
+    "bank id must not be empty" :
+    undefined
+
+/** The bank's number, creating the bank; -1 (after a warning) for an invalid id. */
+const bankNumber = (rt: QueueRuntime, bankId: string): number => {
+  const i = rt.core.table.index.get(bankId)
+  if (i !== undefined) return i
+  const invalid = invalidBankId(bankId)
+  if (invalid === undefined) return rt.core.add(bankId)
+  rt.reject(bankId, invalid)
+  return -1
+}
+
+export const makeNotifyRetain = (rt: QueueRuntime): (bankId: string, count?: number) => void => {
+  const core = rt.core
+  const index = core.table.index
+  return (bankId, count = 1) => {
+    if (!core.accepting) return
+    if (count !== 1 && !(Number.isSafeInteger(count) && count > 0)) {
+      return rt.reject(bankId, `count must be a positive integer, got ${String(count)}`)
+    }
+    let i = index.get(bankId)
+    if (i === undefined && (i = bankNumber(rt, bankId)) === -1) return
+    if (!core.isCounted(i)) {
+      core.firstRetain(i, rt.now())
+      rt.fireSignals()
+    }
+    rt.countRetains(count)
+    const answer = core.retain(i, count)
+    if (answer !== NOTHING) rt.answered(i, answer)
+  }
+}
+
+export const makeCompileNow = (rt: QueueRuntime): (bankId: string) => void => (bankId) => {
+  if (!rt.core.accepting) return
+  const i = bankNumber(rt, bankId)
+  if (i === -1) return
+  const answer = rt.core.request(i)
+  if (answer !== NOTHING) rt.answered(i, answer)
+}

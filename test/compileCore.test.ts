@@ -1,0 +1,249 @@
+/**
+ * The compile core driven directly: no runtime, no fibers, no TestClock. A plain array stands in for the bounded
+ * queue, and every transition gets its `now` from the test.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import {
+  type Answer,
+  CompileCore,
+  DRAINED,
+  DROPPED,
+  DROPPED_FIRST,
+  NOTHING,
+  QUEUED,
+  TIMELINE
+} from "../src/internal/compileCore.js"
+import { CompileTriggerConfig, type CompileTriggerConfigInput } from "../src/CompileTriggerConfig.js"
+
+const DAY = 86_400_000
+
+const harness = (options: { config?: CompileTriggerConfigInput; maxQueueSize?: number; maxAttempts?: number } = {}) => {
+  const capacity = options.maxQueueSize ?? Infinity
+  const fifo: Array<number> = []
+  const core = new CompileCore({
+    config: new CompileTriggerConfig(options.config ?? { sizeThreshold: 5, stalenessDays: 1, stalenessMinMemories: 2 }),
+    maxAttempts: options.maxAttempts ?? 3,
+    baseDelayMillis: 1000,
+    maxQueueSize: capacity,
+    persistent: false,
+    offer: (i) => fifo.length < capacity && fifo.push(i) > 0
+  })
+  const bank = (id: string) => core.table.index.get(id) ?? core.add(id)
+  const retain = (id: string, count = 1, now = 0): Answer => {
+    const i = bank(id)
+    if (!core.isCounted(i)) core.firstRetain(i, now)
+    return core.retain(i, count)
+  }
+  /** A worker takes the head of the queue. */
+  const take = () => {
+    const i = fifo.shift()!
+    return { i, id: core.table.ids[i]!, taken: core.start(i) }
+  }
+  const state = (id: string) => core.snapshot(bank(id))
+  const queuedIds = () => fifo.map((i) => core.table.ids[i])
+  return { core, fifo, bank, retain, take, state, queuedIds }
+}
+
+describe("compile core — dedup and single flight", () => {
+  it("a bank is queued once, however often it triggers or is requested", () => {
+    const { core, bank, queuedIds, retain, state } = harness()
+    expect(retain("a", 4)).toBe(NOTHING)
+    expect(state("a").status).toBe("idle")
+    expect(retain("a", 1)).toBe(QUEUED)
+    expect(retain("a", 10)).toBe(NOTHING)
+    expect(core.request(bank("a"))).toBe(NOTHING)
+    expect(queuedIds()).toEqual(["a"])
+    expect(state("a")).toMatchObject({ status: "pending", memoriesSinceLastCompile: 15 })
+    expect(core.counts()).toMatchObject({ banks: 1, pending: 1, running: 0, queued: 1 })
+  })
+
+  it("a running bank is not queued by retains; a request while running queues it when the compile ends", () => {
+    const { core, bank, fifo, retain, take, state } = harness()
+    retain("a", 5)
+    const run = take()
+    expect(run.taken).toBe(5)
+    expect(state("a").status).toBe("running")
+    expect(retain("a", 7)).toBe(NOTHING)
+    expect(core.request(bank("a"))).toBe(NOTHING)
+    expect(fifo).toEqual([])
+    expect(core.succeeded(run.i, run.taken, 100, undefined)).toBe(QUEUED)
+    expect(state("a")).toMatchObject({ status: "pending", memoriesSinceLastCompile: 7 })
+  })
+
+  it("compileNow queues below the threshold and creates unknown banks", () => {
+    const { core, bank, state } = harness()
+    expect(core.request(bank("new"))).toBe(QUEUED)
+    expect(state("new")).toMatchObject({ status: "pending", memoriesSinceLastCompile: 0 })
+  })
+})
+
+describe("compile core — what a compile consumes", () => {
+  it("retains during a compile carry over; the rest is re-checked", () => {
+    const { retain, take, core, state } = harness()
+    retain("a", 5)
+    const run = take()
+    retain("a", 3)
+    expect(core.succeeded(run.i, run.taken, 50, undefined)).toBe(NOTHING) // 3 < 5
+    expect(state("a")).toMatchObject({ status: "idle", memoriesSinceLastCompile: 3, consecutiveFailures: 0 })
+    expect(core.table.lastCompileAt[run.i]).toBe(50)
+    retain("b", 5)
+    const second = take()
+    retain("b", 6)
+    expect(core.succeeded(second.i, second.taken, 60, "partial")).toBe(QUEUED) // 6 >= 5
+    expect(state("b").lastError._tag).toBe("Some")
+  })
+
+  it("an empty bank is not re-checked after its compile (sizeThreshold 0 would loop)", () => {
+    const { core, bank, take } = harness({ config: { sizeThreshold: 0 } })
+    core.request(bank("a"))
+    const run = take()
+    expect(core.succeeded(run.i, run.taken, 1, undefined)).toBe(NOTHING)
+  })
+
+  it("nothing is pending or running after the last compile: DRAINED is raised", () => {
+    const { core, retain, take } = harness()
+    retain("a", 5)
+    core.takeSignals()
+    const run = take()
+    expect(core.takeSignals() & DRAINED).toBe(0)
+    core.succeeded(run.i, run.taken, 1, undefined)
+    expect(core.takeSignals() & DRAINED).toBe(DRAINED)
+  })
+})
+
+describe("compile core — failures and parking", () => {
+  it("a failure keeps counter and lastCompileAt, stays pending for its retry, and parks when attempts are spent", () => {
+    const { core, fifo, retain, take, state, bank } = harness({ maxAttempts: 2 })
+    retain("a", 5)
+    let run = take()
+    expect(core.failed(run.i, "boom")).toEqual({ attempt: 1, retry: true })
+    expect(state("a")).toMatchObject({ status: "pending", memoriesSinceLastCompile: 5, consecutiveFailures: 1 })
+    expect(core.table.lastCompileAt[run.i]).toBeNaN()
+    expect(core.retryDelay(1, 1)).toBe(1000)
+    expect(core.retryDelay(3, 0.5)).toBe(2000)
+    expect(retain("a", 5)).toBe(NOTHING) // waiting for its retry
+    expect(fifo).toEqual([])
+    // the retry delay is over: it offers itself again
+    expect(core.mayRequeue(run.i)).toBe(true)
+    fifo.push(run.i)
+    core.requeued(run.i)
+    run = take()
+    expect(core.failed(run.i, "boom again")).toEqual({ attempt: 2, retry: false })
+    expect(state("a")).toMatchObject({ status: "idle", consecutiveFailures: 2 })
+    // parked: retains count but do not call the broken engine again
+    expect(retain("a", 50)).toBe(NOTHING)
+    expect(state("a").memoriesSinceLastCompile).toBe(60)
+    // the sweep unparks and queues it; its attempts start over
+    expect(core.sweep(0).queued).toBe(1)
+    run = take()
+    expect(core.failed(run.i, "still")).toEqual({ attempt: 1, retry: true })
+    // compileNow also unparks
+    const b = bank("b")
+    retain("b", 5)
+    const runB = take()
+    core.failed(runB.i, "x")
+    fifo.push(runB.i)
+    core.requeued(runB.i)
+    expect(core.failed(take().i, "y").retry).toBe(false) // parked
+    expect(core.request(b)).toBe(QUEUED)
+  })
+
+  it("a compile cut off by shutdown stays pending; after close nothing is retried, re-queued or parked", () => {
+    const { core, retain, take, state } = harness()
+    retain("a", 5)
+    retain("b", 5)
+    const a = take()
+    const b = take()
+    core.close()
+    core.interrupted(a.i)
+    expect(state("a").status).toBe("pending")
+    expect(core.failed(b.i, "down")).toEqual({ attempt: 1, retry: false })
+    expect(state("b").status).toBe("idle")
+    expect(core.mayRequeue(a.i)).toBe(false)
+    expect(core.sweep(0).queued).toBe(0)
+  })
+})
+
+describe("compile core — overflow and the sweep", () => {
+  it("a full queue drops the bank, warns once until it is queued again", () => {
+    const { core, retain, take, state } = harness({ maxQueueSize: 1 })
+    expect(retain("a", 5)).toBe(QUEUED)
+    expect(retain("b", 5)).toBe(DROPPED_FIRST)
+    expect(retain("b", 1)).toBe(DROPPED)
+    expect(state("b").status).toBe("idle")
+    const run = take()
+    core.succeeded(run.i, run.taken, 1, undefined)
+    expect(retain("b", 1)).toBe(QUEUED)
+    take()
+    retain("c", 5)
+    expect(retain("b", 5)).toBe(NOTHING) // b is running
+    expect(retain("d", 5)).toBe(DROPPED_FIRST)
+  })
+
+  it("a sweep that runs out of room resumes where it stopped", () => {
+    const { core, bank, queuedIds, take, fifo } = harness({ maxQueueSize: 2 })
+    const ids = ["a", "b", "c", "d", "e"]
+    ids.forEach(bank)
+    // requested while the queue is full: kept for the sweep
+    fifo.push(-1, -1)
+    for (const id of ids) expect(core.request(bank(id))).toBe(DROPPED_FIRST)
+    fifo.length = 0
+    expect(core.sweep(0)).toEqual({ queued: 2, notQueued: 3, newlyWarned: 0 })
+    expect(queuedIds()).toEqual(["a", "b"])
+    for (let n = 0; n < 2; n++) {
+      const run = take()
+      core.succeeded(run.i, run.taken, 1, undefined)
+    }
+    // starts at c, the first it left out
+    expect(core.sweep(1)).toEqual({ queued: 2, notQueued: 1, newlyWarned: 0 }) // e was warned about already
+    expect(queuedIds()).toEqual(["c", "d"])
+  })
+
+  it("staleness: the timeline marks the bank at its due time; the sweep checks exactly from its own now", () => {
+    const { core, retain, take, state } = harness({ config: { sizeThreshold: 50, stalenessDays: 1, stalenessMinMemories: 2 } })
+    const i = core.add("a")
+    core.firstRetain(i, 1000)
+    expect(core.takeSignals() & TIMELINE).toBe(TIMELINE)
+    expect(core.retain(i, 2)).toBe(NOTHING)
+    expect(core.nextStaleDue).toBe(1000 + DAY)
+    core.staleDue(1000 + DAY - 1)
+    expect(retain("a", 0 + 1)).toBe(NOTHING)
+    core.staleDue(1000 + DAY)
+    expect(retain("a", 1)).toBe(QUEUED) // stale and >= stalenessMinMemories, on the retain path
+    const run = take()
+    core.succeeded(run.i, run.taken, 5000, undefined)
+    expect(core.nextStaleDue).toBe(5000 + DAY) // staleness restarts from the compile
+    retain("a", 3)
+    expect(state("a").status).toBe("idle")
+    // the sweep does not need the timeline
+    expect(core.sweep(5000 + DAY - 1).queued).toBe(0)
+    expect(core.sweep(5000 + DAY).queued).toBe(1)
+  })
+})
+
+describe("compile core — persistence", () => {
+  it("restore loads rows, re-queues pending and running banks in order, and rows round-trip", () => {
+    const capacity = Infinity
+    const core = new CompileCore({
+      config: new CompileTriggerConfig({}),
+      maxAttempts: 3,
+      baseDelayMillis: 0,
+      maxQueueSize: capacity,
+      persistent: true,
+      offer: () => true
+    })
+    const rows = [
+      { bankId: "a", memories: 3, lastCompileAt: 10, firstRetainAt: 5, consecutiveFailures: 0, lastError: null, status: "idle" },
+      { bankId: "b", memories: 9, lastCompileAt: null, firstRetainAt: 7, consecutiveFailures: 2, lastError: "x", status: "running" },
+      { bankId: "c", memories: 0, lastCompileAt: null, firstRetainAt: null, consecutiveFailures: 0, lastError: null, status: "pending" }
+    ] as const
+    const requeued = core.restore(rows, 20)
+    expect(requeued.map((i) => core.table.ids[i])).toEqual(["b", "c"])
+    expect(core.changed().length).toBe(0) // what was just loaded is what is stored
+    expect(core.row(0)).toEqual(rows[0])
+    expect(core.row(1)).toEqual({ ...rows[1], status: "pending" })
+    expect(core.row(2)).toEqual(rows[2])
+    core.retain(0, 1)
+    expect(Array.from(core.changed())).toEqual([0])
+  })
+})

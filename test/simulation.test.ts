@@ -1,0 +1,439 @@
+/**
+ * Deterministic simulation of the compile queue over its core alone: no runtime, no fibers, no TestClock. A small
+ * event loop plays the runtime's part — the bounded queue (with Effect's hand-off to idle workers and its blocked
+ * offers), `concurrency` workers, retry timers, the staleness watcher, the sweep timer and `compileTimeout` — and
+ * fast-check generates the same scenarios and commands as test/model.test.ts (seeded retains, clock steps, engine
+ * outcomes). After every step it checks the model test's invariants: nothing lost or counted twice
+ * (`retained = consumed + counter`), failures counted, pending/running sets agree with statuses, single flight,
+ * `running ≤ concurrency`, `queued ≤ maxQueueSize`, queued before `notifyRetain` returns iff the rule holds, parking,
+ * and at the end every bank the rule says is due gets compiled.
+ *
+ * Replay: `SIM_SEED=<seed> npx vitest run test/simulation.test.ts`; `SIM_RUNS=<n>` runs more cases.
+ */
+import { describe, it } from "@effect/vitest"
+import { type BankCompileState, CompileTriggerConfig, shouldTrigger } from "../src/index.js"
+import { DateTime, FastCheck as fc } from "effect"
+import { CompileCore } from "../src/internal/compileCore.js"
+
+const HOUR = 3_600_000
+const DAY = 24 * HOUR
+
+type Outcome = "ok" | "okWithError" | "fail" | "hang"
+
+type Command =
+  | { readonly _tag: "notify"; readonly bank: number; readonly count: number }
+  | { readonly _tag: "compileNow"; readonly bank: number }
+  | { readonly _tag: "advance"; readonly millis: number }
+  | { readonly _tag: "resolve"; readonly outcome: Outcome }
+  | { readonly _tag: "drain" }
+
+interface Scenario {
+  readonly banks: number
+  readonly sizeThreshold: number
+  readonly stalenessDays: number
+  readonly stalenessMinMemories: number
+  readonly maxQueueSize: number
+  readonly concurrency: number
+  readonly maxAttempts: number
+  readonly baseDelay: number
+  readonly sweepInterval: number
+  readonly compileTimeout: number | undefined
+  readonly randomSeed: number
+}
+
+const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
+  banks: fc.integer({ min: 1, max: 20 }),
+  sizeThreshold: fc.integer({ min: 1, max: 25 }),
+  stalenessDays: fc.constantFrom(0, 0.5, 1, 2, 3),
+  stalenessMinMemories: fc.integer({ min: 1, max: 10 }),
+  maxQueueSize: fc.constantFrom(0, 1, 2, 3, 5, 8),
+  concurrency: fc.integer({ min: 1, max: 3 }),
+  maxAttempts: fc.integer({ min: 1, max: 4 }),
+  baseDelay: fc.constantFrom(0, 1_000, 60_000, HOUR),
+  sweepInterval: fc.constantFrom(DAY, 2 * DAY, 3 * DAY),
+  compileTimeout: fc.constantFrom(undefined, 10 * 60_000, 2 * HOUR),
+  randomSeed: fc.integer()
+})
+
+const commandArb: fc.Arbitrary<Command> = fc.oneof(
+  {
+    weight: 8,
+    arbitrary: fc.record({
+      _tag: fc.constant("notify" as const),
+      bank: fc.nat(19),
+      count: fc.oneof(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 7, max: 30 }))
+    })
+  },
+  { weight: 2, arbitrary: fc.record({ _tag: fc.constant("compileNow" as const), bank: fc.nat(19) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      _tag: fc.constant("advance" as const),
+      millis: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 3 * DAY }))
+    })
+  },
+  {
+    weight: 7,
+    arbitrary: fc.record({
+      _tag: fc.constant("resolve" as const),
+      // the model's "fail", "die", "throw" and "interrupt" all reach the core as a failure
+      outcome: fc.constantFrom<Outcome>("ok", "ok", "ok", "okWithError", "fail", "fail", "fail", "fail", "hang")
+    })
+  },
+  { weight: 1, arbitrary: fc.constant({ _tag: "drain" as const }) }
+)
+
+const fail = (message: string): never => {
+  throw new Error(message)
+}
+
+const ensure = (ok: boolean, message: string): void => {
+  if (!ok) fail(message)
+}
+
+/** mulberry32: the retry jitter, seeded per scenario. */
+const prng = (seed: number) => () => {
+  seed = (seed + 0x6d2b79f5) | 0
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+}
+
+interface Run {
+  readonly i: number
+  readonly taken: number
+  readonly deadline: number
+  hung: boolean
+}
+
+/** The runtime's part, played synchronously: queue, workers, timers. */
+class World {
+  now = 0
+  /** Banks handed straight to an idle worker (Effect's `unsafeOffer` with a waiting taker), then the buffer. */
+  readonly handedOff: Array<number> = []
+  readonly buffer: Array<number> = []
+  /** Retries and restored banks waiting for room (blocked `Queue.offer`s), in order. */
+  readonly blocked: Array<number> = []
+  readonly runs: Array<Run> = []
+  readonly timers: Array<{ readonly at: number; readonly i: number }> = []
+  nextSweep: number
+  healthy = false
+  readonly violations: Array<string> = []
+  readonly core: CompileCore
+  readonly capacity: number
+  private readonly jitter: () => number
+
+  constructor(readonly scenario: Scenario, readonly config: CompileTriggerConfig, readonly model: Model) {
+    this.capacity = scenario.maxQueueSize <= 0 ? Infinity : scenario.maxQueueSize
+    this.nextSweep = scenario.sweepInterval
+    this.jitter = prng(scenario.randomSeed)
+    this.core = new CompileCore({
+      config,
+      maxAttempts: scenario.maxAttempts,
+      baseDelayMillis: scenario.baseDelay,
+      maxQueueSize: this.capacity,
+      persistent: false,
+      offer: (i) => this.offer(i)
+    })
+  }
+
+  private offer(i: number): boolean {
+    if (this.buffer.length === 0 && this.runs.length + this.handedOff.length < this.scenario.concurrency) {
+      this.handedOff.push(i)
+      return true
+    }
+    if (this.buffer.length >= this.capacity) return false
+    this.buffer.push(i)
+    return true
+  }
+
+  idOf(i: number): string {
+    return this.core.table.ids[i]!
+  }
+
+  /** A retry delay ended (or a bank was restored): offer it again, waiting for room. */
+  private requeue(i: number): void {
+    if (!this.core.mayRequeue(i)) return
+    if (this.blocked.length === 0 && this.offer(i)) this.core.requeued(i)
+    else this.blocked.push(i)
+  }
+
+  /** Workers take what they can; a healthy engine finishes at once; due zero-delay timers fire. */
+  settle(): void {
+    for (let changed = true; changed;) {
+      changed = false
+      while (this.runs.length < this.scenario.concurrency && this.handedOff.length + this.buffer.length > 0) {
+        const i = this.handedOff.length > 0 ? this.handedOff.shift()! : this.buffer.shift()!
+        while (this.blocked.length > 0 && this.buffer.length < this.capacity) {
+          const next = this.blocked.shift()!
+          this.buffer.push(next)
+          this.core.requeued(next)
+        }
+        this.start(i)
+        changed = true
+      }
+      if (this.healthy && this.runs.length > 0) {
+        for (const run of this.runs.splice(0)) this.finish(run, "ok")
+        changed = true
+      }
+      const due = this.timers.findIndex((t) => t.at <= this.now)
+      if (due >= 0) {
+        this.requeue(this.timers.splice(due, 1)[0]!.i)
+        changed = true
+      }
+    }
+  }
+
+  private start(i: number): void {
+    if (this.runs.some((r) => r.i === i)) this.violations.push(`two runs of ${this.idOf(i)} at once`)
+    const taken = this.core.start(i)
+    const timeout = this.scenario.compileTimeout
+    this.runs.push({ i, taken, deadline: timeout === undefined ? Infinity : this.now + timeout, hung: false })
+  }
+
+  finish(run: Run, outcome: "ok" | "okWithError" | "fail"): void {
+    const id = this.idOf(run.i)
+    if (outcome !== "fail") {
+      this.model.succeeded(id, run.taken)
+      this.core.succeeded(run.i, run.taken, this.now, outcome === "okWithError" ? "partial compile" : undefined)
+      return
+    }
+    this.model.failed(id, this.scenario.maxAttempts)
+    const { attempt, retry } = this.core.failed(run.i, "engine failed")
+    if (retry) this.timers.push({ at: this.now + this.core.retryDelay(attempt, 0.5 + this.jitter()), i: run.i })
+  }
+
+  /** The next timer of any kind: staleness, compile timeout, retry, sweep. */
+  private nextEvent(): number {
+    let next = Math.min(this.nextSweep, this.core.nextStaleDue || Infinity)
+    for (const run of this.runs) next = Math.min(next, run.deadline)
+    for (const timer of this.timers) next = Math.min(next, timer.at)
+    return next
+  }
+
+  advance(millis: number): void {
+    const target = this.now + millis
+    for (let at = this.nextEvent(); at <= target; at = this.nextEvent()) {
+      this.now = Math.max(this.now, at)
+      this.core.staleDue(this.now)
+      for (const run of this.runs.filter((r) => r.deadline <= this.now)) {
+        this.runs.splice(this.runs.indexOf(run), 1)
+        this.finish(run, "fail")
+      }
+      this.settle()
+      if (this.nextSweep <= this.now) {
+        this.core.sweep(this.now)
+        this.nextSweep += this.scenario.sweepInterval
+        this.model.sweptAt()
+      }
+      this.settle()
+    }
+    this.now = target
+    this.core.staleDue(this.now)
+    this.settle()
+  }
+}
+
+/** What the test knows independently of the core. */
+class Model {
+  readonly retained = new Map<string, number>()
+  readonly consumed = new Map<string, number>()
+  readonly failures = new Map<string, number>()
+  readonly attempts = new Map<string, number>()
+  /** Retries spent: only a sweep or compileNow queues it again; undefined = unknown (a sweep ran). */
+  readonly parked = new Map<string, boolean | undefined>()
+
+  private add(map: Map<string, number>, id: string, n: number): void {
+    map.set(id, (map.get(id) ?? 0) + n)
+  }
+  retain(id: string, n: number): void {
+    this.add(this.retained, id, n)
+    if (!this.parked.has(id)) this.parked.set(id, false)
+  }
+  succeeded(id: string, k: number): void {
+    this.add(this.consumed, id, k)
+    this.failures.set(id, 0)
+    this.attempts.set(id, 0)
+    this.parked.set(id, false)
+  }
+  failed(id: string, maxAttempts: number): void {
+    this.add(this.failures, id, 1)
+    const spent = (this.attempts.get(id) ?? 0) + 1
+    this.attempts.set(id, spent >= maxAttempts ? 0 : spent)
+    if (spent >= maxAttempts) this.parked.set(id, true)
+  }
+  sweptAt(): void {
+    for (const id of this.parked.keys()) this.parked.set(id, undefined)
+  }
+}
+
+const simulate = (scenario: Scenario, commands: ReadonlyArray<Command>): void => {
+  const config = new CompileTriggerConfig({
+    sizeThreshold: scenario.sizeThreshold,
+    stalenessDays: scenario.stalenessDays,
+    stalenessMinMemories: scenario.stalenessMinMemories
+  })
+  const model = new Model()
+  const world = new World(scenario, config, model)
+  const { core } = world
+  const idOf = (bank: number) => `bank-${bank % scenario.banks}`
+  const indexOf = (id: string) => core.table.index.get(id) ?? core.add(id)
+  const stateOf = (id: string): BankCompileState | undefined => {
+    const i = core.table.index.get(id)
+    return i === undefined ? undefined : core.snapshot(i)
+  }
+  const dueNow = (s: BankCompileState) => shouldTrigger(s, config, DateTime.unsafeMake(world.now))
+  const room = () => core.counts().queued < world.capacity
+
+  /** The invariants, checked without `expect` (a few million checks a run: each costs microseconds there). */
+  const check = (step: string) => {
+    if (world.violations.length > 0) fail(`${step}: ${world.violations.join("; ")}`)
+    const { table } = core
+    for (const id of model.retained.keys()) {
+      if (!table.index.has(id)) fail(`${step}: ${id} retained but unknown`)
+    }
+    for (let i = 0; i < table.size; i++) {
+      const id = table.ids[i]!
+      const counter = table.memories[i]!
+      if ((model.consumed.get(id) ?? 0) + counter !== (model.retained.get(id) ?? 0)) {
+        fail(`${step}: reconciliation of ${id}: consumed ${model.consumed.get(id)} + ${counter} ≠ ${model.retained.get(id)}`)
+      }
+      if (table.consecutiveFailures[i] !== (model.failures.get(id) ?? 0)) fail(`${step}: consecutiveFailures of ${id}`)
+      const status = core.statusOf(i)
+      if (core.pending.has(i) !== (status === "pending")) fail(`${step}: pending vs status of ${id}`)
+      if (core.running.has(i) !== (status === "running")) fail(`${step}: running vs status of ${id}`)
+    }
+    if (world.runs.length !== core.running.size || world.runs.some((r) => !core.running.has(r.i))) {
+      fail(`${step}: running banks differ from the runs in flight`)
+    }
+    const counts = core.counts()
+    if (counts.running > scenario.concurrency) fail(`${step}: running > concurrency`)
+    if (counts.queued > world.capacity) fail(`${step}: queued > maxQueueSize`)
+    if (core.inQueue !== world.buffer.length) fail(`${step}: the core counts ${core.inQueue} queued, the queue holds ${world.buffer.length}`)
+  }
+
+  const notify = (id: string, count: number, label: string) => {
+    const i = indexOf(id)
+    const before = core.statusOf(i)
+    const hasRoom = room()
+    if (!core.isCounted(i)) core.firstRetain(i, world.now)
+    core.retain(i, count)
+    model.retain(id, count)
+    const after = core.snapshot(i)
+    const parked = model.parked.get(id)
+    if (before !== "idle") ensure(after.status === before, `${label}: status`)
+    else if (parked === true) ensure(after.status === "idle", `${label}: a parked bank is not queued by retains`)
+    else if (parked === false && hasRoom) {
+      ensure(
+        after.status === (dueNow(after) ? "pending" : "idle"),
+        `${label}: queued before notifyRetain returns iff it triggers`
+      )
+    }
+  }
+
+  const compileNow = (id: string, label: string) => {
+    const i = indexOf(id)
+    const before = core.statusOf(i)
+    const hasRoom = room()
+    core.request(i)
+    const after = core.statusOf(i)
+    if (before !== "idle") ensure(after === before, `${label}: status`)
+    else if (hasRoom) ensure(after === "pending", `${label}: queued regardless of thresholds`)
+    if (after === "pending" && before === "idle") model.parked.set(id, false)
+    else if (!model.parked.has(id)) model.parked.set(id, false)
+  }
+
+  const resolve = (outcome: Outcome, label: string) => {
+    const run = world.runs.find((r) => !r.hung)
+    if (run === undefined) return
+    const id = world.idOf(run.i)
+    const hasRoom = room()
+    if (outcome === "hang") {
+      run.hung = true
+      if (scenario.compileTimeout !== undefined) world.advance(scenario.compileTimeout)
+      return
+    }
+    world.runs.splice(world.runs.indexOf(run), 1)
+    world.finish(run, outcome)
+    world.settle()
+    const after = stateOf(id)!
+    if (outcome !== "fail") {
+      if (after.memoriesSinceLastCompile > 0 && dueNow(after) && hasRoom) {
+        ensure(after.status !== "idle", `${label}: rest still triggers, so the bank is queued again`)
+      }
+    } else if (model.parked.get(id) === true) {
+      ensure(after.status === "idle", `${label}: attempts spent, the bank is idle`)
+    } else {
+      ensure(after.status !== "idle", `${label}: a failed bank waits for its retry`)
+    }
+  }
+
+  let recovering = false
+  const drainHealthy = () => {
+    world.healthy = true
+    for (const run of world.runs) run.hung = false
+    const retryJump = Math.max(1, scenario.baseDelay * 2 ** scenario.maxAttempts)
+    for (let round = 0;; round++) {
+      world.settle()
+      if (core.pending.size === 0 && core.running.size === 0) break
+      if (round > 50) throw new Error(`drain did not finish: ${JSON.stringify(core.counts())}`)
+      world.advance(retryJump) // only banks waiting for a retry delay are left
+    }
+    world.healthy = recovering
+  }
+
+  commands.forEach((command, n) => {
+    const label = `step ${n} ${JSON.stringify(command)}`
+    switch (command._tag) {
+      case "notify":
+        notify(idOf(command.bank), command.count, label)
+        break
+      case "compileNow":
+        compileNow(idOf(command.bank), label)
+        break
+      case "advance":
+        world.advance(command.millis)
+        break
+      case "resolve":
+        resolve(command.outcome, label)
+        break
+      case "drain":
+        drainHealthy()
+        break
+    }
+    world.settle()
+    check(label)
+  })
+
+  // Final: a healthy engine, then sweeps until nothing is left that the rule says needs a compile.
+  recovering = true
+  drainHealthy()
+  const maxRounds = Math.ceil(scenario.banks / world.capacity) + 1
+  for (let round = 1;; round++) {
+    world.advance(scenario.sweepInterval - (world.now % scenario.sweepInterval))
+    drainHealthy()
+    check(`final round ${round}`)
+    const leftover = core.table.ids.map((id) => stateOf(id)!).filter((s) =>
+      dueNow(s) && !(s.lastCompileAt._tag === "Some" && DateTime.toEpochMillis(s.lastCompileAt.value) === world.now)
+    )
+    if (leftover.length === 0) break
+    ensure(round < maxRounds, `due banks left uncompiled: ${JSON.stringify(leftover)}`)
+  }
+}
+
+const numRuns = Number(process.env.SIM_RUNS ?? 20_000)
+const seed = Number(process.env.SIM_SEED ?? 20261201)
+
+describe("compile core — deterministic simulation", () => {
+  it(`random command sequences keep the model test's invariants (${numRuns} runs, seed ${seed})`, () => {
+    const started = performance.now()
+    fc.assert(
+      fc.property(scenarioArb, fc.array(commandArb, { minLength: 1, maxLength: 30 }), (scenario, commands) => {
+        simulate(scenario, commands)
+      }),
+      { numRuns, seed, endOnFailure: false }
+    )
+    const seconds = (performance.now() - started) / 1000
+    console.log(`simulation: ${numRuns} cases in ${seconds.toFixed(2)} s = ${Math.round(numRuns / seconds)} cases/s`)
+  }, 120_000)
+})
