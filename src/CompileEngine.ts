@@ -67,11 +67,12 @@ export interface CompileJob extends Schema.Schema.Type<typeof CompileJob> {}
  * @since 0.1.0
  */
 export interface CompileEngineService {
-  readonly run: (bankId: string) => Effect.Effect<CompileResult, CompileError>
+  /** Compiles one bank; `job` says why and what it consumes (an engine may ignore it: `run: (bankId) => …`). */
+  readonly run: (bankId: string, job: CompileJob) => Effect.Effect<CompileResult, CompileError>
 }
 
 /**
- * Supply it as a `Layer`: `Layer.succeed(CompileEngine, { run: (bankId) => ... })`, or `CompileEngine.layer(run)`.
+ * Supply it as a `Layer`: `Layer.succeed(CompileEngine, { run: (bankId, job) => ... })`, or `CompileEngine.layer(run)`.
  *
  * @since 0.1.0
  */

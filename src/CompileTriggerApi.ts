@@ -320,7 +320,7 @@ export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("Autho
 const bankPath = Schema.Struct({ bankId: BankId })
 
 /**
- * `/v1`: counting retains, compiling, reading state. Guarded by `Authorization`.
+ * `/v1`: counting retains and forgets, per-bank policies, compiling, reading state. Guarded by `Authorization`.
  *
  * @since 0.1.0
  */
@@ -337,6 +337,31 @@ export class BanksGroup extends HttpApiGroup.make("banks")
       .setPayload(BatchRetainPayload)
       .addSuccess(BatchRetainResponse, { status: 202 })
       .addError(NotReady)
+  )
+  .add(
+    HttpApiEndpoint.post("forget", "/banks/:bankId/forget")
+      .setPath(bankPath)
+      .setPayload(ForgetPayload)
+      .addSuccess(BankCompileState, { status: 202 })
+      .addError(NotReady)
+  )
+  .add(
+    HttpApiEndpoint.put("setPolicy", "/banks/:bankId/policy")
+      .setPath(bankPath)
+      .setPayload(PolicyRequest)
+      .addSuccess(PolicyResponse)
+      .addError(NotReady)
+  )
+  .add(
+    HttpApiEndpoint.get("getPolicy", "/banks/:bankId/policy")
+      .setPath(bankPath)
+      .addSuccess(PolicyResponse)
+      .addError(PolicyNotFound)
+  )
+  .add(
+    HttpApiEndpoint.del("deletePolicy", "/banks/:bankId/policy")
+      .setPath(bankPath)
+      .addSuccess(HttpApiSchema.NoContent)
   )
   .add(
     HttpApiEndpoint.post("compile", "/banks/:bankId/compile")

@@ -1,11 +1,12 @@
 /**
- * A `CompileEngine` that calls the memory system's compile endpoint over HTTP: `POST {url}` with `{ "bankId" }`.
+ * A `CompileEngine` that calls the memory system's compile endpoint over HTTP: `POST {url}` with the `CompileJob`
+ * (`{ "bankId", "reason", "memories", "forgets", "attempt" }`).
  *
  * @since 0.1.0
  */
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Duration, Effect, Layer, Option, ParseResult, type Redacted, Schema } from "effect"
-import { CompileEngine, CompileError, CompileResult } from "./CompileEngine.js"
+import { CompileEngine, CompileError, type CompileJob, CompileResult } from "./CompileEngine.js"
 
 /**
  * @since 0.1.0
@@ -46,11 +47,17 @@ export const make = (
       ? (request: HttpClientRequest.HttpClientRequest) => request
       : HttpClientRequest.bearerToken(options.token)
 
-    const run = (bankId: string): Effect.Effect<CompileResult, CompileError> => {
+    const run = (bankId: string, job: CompileJob): Effect.Effect<CompileResult, CompileError> => {
       const fail = (message: string) => new CompileError({ bankId, message })
       return HttpClientRequest.post(url).pipe(
         HttpClientRequest.acceptJson,
-        HttpClientRequest.bodyUnsafeJson({ bankId }),
+        HttpClientRequest.bodyUnsafeJson({
+          bankId,
+          reason: job.reason,
+          memories: job.memories,
+          forgets: job.forgets,
+          attempt: job.attempt
+        }),
         authorize,
         client.execute,
         Effect.mapError((error) => fail(`webhook request failed: ${error.message}`)),

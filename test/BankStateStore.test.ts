@@ -107,10 +107,11 @@ describe("BankStateStore — contract", () => {
         Effect.gen(function*() {
           const store = yield* BankStateStore
           const now = Date.now()
+          const plain = { forgets: 0, policy: null }
           yield* store.save([
-            { ...bank(1), memories: 3, status: "idle", lastCompileAt: now, consecutiveFailures: 2, lastError: "x" },
-            { ...bank(2), memories: 4, status: "pending", lastCompileAt: now },
-            { ...bank(3), memories: 5, status: "running", lastCompileAt: null }
+            { ...bank(1), ...plain, memories: 3, status: "idle", lastCompileAt: now, consecutiveFailures: 2, lastError: "x" },
+            { ...bank(2), ...plain, memories: 4, status: "pending", lastCompileAt: now },
+            { ...bank(3), ...plain, memories: 5, status: "running", lastCompileAt: null }
           ])
           const { close, engine, queue } = yield* openQueue(Layer.succeed(BankStateStore, store))
           yield* queue.drain()

@@ -1,5 +1,5 @@
 import { Context, Deferred, Effect, Layer, List, Logger, type LogLevel, Queue } from "effect"
-import { CompileEngine, type CompileError, CompileResult } from "../src/CompileEngine.js"
+import { CompileEngine, type CompileError, type CompileJob, CompileResult } from "../src/CompileEngine.js"
 import { CompileQueue } from "../src/CompileQueue.js"
 import type { CompileQueueOptions } from "../src/CompileQueueOptions.js"
 
@@ -10,6 +10,8 @@ export const instant: Behavior = (bankId) => Effect.succeed(new CompileResult({ 
 /** Drives the test engine: what each run does, which runs started, and how many of one bank overlapped. */
 export interface EngineControl {
   readonly calls: Array<string>
+  /** The job of each call, in call order. */
+  readonly jobs: Array<CompileJob>
   readonly started: Queue.Queue<string>
   behavior: Behavior
   /** Most runs of one bank at once, and most runs overall at once, seen so far. */
@@ -29,6 +31,7 @@ export const testEngineLayer: Layer.Layer<CompileEngine | TestEngine> = Layer.ef
     const gate = yield* Deferred.make<void>()
     const control: EngineControl = {
       calls: [],
+      jobs: [],
       started: yield* Queue.unbounded<string>(),
       behavior: instant,
       maxPerBank: 0,
@@ -38,9 +41,10 @@ export const testEngineLayer: Layer.Layer<CompileEngine | TestEngine> = Layer.ef
       }),
       open: Deferred.succeed(gate, undefined)
     }
-    const run = (bankId: string) =>
+    const run = (bankId: string, job: CompileJob) =>
       Effect.suspend(() => {
         const call = control.calls.push(bankId)
+        control.jobs.push(job)
         const now = (active.get(bankId) ?? 0) + 1
         active.set(bankId, now)
         overall++
