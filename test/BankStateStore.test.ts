@@ -3,7 +3,7 @@ import * as Migrator from "@effect/sql/Migrator"
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { describe, expect, inject, it } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, Exit, Layer, Metric, Option, Queue, Redacted, Scope, TestClock } from "effect"
+import { ConfigProvider, Context, Effect, Exit, Layer, Metric, Option, Queue, Redacted, TestClock } from "effect"
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
@@ -14,11 +14,10 @@ import {
   type BankStateStoreService,
   BankStoreError,
   CompileMetrics,
-  CompileQueue,
   type CompileQueueOptions,
   type PersistedBank
 } from "../src/index.js"
-import { TestEngine, testEngineLayer } from "./utils.js"
+import { openQueue } from "./utils.js"
 
 const dirs: Array<string> = []
 const tempFile = () => {
@@ -60,22 +59,6 @@ const bank = (n: number, patch: Partial<PersistedBank> = {}): PersistedBank => (
 
 const byId = (banks: ReadonlyArray<PersistedBank>) =>
   [...banks].sort((a, b) => a.bankId.localeCompare(b.bankId))
-
-/** Builds a queue (with the test engine) on `store` in a scope of its own. */
-const openQueue = (store: Layer.Layer<BankStateStore, BankStoreError>, options: CompileQueueOptions = {}) =>
-  Effect.gen(function*() {
-    const scope = yield* Scope.make()
-    const context = yield* Layer.buildWithScope(
-      CompileQueue.layer(options).pipe(Layer.provideMerge(Layer.merge(testEngineLayer, store))),
-      scope
-    )
-    return {
-      queue: Context.get(context, CompileQueue),
-      engine: Context.get(context, TestEngine),
-      store: Context.get(context, BankStateStore),
-      close: Scope.close(scope, Exit.void)
-    }
-  })
 
 describe("BankStateStore — contract", () => {
   if (pgUrl === "") it.skip("pg (PostgreSQL is not installed here; CI installs it)", () => {})

@@ -50,8 +50,8 @@ import {
   CompileTriggerConfig,
   shouldTrigger
 } from "../src/index.js"
+import { type PolicyFields, policyArb } from "./utils.js"
 
-type PolicyFields = ConstructorParameters<typeof BankPolicy>[0]
 
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
@@ -105,15 +105,6 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
   forgetThreshold: fc.integer({ min: 1, max: 5 }),
   forgetDelaySeconds: fc.constantFrom(0, 0, 60, 3600)
 })
-
-const policyArb: fc.Arbitrary<PolicyFields> = fc.record({
-  enabled: fc.boolean(),
-  sizeThreshold: fc.integer({ min: 1, max: 25 }),
-  stalenessDays: fc.constantFrom(0, 0.5, 1, 4),
-  stalenessMinMemories: fc.integer({ min: 1, max: 10 }),
-  forgetThreshold: fc.integer({ min: 1, max: 5 }),
-  forgetDelaySeconds: fc.constantFrom(0, 30, 600)
-}, { requiredKeys: [] })
 
 const commandArb: fc.Arbitrary<Command> = fc.oneof(
   {

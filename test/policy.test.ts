@@ -13,7 +13,7 @@ import {
   type CompileQueueOptions,
   CompileTriggerConfig
 } from "../src/index.js"
-import { captureLogs, instant, queueLayer, retain, TestEngine, testEngineLayer } from "./utils.js"
+import { captureLogs, instant, openQueue, queueLayer, retain, TestEngine } from "./utils.js"
 
 const stateOf = (bankId: string) =>
   Effect.flatMap(CompileQueue, (q) => q.bankState(bankId)).pipe(Effect.map(Option.getOrThrow))
@@ -348,26 +348,12 @@ describe("compile jobs", () => {
 })
 
 describe("persistence of policies and forgets", () => {
-  const open = (store: Layer.Layer<BankStateStore>, options: CompileQueueOptions) =>
-    Effect.gen(function*() {
-      const scope = yield* Scope.make()
-      const context = yield* Layer.buildWithScope(
-        CompileQueue.layer(options).pipe(Layer.provideMerge(Layer.merge(testEngineLayer, store))),
-        scope
-      )
-      return {
-        queue: Context.get(context, CompileQueue),
-        engine: Context.get(context, TestEngine),
-        close: Scope.close(scope, Exit.void)
-      }
-    })
-
   it.scoped("policies and forget counters survive a restart; a restored pending bank compiles with reason restored", () =>
     Effect.gen(function*() {
       const store = Context.get(yield* Layer.build(BankStateStore.memory), BankStateStore)
       const layer = Layer.succeed(BankStateStore, store)
       const options: CompileQueueOptions = { config: { sizeThreshold: 5, forgetThreshold: 3, forgetDelaySeconds: 30 } }
-      const first = yield* open(layer, options)
+      const first = yield* openQueue(layer, options)
       yield* first.queue.setPolicy("p", { enabled: false, stalenessDays: 2 })
       first.queue.unsafeNotifyForget("p", 7)
       first.queue.unsafeNotifyForget("d", 3) // delay running at the restart
@@ -379,7 +365,7 @@ describe("persistence of policies and forgets", () => {
       yield* TestClock.adjust("30 seconds") // the shutdown deadline passes: "cut" stays pending
       yield* first.engine.open
 
-      const second = yield* open(layer, options)
+      const second = yield* openQueue(layer, options)
       expect(yield* second.queue.policyOf("p")).toEqual(Option.some(new BankPolicy({ enabled: false, stalenessDays: 2 })))
       expect((yield* second.queue.configFor("p")).stalenessDays).toBe(2)
       expect(Option.getOrThrow(yield* second.queue.bankState("p")).forgetsSinceLastCompile).toBe(7)

@@ -16,8 +16,8 @@ import { type BankCompileState, BankPolicy, compileReason, CompileTriggerConfig,
 import { DateTime, FastCheck as fc } from "effect"
 import { type Answer, CompileCore, DELAY, RECHECK, SKIPPED } from "../src/internal/compileCore.js"
 import { MANUAL } from "../src/internal/bankTable.js"
+import { type PolicyFields, policyArb } from "./utils.js"
 
-type PolicyFields = ConstructorParameters<typeof BankPolicy>[0]
 
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
@@ -67,15 +67,6 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
   forgetThreshold: fc.integer({ min: 1, max: 5 }),
   forgetDelaySeconds: fc.constantFrom(0, 0, 60, 3600)
 })
-
-const policyArb: fc.Arbitrary<PolicyFields> = fc.record({
-  enabled: fc.boolean(),
-  sizeThreshold: fc.integer({ min: 1, max: 25 }),
-  stalenessDays: fc.constantFrom(0, 0.5, 1, 4),
-  stalenessMinMemories: fc.integer({ min: 1, max: 10 }),
-  forgetThreshold: fc.integer({ min: 1, max: 5 }),
-  forgetDelaySeconds: fc.constantFrom(0, 30, 600)
-}, { requiredKeys: [] })
 
 const commandArb: fc.Arbitrary<Command> = fc.oneof(
   {
@@ -452,31 +443,20 @@ const simulate = (scenario: Scenario, commands: ReadonlyArray<Command>): void =>
     }
   }
 
-  const setPolicy = (id: string, fields: PolicyFields, label: string) => {
-    const i = indexOf(id)
-    const hasRoom = room()
-    const policy = new BankPolicy(fields)
-    const before = core.statusOf(i)
-    world.answer(i, core.setPolicy(i, policy, world.now))
-    if (!core.configOf(i).enabled && before !== "idle") world.graced.add(i)
-    const after = core.snapshot(i)
-    if (before === "idle" && hasRoom && dueAtOnce(after)) {
-      ensure(after.status === "pending", `${label}: re-checked at once, queued before setPolicy returns`)
-    }
-    if (!core.configOf(i).enabled && before === "idle") ensure(after.status === "idle", `${label}: disabled: not queued`)
-  }
-
-  const clearPolicy = (id: string, label: string) => {
+  /** `setPolicy` (with `fields`) or `clearPolicy` (without): re-checked at once; a disabled bank is not queued. */
+  const changePolicy = (id: string, fields: PolicyFields | undefined, label: string) => {
     const i = indexOf(id)
     const hasRoom = room()
     const before = core.statusOf(i)
-    const had = core.policyOf(i) !== undefined
-    world.answer(i, core.clearPolicy(i, world.now))
-    if (!core.configOf(i).enabled && before !== "idle") world.graced.add(i)
+    const changes = fields !== undefined || core.policyOf(i) !== undefined
+    world.answer(i, fields !== undefined ? core.setPolicy(i, new BankPolicy(fields), world.now) : core.clearPolicy(i, world.now))
+    const enabled = core.configOf(i).enabled
+    if (!enabled && before !== "idle") world.graced.add(i)
     const after = core.snapshot(i)
-    if (had && before === "idle" && hasRoom && dueAtOnce(after)) {
-      ensure(after.status === "pending", `${label}: re-checked at once, queued before clearPolicy returns`)
+    if (changes && before === "idle" && hasRoom && dueAtOnce(after)) {
+      ensure(after.status === "pending", `${label}: re-checked at once, queued before it returns`)
     }
+    if (!enabled && before === "idle") ensure(after.status === "idle", `${label}: disabled: not queued`)
   }
 
   const compileNow = (id: string, label: string) => {
@@ -554,10 +534,10 @@ const simulate = (scenario: Scenario, commands: ReadonlyArray<Command>): void =>
         forget(idOf(command.bank), command.count, label)
         break
       case "setPolicy":
-        setPolicy(idOf(command.bank), command.policy, label)
+        changePolicy(idOf(command.bank), command.policy, label)
         break
       case "clearPolicy":
-        clearPolicy(idOf(command.bank), label)
+        changePolicy(idOf(command.bank), undefined, label)
         break
     }
     world.settle()

@@ -1,4 +1,6 @@
-import { Context, Deferred, Effect, Layer, List, Logger, type LogLevel, Queue } from "effect"
+import { Context, Deferred, Effect, Exit, FastCheck as fc, Layer, List, Logger, type LogLevel, Queue, Scope } from "effect"
+import { BankPolicy } from "../src/BankPolicy.js"
+import { BankStateStore } from "../src/BankStateStore.js"
 import { CompileEngine, type CompileError, type CompileJob, CompileResult } from "../src/CompileEngine.js"
 import { CompileQueue } from "../src/CompileQueue.js"
 import type { CompileQueueOptions } from "../src/CompileQueueOptions.js"
@@ -93,3 +95,31 @@ export const retain = (bankId: string, n: number) =>
     Effect.sync(() => {
       for (let k = 0; k < n; k++) queue.unsafeNotifyRetain(bankId)
     }))
+
+/** Builds a queue (with the test engine) on `store` in a scope of its own: close it to "restart". */
+export const openQueue = <E>(store: Layer.Layer<BankStateStore, E>, options: CompileQueueOptions = {}) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const context = yield* Layer.buildWithScope(
+      CompileQueue.layer(options).pipe(Layer.provideMerge(Layer.merge(testEngineLayer, store))),
+      scope
+    )
+    return {
+      queue: Context.get(context, CompileQueue),
+      engine: Context.get(context, TestEngine),
+      store: Context.get(context, BankStateStore),
+      close: Scope.close(scope, Exit.void)
+    }
+  })
+
+export type PolicyFields = ConstructorParameters<typeof BankPolicy>[0]
+
+/** Random policies for the model test and the simulation: any subset of the fields, some disabling the bank. */
+export const policyArb: fc.Arbitrary<PolicyFields> = fc.record({
+  enabled: fc.boolean(),
+  sizeThreshold: fc.integer({ min: 1, max: 25 }),
+  stalenessDays: fc.constantFrom(0, 0.5, 1, 4),
+  stalenessMinMemories: fc.integer({ min: 1, max: 10 }),
+  forgetThreshold: fc.integer({ min: 1, max: 5 }),
+  forgetDelaySeconds: fc.constantFrom(0, 30, 600)
+}, { requiredKeys: [] })
