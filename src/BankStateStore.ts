@@ -6,13 +6,11 @@
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { PgClient } from "@effect/sql-pg"
-import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Cause, Config, type ConfigError, Context, Effect, Layer, Option, Redacted, Schema } from "effect"
-import { mkdirSync } from "node:fs"
-import { dirname, join } from "node:path"
+import { join } from "node:path"
 import { BankStatus } from "./BankCompileState.js"
 import { BankPolicy } from "./BankPolicy.js"
+import { importLayer } from "./internal/optionalPeers.js"
 
 /**
  * One bank as stored. Times are epoch milliseconds; `status` "pending" or "running" means the bank still needs a
@@ -253,24 +251,40 @@ export class BankStateStore extends Context.Tag("BankStateStore")<BankStateStore
   /** On the `SqlClient` in context. */
   static sql: Layer.Layer<BankStateStore, BankStoreError, SqlClient.SqlClient> = Layer.effect(BankStateStore, makeSql)
 
-  /** Embedded SQLite in one file (its directory is created). */
+  /** On the `SqlClient` this layer builds; any failure to open it is a `BankStoreError` naming the cause. */
+  static fromClient = <E>(client: Layer.Layer<SqlClient.SqlClient, E>): Layer.Layer<BankStateStore, BankStoreError> =>
+    openFailure(BankStateStore.sql.pipe(Layer.provide(client)))
+
+  /**
+   * Embedded SQLite in one file (its directory is created). Needs the optional peer `@effect/sql-sqlite-node`; the same
+   * as `layer` from `effect-compile-trigger/SqliteBankStateStore`, which it imports when built.
+   */
   static sqlite = (options: { readonly filename: string }): Layer.Layer<BankStateStore, BankStoreError> =>
-    BankStateStore.sql.pipe(
-      Layer.provide(
-        Layer.unwrapEffect(Effect.try({
-          try: () => {
-            mkdirSync(dirname(options.filename), { recursive: true })
-            return SqliteClient.layer({ filename: options.filename })
-          },
-          catch: storeError("open")
-        }))
-      ),
-      openFailure
+    importLayer(
+      "the SQLite bank state store",
+      ["@effect/sql-sqlite-node"],
+      () => import("./SqliteBankStateStore.js"),
+      (sqlite) => sqlite.layer(options),
+      storeError("open")
+    )
+
+  /**
+   * Postgres, for deployments that share state or want it off the host. Needs the optional peer `@effect/sql-pg`; the
+   * same as `layer` from `effect-compile-trigger/PgBankStateStore`, which it imports when built.
+   */
+  static pg = (options: { readonly url: Redacted.Redacted }): Layer.Layer<BankStateStore, BankStoreError> =>
+    importLayer(
+      "the Postgres bank state store",
+      ["@effect/sql-pg"],
+      () => import("./PgBankStateStore.js"),
+      (pg) => pg.layer(options),
+      storeError("open")
     )
 
   /**
    * The service's choice: `DATABASE_URL=postgres://…` selects Postgres; otherwise SQLite at
-   * `$DATA_DIR/compile-trigger.db` (`DATA_DIR` defaults to `./data`). Logs which one it opened.
+   * `$DATA_DIR/compile-trigger.db` (`DATA_DIR` defaults to `./data`). Logs which one it opened. Only the chosen
+   * driver is loaded.
    */
   static layerConfig: Layer.Layer<BankStateStore, BankStoreError | ConfigError.ConfigError> = Layer.unwrapEffect(
     Effect.gen(function*() {
@@ -290,11 +304,4 @@ export class BankStateStore extends Context.Tag("BankStateStore")<BankStateStore
       )
     })
   )
-
-  /** Postgres, for deployments that share state or want it off the host. */
-  static pg = (options: { readonly url: Redacted.Redacted }): Layer.Layer<BankStateStore, BankStoreError> =>
-    BankStateStore.sql.pipe(
-      Layer.provide(PgClient.layer({ url: options.url })),
-      openFailure
-    )
 }

@@ -43,11 +43,11 @@ export const compiles = Metric.counter("compile_trigger_compiles_total", {
 })
 
 /** @internal */
-export const compilesSucceeded = compiles.pipe(Metric.tagged("outcome", "success"))
+export const compilesSucceeded: Metric.Metric.Counter<number> = compiles.pipe(Metric.tagged("outcome", "success"))
 /** @internal */
-export const compilesReportedError = compiles.pipe(Metric.tagged("outcome", "reported_error"))
+export const compilesReportedError: Metric.Metric.Counter<number> = compiles.pipe(Metric.tagged("outcome", "reported_error"))
 /** @internal */
-export const compilesFailed = compiles.pipe(Metric.tagged("outcome", "failure"))
+export const compilesFailed: Metric.Metric.Counter<number> = compiles.pipe(Metric.tagged("outcome", "failure"))
 
 /** Engine run time in seconds, successful or not. */
 export const compileDuration = Metric.histogram(

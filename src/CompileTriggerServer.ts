@@ -10,7 +10,7 @@ import {
   HttpApiBuilder,
   HttpApiError,
   HttpApiSwagger,
-  type HttpApp,
+  HttpApp,
   HttpIncomingMessage,
   HttpMethod,
   HttpMiddleware,
@@ -20,9 +20,10 @@ import {
   HttpServerResponse
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Cause, Context, Duration, Effect, Layer, Option, ParseResult, Redacted, Ref, Schema } from "effect"
+import { Cause, Chunk, Context, Duration, Effect, Layer, Option, ParseResult, Redacted, Ref, Schema } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { createServer } from "node:http"
+import type { Duplex } from "node:stream"
 import {
   Authorization,
   BankNotFound,
@@ -32,6 +33,7 @@ import {
   CompileTriggerApi,
   ForgetPayload,
   Health,
+  MAX_BATCH_ITEMS,
   MAX_BODY_BYTES,
   MAX_RETAIN_COUNT,
   NotReady,
@@ -42,8 +44,9 @@ import {
   Unauthorized
 } from "./CompileTriggerApi.js"
 import { CompileQueue } from "./CompileQueue.js"
-import { readJson } from "./internal/httpBody.js"
-import { encodeBankState, isValidRetain } from "./internal/httpFastPath.js"
+import { readJson, withinDepth } from "./internal/httpBody.js"
+import { encodeBankState, isValidBatch, isValidRetain } from "./internal/httpFastPath.js"
+import { isJsonMediaType } from "./internal/jsonGuards.js"
 import { PrometheusMetrics } from "./PrometheusMetrics.js"
 
 /**
@@ -123,7 +126,9 @@ const countBody = (
   decode: (body: unknown) => Effect.Effect<{ readonly count?: number | undefined }, ParseResult.ParseError>
 ) =>
   readJson(request, MAX_BODY_BYTES).pipe(
-    Effect.flatMap((body) => isValidRetain(body, MAX_RETAIN_COUNT) ? Effect.succeed(body ?? {}) : decode(body)),
+    Effect.flatMap((body) =>
+      isValidRetain(body, MAX_RETAIN_COUNT) ? Effect.succeed(body ?? {}) : Effect.flatMap(withinDepth(body), decode)
+    ),
     Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError)
   )
 
@@ -163,7 +168,11 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
       .handle("deletePolicy", ({ path }) => queue.clearPolicy(path.bankId))
       .handleRaw("retainBatch", ({ request }) =>
         readJson(request, MAX_BODY_BYTES).pipe(
-          Effect.flatMap(decodeBatch),
+          Effect.flatMap((body) =>
+            isValidBatch(body, MAX_BATCH_ITEMS, MAX_RETAIN_COUNT)
+              ? Effect.succeed(body as typeof BatchRetainPayload.Type)
+              : Effect.flatMap(withinDepth(body), decodeBatch)
+          ),
           Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError),
           Effect.map((payload) => {
             // Checked whole above: a rejected batch counts nothing.
@@ -235,43 +244,66 @@ const tooLarge = () =>
     limitBytes: MAX_BODY_BYTES
   })
 
-const bodyReadError = (cause: Cause.Cause<unknown>): Option.Option<HttpServerError.RequestError> =>
-  Cause.find(cause, (reason) =>
-    reason._tag === "Die" && reason.defect instanceof HttpServerError.RequestError
-      ? Option.some(reason.defect)
-      : Option.none())
+/**
+ * What Node's own parser rejects (malformed request line or headers, headers over the size limit, a request that
+ * took too long) gets a JSON answer too, as Node's default handler would give it but with a body.
+ */
+const answerClientError = (error: Error & { readonly code?: string }, socket: Duplex): void => {
+  if (!socket.writable || error.code === "ECONNRESET") return void socket.destroy()
+  const [status, reason] = error.code === "HPE_HEADER_OVERFLOW"
+    ? [431, "Request Header Fields Too Large"]
+    : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+    ? [408, "Request Timeout"]
+    : [400, "Bad Request"]
+  const body = JSON.stringify({ _tag: "MalformedRequest", message: `the HTTP request is malformed (${reason})` })
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `connection: close\r\n\r\n${body}`
+  )
+}
+
+/** A defect that is not a response HttpApi chose: a bug. */
+const isBug = (cause: Cause.Cause<unknown>): boolean =>
+  Chunk.some(Cause.defects(cause), (defect) => !HttpServerResponse.isServerResponse(defect))
 
 /**
- * Around the whole app: bodies over 1 MiB get 413 (by `Content-Length` before reading, or while reading), a body that
- * is not JSON gets 400. HttpApi turns body read errors into defects (500); this maps them back to the client's fault.
+ * The platform answers an unknown route, and any defect, with an empty body: give those a JSON body too. It runs
+ * just before the answer is written, on the error path as well (a middleware sees errors only after that).
+ */
+const jsonErrorBodies = HttpApp.appendPreResponseHandler((request, response) =>
+  Effect.succeed(
+    response.status < 400 || response.body._tag !== "Empty"
+      ? response
+      : response.status === 404
+      ? jsonError(404, "RouteNotFound", `no route ${request.method} ${request.url}`)
+      : response.status >= 500
+      ? jsonError(response.status, "InternalServerError", "the request failed unexpectedly (the service logged it)")
+      : jsonError(response.status, "HttpError", `HTTP ${response.status}`)
+  )
+)
+
+/**
+ * Around the whole app: bodies over 1 MiB get 413 by `Content-Length` before reading (the retain routes also count
+ * while reading), a body of another content type gets 400, an error answer always has a JSON body, and a defect is
+ * logged.
  */
 const guardRequests = (app: HttpApp.Default): HttpApp.Default =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
     if (HttpMethod.hasBody(request.method)) {
       const length = Number(request.headers["content-length"] ?? 0)
       if (length > MAX_BODY_BYTES) return Effect.succeed(tooLarge())
+      // A chunked body has no Content-Length but is a body all the same.
+      const hasBody = length > 0 || request.headers["transfer-encoding"] !== undefined
       const type = request.headers["content-type"]
-      if (length > 0 && type !== undefined && !type.toLowerCase().includes("application/json")) {
+      if (hasBody && type !== undefined && !isJsonMediaType(type)) {
         return Effect.succeed(
           jsonError(400, "MalformedRequest", `the request body must be JSON (content-type: application/json), got ${type}`)
         )
       }
     }
-    return app.pipe(
-      Effect.catchAllCause((cause) =>
-        Option.match(bodyReadError(cause), {
-          onNone: () => Effect.failCause(cause),
-          onSome: (error) =>
-            Effect.succeed(
-              error.cause instanceof Error && error.cause.message === "maxBytes exceeded"
-                ? tooLarge()
-                : jsonError(
-                  400,
-                  "MalformedRequest",
-                  `the request body is not valid JSON${error.cause instanceof Error ? `: ${error.cause.message}` : ""}`
-                )
-            )
-        })
+    return Effect.zipRight(jsonErrorBodies, app).pipe(
+      Effect.tapErrorCause((cause) =>
+        isBug(cause) ? Effect.logError(`${request.method} ${request.url} failed unexpectedly`, cause) : Effect.void
       )
     )
   })
@@ -302,6 +334,7 @@ export const layer = (options: ServerOptions): Layer.Layer<never, HttpServerErro
   Layer.unwrapScoped(Effect.gen(function*() {
     const lifecycle = yield* Ref.make<Readiness>("starting")
     const server = createServer()
+    server.on("clientError", answerClientError)
     const drainTimeout = Duration.decode(options.requestDrainTimeout ?? "5 seconds")
 
     const serve = HttpApiBuilder.serve(guardRequests).pipe(

@@ -13,8 +13,24 @@ import { CompileTriggerConfig } from "./CompileTriggerConfig.js"
  * @since 0.1.0
  */
 export type EngineSettings =
-  | { readonly _tag: "Webhook"; readonly url: URL; readonly token: Option.Option<Redacted.Redacted> }
+  | ({ readonly _tag: "Webhook"; readonly url: URL; readonly token: Option.Option<Redacted.Redacted> } & WebhookGuards)
   | { readonly _tag: "DryRun" }
+
+/**
+ * How the webhook's calls are signed and its answers bounded.
+ *
+ * @since 0.1.0
+ */
+export interface WebhookGuards {
+  /** `COMPILE_WEBHOOK_MAX_RESPONSE`: largest answer body read, in bytes. */
+  readonly maxResponseBytes: number
+  /** `COMPILE_WEBHOOK_READ_TIMEOUT`: the answer's body must arrive within this long of its headers. */
+  readonly readTimeout: Duration.Duration
+  /** `COMPILE_WEBHOOK_SECRET`: signs every call. */
+  readonly secret: Option.Option<Redacted.Redacted>
+  /** `COMPILE_WEBHOOK_SECRET_PREVIOUS`: during a rotation, signs every call too. */
+  readonly previousSecret: Option.Option<Redacted.Redacted>
+}
 
 /**
  * @since 0.1.0
@@ -140,14 +156,35 @@ const secret = (name: string): Config.Config<Option.Option<Redacted.Redacted>> =
     )
   )
 
+// --- webhook guards: answer limits and signing ---------------------------------------------------------------
+
+const webhookGuards: Config.Config<WebhookGuards> = Config.all({
+  maxResponseBytes: withDefault(variable("COMPILE_WEBHOOK_MAX_RESPONSE", integer(1)), 1024 * 1024),
+  readTimeout: withDefault(variable("COMPILE_WEBHOOK_READ_TIMEOUT", duration(false)), Duration.seconds(30)),
+  secret: secret("COMPILE_WEBHOOK_SECRET"),
+  previousSecret: secret("COMPILE_WEBHOOK_SECRET_PREVIOUS")
+}).pipe(
+  Config.mapOrFail((guards) =>
+    Option.isSome(guards.previousSecret) && Option.isNone(guards.secret)
+      ? Either.left(
+        ConfigError.InvalidData(
+          ["COMPILE_WEBHOOK_SECRET_PREVIOUS"],
+          "COMPILE_WEBHOOK_SECRET_PREVIOUS is set but COMPILE_WEBHOOK_SECRET is not (the previous secret only signs alongside a current one)"
+        )
+      )
+      : Either.right(guards)
+  )
+)
+
 const engine: Config.Config<EngineSettings> = Config.all({
   url: variable("COMPILE_WEBHOOK_URL", httpUrl),
-  token: secret("COMPILE_WEBHOOK_TOKEN")
+  token: secret("COMPILE_WEBHOOK_TOKEN"),
+  guards: webhookGuards
 }).pipe(
-  Config.map(({ token, url }): EngineSettings =>
+  Config.map(({ guards, token, url }): EngineSettings =>
     Option.match(url, {
       onNone: () => ({ _tag: "DryRun" }),
-      onSome: (url) => ({ _tag: "Webhook", url, token })
+      onSome: (url) => ({ _tag: "Webhook", url, token, ...guards })
     })
   )
 )
@@ -249,3 +286,33 @@ export const formatConfigError = (error: ConfigError.ConfigError): string => {
   })
   return `invalid configuration: ${[...new Set(problems)].join("; ")}`
 }
+
+// --- tracing ------------------------------------------------------------------------------------------------------
+
+/**
+ * OpenTelemetry export, on when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. The exporter itself reads the standard
+ * `OTEL_EXPORTER_OTLP_*` variables (endpoint, `…_TRACES_ENDPOINT`, headers, timeout).
+ *
+ * @since 0.1.0
+ */
+export interface TracingSettings {
+  readonly endpoint: URL
+  /** `OTEL_SERVICE_NAME`, default `effect-compile-trigger`. */
+  readonly serviceName: string
+}
+
+/** @since 0.1.0 */
+export const defaultServiceName = "effect-compile-trigger"
+
+/**
+ * `OTEL_EXPORTER_OTLP_ENDPOINT` and `OTEL_SERVICE_NAME`: `None` (nothing loaded, nothing traced) while the endpoint is
+ * unset.
+ *
+ * @since 0.1.0
+ */
+export const tracing: Config.Config<Option.Option<TracingSettings>> = Config.all({
+  endpoint: variable("OTEL_EXPORTER_OTLP_ENDPOINT", httpUrl),
+  serviceName: withDefault(variable("OTEL_SERVICE_NAME", string), defaultServiceName)
+}).pipe(
+  Config.map(({ endpoint, serviceName }) => Option.map(endpoint, (endpoint) => ({ endpoint, serviceName })))
+)

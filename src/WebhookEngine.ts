@@ -1,12 +1,14 @@
 /**
  * A `CompileEngine` that calls the memory system's compile endpoint over HTTP: `POST {url}` with the `CompileJob`
- * (`{ "bankId", "reason", "memories", "forgets", "attempt" }`).
+ * (`{ "bankId", "reason", "memories", "forgets", "attempt" }`), optionally signed, reading a bounded answer.
  *
  * @since 0.1.0
  */
-import { HttpClient, HttpClientRequest } from "@effect/platform"
-import { Duration, Effect, Layer, Option, ParseResult, type Redacted, Schema } from "effect"
+import { HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
+import { Clock, Duration, Effect, Layer, Option, ParseResult, Redacted, Schema, Stream } from "effect"
+import { createHmac } from "node:crypto"
 import { CompileEngine, CompileError, type CompileJob, CompileResult } from "./CompileEngine.js"
+import { isJsonMediaType, MAX_JSON_DEPTH, nestedDeeperThan } from "./internal/jsonGuards.js"
 
 /**
  * @since 0.1.0
@@ -17,7 +19,52 @@ export interface WebhookEngineOptions {
   readonly token?: Redacted.Redacted | undefined
   /** A call longer than this fails with a `CompileError` (default 5 minutes). */
   readonly timeout?: Duration.DurationInput | undefined
+  /** Largest answer body read; a larger one fails the compile and the connection is dropped (default 1 MiB). */
+  readonly maxResponseBytes?: number | undefined
+  /** The answer's body must arrive within this long of its headers (default 30 seconds). */
+  readonly readTimeout?: Duration.DurationInput | undefined
+  /** When set, every call is signed (see `signatureHeaders`). */
+  readonly secret?: Redacted.Redacted | undefined
+  /** During a rotation: the secret being retired; calls carry a signature with each. */
+  readonly previousSecret?: Redacted.Redacted | undefined
 }
+
+/** @since 0.1.0 */
+export const defaultMaxResponseBytes = 1024 * 1024
+
+/** @since 0.1.0 */
+export const defaultReadTimeout: Duration.DurationInput = "30 seconds"
+
+/**
+ * The header with the call's Unix time in seconds.
+ *
+ * @since 0.1.0
+ */
+export const TIMESTAMP_HEADER = "webhook-timestamp"
+
+/**
+ * The header with the signatures: `v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`, comma-separated when a previous
+ * secret is set (the current secret's first).
+ *
+ * @since 0.1.0
+ */
+export const SIGNATURE_HEADER = "webhook-signature"
+
+/**
+ * The signing headers of one call: `timestamp` (Unix seconds) and the raw body, signed with each secret.
+ *
+ * @since 0.1.0
+ */
+export const signatureHeaders = (
+  body: string,
+  timestamp: number,
+  secrets: ReadonlyArray<Redacted.Redacted>
+): Record<string, string> => ({
+  [TIMESTAMP_HEADER]: String(timestamp),
+  [SIGNATURE_HEADER]: secrets
+    .map((secret) => `v1=${createHmac("sha256", Redacted.value(secret)).update(`${timestamp}.${body}`).digest("hex")}`)
+    .join(",")
+})
 
 const decodeResult = Schema.decodeUnknown(CompileResult)
 
@@ -29,10 +76,88 @@ const quote = (text: string): string => {
   return flat.length > QUOTE_CHARS ? `${flat.slice(0, QUOTE_CHARS)}…` : flat
 }
 
+type Fail = (message: string) => CompileError
+
+/**
+ * The answer's body as text, read as a stream so that the limit holds however the body comes (a `Content-Length` is
+ * checked first, a chunked body while it arrives). Over the limit or past `readTimeout` it stops reading; the
+ * request's scope then closes the connection.
+ */
+const readBody = (
+  response: HttpClientResponse.HttpClientResponse,
+  maxBytes: number,
+  readTimeout: Duration.Duration,
+  fail: Fail
+): Effect.Effect<string, CompileError> => {
+  const tooLarge = fail(
+    `webhook answer (HTTP ${response.status}) is larger than ${maxBytes} bytes (COMPILE_WEBHOOK_MAX_RESPONSE); not read`
+  )
+  const declared = Number(response.headers["content-length"])
+  if (declared > maxBytes) return Effect.fail(tooLarge)
+  return response.stream.pipe(
+    Stream.mapError((error) => fail(`webhook answer could not be read: ${error.message}`)),
+    Stream.runFoldEffect({ chunks: [] as Array<Uint8Array>, size: 0 }, (read, chunk) => {
+      read.size += chunk.length
+      if (read.size > maxBytes) return Effect.fail(tooLarge)
+      read.chunks.push(chunk)
+      return Effect.succeed(read)
+    }),
+    Effect.map((read) => Buffer.concat(read.chunks, read.size).toString("utf8")),
+    Effect.timeoutFail({
+      duration: readTimeout,
+      onTimeout: () =>
+        fail(`webhook answer's body did not arrive within ${Duration.format(readTimeout)} of its headers`)
+    })
+  )
+}
+
+/** A 2xx answer's body as a `CompileResult`; anything else a `CompileError` saying what was wrong. */
+const interpret = (
+  bankId: string,
+  response: HttpClientResponse.HttpClientResponse,
+  text: string,
+  fail: Fail
+): Effect.Effect<CompileResult, CompileError> => {
+  const { status } = response
+  if (status >= 300 && status < 400) {
+    const location = response.headers.location
+    return Effect.fail(
+      fail(`webhook answered with a redirect (HTTP ${status}${location ? ` to ${quote(location)}` : ""}), which is not followed`)
+    )
+  }
+  if (status < 200 || status > 299) {
+    return Effect.fail(fail(`webhook returned HTTP ${status}${text.trim() === "" ? "" : `: ${quote(text)}`}`))
+  }
+  if (text.trim() === "") return Effect.succeed(new CompileResult({ bankId }))
+  const contentType = response.headers["content-type"]
+  if (contentType !== undefined && !isJsonMediaType(contentType)) {
+    return Effect.fail(fail(`webhook returned HTTP ${status} with content-type ${quote(contentType!)}, not JSON`))
+  }
+  let body: unknown
+  try {
+    body = JSON.parse(text)
+  } catch {
+    return Effect.fail(fail(`webhook returned HTTP ${status} with invalid JSON: ${quote(text)}`))
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    return Effect.fail(fail(`webhook returned HTTP ${status} with a body that is not a JSON object`))
+  }
+  // Schema's error message would print a deeply nested value recursively (and overflow the stack).
+  if (nestedDeeperThan(body)) {
+    return Effect.fail(fail(`webhook returned HTTP ${status} with JSON nested deeper than ${MAX_JSON_DEPTH} levels`))
+  }
+  return decodeResult({ bankId, ...body }).pipe(
+    Effect.mapError((error) =>
+      fail(`webhook returned an invalid CompileResult: ${ParseResult.TreeFormatter.formatErrorSync(error)}`)
+    )
+  )
+}
+
 /**
  * Builds the engine on the `HttpClient` in context. A 2xx answer's JSON body is decoded as a `CompileResult` (counts
- * default to 0, `bankId` to the requested one; an empty body is an empty result). A non-2xx status, a body that is
- * not a JSON object or not a valid result, a transport error or the timeout fail with a `CompileError` that says which.
+ * default to 0, `bankId` to the requested one; an empty body is an empty result). A non-2xx status, a redirect (never
+ * followed), a body that is not JSON, not a JSON object or not a valid result, a body over `maxResponseBytes` or
+ * slower than `readTimeout`, a transport error or the timeout fail with a `CompileError` that says which.
  *
  * @since 0.1.0
  */
@@ -40,52 +165,49 @@ export const make = (
   options: WebhookEngineOptions
 ): Effect.Effect<CompileEngine["Type"], never, HttpClient.HttpClient> =>
   Effect.gen(function*() {
-    const client = yield* HttpClient.HttpClient
+    // Scoped: when a call ends, however it ends, its connection is closed unless the body was read to the end.
+    const client = HttpClient.withScope(yield* HttpClient.HttpClient)
     const url = options.url.toString()
     const timeout = Duration.decode(options.timeout ?? "5 minutes")
+    const readTimeout = Duration.decode(options.readTimeout ?? defaultReadTimeout)
+    const maxBytes = options.maxResponseBytes ?? defaultMaxResponseBytes
+    const secrets = [options.secret, options.previousSecret].filter((secret) => secret !== undefined)
     const authorize = options.token === undefined
       ? (request: HttpClientRequest.HttpClientRequest) => request
       : HttpClientRequest.bearerToken(options.token)
 
-    const run = (bankId: string, job: CompileJob): Effect.Effect<CompileResult, CompileError> => {
-      const fail = (message: string) => new CompileError({ bankId, message })
-      return HttpClientRequest.post(url).pipe(
+    const request = (bankId: string, job: CompileJob): Effect.Effect<HttpClientRequest.HttpClientRequest> => {
+      const body = JSON.stringify({
+        bankId,
+        reason: job.reason,
+        memories: job.memories,
+        forgets: job.forgets,
+        attempt: job.attempt
+      })
+      const base = HttpClientRequest.post(url).pipe(
         HttpClientRequest.acceptJson,
-        HttpClientRequest.bodyUnsafeJson({
-          bankId,
-          reason: job.reason,
-          memories: job.memories,
-          forgets: job.forgets,
-          attempt: job.attempt
-        }),
-        authorize,
-        client.execute,
+        HttpClientRequest.bodyText(body, "application/json"),
+        authorize
+      )
+      if (secrets.length === 0) return Effect.succeed(base)
+      return Effect.map(
+        Clock.currentTimeMillis,
+        (now) => HttpClientRequest.setHeaders(base, signatureHeaders(body, Math.floor(now / 1000), secrets))
+      )
+    }
+
+    const run = (bankId: string, job: CompileJob): Effect.Effect<CompileResult, CompileError> => {
+      const fail: Fail = (message) => new CompileError({ bankId, message })
+      return request(bankId, job).pipe(
+        Effect.flatMap(client.execute),
         Effect.mapError((error) => fail(`webhook request failed: ${error.message}`)),
         Effect.flatMap((response) =>
           Effect.flatMap(
-            Effect.mapError(response.text, (error) => fail(`webhook response could not be read: ${error.message}`)),
-            (text): Effect.Effect<CompileResult, CompileError> => {
-              if (response.status < 200 || response.status > 299) {
-                return Effect.fail(
-                  fail(`webhook returned HTTP ${response.status}${text.trim() === "" ? "" : `: ${quote(text)}`}`)
-                )
-              }
-              if (text.trim() === "") return Effect.succeed(new CompileResult({ bankId }))
-              let body: unknown
-              try {
-                body = JSON.parse(text)
-              } catch {
-                return Effect.fail(fail(`webhook returned HTTP ${response.status} with invalid JSON: ${quote(text)}`))
-              }
-              if (typeof body !== "object" || body === null || Array.isArray(body)) {
-                return Effect.fail(fail(`webhook returned HTTP ${response.status} with a body that is not a JSON object`))
-              }
-              return decodeResult({ bankId, ...body }).pipe(
-                Effect.mapError((error) =>
-                  fail(`webhook returned an invalid CompileResult: ${ParseResult.TreeFormatter.formatErrorSync(error)}`)
-                )
-              )
-            }
+            // A redirect's body is never read.
+            response.status >= 300 && response.status < 400
+              ? Effect.succeed("")
+              : readBody(response, maxBytes, readTimeout, fail),
+            (text) => interpret(bankId, response, text, fail)
           )
         ),
         Effect.scoped,
@@ -106,14 +228,18 @@ export const make = (
 export const layer = (options: WebhookEngineOptions): Layer.Layer<CompileEngine, never, HttpClient.HttpClient> =>
   Layer.effect(
     CompileEngine,
-    make(options).pipe(
-      Effect.tap(() =>
-        Effect.logInfo(
-          `engine: webhook POST ${redactUrl(options.url)}${options.token === undefined ? "" : " (bearer token set)"}`
-        )
-      )
-    )
+    make(options).pipe(Effect.tap(() => Effect.logInfo(`engine: webhook POST ${describe(options)}`)))
   )
+
+/** The endpoint and its protections for the startup log: no secret, no token, no credentials in the URL. */
+const describe = (options: WebhookEngineOptions): string => {
+  const notes = [
+    ...(options.token === undefined ? [] : ["bearer token set"]),
+    ...(options.secret === undefined ? [] : [options.previousSecret === undefined ? "signed" : "signed with the current and the previous secret"]),
+    `answers up to ${options.maxResponseBytes ?? defaultMaxResponseBytes} bytes`
+  ]
+  return `${redactUrl(options.url)} (${notes.join(", ")})`
+}
 
 /** The URL without credentials or query, for logs. */
 const redactUrl = (url: URL | string): string =>

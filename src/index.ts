@@ -1,6 +1,11 @@
 /**
  * effect-compile-trigger: decides when an agent-memory bank needs a compile and runs those compiles in the background.
  *
+ * The core: it needs `effect` and `@effect/sql` only. The parts with optional peers have their own entry points —
+ * `effect-compile-trigger/SqliteBankStateStore`, `/PgBankStateStore`, `/CompileTriggerApi`, `/CompileTriggerServer`,
+ * `/WebhookEngine`, `/PrometheusMetrics`, `/OtlpTracing`, `/ServiceConfig` — so importing this module loads none of
+ * them.
+ *
  * @since 0.1.0
  */
 export {
@@ -50,9 +55,4 @@ export {
   makeSql as makeSqlBankStateStore,
   type PersistedBank
 } from "./BankStateStore.js"
-export * as CompileTriggerApi from "./CompileTriggerApi.js"
-export * as CompileTriggerServer from "./CompileTriggerServer.js"
 export * as DryRunEngine from "./DryRunEngine.js"
-export * as PrometheusMetrics from "./PrometheusMetrics.js"
-export * as ServiceConfig from "./ServiceConfig.js"
-export * as WebhookEngine from "./WebhookEngine.js"

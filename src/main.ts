@@ -1,15 +1,18 @@
 /**
- * `npm start`: the compile trigger as an HTTP sidecar. A thin composition, bottom to top:
- * config → engine → (store) → queue → HTTP → `Layer.launch` → `NodeRuntime.runMain`.
+ * The compile trigger as an HTTP sidecar (run by `bin.ts`: `npm start`, `npx effect-compile-trigger`). A thin
+ * composition, bottom to top: config → (tracing) → engine → (store) → queue → HTTP → `Layer.launch` →
+ * `NodeRuntime.runMain`.
  */
 import { HttpServerError } from "@effect/platform"
 import { NodeHttpClient, NodeRuntime } from "@effect/platform-node"
-import { Cause, ConfigError, Duration, Effect, Layer, Logger, LogLevel, Option } from "effect"
+import { Cause, Config, ConfigError, Duration, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import { BankStateStore, BankStoreError } from "./BankStateStore.js"
 import { CompileQueue } from "./CompileQueue.js"
 import * as CompileTriggerServer from "./CompileTriggerServer.js"
 import * as DryRunEngine from "./DryRunEngine.js"
 import * as ServiceConfig from "./ServiceConfig.js"
+import { importLayer, TRACING_PEERS } from "./internal/optionalPeers.js"
+import { guardShutdownSignals } from "./internal/shutdownSignals.js"
 import * as WebhookEngine from "./WebhookEngine.js"
 
 /** Requests already received get this long to finish at shutdown, before the queue's own deadline starts. */
@@ -20,7 +23,11 @@ const Engine = (config: ServiceConfig.ServiceConfig) =>
     ? WebhookEngine.layer({
       url: config.engine.url,
       token: Option.getOrUndefined(config.engine.token),
-      timeout: config.compileTimeout
+      timeout: config.compileTimeout,
+      maxResponseBytes: config.engine.maxResponseBytes,
+      readTimeout: config.engine.readTimeout,
+      secret: Option.getOrUndefined(config.engine.secret),
+      previousSecret: Option.getOrUndefined(config.engine.previousSecret)
     }).pipe(Layer.provide(NodeHttpClient.layer))
     : DryRunEngine.layer
 
@@ -66,8 +73,29 @@ const ShutdownWatchdog = (config: ServiceConfig.ServiceConfig) =>
     })
   ))
 
-const Service = (config: ServiceConfig.ServiceConfig) =>
-  ShutdownWatchdog(config).pipe(Layer.provide(Http(config)), Layer.provide(Queue(config)))
+/**
+ * OTLP trace export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, its modules imported only then. Beneath everything, so
+ * the server and the queue find the tracer when they are built, and it flushes last.
+ */
+const Tracing = (settings: Option.Option<ServiceConfig.TracingSettings>) =>
+  Option.match(settings, {
+    onNone: () => Layer.empty,
+    onSome: ({ endpoint, serviceName }) =>
+      importLayer(
+        "tracing (OTEL_EXPORTER_OTLP_ENDPOINT)",
+        TRACING_PEERS,
+        () => import("./OtlpTracing.js"),
+        (OtlpTracing) => OtlpTracing.layer({ serviceName }),
+        (error) => error instanceof Error ? error : new Error(String(error))
+      ).pipe(Layer.tap(() => Effect.logInfo(`tracing: OTLP/HTTP to ${endpoint.origin} as ${serviceName}`)))
+  })
+
+const Service = (config: ServiceConfig.ServiceConfig, tracing: Option.Option<ServiceConfig.TracingSettings>) =>
+  ShutdownWatchdog(config).pipe(
+    Layer.provide(Http(config)),
+    Layer.provide(Queue(config)),
+    Layer.provide(Tracing(tracing))
+  )
 
 /** Pretty or JSON lines; errors to stderr, the rest to stdout. */
 const loggerFor = (logging: Pick<ServiceConfig.ServiceConfig, "logFormat" | "logLevel">) => {
@@ -90,6 +118,7 @@ const startupError = (cause: Cause.Cause<unknown>): string => {
     if (error instanceof HttpServerError.ServeError) {
       return `cannot listen: ${error.cause instanceof Error ? error.cause.message : String(error.cause)}`
     }
+    if (error instanceof Error) return error.message
   }
   return Cause.pretty(cause)
 }
@@ -100,8 +129,8 @@ const main = Effect.gen(function*() {
     logLevel: ServiceConfig.defaultLogLevel
   }))
   return yield* Effect.gen(function*() {
-    const config = yield* ServiceConfig.config
-    return yield* Layer.launch(Service(config))
+    const { config, tracing } = yield* Config.all({ config: ServiceConfig.config, tracing: ServiceConfig.tracing })
+    return yield* Layer.launch(Service(config, tracing))
   }).pipe(
     Effect.tapErrorCause((cause) =>
       Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError(`startup failed: ${startupError(cause)}`)
@@ -110,4 +139,5 @@ const main = Effect.gen(function*() {
   )
 })
 
+guardShutdownSignals()
 NodeRuntime.runMain(main, { disablePrettyLogger: true, disableErrorReporting: true })

@@ -1,5 +1,9 @@
-/** Starts the throwaway PostgreSQL cluster the store tests use. In CI a missing server is an error, never a skip. */
+/**
+ * Starts the throwaway PostgreSQL cluster the store tests use (in CI a missing server is an error, never a skip), and
+ * makes sure dist/ is up to date for the tests that run the built package.
+ */
 import type { TestProject } from "vitest/node"
+import { ensureBuilt } from "./build.js"
 import { startPgCluster } from "./pgCluster.js"
 
 declare module "vitest" {
@@ -10,6 +14,7 @@ declare module "vitest" {
 }
 
 export default async function setup(project: TestProject) {
+  ensureBuilt()
   const cluster = await startPgCluster()
   if (cluster === undefined) {
     if (process.env.CI) throw new Error("PostgreSQL server binaries not found under /usr/lib/postgresql: .ci/run installs them")

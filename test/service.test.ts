@@ -146,6 +146,37 @@ describe("ServiceConfig", () => {
       expect((yield* load({ PORT: "", HOST: " " })).port).toBe(8787)
     }))
 
+  it.effect("webhook guards: answer limit, read timeout and signing secrets (Redacted)", () =>
+    Effect.gen(function*() {
+      const url = { COMPILE_WEBHOOK_URL: "http://127.0.0.1:1/compile" }
+      const defaults = (yield* load(url)).engine
+      expect(defaults._tag === "Webhook" && defaults.maxResponseBytes).toBe(1024 * 1024)
+      expect(defaults._tag === "Webhook" && Duration.toMillis(defaults.readTimeout)).toBe(30_000)
+      expect(defaults._tag === "Webhook" && Option.isNone(defaults.secret)).toBe(true)
+      const engine = (yield* load({
+        ...url,
+        COMPILE_WEBHOOK_MAX_RESPONSE: "4096",
+        COMPILE_WEBHOOK_READ_TIMEOUT: "2 seconds",
+        COMPILE_WEBHOOK_SECRET: "s-current",
+        COMPILE_WEBHOOK_SECRET_PREVIOUS: "s-previous"
+      })).engine
+      if (engine._tag !== "Webhook") throw new Error("expected the webhook engine")
+      expect(engine.maxResponseBytes).toBe(4096)
+      expect(Duration.toMillis(engine.readTimeout)).toBe(2000)
+      expect(Option.map(engine.secret, Redacted.value)).toEqual(Option.some("s-current"))
+      expect(Option.map(engine.previousSecret, Redacted.value)).toEqual(Option.some("s-previous"))
+      // Printed or serialized by accident, a secret shows as <redacted>.
+      expect(`${JSON.stringify(engine)} ${String(Option.getOrThrow(engine.secret))}`).not.toMatch(/s-current|s-previous/)
+      const message = (env: Record<string, string>) =>
+        load({ ...url, ...env }).pipe(Effect.flip, Effect.map(ServiceConfig.formatConfigError))
+      expect(yield* message({ COMPILE_WEBHOOK_MAX_RESPONSE: "0" })).toMatch(/COMPILE_WEBHOOK_MAX_RESPONSE must be an integer >= 1/)
+      expect(yield* message({ COMPILE_WEBHOOK_READ_TIMEOUT: "never" })).toMatch(/COMPILE_WEBHOOK_READ_TIMEOUT must be a duration/)
+      expect(yield* message({ COMPILE_WEBHOOK_SECRET: " " })).toMatch(/COMPILE_WEBHOOK_SECRET is set but empty/)
+      expect(yield* message({ COMPILE_WEBHOOK_SECRET_PREVIOUS: "old" })).toMatch(
+        /COMPILE_WEBHOOK_SECRET_PREVIOUS is set but COMPILE_WEBHOOK_SECRET is not/
+      )
+    }))
+
   it.effect("a bad value fails naming the variable; several are all named", () =>
     Effect.gen(function*() {
       const message = (env: Record<string, string>) =>

@@ -3,6 +3,8 @@
  * `acquireUseRelease`, a string decoder, a destroy per request) costs more than everything else on the retain route
  * together — about 40 % of a bare handler's throughput. This reads Node's `IncomingMessage` directly; the routes
  * then decode the parsed value with their Schema, so the accepted bodies and the error bodies stay those of HttpApi.
+ * A body the fast paths reject passes `withinDepth` first: Schema's error messages print the value recursively, and
+ * thousands of nested arrays overflowed the stack there (a 500 with an empty body).
  *
  * @internal
  */
@@ -11,6 +13,7 @@ import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Effect } from "effect"
 import type { IncomingMessage } from "node:http"
 import { MalformedRequest, PayloadTooLarge } from "../CompileTriggerApi.js"
+import { MAX_JSON_DEPTH, nestedDeeperThan } from "./jsonGuards.js"
 
 const tooLarge = (maxBytes: number) =>
   new PayloadTooLarge({ message: `the request body is larger than ${maxBytes} bytes (1 MiB)`, limitBytes: maxBytes })
@@ -27,6 +30,17 @@ const parse = (text: string): Effect.Effect<unknown, MalformedRequest> => {
     )
   }
 }
+
+/**
+ * `value` itself when it nests at most `MAX_JSON_DEPTH` levels, else a `MalformedRequest` saying so. Run before a
+ * Schema decodes a parsed body: its error formatting recurses into the value.
+ */
+export const withinDepth = (value: unknown): Effect.Effect<unknown, MalformedRequest> =>
+  nestedDeeperThan(value)
+    ? Effect.fail(
+      new MalformedRequest({ message: `the request body nests arrays or objects deeper than ${MAX_JSON_DEPTH} levels` })
+    )
+    : Effect.succeed(value)
 
 const incomingMessage = (request: HttpServerRequest.HttpServerRequest): IncomingMessage | undefined => {
   const source: unknown = NodeHttpServerRequest.toIncomingMessage(request)

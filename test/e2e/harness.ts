@@ -1,6 +1,7 @@
 /**
- * Real processes on loopback for the service's end-to-end tests: the service (`node --import tsx src/main.ts`) on a
- * free 127.0.0.1 port, and a webhook receiver (an HTTP server in the test process) that records every compile call.
+ * Real processes on loopback for the service's end-to-end tests: the service as built (`node dist/bin.js`, what
+ * `npm start` runs; test/globalSetup.ts rebuilds dist/ when a source is newer), or another command such as
+ * `npm start` itself, on a free 127.0.0.1 port, and a webhook receiver (an HTTP server in the test process) that records every compile call.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
@@ -30,11 +31,18 @@ const SERVICE_VARIABLES = [
   "COMPILE_FLUSH_INTERVAL",
   "COMPILE_WEBHOOK_URL",
   "COMPILE_WEBHOOK_TOKEN",
+  "COMPILE_WEBHOOK_MAX_RESPONSE",
+  "COMPILE_WEBHOOK_READ_TIMEOUT",
+  "COMPILE_WEBHOOK_SECRET",
+  "COMPILE_WEBHOOK_SECRET_PREVIOUS",
   "API_TOKEN",
   "LOG_FORMAT",
   "LOG_LEVEL",
   "DATABASE_URL",
-  "DATA_DIR"
+  "DATA_DIR",
+  "OTEL_EXPORTER_OTLP_ENDPOINT",
+  "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+  "OTEL_SERVICE_NAME"
 ]
 
 export const freePort = (): Promise<number> =>
@@ -63,18 +71,28 @@ export interface ServiceProcess {
   readonly stop: (killAfterMs?: number) => Promise<Exit>
 }
 
+export interface SpawnOptions {
+  /** The command and its arguments (default: `node dist/bin.js`). */
+  readonly command?: readonly [string, ...Array<string>]
+  readonly cwd?: string
+  /** In its own process group (as a terminal runs a command); `stop` then signals the whole group. */
+  readonly detached?: boolean
+}
+
 /** Spawns the service with `env` (plus PORT/HOST) without waiting for it. */
-export const spawnService = async (env: Record<string, string>): Promise<ServiceProcess> => {
+export const spawnService = async (env: Record<string, string>, options: SpawnOptions = {}): Promise<ServiceProcess> => {
   const port = await freePort()
   const clean = Object.fromEntries(
     Object.entries(process.env).filter(([name]) => !SERVICE_VARIABLES.includes(name))
   )
   // Each process gets its own state directory unless the test shares one on purpose (restart tests).
   const dataDir = env.DATA_DIR ?? mkdtempSync(join(tmpdir(), "ect-e2e-"))
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-    cwd: root,
+  const [file, ...args] = options.command ?? [process.execPath, "dist/bin.js"]
+  const child = spawn(file, args, {
+    cwd: options.cwd ?? root,
     env: { ...clean, HOST: "127.0.0.1", PORT: String(port), ...env, DATA_DIR: dataDir },
-    stdio: ["ignore", "pipe", "pipe"]
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: options.detached ?? false
   })
   let output = ""
   child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()))
@@ -85,9 +103,17 @@ export const spawnService = async (env: Record<string, string>): Promise<Service
       resolve({ code, signal, at: Date.now() })
     })
   )
+  const signal = (name: NodeJS.Signals) => {
+    try {
+      if (options.detached === true) process.kill(-child.pid!, name)
+      else child.kill(name)
+    } catch {
+      // already gone
+    }
+  }
   const stop = async (killAfterMs = 10_000) => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM")
-    const timer = setTimeout(() => child.kill("SIGKILL"), killAfterMs)
+    if (child.exitCode === null && child.signalCode === null) signal("SIGTERM")
+    const timer = setTimeout(() => signal("SIGKILL"), killAfterMs)
     const exit = await exited
     clearTimeout(timer)
     return exit
@@ -95,9 +121,13 @@ export const spawnService = async (env: Record<string, string>): Promise<Service
   return { base: `http://127.0.0.1:${env.PORT ?? port}`, child, output: () => output, exited, stop }
 }
 
-/** Spawns the service and waits until `/readyz` answers 200 (at most `timeoutMs`). */
-export const startService = async (env: Record<string, string>, timeoutMs = 20_000): Promise<ServiceProcess> => {
-  const service = await spawnService(env)
+/** Spawns the service and waits until `/readyz` answers 200 (at most `timeoutMs`: generous, the 2 cores are shared). */
+export const startService = async (
+  env: Record<string, string>,
+  timeoutMs = 60_000,
+  options: SpawnOptions = {}
+): Promise<ServiceProcess> => {
+  const service = await spawnService(env, options)
   const deadline = Date.now() + timeoutMs
   for (;;) {
     if (service.child.exitCode !== null) {

@@ -47,6 +47,20 @@ const postChunked = (path: string, bytes: number) => {
   return fetch(`${service.base}${path}`, { method: "POST", headers: json, body, duplex: "half" } as RequestInit)
 }
 
+/** A small body sent chunked (no Content-Length) with the given content type. */
+const postChunkedAs = (path: string, text: string, contentType: string) =>
+  fetch(`${service.base}${path}`, {
+    method: "POST",
+    headers: { ...auth, "content-type": contentType },
+    body: new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode(text))
+        controller.close()
+      }
+    }),
+    duplex: "half"
+  } as RequestInit)
+
 const get = (path: string, headers: Record<string, string> = auth) => fetch(`${service.base}${path}`, { headers })
 
 interface BankState {
@@ -99,7 +113,7 @@ afterAll(async () => {
 
 describe("service (one process shared by these tests)", () => {
   it("starts on the given address with the webhook engine, and says so", () => {
-    expect(service.output()).toMatch(/engine: webhook POST http:\/\/127\.0\.0\.1:\d+\/compile \(bearer token set\)/)
+    expect(service.output()).toMatch(/engine: webhook POST http:\/\/127\.0\.0\.1:\d+\/compile \(bearer token set, answers up to 1048576 bytes\)/)
     expect(service.output()).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+/)
     expect(service.output()).toContain(`sizeThreshold=${THRESHOLD}`)
     expect(service.output()).not.toContain(API_TOKEN)
@@ -207,6 +221,11 @@ describe("service (one process shared by these tests)", () => {
       ],
       ["batch item with bad bankId", await post("/v1/retains", [{ bankId: "" }]), 400, /bankId must be/],
       ["batch not an array", await post("/v1/retains", { bankId: "bad-2" }), 400, /Expected/],
+      // 5,000 nested arrays: Schema's error formatting overflowed the stack (a 500 with an empty body).
+      ["5,000 nested arrays", await post("/v1/banks/bad-1/retain", "[".repeat(5000) + "]".repeat(5000)), 400, /deeper than 32 levels/],
+      ["5,000 nested arrays (batch)", await post("/v1/retains", "[".repeat(5000) + "]".repeat(5000)), 400, /deeper than 32 levels/],
+      ["chunked text/plain", await postChunkedAs("/v1/banks/bad-1/retain", "{}", "text/plain"), 400, /must be JSON/],
+      ["unknown route", await post("/v1/nothing", {}), 404, /no route POST \/v1\/nothing/],
       ["listing limit 0", await get("/v1/banks?limit=0"), 400, /limit must be an integer from 1 to 1000/],
       ["listing status unknown", await get("/v1/banks?status=sleeping"), 400, /status/]
     ]
