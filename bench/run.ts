@@ -13,6 +13,7 @@ import type { Row, Scale } from "./common.js"
 import { hotPathRows } from "./hotPath.js"
 import { latencyRows } from "./latency.js"
 import { memoryRows } from "./memory.js"
+import { policyRows } from "./policies.js"
 import { sweepRows } from "./sweep.js"
 import { throughputRows } from "./throughput.js"
 
@@ -28,7 +29,8 @@ const groups: ReadonlyArray<readonly [ReadonlyArray<string>, (scale: Scale) => P
   [["B1", "B2"], hotPathRows],
   [["B4"], throughputRows],
   [["B5"], sweepRows],
-  [["B6"], latencyRows]
+  [["B6"], latencyRows],
+  [["P1", "P2", "P3", "P4"], policyRows]
 ]
 
 const started = performance.now()

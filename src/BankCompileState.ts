@@ -4,6 +4,7 @@
  * @since 0.1.0
  */
 import { DateTime, Option, Schema } from "effect"
+import { BankPolicy, effectiveConfig } from "./BankPolicy.js"
 import type { CompileTriggerConfig } from "./CompileTriggerConfig.js"
 
 /**
@@ -28,23 +29,59 @@ const OptionalTime = Schema.optionalWith(Schema.OptionFromNullOr(Schema.DateTime
 export class BankCompileState extends Schema.Class<BankCompileState>("BankCompileState")({
   bankId: Schema.String,
   memoriesSinceLastCompile: Schema.optionalWith(Schema.NonNegativeInt, { default: () => 0 }),
+  /** Memories forgotten since the last compile. */
+  forgetsSinceLastCompile: Schema.optionalWith(Schema.NonNegativeInt, { default: () => 0 }),
   /** Finish time of the last compile that counted. */
   lastCompileAt: OptionalTime,
   /** When the bank's first counted retain arrived; set once, never changed. */
   firstRetainAt: OptionalTime,
   status: Schema.optionalWith(BankStatus, { default: () => "idle" as const }),
   consecutiveFailures: Schema.optionalWith(Schema.NonNegativeInt, { default: () => 0 }),
-  lastError: Schema.optionalWith(Schema.OptionFromNullOr(Schema.String), { default: () => Option.none() })
+  lastError: Schema.optionalWith(Schema.OptionFromNullOr(Schema.String), { default: () => Option.none() }),
+  /** The bank's own settings (`setPolicy`); `null` in JSON when it has none. */
+  policy: Schema.optionalWith(Schema.OptionFromNullOr(BankPolicy), { default: () => Option.none() })
 }) {}
 
 /**
- * The trigger rule on plain numbers: the one decision shared by `shouldTrigger`, the retain hot path and the sweep.
- * `isStale` is whether the bank's reference time is at least `stalenessDays` old.
+ * Why the rule says a bank needs a compile, the first that holds in this order.
  *
  * @since 0.1.0
  */
-export const triggers = (memories: number, isStale: boolean, config: CompileTriggerConfig): boolean =>
-  memories >= config.sizeThreshold || (isStale && memories >= config.stalenessMinMemories)
+export type TriggerReason = "size" | "staleness" | "forget"
+
+/**
+ * The trigger rule on plain numbers: the one decision shared by `shouldTrigger`, the retain and forget paths and the
+ * sweep. `isStale` is whether the bank's reference time is at least `stalenessDays` old. Nothing triggers while
+ * `config.enabled` is false. `forgets` defaults to 0, which leaves only the size and staleness rules (the ones that
+ * queue at once).
+ *
+ * @since 0.1.0
+ */
+export const triggers = (memories: number, isStale: boolean, config: CompileTriggerConfig, forgets = 0): boolean =>
+  config.enabled &&
+  (memories >= config.sizeThreshold || (isStale && memories >= config.stalenessMinMemories) ||
+    forgets >= config.forgetThreshold)
+
+/**
+ * `triggers` with its reason: `"size"`, else `"staleness"`, else `"forget"`; `undefined` when the bank needs no compile.
+ *
+ * @since 0.1.0
+ */
+export const triggerReason = (
+  memories: number,
+  isStale: boolean,
+  config: CompileTriggerConfig,
+  forgets = 0
+): TriggerReason | undefined =>
+  !config.enabled ?
+    undefined :
+    memories >= config.sizeThreshold ?
+    "size" :
+    isStale && memories >= config.stalenessMinMemories ?
+    "staleness" :
+    forgets >= config.forgetThreshold ?
+    "forget" :
+    undefined
 
 /**
  * Whether a reference time (epoch millis, `NaN` when there is none) is stale at `nowMillis`. Inclusive.
@@ -63,14 +100,40 @@ export const referenceTime = (state: BankCompileState): Option.Option<DateTime.U
   Option.orElse(state.lastCompileAt, () => state.firstRetainAt)
 
 /**
- * Pure: does this bank need a compile at `now`? True when `memoriesSinceLastCompile >= sizeThreshold`, or when it has at
- * least `stalenessMinMemories` and its reference time is at least `stalenessDays` old. Comparisons are inclusive.
+ * Whether the bank's reference time is at least its effective `stalenessDays` old at `now`. Inclusive.
+ */
+const isStale = (state: BankCompileState, config: CompileTriggerConfig, now: DateTime.Utc): boolean => {
+  const reference = referenceTime(state)
+  return Option.isSome(reference) &&
+    isStaleAt(DateTime.toEpochMillis(reference.value), DateTime.toEpochMillis(now), config.stalenessMillis)
+}
+
+/**
+ * Pure: does this bank need a compile at `now`? With the bank's effective config `c` (its policy over `config`): when
+ * `c.enabled` and `memoriesSinceLastCompile >= c.sizeThreshold`, or it has at least `c.stalenessMinMemories` and its
+ * reference time is at least `c.stalenessDays` old, or `forgetsSinceLastCompile >= c.forgetThreshold`. Comparisons are
+ * inclusive.
  *
  * @since 0.1.0
  */
-export const shouldTrigger = (state: BankCompileState, config: CompileTriggerConfig, now: DateTime.Utc): boolean => {
-  const reference = referenceTime(state)
-  const stale = Option.isSome(reference) &&
-    isStaleAt(DateTime.toEpochMillis(reference.value), DateTime.toEpochMillis(now), config.stalenessMillis)
-  return triggers(state.memoriesSinceLastCompile, stale, config)
+export const shouldTrigger = (state: BankCompileState, config: CompileTriggerConfig, now: DateTime.Utc): boolean =>
+  compileReason(state, config, now) !== undefined
+
+/**
+ * `shouldTrigger` with its reason (`"size"`, else `"staleness"`, else `"forget"`); `undefined` when it is false.
+ *
+ * @since 0.1.0
+ */
+export const compileReason = (
+  state: BankCompileState,
+  config: CompileTriggerConfig,
+  now: DateTime.Utc
+): TriggerReason | undefined => {
+  const effective = effectiveConfig(config, state.policy)
+  return triggerReason(
+    state.memoriesSinceLastCompile,
+    isStale(state, effective, now),
+    effective,
+    state.forgetsSinceLastCompile
+  )
 }

@@ -9,6 +9,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { Cause, Config, type ConfigError, Context, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { join } from "node:path"
 import { BankStatus } from "./BankCompileState.js"
+import { BankPolicy } from "./BankPolicy.js"
 import { importLayer } from "./internal/optionalPeers.js"
 
 /**
@@ -25,6 +26,10 @@ export interface PersistedBank {
   readonly consecutiveFailures: number
   readonly lastError: string | null
   readonly status: BankStatus
+  /** Memories forgotten since the last compile (absent: 0). */
+  readonly forgets?: number | undefined
+  /** The bank's own settings (absent: none). */
+  readonly policy?: BankPolicy | null | undefined
 }
 
 /**
@@ -48,7 +53,7 @@ export interface BankStateStoreService {
 }
 
 const TABLE = "compile_trigger_banks"
-/** Rows per INSERT: 7 parameters a row stays under SQLite's 32,766 and Postgres' 65,535 parameter limits. */
+/** Rows per INSERT: 9 parameters a row stays under SQLite's 32,766 and Postgres' 65,535 parameter limits. */
 const BATCH = 1000
 
 const errorMessage = (error: unknown): string =>
@@ -65,12 +70,25 @@ const toNumber = (value: unknown): number | null =>
 
 const isStatus = Schema.is(BankStatus)
 
+const PolicyJson = Schema.parseJson(BankPolicy)
+const decodePolicyJson = Schema.decodeUnknownOption(PolicyJson)
+const encodePolicyJson = Schema.encodeSync(PolicyJson)
+
+/** A policy column: JSON text, or NULL for none. */
+const policyColumn = (bank: PersistedBank): string | null =>
+  bank.policy === undefined || bank.policy === null ? null : encodePolicyJson(bank.policy)
+
+/** An unreadable policy column (edited by hand?) loads as `undefined`: the caller warns and drops it. */
+const policyFromColumn = (value: unknown): BankPolicy | null | undefined =>
+  typeof value === "string" ? Option.getOrUndefined(decodePolicyJson(value)) : null
+
 /** Decodes one row by hand: a million rows must load in seconds, not minutes. */
 const fromRow = (row: Record<string, unknown>): PersistedBank | undefined => {
   const bankId = row.bank_id
   const memories = toNumber(row.memories)
   const failures = toNumber(row.consecutive_failures)
   const status = row.status
+  const forgets = toNumber(row.forgets)
   if (typeof bankId !== "string" || bankId.length === 0 || memories === null || !(memories >= 0)) return undefined
   return {
     bankId,
@@ -79,7 +97,9 @@ const fromRow = (row: Record<string, unknown>): PersistedBank | undefined => {
     firstRetainAt: toNumber(row.first_retain_at),
     consecutiveFailures: failures !== null && failures >= 0 ? failures : 0,
     lastError: typeof row.last_error === "string" ? row.last_error : null,
-    status: isStatus(status) ? status : "idle"
+    status: isStatus(status) ? status : "idle",
+    forgets: forgets !== null && forgets >= 0 ? forgets : 0,
+    policy: policyFromColumn(row.policy)
   }
 }
 
@@ -93,7 +113,13 @@ const migrations = Migrator.fromRecord({
       consecutive_failures INTEGER NOT NULL,
       last_error TEXT,
       status TEXT NOT NULL
-    )`)
+    )`),
+  // Old databases keep their rows: every bank starts with no forgets and no policy.
+  "2_policy_and_forgets": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.zipRight(
+      sql`ALTER TABLE ${sql(TABLE)} ADD COLUMN forgets BIGINT NOT NULL DEFAULT 0`,
+      sql`ALTER TABLE ${sql(TABLE)} ADD COLUMN policy TEXT`
+    ))
 })
 
 /**
@@ -129,7 +155,9 @@ export const makeSql: Effect.Effect<BankStateStoreService, BankStoreError, SqlCl
         first_retain_at = excluded.first_retain_at,
         consecutive_failures = excluded.consecutive_failures,
         last_error = excluded.last_error,
-        status = excluded.status`
+        status = excluded.status,
+        forgets = excluded.forgets,
+        policy = excluded.policy`
     const upsert = (banks: ReadonlyArray<PersistedBank>) =>
       sql`INSERT INTO ${sql(TABLE)} ${
         sql.insert(banks.map((bank) => ({
@@ -139,14 +167,19 @@ export const makeSql: Effect.Effect<BankStateStoreService, BankStoreError, SqlCl
           first_retain_at: bank.firstRetainAt,
           consecutive_failures: bank.consecutiveFailures,
           last_error: bank.lastError,
-          status: bank.status
+          status: bank.status,
+          forgets: bank.forgets ?? 0,
+          policy: policyColumn(bank)
         })))
       } ${sql.literal(onConflict)}`
-    // Postgres: one statement of seven array parameters, however many banks (multi-row VALUES cost 1.4 s per 100k).
+    // Postgres: one statement of nine array parameters, however many banks (multi-row VALUES cost 1.4 s per 100k).
     const upsertUnnest = (banks: ReadonlyArray<PersistedBank>) =>
       sql.unsafe(
-        `INSERT INTO ${TABLE} (bank_id, memories, last_compile_at, first_retain_at, consecutive_failures, last_error, status)
-        SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::integer[], $6::text[], $7::text[])
+        `INSERT INTO ${TABLE}
+          (bank_id, memories, last_compile_at, first_retain_at, consecutive_failures, last_error, status, forgets, policy)
+        SELECT * FROM UNNEST(
+          $1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::integer[], $6::text[], $7::text[], $8::bigint[], $9::text[]
+        )
         ${onConflict}`,
         [
           banks.map((bank) => bank.bankId),
@@ -155,7 +188,9 @@ export const makeSql: Effect.Effect<BankStateStoreService, BankStoreError, SqlCl
           banks.map((bank) => bank.firstRetainAt),
           banks.map((bank) => bank.consecutiveFailures),
           banks.map((bank) => bank.lastError),
-          banks.map((bank) => bank.status)
+          banks.map((bank) => bank.status),
+          banks.map((bank) => bank.forgets ?? 0),
+          banks.map(policyColumn)
         ]
       )
     const saveAll = (banks: ReadonlyArray<PersistedBank>) =>
@@ -169,13 +204,21 @@ export const makeSql: Effect.Effect<BankStateStoreService, BankStoreError, SqlCl
       })
     return {
       load: sql<Record<string, unknown>>`SELECT * FROM ${sql(TABLE)}`.pipe(
-        Effect.map((rows) => {
+        Effect.flatMap((rows) => {
           const banks: Array<PersistedBank> = []
+          let unreadablePolicies = 0
           for (const row of rows) {
             const bank = fromRow(row)
-            if (bank !== undefined) banks.push(bank)
+            if (bank === undefined) continue
+            if (bank.policy === undefined) {
+              unreadablePolicies++
+              banks.push({ ...bank, policy: null })
+            } else banks.push(bank)
           }
-          return banks
+          return unreadablePolicies === 0 ? Effect.succeed(banks) : Effect.as(
+            Effect.logWarning(`the stored policy of ${unreadablePolicies} bank(s) is unreadable: those banks load with no policy`),
+            banks
+          )
         }),
         Effect.mapError(storeError("load"))
       ),

@@ -35,14 +35,44 @@ export class CompileError extends Schema.TaggedError<CompileError>()("CompileErr
 }) {}
 
 /**
+ * Why a bank was queued: the rule that held (`"size"`, `"staleness"`, `"forget"`, the first in that order),
+ * `"manual"` (`compileNow`) or `"restored"` (queued again after a restart).
+ *
+ * @since 0.1.0
+ */
+export const CompileReason = Schema.Literal("size", "staleness", "forget", "manual", "restored")
+
+/** @since 0.1.0 */
+export type CompileReason = typeof CompileReason.Type
+
+/**
+ * What the engine is asked to do: compile `bankId`, queued for `reason`, consuming `memories` new and `forgets`
+ * forgotten memories (the counters when this run started). `attempt` is 1 for the first engine run of the trigger
+ * and grows on retries.
+ *
+ * @since 0.1.0
+ */
+export const CompileJob = Schema.Struct({
+  bankId: Schema.String,
+  reason: CompileReason,
+  memories: Schema.NonNegativeInt,
+  forgets: Schema.NonNegativeInt,
+  attempt: Schema.Int.pipe(Schema.greaterThanOrEqualTo(1))
+}).annotations({ identifier: "CompileJob" })
+
+/** @since 0.1.0 */
+export interface CompileJob extends Schema.Schema.Type<typeof CompileJob> {}
+
+/**
  * @since 0.1.0
  */
 export interface CompileEngineService {
-  readonly run: (bankId: string) => Effect.Effect<CompileResult, CompileError>
+  /** Compiles one bank; `job` says why and what it consumes (an engine may ignore it: `run: (bankId) => …`). */
+  readonly run: (bankId: string, job: CompileJob) => Effect.Effect<CompileResult, CompileError>
 }
 
 /**
- * Supply it as a `Layer`: `Layer.succeed(CompileEngine, { run: (bankId) => ... })`, or `CompileEngine.layer(run)`.
+ * Supply it as a `Layer`: `Layer.succeed(CompileEngine, { run: (bankId, job) => ... })`, or `CompileEngine.layer(run)`.
  *
  * @since 0.1.0
  */

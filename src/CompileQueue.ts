@@ -6,6 +6,7 @@
  */
 import { type Cause, Context, type Duration, type Effect, Layer, type Option, type Scope } from "effect"
 import type { BankCompileState, BankStatus } from "./BankCompileState.js"
+import type { BankPolicy, BankPolicyError, BankPolicyInput } from "./BankPolicy.js"
 import type { CompileEngine } from "./CompileEngine.js"
 import type { CompileQueueOptions } from "./CompileQueueOptions.js"
 import type { CompileTriggerConfig } from "./CompileTriggerConfig.js"
@@ -59,6 +60,25 @@ export interface CompileQueueService {
   readonly notifyRetain: (bankId: string, count?: number) => Effect.Effect<void>
   /** `notifyRetain` for synchronous, non-Effect callers; uses the runtime and clock the layer was built with. */
   readonly unsafeNotifyRetain: (bankId: string, count?: number) => void
+  /**
+   * Counts `count` (default 1) forgotten memories for the bank. Once `forgetsSinceLastCompile` reaches the bank's
+   * `forgetThreshold` it is queued `forgetDelaySeconds` later (0: before this returns); forgets in between join that
+   * compile. Never fails or suspends; invalid input is ignored with a warning.
+   */
+  readonly notifyForget: (bankId: string, count?: number) => Effect.Effect<void>
+  /** `notifyForget` for synchronous, non-Effect callers; uses the runtime and clock the layer was built with. */
+  readonly unsafeNotifyForget: (bankId: string, count?: number) => void
+  /**
+   * Replaces the bank's policy (creating the bank if new, with nothing counted) and re-checks it at once: an idle bank
+   * whose new rule holds is queued before this returns. An invalid bank id or field fails with `BankPolicyError` and
+   * changes nothing.
+   */
+  readonly setPolicy: (bankId: string, policy: BankPolicyInput) => Effect.Effect<void, BankPolicyError>
+  /** Drops the bank's policy (it follows the queue's config again) and re-checks it like `setPolicy`. */
+  readonly clearPolicy: (bankId: string) => Effect.Effect<void>
+  readonly policyOf: (bankId: string) => Effect.Effect<Option.Option<BankPolicy>>
+  /** The bank's effective config: its policy's fields over the queue's `config`. */
+  readonly configFor: (bankId: string) => Effect.Effect<CompileTriggerConfig>
   /** Queues the bank regardless of thresholds; a running bank is queued again when its compile ends. */
   readonly compileNow: (bankId: string) => Effect.Effect<void>
   /** Waits until no bank is pending or running (default timeout 5 seconds). */

@@ -17,6 +17,8 @@ import {
 } from "@effect/platform"
 import { Option, ParseResult, Redacted, Schema } from "effect"
 import { BankCompileState, BankStatus } from "./BankCompileState.js"
+import { BankPolicy } from "./BankPolicy.js"
+import { CompileTriggerConfig } from "./CompileTriggerConfig.js"
 import { isValidBatch } from "./internal/httpFastPath.js"
 
 /** Largest request body the service reads. */
@@ -54,38 +56,77 @@ export const RetainCount = Schema.Number.pipe(
   Schema.between(1, MAX_RETAIN_COUNT, { message: () => `count must be an integer from 1 to ${MAX_RETAIN_COUNT}` })
 ).annotations({ identifier: "RetainCount" })
 
+/** `{ count? }` with an empty body meaning `{}`: the body of the retain and forget routes. */
+const countPayload = (identifier: string, what: string) => {
+  const request = Schema.Struct({ count: Schema.optional(RetainCount) }).annotations({ ...strict, identifier })
+  // Decoded from `unknown` so that errors name only the object's problems.
+  const payload = Schema.transformOrFail(
+    Schema.Unknown.annotations({
+      jsonSchema: {
+        type: "object",
+        description: `An empty body means {} (count 1): how many memories ${what}.`,
+        properties: { count: COUNT_JSON_SCHEMA },
+        additionalProperties: false
+      }
+    }),
+    Schema.typeSchema(request),
+    {
+      strict: true,
+      decode: (body) => body === null ? ParseResult.succeed({}) : ParseResult.decodeUnknown(request)(body),
+      encode: ParseResult.succeed
+    }
+  )
+  return { request, payload }
+}
+
+const retainBody = countPayload("RetainRequest", "were retained")
+
 /**
  * Body of `POST /v1/banks/{bankId}/retain`. An empty body means `{}` (count 1).
  *
  * @since 0.1.0
  */
-export const RetainRequest = Schema.Struct({ count: Schema.optional(RetainCount) }).annotations({
-  ...strict,
-  identifier: "RetainRequest"
-})
+export const RetainRequest = retainBody.request
 
 /**
- * The retain route's payload: `RetainRequest`, where an empty body means `{}`. Decoded from `unknown` so that errors
- * name only the object's problems.
+ * The retain route's payload: `RetainRequest`, where an empty body means `{}`.
  *
  * @since 0.1.0
  */
-export const RetainPayload = Schema.transformOrFail(
-  Schema.Unknown.annotations({
-    jsonSchema: {
-      type: "object",
-      description: "An empty body means {} (count 1).",
-      properties: { count: COUNT_JSON_SCHEMA },
-      additionalProperties: false
-    }
-  }),
-  Schema.typeSchema(RetainRequest),
-  {
-    strict: true,
-    decode: (body) => body === null ? ParseResult.succeed({}) : ParseResult.decodeUnknown(RetainRequest)(body),
-    encode: ParseResult.succeed
-  }
-)
+export const RetainPayload = retainBody.payload
+
+const forgetBody = countPayload("ForgetRequest", "were forgotten")
+
+/**
+ * Body of `POST /v1/banks/{bankId}/forget`: `{ count? }`, 1 to 1,000,000 (default 1). An empty body means `{}`.
+ *
+ * @since 0.1.0
+ */
+export const ForgetRequest = forgetBody.request
+
+/**
+ * The forget route's payload: `ForgetRequest`, where an empty body means `{}`.
+ *
+ * @since 0.1.0
+ */
+export const ForgetPayload = forgetBody.payload
+
+/**
+ * Body of `PUT /v1/banks/{bankId}/policy`: the `BankPolicy` fields, each optional; no other key.
+ *
+ * @since 0.1.0
+ */
+export const PolicyRequest = Schema.Struct(BankPolicy.fields).annotations({ ...strict, identifier: "PolicyRequest" })
+
+/**
+ * A bank's policy and the config it yields (policy over the service's defaults).
+ *
+ * @since 0.1.0
+ */
+export class PolicyResponse extends Schema.Class<PolicyResponse>("PolicyResponse")({
+  policy: BankPolicy,
+  effective: CompileTriggerConfig
+}) {}
 
 /**
  * One item of `POST /v1/retains`.
@@ -207,6 +248,17 @@ export class BankNotFound extends Schema.TaggedError<BankNotFound>()(
 ) {}
 
 /**
+ * The bank has no policy.
+ *
+ * @since 0.1.0
+ */
+export class PolicyNotFound extends Schema.TaggedError<PolicyNotFound>()(
+  "PolicyNotFound",
+  { bankId: Schema.String, message: Schema.String },
+  HttpApiSchema.annotations({ status: 404 })
+) {}
+
+/**
  * Missing or wrong `Authorization: Bearer` token.
  *
  * @since 0.1.0
@@ -268,7 +320,7 @@ export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("Autho
 const bankPath = Schema.Struct({ bankId: BankId })
 
 /**
- * `/v1`: counting retains, compiling, reading state. Guarded by `Authorization`.
+ * `/v1`: counting retains and forgets, per-bank policies, compiling, reading state. Guarded by `Authorization`.
  *
  * @since 0.1.0
  */
@@ -285,6 +337,31 @@ export class BanksGroup extends HttpApiGroup.make("banks")
       .setPayload(BatchRetainPayload)
       .addSuccess(BatchRetainResponse, { status: 202 })
       .addError(NotReady)
+  )
+  .add(
+    HttpApiEndpoint.post("forget", "/banks/:bankId/forget")
+      .setPath(bankPath)
+      .setPayload(ForgetPayload)
+      .addSuccess(BankCompileState, { status: 202 })
+      .addError(NotReady)
+  )
+  .add(
+    HttpApiEndpoint.put("setPolicy", "/banks/:bankId/policy")
+      .setPath(bankPath)
+      .setPayload(PolicyRequest)
+      .addSuccess(PolicyResponse)
+      .addError(NotReady)
+  )
+  .add(
+    HttpApiEndpoint.get("getPolicy", "/banks/:bankId/policy")
+      .setPath(bankPath)
+      .addSuccess(PolicyResponse)
+      .addError(PolicyNotFound)
+  )
+  .add(
+    HttpApiEndpoint.del("deletePolicy", "/banks/:bankId/policy")
+      .setPath(bankPath)
+      .addSuccess(HttpApiSchema.NoContent)
   )
   .add(
     HttpApiEndpoint.post("compile", "/banks/:bankId/compile")

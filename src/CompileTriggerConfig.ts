@@ -9,21 +9,47 @@ import { Schema } from "effect"
 export const MILLIS_PER_DAY = 86_400_000
 
 /**
+ * The six settings, unset: one definition of each field's validation, shared by `CompileTriggerConfig` (which fills
+ * in the defaults) and `BankPolicy` (where every field is optional).
+ *
+ * @since 0.1.0
+ */
+export const triggerFields = {
+  /** Whether the rule (and the sweep) may queue a bank at all; `compileNow` compiles regardless. */
+  enabled: Schema.Boolean,
+  /** Compile once this many memories arrived since the last compile. */
+  sizeThreshold: Schema.NonNegativeInt,
+  /** A bank whose last compile (or first retain, if it never compiled) is this old is stale. */
+  stalenessDays: Schema.NonNegative.pipe(Schema.finite()),
+  /** A stale bank compiles only once it has at least this many new memories. */
+  stalenessMinMemories: Schema.NonNegativeInt,
+  /** Compile once this many memories were forgotten since the last compile. */
+  forgetThreshold: Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)),
+  /** A forget-triggered compile is queued this long after the forget that reached the threshold. */
+  forgetDelaySeconds: Schema.NonNegative.pipe(Schema.finite())
+} as const
+
+/**
  * `new CompileTriggerConfig({})` gives the defaults; an invalid value throws a `ParseError` naming the field.
  *
  * @since 0.1.0
  */
 export class CompileTriggerConfig extends Schema.Class<CompileTriggerConfig>("CompileTriggerConfig")({
-  /** Compile once this many memories arrived since the last compile. */
-  sizeThreshold: Schema.optionalWith(Schema.NonNegativeInt, { default: () => 50 }),
-  /** A bank whose last compile (or first retain, if it never compiled) is this old is stale. */
-  stalenessDays: Schema.optionalWith(Schema.NonNegative.pipe(Schema.finite()), { default: () => 7 }),
-  /** A stale bank compiles only once it has at least this many new memories. */
-  stalenessMinMemories: Schema.optionalWith(Schema.NonNegativeInt, { default: () => 10 })
+  enabled: Schema.optionalWith(triggerFields.enabled, { default: () => true }),
+  sizeThreshold: Schema.optionalWith(triggerFields.sizeThreshold, { default: () => 50 }),
+  stalenessDays: Schema.optionalWith(triggerFields.stalenessDays, { default: () => 7 }),
+  stalenessMinMemories: Schema.optionalWith(triggerFields.stalenessMinMemories, { default: () => 10 }),
+  forgetThreshold: Schema.optionalWith(triggerFields.forgetThreshold, { default: () => 1 }),
+  forgetDelaySeconds: Schema.optionalWith(triggerFields.forgetDelaySeconds, { default: () => 0 })
 }) {
   /** `stalenessDays` in milliseconds, the unit every clock comparison uses. */
   get stalenessMillis(): number {
     return this.stalenessDays * MILLIS_PER_DAY
+  }
+
+  /** `forgetDelaySeconds` in milliseconds. */
+  get forgetDelayMillis(): number {
+    return this.forgetDelaySeconds * 1000
   }
 }
 

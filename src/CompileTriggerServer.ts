@@ -31,11 +31,14 @@ import {
   BatchRetainPayload,
   BatchRetainResponse,
   CompileTriggerApi,
+  ForgetPayload,
   Health,
   MAX_BATCH_ITEMS,
   MAX_BODY_BYTES,
   MAX_RETAIN_COUNT,
   NotReady,
+  PolicyNotFound,
+  PolicyResponse,
   QueueStats,
   RetainPayload,
   Unauthorized
@@ -110,7 +113,24 @@ export const authorizationLayer = (token: Option.Option<Redacted.Redacted>): Lay
 const shuttingDown = new NotReady({ state: "shutting_down", message: "the service is shutting down" })
 
 const decodeRetain = Schema.decodeUnknown(RetainPayload)
+const decodeForget = Schema.decodeUnknown(ForgetPayload)
 const decodeBatch = Schema.decodeUnknown(BatchRetainPayload)
+
+/**
+ * The retain and forget routes read their body themselves (see internal/httpBody.ts) and decode it with the
+ * endpoint's payload Schema: the same bodies accepted, the same HttpApiDecodeError for the rest. A valid body skips
+ * the Schema walk; any other gets the Schema's error.
+ */
+const countBody = (
+  request: HttpServerRequest.HttpServerRequest,
+  decode: (body: unknown) => Effect.Effect<{ readonly count?: number | undefined }, ParseResult.ParseError>
+) =>
+  readJson(request, MAX_BODY_BYTES).pipe(
+    Effect.flatMap((body) =>
+      isValidRetain(body, MAX_RETAIN_COUNT) ? Effect.succeed(body ?? {}) : Effect.flatMap(withinDepth(body), decode)
+    ),
+    Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError)
+  )
 
 const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
   Effect.gen(function*() {
@@ -122,21 +142,30 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
         Option.isSome(state)
           ? Effect.succeed(HttpServerResponse.unsafeJson(encodeBankState(state.value), { status: 202 }))
           : Effect.fail(shuttingDown))
+    const policyResponse = (bankId: string) =>
+      Effect.flatMap(queue.policyOf(bankId), (policy) =>
+        Option.isNone(policy)
+          ? Effect.fail(new PolicyNotFound({ bankId, message: `bank ${JSON.stringify(bankId)} has no policy` }))
+          : Effect.map(queue.configFor(bankId), (effective) => new PolicyResponse({ policy: policy.value, effective }, true)))
     return handlers
-      // Both retain routes read their body themselves (see internal/httpBody.ts) and decode it with the endpoint's
-      // payload Schema: the same bodies accepted, the same HttpApiDecodeError for the rest.
       .handleRaw("retain", ({ path, request }) =>
-        readJson(request, MAX_BODY_BYTES).pipe(
-          Effect.flatMap((body) =>
-            // A valid body skips the Schema walk; any other gets the Schema's error.
-            isValidRetain(body, MAX_RETAIN_COUNT) ? Effect.succeed(body ?? {}) : Effect.flatMap(withinDepth(body), decodeRetain)
-          ),
-          Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError),
-          Effect.flatMap((payload) => {
-            queue.unsafeNotifyRetain(path.bankId, payload.count ?? 1)
-            return stateAfterWrite(path.bankId)
-          })
+        Effect.flatMap(countBody(request, decodeRetain), (payload) => {
+          queue.unsafeNotifyRetain(path.bankId, payload.count ?? 1)
+          return stateAfterWrite(path.bankId)
+        }))
+      .handleRaw("forget", ({ path, request }) =>
+        Effect.flatMap(countBody(request, decodeForget), (payload) => {
+          queue.unsafeNotifyForget(path.bankId, payload.count ?? 1)
+          return stateAfterWrite(path.bankId)
+        }))
+      .handle("setPolicy", ({ path, payload }) =>
+        queue.setPolicy(path.bankId, payload).pipe(
+          // The payload was decoded by the same Schema: only a closed queue leaves the policy unset.
+          Effect.zipRight(policyResponse(path.bankId)),
+          Effect.catchAll(() => Effect.fail(shuttingDown))
         ))
+      .handle("getPolicy", ({ path }) => policyResponse(path.bankId))
+      .handle("deletePolicy", ({ path }) => queue.clearPolicy(path.bankId))
       .handleRaw("retainBatch", ({ request }) =>
         readJson(request, MAX_BODY_BYTES).pipe(
           Effect.flatMap((body) =>

@@ -11,9 +11,9 @@ import { CompileEngine, CompileResult } from "./CompileEngine.js"
  * @since 0.1.0
  */
 export const engine: CompileEngine["Type"] = CompileEngine.of({
-  run: (bankId) =>
+  run: (bankId, job) =>
     Effect.logInfo("dry run: would compile this bank now (set COMPILE_WEBHOOK_URL to call your compile endpoint)").pipe(
-      Effect.annotateLogs("bankId", bankId),
+      Effect.annotateLogs({ bankId, reason: job.reason, memories: job.memories, forgets: job.forgets }),
       Effect.as(new CompileResult({ bankId }, true)) // bankId was checked on the way in
     )
 })

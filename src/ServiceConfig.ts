@@ -63,7 +63,12 @@ export const defaults = {
   sweepInterval: "1 hour",
   compileTimeout: "5 minutes",
   shutdownTimeout: "25 seconds",
-  flushInterval: "1 second"
+  flushInterval: "1 second",
+  /**
+   * A forget burst (a user or an agent cleaning up a bank) arrives over seconds to a minute: one minute folds it into
+   * one compile, while a page still citing a forgotten memory waits about as long as one compile takes anyway.
+   */
+  forgetDelay: "1 minute"
 } as const
 
 type Parse<A> = (raw: string) => Either.Either<A, string>
@@ -184,9 +189,24 @@ const engine: Config.Config<EngineSettings> = Config.all({
   )
 )
 
+/** A duration variable with its default. */
+const durationVariable = (name: string, allowZero: boolean, fallback: Duration.DurationInput) =>
+  withDefault(variable(name, duration(allowZero)), Duration.decode(fallback))
+
+const boolean: Parse<boolean> = (raw) => {
+  const value = raw.toLowerCase()
+  return value === "true" ? Either.right(true) : value === "false" ? Either.right(false) : Either.left("must be true or false")
+}
+
 const libraryDefaults = new CompileTriggerConfig({})
 
 const trigger: Config.Config<CompileTriggerConfig> = Config.all({
+  enabled: withDefault(variable("COMPILE_DEFAULT_ENABLED", boolean), libraryDefaults.enabled),
+  forgetThreshold: withDefault(variable("COMPILE_FORGET_THRESHOLD", integer(1)), libraryDefaults.forgetThreshold),
+  forgetDelaySeconds: Config.map(
+    durationVariable("COMPILE_FORGET_DELAY", true, defaults.forgetDelay),
+    (delay) => Duration.toMillis(delay) / 1000
+  ),
   sizeThreshold: withDefault(variable("COMPILE_SIZE_THRESHOLD", integer(0)), libraryDefaults.sizeThreshold),
   stalenessDays: withDefault(variable("COMPILE_STALENESS_DAYS", nonNegativeNumber), libraryDefaults.stalenessDays),
   stalenessMinMemories: withDefault(
@@ -207,10 +227,6 @@ export const logging: Config.Config<Pick<ServiceConfig, "logFormat" | "logLevel"
   logFormat: withDefault(variable("LOG_FORMAT", oneOf("pretty", "json")), "pretty" as const),
   logLevel: withDefault(variable("LOG_LEVEL", logLevel), defaultLogLevel)
 })
-
-/** A duration variable with its default. */
-const durationVariable = (name: string, allowZero: boolean, fallback: Duration.DurationInput) =>
-  withDefault(variable(name, duration(allowZero)), Duration.decode(fallback))
 
 /**
  * The whole configuration, from environment variables (see the README's "Configuration" table).
@@ -243,6 +259,9 @@ export const describe = (config: ServiceConfig): string =>
     `sizeThreshold=${config.trigger.sizeThreshold}`,
     `stalenessDays=${config.trigger.stalenessDays}`,
     `stalenessMinMemories=${config.trigger.stalenessMinMemories}`,
+    `defaultEnabled=${config.trigger.enabled}`,
+    `forgetThreshold=${config.trigger.forgetThreshold}`,
+    `forgetDelay=${Duration.format(Duration.seconds(config.trigger.forgetDelaySeconds))}`,
     `maxQueueSize=${Number.isFinite(config.maxQueueSize) ? config.maxQueueSize : "unbounded"}`,
     `concurrency=${config.concurrency}`,
     `sweepInterval=${Duration.format(config.sweepInterval)}`,

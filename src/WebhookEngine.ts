@@ -1,13 +1,13 @@
 /**
- * A `CompileEngine` that calls the memory system's compile endpoint over HTTP: `POST {url}` with `{ "bankId" }`,
- * optionally signed, reading a bounded answer.
+ * A `CompileEngine` that calls the memory system's compile endpoint over HTTP: `POST {url}` with the `CompileJob`
+ * (`{ "bankId", "reason", "memories", "forgets", "attempt" }`), optionally signed, reading a bounded answer.
  *
  * @since 0.1.0
  */
 import { HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
 import { Clock, Duration, Effect, Layer, Option, ParseResult, Redacted, Schema, Stream } from "effect"
 import { createHmac } from "node:crypto"
-import { CompileEngine, CompileError, CompileResult } from "./CompileEngine.js"
+import { CompileEngine, CompileError, type CompileJob, CompileResult } from "./CompileEngine.js"
 import { isJsonMediaType, MAX_JSON_DEPTH, nestedDeeperThan } from "./internal/jsonGuards.js"
 
 /**
@@ -176,8 +176,14 @@ export const make = (
       ? (request: HttpClientRequest.HttpClientRequest) => request
       : HttpClientRequest.bearerToken(options.token)
 
-    const request = (bankId: string): Effect.Effect<HttpClientRequest.HttpClientRequest> => {
-      const body = JSON.stringify({ bankId })
+    const request = (bankId: string, job: CompileJob): Effect.Effect<HttpClientRequest.HttpClientRequest> => {
+      const body = JSON.stringify({
+        bankId,
+        reason: job.reason,
+        memories: job.memories,
+        forgets: job.forgets,
+        attempt: job.attempt
+      })
       const base = HttpClientRequest.post(url).pipe(
         HttpClientRequest.acceptJson,
         HttpClientRequest.bodyText(body, "application/json"),
@@ -190,9 +196,9 @@ export const make = (
       )
     }
 
-    const run = (bankId: string): Effect.Effect<CompileResult, CompileError> => {
+    const run = (bankId: string, job: CompileJob): Effect.Effect<CompileResult, CompileError> => {
       const fail: Fail = (message) => new CompileError({ bankId, message })
-      return request(bankId).pipe(
+      return request(bankId, job).pipe(
         Effect.flatMap(client.execute),
         Effect.mapError((error) => fail(`webhook request failed: ${error.message}`)),
         Effect.flatMap((response) =>

@@ -11,12 +11,23 @@
 export {
   BankCompileState,
   BankStatus,
+  compileReason,
   isStaleAt,
   referenceTime,
   shouldTrigger,
+  type TriggerReason,
+  triggerReason,
   triggers
 } from "./BankCompileState.js"
-export { CompileEngine, type CompileEngineService, CompileError, CompileResult } from "./CompileEngine.js"
+export { BankPolicy, BankPolicyError, type BankPolicyInput, effectiveConfig, validatePolicy } from "./BankPolicy.js"
+export {
+  CompileEngine,
+  type CompileEngineService,
+  CompileError,
+  CompileJob,
+  CompileReason,
+  CompileResult
+} from "./CompileEngine.js"
 export * as CompileMetrics from "./CompileMetrics.js"
 export {
   type BankPage,
@@ -30,7 +41,12 @@ export {
   CompileQueueOptionsError,
   type ResolvedCompileQueueOptions
 } from "./CompileQueueOptions.js"
-export { CompileTriggerConfig, type CompileTriggerConfigInput, MILLIS_PER_DAY } from "./CompileTriggerConfig.js"
+export {
+  CompileTriggerConfig,
+  type CompileTriggerConfigInput,
+  MILLIS_PER_DAY,
+  triggerFields
+} from "./CompileTriggerConfig.js"
 export {
   BankStateStore,
   type BankStateStoreService,

@@ -1,21 +1,23 @@
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Migrator from "@effect/sql/Migrator"
 import { PgClient } from "@effect/sql-pg"
+import { SqliteClient } from "@effect/sql-sqlite-node"
 import { describe, expect, inject, it } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, Exit, Layer, Metric, Option, Queue, Redacted, Scope, TestClock } from "effect"
-import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { ConfigProvider, Context, Effect, Exit, Layer, Metric, Option, Queue, Redacted, TestClock } from "effect"
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 import { afterAll } from "vitest"
 import {
+  BankPolicy,
   BankStateStore,
   type BankStateStoreService,
   BankStoreError,
   CompileMetrics,
-  CompileQueue,
   type CompileQueueOptions,
   type PersistedBank
 } from "../src/index.js"
-import { TestEngine, testEngineLayer } from "./utils.js"
+import { openQueue } from "./utils.js"
 
 const dirs: Array<string> = []
 const tempFile = () => {
@@ -50,27 +52,13 @@ const bank = (n: number, patch: Partial<PersistedBank> = {}): PersistedBank => (
   consecutiveFailures: n % 5,
   lastError: n % 3 === 0 ? `error ${n}: "quoted", ünïcode` : null,
   status: (["idle", "pending", "running"] as const)[n % 3]!,
+  forgets: n % 4,
+  policy: n % 4 === 1 ? new BankPolicy({ enabled: n % 8 === 1, sizeThreshold: n, forgetDelaySeconds: 0.5 }) : null,
   ...patch
 })
 
 const byId = (banks: ReadonlyArray<PersistedBank>) =>
   [...banks].sort((a, b) => a.bankId.localeCompare(b.bankId))
-
-/** Builds a queue (with the test engine) on `store` in a scope of its own. */
-const openQueue = (store: Layer.Layer<BankStateStore, BankStoreError>, options: CompileQueueOptions = {}) =>
-  Effect.gen(function*() {
-    const scope = yield* Scope.make()
-    const context = yield* Layer.buildWithScope(
-      CompileQueue.layer(options).pipe(Layer.provideMerge(Layer.merge(testEngineLayer, store))),
-      scope
-    )
-    return {
-      queue: Context.get(context, CompileQueue),
-      engine: Context.get(context, TestEngine),
-      store: Context.get(context, BankStateStore),
-      close: Scope.close(scope, Exit.void)
-    }
-  })
 
 describe("BankStateStore — contract", () => {
   if (pgUrl === "") it.skip("pg (PostgreSQL is not installed here; CI installs it)", () => {})
@@ -102,10 +90,11 @@ describe("BankStateStore — contract", () => {
         Effect.gen(function*() {
           const store = yield* BankStateStore
           const now = Date.now()
+          const plain = { forgets: 0, policy: null }
           yield* store.save([
-            { ...bank(1), memories: 3, status: "idle", lastCompileAt: now, consecutiveFailures: 2, lastError: "x" },
-            { ...bank(2), memories: 4, status: "pending", lastCompileAt: now },
-            { ...bank(3), memories: 5, status: "running", lastCompileAt: null }
+            { ...bank(1), ...plain, memories: 3, status: "idle", lastCompileAt: now, consecutiveFailures: 2, lastError: "x" },
+            { ...bank(2), ...plain, memories: 4, status: "pending", lastCompileAt: now },
+            { ...bank(3), ...plain, memories: 5, status: "running", lastCompileAt: null }
           ])
           const { close, engine, queue } = yield* openQueue(Layer.succeed(BankStateStore, store))
           yield* queue.drain()
@@ -126,6 +115,84 @@ describe("BankStateStore — contract", () => {
         }).pipe(Effect.provide(makeStore())))
     })
   }
+})
+
+/** The schema of the first release, frozen: a database made by it must open under every later one. */
+const createV1Database = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* Migrator.make({})({
+    loader: Migrator.fromRecord({
+      "1_create_banks": sql`CREATE TABLE compile_trigger_banks (
+        bank_id TEXT PRIMARY KEY,
+        memories BIGINT NOT NULL,
+        last_compile_at BIGINT,
+        first_retain_at BIGINT,
+        consecutive_failures INTEGER NOT NULL,
+        last_error TEXT,
+        status TEXT NOT NULL
+      )`
+    }),
+    table: "compile_trigger_migrations"
+  })
+  yield* sql`INSERT INTO compile_trigger_banks ${
+    sql.insert([
+      { bank_id: "old-1", memories: 7, last_compile_at: 1_700_000_000_000, first_retain_at: 1_600_000_000_000, consecutive_failures: 1, last_error: "e", status: "pending" },
+      { bank_id: "old-2", memories: 0, last_compile_at: null, first_retain_at: null, consecutive_failures: 0, last_error: null, status: "idle" }
+    ])
+  }`
+})
+
+describe("BankStateStore — migration from the first schema", () => {
+  const databases: ReadonlyArray<[string, () => { client: Layer.Layer<SqlClient.SqlClient, unknown>; store: Layer.Layer<BankStateStore, BankStoreError> }]> = [
+    ["sqlite", () => {
+      const filename = tempFile()
+      mkdirSync(dirname(filename), { recursive: true })
+      return { client: SqliteClient.layer({ filename }), store: BankStateStore.sqlite({ filename }) }
+    }],
+    ...(pgUrl === "" ? [] : [[
+      "pg",
+      () => ({
+        client: PgClient.layer({ url: Redacted.make(pgUrl) }).pipe(Layer.tap((context) =>
+          Context.get(context, SqlClient.SqlClient)`DROP TABLE IF EXISTS compile_trigger_banks, compile_trigger_migrations`
+        )),
+        store: BankStateStore.pg({ url: Redacted.make(pgUrl) })
+      })
+    ] as [string, () => { client: Layer.Layer<SqlClient.SqlClient, unknown>; store: Layer.Layer<BankStateStore, BankStoreError> }]])
+  ]
+  for (const [name, open] of databases) {
+    it.live(`${name}: an old database opens, keeps its rows, and stores policies and forgets from then on`, () =>
+      Effect.gen(function*() {
+        const { client, store } = open()
+        yield* createV1Database.pipe(Effect.provide(client), Effect.orDie)
+        yield* Effect.gen(function*() {
+          const opened = yield* BankStateStore
+          expect(byId(yield* opened.load)).toEqual([
+            { bankId: "old-1", memories: 7, lastCompileAt: 1_700_000_000_000, firstRetainAt: 1_600_000_000_000, consecutiveFailures: 1, lastError: "e", status: "pending", forgets: 0, policy: null },
+            { bankId: "old-2", memories: 0, lastCompileAt: null, firstRetainAt: null, consecutiveFailures: 0, lastError: null, status: "idle", forgets: 0, policy: null }
+          ])
+          const policy = new BankPolicy({ forgetThreshold: 4 })
+          yield* opened.save([{ ...bank(9), bankId: "old-2", forgets: 3, policy }])
+          const loaded = (yield* opened.load).find((b) => b.bankId === "old-2")
+          expect(loaded?.forgets).toBe(3)
+          expect(loaded?.policy).toEqual(policy)
+        }).pipe(Effect.provide(store))
+        // opening it again runs no migration twice
+        yield* Effect.flatMap(BankStateStore, (again) => again.load).pipe(Effect.provide(store))
+      }))
+  }
+})
+
+describe("BankStateStore — unreadable policy column", () => {
+  it.live("loads the bank without its policy and warns", () =>
+    Effect.gen(function*() {
+      const filename = tempFile()
+      const store = BankStateStore.sqlite({ filename })
+      yield* Effect.flatMap(BankStateStore, (s) => s.save([bank(1)])).pipe(Effect.provide(store))
+      yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql`UPDATE compile_trigger_banks SET policy = '{"sizeThreshold":-4}'`)
+        .pipe(Effect.provide(SqliteClient.layer({ filename })))
+      const loaded = yield* Effect.flatMap(BankStateStore, (s) => s.load).pipe(Effect.provide(store))
+      expect(loaded).toEqual([{ ...bank(1), policy: null }])
+    }))
 })
 
 describe("CompileQueue with a store", () => {

@@ -8,6 +8,10 @@ describe("CompileTriggerConfig", () => {
     expect(config.stalenessDays).toBe(7)
     expect(config.stalenessMinMemories).toBe(10)
     expect(config.stalenessMillis).toBe(7 * 86_400_000)
+    expect(config.enabled).toBe(true)
+    expect(config.forgetThreshold).toBe(1)
+    expect(config.forgetDelaySeconds).toBe(0)
+    expect(config.forgetDelayMillis).toBe(0)
   })
 
   it("custom values", () => {
@@ -15,6 +19,10 @@ describe("CompileTriggerConfig", () => {
     expect(config.sizeThreshold).toBe(10)
     expect(config.stalenessDays).toBe(0.5)
     expect(config.stalenessMinMemories).toBe(3)
+    const forget = new CompileTriggerConfig({ enabled: false, forgetThreshold: 5, forgetDelaySeconds: 1.5 })
+    expect(forget.enabled).toBe(false)
+    expect(forget.forgetThreshold).toBe(5)
+    expect(forget.forgetDelayMillis).toBe(1500)
   })
 
   it("an invalid value throws at construction, naming the field", () => {
@@ -24,5 +32,10 @@ describe("CompileTriggerConfig", () => {
     expect(() => new CompileTriggerConfig({ stalenessDays: -0.1 })).toThrow(/stalenessDays/)
     expect(() => new CompileTriggerConfig({ stalenessDays: NaN })).toThrow(/stalenessDays/)
     expect(() => new CompileTriggerConfig({ stalenessMinMemories: -3 })).toThrow(/stalenessMinMemories/)
+    expect(() => new CompileTriggerConfig({ forgetThreshold: 0 })).toThrow(/forgetThreshold/)
+    expect(() => new CompileTriggerConfig({ forgetThreshold: 2.5 })).toThrow(/forgetThreshold/)
+    expect(() => new CompileTriggerConfig({ forgetDelaySeconds: -1 })).toThrow(/forgetDelaySeconds/)
+    expect(() => new CompileTriggerConfig({ forgetDelaySeconds: Infinity })).toThrow(/forgetDelaySeconds/)
+    expect(() => new CompileTriggerConfig({ enabled: "yes" as unknown as boolean })).toThrow(/enabled/)
   })
 })

@@ -3,14 +3,19 @@
  * queue, and every transition gets its `now` from the test.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { Option } from "effect"
+import { BankPolicy } from "../src/BankPolicy.js"
 import {
   type Answer,
   CompileCore,
+  DELAY,
   DRAINED,
   DROPPED,
   DROPPED_FIRST,
   NOTHING,
   QUEUED,
+  RECHECK,
+  SKIPPED,
   TIMELINE
 } from "../src/internal/compileCore.js"
 import { CompileTriggerConfig, type CompileTriggerConfigInput } from "../src/CompileTriggerConfig.js"
@@ -232,10 +237,11 @@ describe("compile core — persistence", () => {
       persistent: true,
       offer: () => true
     })
+    const plain = { forgets: 0, policy: null }
     const rows = [
-      { bankId: "a", memories: 3, lastCompileAt: 10, firstRetainAt: 5, consecutiveFailures: 0, lastError: null, status: "idle" },
-      { bankId: "b", memories: 9, lastCompileAt: null, firstRetainAt: 7, consecutiveFailures: 2, lastError: "x", status: "running" },
-      { bankId: "c", memories: 0, lastCompileAt: null, firstRetainAt: null, consecutiveFailures: 0, lastError: null, status: "pending" }
+      { bankId: "a", memories: 3, lastCompileAt: 10, firstRetainAt: 5, consecutiveFailures: 0, lastError: null, status: "idle", ...plain },
+      { bankId: "b", memories: 9, lastCompileAt: null, firstRetainAt: 7, consecutiveFailures: 2, lastError: "x", status: "running", ...plain },
+      { bankId: "c", memories: 0, lastCompileAt: null, firstRetainAt: null, consecutiveFailures: 0, lastError: null, status: "pending", ...plain }
     ] as const
     const requeued = core.restore(rows, 20)
     expect(requeued.map((i) => core.table.ids[i])).toEqual(["b", "c"])
@@ -245,5 +251,89 @@ describe("compile core — persistence", () => {
     expect(core.row(2)).toEqual(rows[2])
     core.retain(0, 1)
     expect(Array.from(core.changed())).toEqual([0])
+  })
+})
+
+describe("compile core — policies, forgets, jobs", () => {
+  it("retain on a policy bank answers RECHECK; the exact re-check queues it with its reason", () => {
+    const { core, bank, retain, take, state } = harness()
+    expect(core.setPolicy(bank("p"), new BankPolicy({ sizeThreshold: 2 }), 0)).toBe(NOTHING)
+    expect(retain("p", 1)).toBe(RECHECK)
+    expect(core.recheck(bank("p"), 0)).toBe(NOTHING)
+    expect(retain("p", 1)).toBe(RECHECK)
+    expect(core.recheck(bank("p"), 0)).toBe(QUEUED)
+    const run = take()
+    expect(core.job(run.i, run.taken)).toEqual({ bankId: "p", reason: "size", memories: 2, forgets: 0, attempt: 1 })
+    expect(state("p").policy).toEqual(Option.some(new BankPolicy({ sizeThreshold: 2 })))
+  })
+
+  it("forgets: queued at the threshold without a delay; with one, DELAY, then queued when it is over", () => {
+    const now = harness({ config: { forgetThreshold: 2 } })
+    const a = now.bank("a")
+    expect(now.core.forget(a, 1)).toBe(NOTHING)
+    expect(now.core.forget(a, 1)).toBe(QUEUED)
+    expect(now.take().taken).toBe(0)
+    const later = harness({ config: { forgetThreshold: 2, forgetDelaySeconds: 10 } })
+    const b = later.bank("b")
+    expect(later.core.forget(b, 2)).toBe(DELAY)
+    expect(later.core.armForget(b, 1000)).toBe(10_000)
+    expect(later.core.forget(b, 1)).toBe(NOTHING) // joins
+    expect(later.core.forgetDelayOver(b, 5000, 5000)).toBe(NOTHING) // not this delay's end
+    expect(later.core.forgetDelayOver(b, 11_000, 11_000)).toBe(QUEUED)
+    const run = later.take()
+    expect(later.core.job(run.i, run.taken)).toMatchObject({ reason: "forget", forgets: 3 })
+    expect(later.core.succeeded(run.i, run.taken, 12_000, undefined)).toBe(NOTHING)
+    expect(later.state("b").forgetsSinceLastCompile).toBe(0)
+  })
+
+  it("a size trigger during the delay takes the forgets along and drops the delayed compile", () => {
+    const { core, bank, retain, take } = harness({ config: { sizeThreshold: 3, forgetDelaySeconds: 10 } })
+    const i = bank("s")
+    expect(core.forget(i, 1)).toBe(DELAY)
+    core.armForget(i, 0)
+    expect(retain("s", 3)).toBe(QUEUED)
+    expect(core.forgetDueAt(i)).toBeUndefined()
+    const run = take()
+    expect(core.job(run.i, run.taken)).toMatchObject({ reason: "size", memories: 3, forgets: 1 })
+    core.succeeded(run.i, run.taken, 1, undefined)
+    expect(core.forgetDelayOver(i, 10_000, 10_000)).toBe(NOTHING)
+  })
+
+  it("a bank disabled while queued is SKIPPED at start: idle, counters kept; compileNow's is not", () => {
+    const { core, bank, retain, take, state } = harness()
+    retain("d", 5)
+    core.setPolicy(bank("d"), new BankPolicy({ enabled: false }), 0)
+    expect(take().taken).toBe(SKIPPED)
+    expect(state("d")).toMatchObject({ status: "idle", memoriesSinceLastCompile: 5 })
+    expect(core.sweep(10 * DAY).queued).toBe(0)
+    expect(core.request(bank("d"))).toBe(QUEUED)
+    const run = take()
+    expect(core.job(run.i, run.taken)).toMatchObject({ reason: "manual", memories: 5 })
+  })
+
+  it("clearPolicy: back on the queue's config, re-checked at once", () => {
+    const { core, bank, retain } = harness()
+    core.setPolicy(bank("c"), new BankPolicy({ enabled: false }), 0)
+    expect(retain("c", 9)).toBe(RECHECK)
+    expect(core.recheck(bank("c"), 0)).toBe(NOTHING)
+    expect(core.clearPolicy(bank("c"), 0)).toBe(QUEUED)
+    expect(core.policyOf(bank("c"))).toBeUndefined()
+  })
+
+  it("restored banks compile with reason restored; rows carry forgets and the policy", () => {
+    const core = new CompileCore({
+      config: new CompileTriggerConfig({}),
+      maxAttempts: 3,
+      baseDelayMillis: 0,
+      maxQueueSize: Infinity,
+      persistent: true,
+      offer: () => true
+    })
+    const policy = new BankPolicy({ stalenessDays: 2 })
+    const row = { bankId: "r", memories: 1, lastCompileAt: null, firstRetainAt: 5, consecutiveFailures: 0, lastError: null, status: "pending", forgets: 4, policy } as const
+    const [i] = core.restore([row], 10)
+    expect(core.job(i!, core.start(i!))).toEqual({ bankId: "r", reason: "restored", memories: 1, forgets: 4, attempt: 1 })
+    expect(core.row(i!)).toMatchObject({ forgets: 4, policy, status: "running" })
+    expect(core.configOf(i!).stalenessDays).toBe(2)
   })
 })

@@ -14,6 +14,9 @@
  * its engine call (or between its engine return and the queue's bookkeeping). The k credited is therefore exactly
  * the k the queue subtracts on success, and the invariant checks that nothing else changes the counter: no retain
  * lost, none counted twice, failures subtract nothing, successes subtract exactly what was there at their start.
+ * The same holds for forgets (`forgotten = consumed + counter`), and the job the engine gets must name exactly the
+ * k and f read there. Policies (set and cleared at random, some disabling a bank) and forget delays join the
+ * commands: a disabled bank is never queued by a retain or forget and never compiled unless by compileNow.
  */
 import { describe, expect, it } from "@effect/vitest"
 import {
@@ -36,14 +39,19 @@ import {
 } from "effect"
 import {
   type BankCompileState,
+  BankPolicy,
   CompileEngine,
   CompileError,
+  type CompileJob,
   CompileQueue,
   type CompileQueueService,
+  compileReason,
   CompileResult,
   CompileTriggerConfig,
   shouldTrigger
 } from "../src/index.js"
+import { type PolicyFields, policyArb } from "./utils.js"
+
 
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
@@ -56,6 +64,9 @@ type Command =
   | { readonly _tag: "advance"; readonly millis: number }
   | { readonly _tag: "resolve"; readonly outcome: Outcome | "hang" }
   | { readonly _tag: "drain" }
+  | { readonly _tag: "forget"; readonly bank: number; readonly count: number }
+  | { readonly _tag: "setPolicy"; readonly bank: number; readonly policy: PolicyFields }
+  | { readonly _tag: "clearPolicy"; readonly bank: number }
 
 interface Scenario {
   readonly banks: number
@@ -72,6 +83,9 @@ interface Scenario {
   readonly compileTimeout: number | undefined
   /** Seeds the queue's Random (retry jitter), so a failing case replays exactly. */
   readonly randomSeed: number
+  readonly enabled: boolean
+  readonly forgetThreshold: number
+  readonly forgetDelaySeconds: number
 }
 
 const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
@@ -86,7 +100,10 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
   // Sweeps shorter than a day make a 3-day advance wake the sweeper dozens of times (a timer round trip each).
   sweepInterval: fc.constantFrom(DAY, 2 * DAY, 3 * DAY),
   compileTimeout: fc.constantFrom(undefined, 10 * 60_000, 2 * HOUR),
-  randomSeed: fc.integer()
+  randomSeed: fc.integer(),
+  enabled: fc.constantFrom(true, true, true, false),
+  forgetThreshold: fc.integer({ min: 1, max: 5 }),
+  forgetDelaySeconds: fc.constantFrom(0, 0, 60, 3600)
 })
 
 const commandArb: fc.Arbitrary<Command> = fc.oneof(
@@ -113,7 +130,13 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
       outcome: fc.constantFrom<Outcome | "hang">("ok", "ok", "ok", "okWithError", "fail", "die", "throw", "interrupt", "hang")
     })
   },
-  { weight: 1, arbitrary: fc.constant({ _tag: "drain" as const }) }
+  { weight: 1, arbitrary: fc.constant({ _tag: "drain" as const }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({ _tag: fc.constant("forget" as const), bank: fc.nat(19), count: fc.integer({ min: 1, max: 4 }) })
+  },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("setPolicy" as const), bank: fc.nat(19), policy: policyArb }) },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("clearPolicy" as const), bank: fc.nat(19) }) }
 )
 
 /** A compile the model engine holds until the test resolves it. */
@@ -129,7 +152,10 @@ const runScenario = (scenario: Scenario, commands: ReadonlyArray<Command>) =>
     const config = new CompileTriggerConfig({
       sizeThreshold: scenario.sizeThreshold,
       stalenessDays: scenario.stalenessDays,
-      stalenessMinMemories: scenario.stalenessMinMemories
+      stalenessMinMemories: scenario.stalenessMinMemories,
+      enabled: scenario.enabled,
+      forgetThreshold: scenario.forgetThreshold,
+      forgetDelaySeconds: scenario.forgetDelaySeconds
     })
     const capacity = scenario.maxQueueSize <= 0 ? Infinity : scenario.maxQueueSize
     const clock: Clock.Clock = yield* Effect.clock
@@ -139,6 +165,8 @@ const runScenario = (scenario: Scenario, commands: ReadonlyArray<Command>) =>
     // ---- the model ----
     const retained = new Map<string, number>()
     const consumed = new Map<string, number>()
+    const forgotten = new Map<string, number>()
+    const consumedForgets = new Map<string, number>()
     /** Failures since the last success: must equal the bank's consecutiveFailures. */
     const failures = new Map<string, number>()
     /** Engine runs spent on the current trigger. */
@@ -157,10 +185,10 @@ const runScenario = (scenario: Scenario, commands: ReadonlyArray<Command>) =>
     let recovering = false
     const violations: Array<string> = []
 
-    const counterOf = (id: string): number =>
+    const countersOf = (id: string): { readonly k: number; readonly f: number } =>
       Option.match(Effect.runSync(queue!.bankState(id)), {
-        onNone: () => 0,
-        onSome: (s) => s.memoriesSinceLastCompile
+        onNone: () => ({ k: 0, f: 0 }),
+        onSome: (s) => ({ k: s.memoriesSinceLastCompile, f: s.forgetsSinceLastCompile })
       })
 
     const perform = (bankId: string, outcome: Outcome): Effect.Effect<CompileResult, CompileError> => {
@@ -182,11 +210,12 @@ const runScenario = (scenario: Scenario, commands: ReadonlyArray<Command>) =>
       }
     }
 
-    const ended = (bankId: string, k: number, exit: Exit.Exit<CompileResult, CompileError>) => {
+    const ended = (bankId: string, k: number, f: number, exit: Exit.Exit<CompileResult, CompileError>) => {
       inProgress--
       active.set(bankId, active.get(bankId)! - 1)
       if (Exit.isSuccess(exit)) {
         add(consumed, bankId, k)
+        add(consumedForgets, bankId, f)
         failures.set(bankId, 0)
         attempts.set(bankId, 0)
         parked.set(bankId, false)
@@ -198,9 +227,13 @@ const runScenario = (scenario: Scenario, commands: ReadonlyArray<Command>) =>
       }
     }
 
-    const engineRun = (bankId: string): Effect.Effect<CompileResult, CompileError> => {
-      // Called synchronously by the queue right after it took k (see the header comment).
-      const k = counterOf(bankId)
+    const engineRun = (bankId: string, job: CompileJob): Effect.Effect<CompileResult, CompileError> => {
+      // Called synchronously by the queue right after it took k and f (see the header comment).
+      const { f, k } = countersOf(bankId)
+      if (job.memories !== k || job.forgets !== f) violations.push(`job of ${bankId} says ${job.memories}/${job.forgets}, counters ${k}/${f}`)
+      if (!Effect.runSync(queue!.configFor(bankId)).enabled && job.reason !== "manual") {
+        violations.push(`${bankId} compiled while disabled (reason ${job.reason})`)
+      }
       const overlapping = (active.get(bankId) ?? 0) + 1
       if (overlapping > 1) violations.push(`two runs of ${bankId} at once`)
       active.set(bankId, overlapping)
@@ -217,7 +250,7 @@ const runScenario = (scenario: Scenario, commands: ReadonlyArray<Command>) =>
       })
       return outcome.pipe(
         Effect.flatMap((o) => perform(bankId, o)),
-        Effect.onExit((exit) => Effect.sync(() => ended(bankId, k, exit)))
+        Effect.onExit((exit) => Effect.sync(() => ended(bankId, k, f, exit)))
       )
     }
 
@@ -243,6 +276,12 @@ const runScenario = (scenario: Scenario, commands: ReadonlyArray<Command>) =>
     const stateOf = (id: string): BankCompileState | undefined => Option.getOrUndefined(Effect.runSync(q.bankState(id)))
     const statusOf = (id: string) => stateOf(id)?.status ?? "idle"
     const dueNow = (s: BankCompileState) => shouldTrigger(s, config, DateTime.unsafeMake(now()))
+    /** Due by size or staleness: queued at once (a forget-only trigger may wait for its delay). */
+    const dueAtOnce = (s: BankCompileState) => {
+      const reason = compileReason(s, config, DateTime.unsafeMake(now()))
+      return reason === "size" || reason === "staleness"
+    }
+    const disabled = (id: string) => !Effect.runSync(q.configFor(id)).enabled
 
     /** Every running bank has its engine run blocked on the test's gate, and no idle worker has a bank to take. */
     const settledNow = (): boolean => {
@@ -271,11 +310,15 @@ const runScenario = (scenario: Scenario, commands: ReadonlyArray<Command>) =>
       const pending = Effect.runSync(q.pendingBanks)
       const running = Effect.runSync(q.runningBanks)
       const s = stats()
-      for (const id of new Set([...retained.keys(), ...states.keys()])) {
+      for (const id of new Set([...retained.keys(), ...forgotten.keys(), ...states.keys()])) {
         const state = states.get(id)
         const counter = state?.memoriesSinceLastCompile ?? 0
         // nothing lost, nothing double-counted
         expect((consumed.get(id) ?? 0) + counter, `${step}: reconciliation of ${id}`).toBe(retained.get(id) ?? 0)
+        expect(
+          (consumedForgets.get(id) ?? 0) + (state?.forgetsSinceLastCompile ?? 0),
+          `${step}: forget reconciliation of ${id}`
+        ).toBe(forgotten.get(id) ?? 0)
         if (state === undefined) continue
         expect(state.consecutiveFailures, `${step}: consecutiveFailures of ${id}`).toBe(failures.get(id) ?? 0)
         expect(pending.has(id) && running.has(id), `${step}: ${id} both pending and running`).toBe(false)
@@ -335,9 +378,11 @@ const runScenario = (scenario: Scenario, commands: ReadonlyArray<Command>) =>
               const after = stateOf(id)!
               if (before !== "idle") {
                 expect(after.status, `${label}: status`).toBe(before)
+              } else if (disabled(id)) {
+                expect(after.status, `${label}: a disabled bank is not queued`).toBe("idle")
               } else if (parked.get(id) === true) {
                 expect(after.status, `${label}: a parked bank is not queued by retains`).toBe("idle")
-              } else if (parked.get(id) === false && room) {
+              } else if (parked.get(id) === false && room && (dueAtOnce(after) || !dueNow(after))) {
                 expect(after.status, `${label}: queued before notifyRetain returns iff it triggers`).toBe(
                   dueNow(after) ? "pending" : "idle"
                 )
@@ -382,12 +427,12 @@ const runScenario = (scenario: Scenario, commands: ReadonlyArray<Command>) =>
             yield* whenSettled(() => {
               const after = stateOf(head.id)!
               if (command.outcome === "ok" || command.outcome === "okWithError") {
-                if (after.memoriesSinceLastCompile > 0 && dueNow(after) && head.room) {
+                if (after.memoriesSinceLastCompile > 0 && dueAtOnce(after) && head.room) {
                   expect(after.status, `${label}: rest still triggers, so the bank is queued again`).not.toBe("idle")
                 }
               } else if (parked.get(head.id) === true) {
                 expect(after.status, `${label}: attempts spent, the bank is idle`).toBe("idle")
-              } else {
+              } else if (!disabled(head.id)) { // (a disabled one is skipped once its retry reaches a worker)
                 expect(after.status, `${label}: a failed bank waits for its retry`).not.toBe("idle")
               }
             })
@@ -396,6 +441,40 @@ const runScenario = (scenario: Scenario, commands: ReadonlyArray<Command>) =>
           case "drain":
             yield* drainHealthy
             break
+          case "forget": {
+            const id = idOf(command.bank)
+            yield* whenSettled(() => {
+              const before = statusOf(id)
+              q.unsafeNotifyForget(id, command.count)
+              add(forgotten, id, command.count)
+              if (!parked.has(id)) parked.set(id, false)
+              const after = stateOf(id)!
+              if (before !== "idle") expect(after.status, `${label}: status`).toBe(before)
+              else if (disabled(id)) expect(after.status, `${label}: a disabled bank is not queued`).toBe("idle")
+              else if (!dueNow(after)) expect(after.status, `${label}: not due, not queued`).toBe("idle")
+            })
+            break
+          }
+          case "setPolicy":
+          case "clearPolicy": {
+            const id = idOf(command.bank)
+            yield* whenSettled(() => {
+              const before = statusOf(id)
+              const room = stats().queued < capacity
+              const had = Option.isSome(Effect.runSync(q.policyOf(id)))
+              Effect.runSync(
+                command._tag === "setPolicy" ? q.setPolicy(id, new BankPolicy(command.policy)) : q.clearPolicy(id)
+              )
+              const after = stateOf(id)
+              if (after === undefined) return // clearPolicy of an unknown bank: nothing
+              if (!parked.has(id)) parked.set(id, false)
+              if (before === "idle" && disabled(id)) expect(after.status, `${label}: disabled: not queued`).toBe("idle")
+              if ((command._tag === "setPolicy" || had) && before === "idle" && room && dueAtOnce(after)) {
+                expect(after.status, `${label}: re-checked at once, queued before it returns`).toBe("pending")
+              }
+            })
+            break
+          }
         }
         yield* whenSettled(() => checkInvariants(label))
       })

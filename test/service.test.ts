@@ -5,6 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, DateTime, Duration, Effect, Either, FastCheck, Option, Redacted, Schema } from "effect"
 import { BankCompileState } from "../src/BankCompileState.js"
+import { BankPolicy } from "../src/BankPolicy.js"
 import { BatchRetainRequest, MAX_BATCH_ITEMS, MAX_RETAIN_COUNT, RetainPayload } from "../src/CompileTriggerApi.js"
 import { encodeBankState, isValidBatch, isValidRetain } from "../src/internal/httpFastPath.js"
 import * as ServiceConfig from "../src/ServiceConfig.js"
@@ -60,11 +61,20 @@ describe("fast paths", () => {
     const state = FastCheck.record({
       bankId: FastCheck.string({ minLength: 1 }),
       memoriesSinceLastCompile: FastCheck.nat(),
+      forgetsSinceLastCompile: FastCheck.nat(),
       lastCompileAt: FastCheck.option(FastCheck.integer({ min: 0, max: 4_102_444_800_000 })),
       firstRetainAt: FastCheck.option(FastCheck.integer({ min: 0, max: 4_102_444_800_000 })),
       status: FastCheck.constantFrom("idle" as const, "pending" as const, "running" as const),
       consecutiveFailures: FastCheck.nat(),
-      lastError: FastCheck.option(FastCheck.string())
+      lastError: FastCheck.option(FastCheck.string()),
+      policy: FastCheck.option(FastCheck.record({
+        enabled: FastCheck.boolean(),
+        sizeThreshold: FastCheck.nat(),
+        stalenessDays: FastCheck.double({ min: 0, max: 365, noNaN: true }),
+        stalenessMinMemories: FastCheck.nat(),
+        forgetThreshold: FastCheck.integer({ min: 1, max: 1000 }),
+        forgetDelaySeconds: FastCheck.double({ min: 0, max: 3600, noNaN: true })
+      }, { requiredKeys: [] }))
     })
     FastCheck.assert(
       FastCheck.property(state, (fields) => {
@@ -73,7 +83,8 @@ describe("fast paths", () => {
           ...fields,
           lastCompileAt: time(fields.lastCompileAt),
           firstRetainAt: time(fields.firstRetainAt),
-          lastError: Option.fromNullable(fields.lastError)
+          lastError: Option.fromNullable(fields.lastError),
+          policy: Option.map(Option.fromNullable(fields.policy), (policy) => new BankPolicy(policy))
         })
         expect(encodeBankState(value)).toEqual(Schema.encodeSync(BankCompileState)(value))
       }),
@@ -93,6 +104,8 @@ describe("ServiceConfig", () => {
       expect(config.engine).toEqual({ _tag: "DryRun" })
       expect(Option.isNone(config.apiToken)).toBe(true)
       expect(config.trigger).toMatchObject({ sizeThreshold: 50, stalenessDays: 7, stalenessMinMemories: 10 })
+      expect(config.trigger).toMatchObject({ enabled: true, forgetThreshold: 1, forgetDelaySeconds: 60 })
+      expect(ServiceConfig.describe(config)).toContain("forgetDelay=1m")
       expect(Duration.toMillis(config.shutdownTimeout)).toBe(25_000)
       expect(ServiceConfig.describe(config)).toContain("maxQueueSize=10000")
     }))
@@ -114,8 +127,13 @@ describe("ServiceConfig", () => {
         COMPILE_WEBHOOK_TOKEN: "hook",
         API_TOKEN: "api",
         LOG_FORMAT: "JSON",
-        LOG_LEVEL: "warning"
+        LOG_LEVEL: "warning",
+        COMPILE_DEFAULT_ENABLED: "FALSE",
+        COMPILE_FORGET_THRESHOLD: "5",
+        COMPILE_FORGET_DELAY: "1500"
       })
+      expect(config.trigger).toMatchObject({ enabled: false, forgetThreshold: 5, forgetDelaySeconds: 1.5 })
+      expect((yield* load({ COMPILE_FORGET_DELAY: "0 seconds" })).trigger.forgetDelaySeconds).toBe(0)
       expect(config).toMatchObject({ host: "0.0.0.0", port: 9000, maxQueueSize: Infinity, concurrency: 16, logFormat: "json" })
       expect(config.logLevel._tag).toBe("Warning")
       expect(config.trigger).toMatchObject({ sizeThreshold: 0, stalenessDays: 0.5, stalenessMinMemories: 3 })
@@ -171,6 +189,9 @@ describe("ServiceConfig", () => {
       expect(yield* message({ COMPILE_TIMEOUT: "soon" })).toMatch(/COMPILE_TIMEOUT must be a duration/)
       expect(yield* message({ COMPILE_WEBHOOK_URL: "ftp://x" })).toMatch(/COMPILE_WEBHOOK_URL must be an http/)
       expect(yield* message({ API_TOKEN: "" })).toMatch(/API_TOKEN is set but empty/)
+      expect(yield* message({ COMPILE_DEFAULT_ENABLED: "yes" })).toMatch(/COMPILE_DEFAULT_ENABLED must be true or false/)
+      expect(yield* message({ COMPILE_FORGET_THRESHOLD: "0" })).toMatch(/COMPILE_FORGET_THRESHOLD must be an integer >= 1/)
+      expect(yield* message({ COMPILE_FORGET_DELAY: "-5 seconds" })).toMatch(/COMPILE_FORGET_DELAY must be a duration/)
       expect(yield* message({ LOG_FORMAT: "xml" })).toMatch(/LOG_FORMAT must be one of pretty, json/)
       const both = yield* message({ PORT: "x", COMPILE_CONCURRENCY: "0" })
       expect(both).toMatch(/PORT must be/)

@@ -6,14 +6,18 @@
  * outcomes). After every step it checks the model test's invariants: nothing lost or counted twice
  * (`retained = consumed + counter`), failures counted, pending/running sets agree with statuses, single flight,
  * `running ≤ concurrency`, `queued ≤ maxQueueSize`, queued before `notifyRetain` returns iff the rule holds, parking,
- * and at the end every bank the rule says is due gets compiled.
+ * and at the end every bank the rule says is due gets compiled. With policies, forgets and disabled banks: forgotten =
+ * consumed + counter, never queued or compiled while disabled (unless by compileNow), forget delays honoured.
  *
  * Replay: `SIM_SEED=<seed> npx vitest run test/simulation.test.ts`; `SIM_RUNS=<n>` runs more cases.
  */
 import { describe, it } from "@effect/vitest"
-import { type BankCompileState, CompileTriggerConfig, shouldTrigger } from "../src/index.js"
+import { type BankCompileState, BankPolicy, compileReason, CompileTriggerConfig, shouldTrigger } from "../src/index.js"
 import { DateTime, FastCheck as fc } from "effect"
-import { CompileCore } from "../src/internal/compileCore.js"
+import { type Answer, CompileCore, DELAY, RECHECK, SKIPPED } from "../src/internal/compileCore.js"
+import { MANUAL } from "../src/internal/bankTable.js"
+import { type PolicyFields, policyArb } from "./utils.js"
+
 
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
@@ -26,6 +30,9 @@ type Command =
   | { readonly _tag: "advance"; readonly millis: number }
   | { readonly _tag: "resolve"; readonly outcome: Outcome }
   | { readonly _tag: "drain" }
+  | { readonly _tag: "forget"; readonly bank: number; readonly count: number }
+  | { readonly _tag: "setPolicy"; readonly bank: number; readonly policy: PolicyFields }
+  | { readonly _tag: "clearPolicy"; readonly bank: number }
 
 interface Scenario {
   readonly banks: number
@@ -39,6 +46,9 @@ interface Scenario {
   readonly sweepInterval: number
   readonly compileTimeout: number | undefined
   readonly randomSeed: number
+  readonly enabled: boolean
+  readonly forgetThreshold: number
+  readonly forgetDelaySeconds: number
 }
 
 const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
@@ -52,7 +62,10 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
   baseDelay: fc.constantFrom(0, 1_000, 60_000, HOUR),
   sweepInterval: fc.constantFrom(DAY, 2 * DAY, 3 * DAY),
   compileTimeout: fc.constantFrom(undefined, 10 * 60_000, 2 * HOUR),
-  randomSeed: fc.integer()
+  randomSeed: fc.integer(),
+  enabled: fc.constantFrom(true, true, true, false),
+  forgetThreshold: fc.integer({ min: 1, max: 5 }),
+  forgetDelaySeconds: fc.constantFrom(0, 0, 60, 3600)
 })
 
 const commandArb: fc.Arbitrary<Command> = fc.oneof(
@@ -80,7 +93,20 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
       outcome: fc.constantFrom<Outcome>("ok", "ok", "ok", "okWithError", "fail", "fail", "fail", "fail", "hang")
     })
   },
-  { weight: 1, arbitrary: fc.constant({ _tag: "drain" as const }) }
+  { weight: 1, arbitrary: fc.constant({ _tag: "drain" as const }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      _tag: fc.constant("forget" as const),
+      bank: fc.nat(19),
+      count: fc.integer({ min: 1, max: 4 })
+    })
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ _tag: fc.constant("setPolicy" as const), bank: fc.nat(19), policy: policyArb })
+  },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("clearPolicy" as const), bank: fc.nat(19) }) }
 )
 
 const fail = (message: string): never => {
@@ -102,6 +128,7 @@ const prng = (seed: number) => () => {
 interface Run {
   readonly i: number
   readonly taken: number
+  readonly forgets: number
   readonly deadline: number
   hung: boolean
 }
@@ -116,6 +143,10 @@ class World {
   readonly blocked: Array<number> = []
   readonly runs: Array<Run> = []
   readonly timers: Array<{ readonly at: number; readonly i: number }> = []
+  /** Forget delays armed (the runtime's timer fibers). */
+  readonly forgetTimers: Array<{ readonly at: number; readonly i: number }> = []
+  /** Banks that were pending or running when a policy disabled them: they may still be in the queue (then skipped). */
+  readonly graced = new Set<number>()
   nextSweep: number
   healthy = false
   readonly violations: Array<string> = []
@@ -151,6 +182,15 @@ class World {
     return this.core.table.ids[i]!
   }
 
+  /** Carries out an answer as the runtime does: a policy bank's exact re-check, a forget delay to arm. */
+  answer(i: number, answer: Answer): void {
+    if (answer === RECHECK) answer = this.core.recheck(i, this.now)
+    if (answer === DELAY) {
+      const delay = this.core.armForget(i, this.now)
+      this.forgetTimers.push({ at: this.now + delay, i })
+    }
+  }
+
   /** A retry delay ended (or a bank was restored): offer it again, waiting for room. */
   private requeue(i: number): void {
     if (!this.core.mayRequeue(i)) return
@@ -181,21 +221,45 @@ class World {
         this.requeue(this.timers.splice(due, 1)[0]!.i)
         changed = true
       }
+      const forgetDue = this.forgetTimers.findIndex((t) => t.at <= this.now)
+      if (forgetDue >= 0) {
+        const timer = this.forgetTimers.splice(forgetDue, 1)[0]!
+        this.answer(timer.i, this.core.forgetDelayOver(timer.i, timer.at, this.now))
+        changed = true
+      }
     }
   }
 
   private start(i: number): void {
     if (this.runs.some((r) => r.i === i)) this.violations.push(`two runs of ${this.idOf(i)} at once`)
+    const manual = this.core.table.reasons.get(i) === MANUAL
+    const disabled = !this.core.configOf(i).enabled
     const taken = this.core.start(i)
+    if (taken === SKIPPED) {
+      if (!disabled || manual) this.violations.push(`${this.idOf(i)} skipped while enabled or asked for`)
+      this.model.skipped(this.idOf(i))
+      return
+    }
+    if (disabled && !manual) this.violations.push(`${this.idOf(i)} compiled while disabled`)
+    const job = this.core.job(i, taken)
     const timeout = this.scenario.compileTimeout
-    this.runs.push({ i, taken, deadline: timeout === undefined ? Infinity : this.now + timeout, hung: false })
+    this.runs.push({
+      i,
+      taken,
+      forgets: job.forgets,
+      deadline: timeout === undefined ? Infinity : this.now + timeout,
+      hung: false
+    })
   }
 
   finish(run: Run, outcome: "ok" | "okWithError" | "fail"): void {
     const id = this.idOf(run.i)
     if (outcome !== "fail") {
-      this.model.succeeded(id, run.taken)
-      this.core.succeeded(run.i, run.taken, this.now, outcome === "okWithError" ? "partial compile" : undefined)
+      this.model.succeeded(id, run.taken, run.forgets)
+      this.answer(
+        run.i,
+        this.core.succeeded(run.i, run.taken, this.now, outcome === "okWithError" ? "partial compile" : undefined)
+      )
       return
     }
     this.model.failed(id, this.scenario.maxAttempts)
@@ -208,6 +272,7 @@ class World {
     let next = Math.min(this.nextSweep, this.core.nextStaleDue || Infinity)
     for (const run of this.runs) next = Math.min(next, run.deadline)
     for (const timer of this.timers) next = Math.min(next, timer.at)
+    for (const timer of this.forgetTimers) next = Math.min(next, timer.at)
     return next
   }
 
@@ -238,6 +303,8 @@ class World {
 class Model {
   readonly retained = new Map<string, number>()
   readonly consumed = new Map<string, number>()
+  readonly forgotten = new Map<string, number>()
+  readonly consumedForgets = new Map<string, number>()
   readonly failures = new Map<string, number>()
   readonly attempts = new Map<string, number>()
   /** Retries spent: only a sweep or compileNow queues it again; undefined = unknown (a sweep ran). */
@@ -250,8 +317,17 @@ class Model {
     this.add(this.retained, id, n)
     if (!this.parked.has(id)) this.parked.set(id, false)
   }
-  succeeded(id: string, k: number): void {
+  forget(id: string, n: number): void {
+    this.add(this.forgotten, id, n)
+    if (!this.parked.has(id)) this.parked.set(id, false)
+  }
+  /** Disabled while it waited: the trigger is over, its attempts with it. */
+  skipped(id: string): void {
+    this.attempts.set(id, 0)
+  }
+  succeeded(id: string, k: number, f: number): void {
     this.add(this.consumed, id, k)
+    this.add(this.consumedForgets, id, f)
     this.failures.set(id, 0)
     this.attempts.set(id, 0)
     this.parked.set(id, false)
@@ -271,7 +347,10 @@ const simulate = (scenario: Scenario, commands: ReadonlyArray<Command>): void =>
   const config = new CompileTriggerConfig({
     sizeThreshold: scenario.sizeThreshold,
     stalenessDays: scenario.stalenessDays,
-    stalenessMinMemories: scenario.stalenessMinMemories
+    stalenessMinMemories: scenario.stalenessMinMemories,
+    enabled: scenario.enabled,
+    forgetThreshold: scenario.forgetThreshold,
+    forgetDelaySeconds: scenario.forgetDelaySeconds
   })
   const model = new Model()
   const world = new World(scenario, config, model)
@@ -283,6 +362,12 @@ const simulate = (scenario: Scenario, commands: ReadonlyArray<Command>): void =>
     return i === undefined ? undefined : core.snapshot(i)
   }
   const dueNow = (s: BankCompileState) => shouldTrigger(s, config, DateTime.unsafeMake(world.now))
+  const reasonNow = (s: BankCompileState) => compileReason(s, config, DateTime.unsafeMake(world.now))
+  /** Due by size or staleness: queued at once (a forget-only trigger may wait for its delay). */
+  const dueAtOnce = (s: BankCompileState) => {
+    const reason = reasonNow(s)
+    return reason === "size" || reason === "staleness"
+  }
   const room = () => core.counts().queued < world.capacity
 
   /** The invariants, checked without `expect` (a few million checks a run: each costs microseconds there). */
@@ -298,6 +383,13 @@ const simulate = (scenario: Scenario, commands: ReadonlyArray<Command>): void =>
       if ((model.consumed.get(id) ?? 0) + counter !== (model.retained.get(id) ?? 0)) {
         fail(`${step}: reconciliation of ${id}: consumed ${model.consumed.get(id)} + ${counter} ≠ ${model.retained.get(id)}`)
       }
+      if ((model.consumedForgets.get(id) ?? 0) + table.forgets[i]! !== (model.forgotten.get(id) ?? 0)) {
+        fail(`${step}: forget reconciliation of ${id}`)
+      }
+      if (core.statusOf(i) === "idle") world.graced.delete(i)
+      if (
+        core.pending.has(i) && !core.configOf(i).enabled && table.reasons.get(i) !== MANUAL && !world.graced.has(i)
+      ) fail(`${step}: ${id} queued while disabled`)
       if (table.consecutiveFailures[i] !== (model.failures.get(id) ?? 0)) fail(`${step}: consecutiveFailures of ${id}`)
       const status = core.statusOf(i)
       if (core.pending.has(i) !== (status === "pending")) fail(`${step}: pending vs status of ${id}`)
@@ -317,13 +409,13 @@ const simulate = (scenario: Scenario, commands: ReadonlyArray<Command>): void =>
     const before = core.statusOf(i)
     const hasRoom = room()
     if (!core.isCounted(i)) core.firstRetain(i, world.now)
-    core.retain(i, count)
+    world.answer(i, core.retain(i, count))
     model.retain(id, count)
     const after = core.snapshot(i)
     const parked = model.parked.get(id)
     if (before !== "idle") ensure(after.status === before, `${label}: status`)
     else if (parked === true) ensure(after.status === "idle", `${label}: a parked bank is not queued by retains`)
-    else if (parked === false && hasRoom) {
+    else if (parked === false && hasRoom && reasonNow(after) !== "forget") {
       ensure(
         after.status === (dueNow(after) ? "pending" : "idle"),
         `${label}: queued before notifyRetain returns iff it triggers`
@@ -331,11 +423,47 @@ const simulate = (scenario: Scenario, commands: ReadonlyArray<Command>): void =>
     }
   }
 
+  const forget = (id: string, count: number, label: string) => {
+    const i = indexOf(id)
+    const before = core.statusOf(i)
+    const hasRoom = room()
+    const armed = core.forgetDueAt(i) !== undefined
+    world.answer(i, core.forget(i, count))
+    model.forget(id, count)
+    const after = core.snapshot(i)
+    if (before !== "idle") return ensure(after.status === before, `${label}: status`)
+    if (model.parked.get(id) !== false || !hasRoom) return
+    const reason = reasonNow(after)
+    const atOnce = reason === "size" || reason === "staleness" ||
+      (reason === "forget" && core.configOf(i).forgetDelaySeconds === 0 && !armed)
+    if (atOnce) ensure(after.status === "pending", `${label}: queued before notifyForget returns`)
+    else if (reason === undefined || armed) ensure(after.status === "idle", `${label}: idle (no rule, or its delay runs)`)
+    if (reason === "forget" && after.status === "idle") {
+      ensure(core.forgetDueAt(i) !== undefined, `${label}: the forget rule holds, so its delay runs`)
+    }
+  }
+
+  /** `setPolicy` (with `fields`) or `clearPolicy` (without): re-checked at once; a disabled bank is not queued. */
+  const changePolicy = (id: string, fields: PolicyFields | undefined, label: string) => {
+    const i = indexOf(id)
+    const hasRoom = room()
+    const before = core.statusOf(i)
+    const changes = fields !== undefined || core.policyOf(i) !== undefined
+    world.answer(i, fields !== undefined ? core.setPolicy(i, new BankPolicy(fields), world.now) : core.clearPolicy(i, world.now))
+    const enabled = core.configOf(i).enabled
+    if (!enabled && before !== "idle") world.graced.add(i)
+    const after = core.snapshot(i)
+    if (changes && before === "idle" && hasRoom && dueAtOnce(after)) {
+      ensure(after.status === "pending", `${label}: re-checked at once, queued before it returns`)
+    }
+    if (!enabled && before === "idle") ensure(after.status === "idle", `${label}: disabled: not queued`)
+  }
+
   const compileNow = (id: string, label: string) => {
     const i = indexOf(id)
     const before = core.statusOf(i)
     const hasRoom = room()
-    core.request(i)
+    world.answer(i, core.request(i))
     const after = core.statusOf(i)
     if (before !== "idle") ensure(after === before, `${label}: status`)
     else if (hasRoom) ensure(after === "pending", `${label}: queued regardless of thresholds`)
@@ -358,12 +486,12 @@ const simulate = (scenario: Scenario, commands: ReadonlyArray<Command>): void =>
     world.settle()
     const after = stateOf(id)!
     if (outcome !== "fail") {
-      if (after.memoriesSinceLastCompile > 0 && dueNow(after) && hasRoom) {
+      if (after.memoriesSinceLastCompile > 0 && dueAtOnce(after) && hasRoom) {
         ensure(after.status !== "idle", `${label}: rest still triggers, so the bank is queued again`)
       }
     } else if (model.parked.get(id) === true) {
       ensure(after.status === "idle", `${label}: attempts spent, the bank is idle`)
-    } else {
+    } else if (core.configOf(run.i).enabled) { // (a disabled one is skipped once its retry reaches a worker)
       ensure(after.status !== "idle", `${label}: a failed bank waits for its retry`)
     }
   }
@@ -375,9 +503,11 @@ const simulate = (scenario: Scenario, commands: ReadonlyArray<Command>): void =>
     const retryJump = Math.max(1, scenario.baseDelay * 2 ** scenario.maxAttempts)
     for (let round = 0;; round++) {
       world.settle()
-      if (core.pending.size === 0 && core.running.size === 0) break
+      if (core.pending.size === 0 && core.running.size === 0 && world.forgetTimers.length === 0) break
       if (round > 50) throw new Error(`drain did not finish: ${JSON.stringify(core.counts())}`)
-      world.advance(retryJump) // only banks waiting for a retry delay are left
+      // only banks waiting for a retry delay or a forget delay are left
+      const forgetJump = Math.max(0, ...world.forgetTimers.map((t) => t.at - world.now))
+      world.advance(Math.max(retryJump, forgetJump))
     }
     world.healthy = recovering
   }
@@ -399,6 +529,15 @@ const simulate = (scenario: Scenario, commands: ReadonlyArray<Command>): void =>
         break
       case "drain":
         drainHealthy()
+        break
+      case "forget":
+        forget(idOf(command.bank), command.count, label)
+        break
+      case "setPolicy":
+        changePolicy(idOf(command.bank), command.policy, label)
+        break
+      case "clearPolicy":
+        changePolicy(idOf(command.bank), undefined, label)
         break
     }
     world.settle()

@@ -1,5 +1,7 @@
-import { Context, Deferred, Effect, Layer, List, Logger, type LogLevel, Queue } from "effect"
-import { CompileEngine, type CompileError, CompileResult } from "../src/CompileEngine.js"
+import { Context, Deferred, Effect, Exit, FastCheck as fc, Layer, List, Logger, type LogLevel, Queue, Scope } from "effect"
+import { BankPolicy } from "../src/BankPolicy.js"
+import { BankStateStore } from "../src/BankStateStore.js"
+import { CompileEngine, type CompileError, type CompileJob, CompileResult } from "../src/CompileEngine.js"
 import { CompileQueue } from "../src/CompileQueue.js"
 import type { CompileQueueOptions } from "../src/CompileQueueOptions.js"
 
@@ -10,6 +12,8 @@ export const instant: Behavior = (bankId) => Effect.succeed(new CompileResult({ 
 /** Drives the test engine: what each run does, which runs started, and how many of one bank overlapped. */
 export interface EngineControl {
   readonly calls: Array<string>
+  /** The job of each call, in call order. */
+  readonly jobs: Array<CompileJob>
   readonly started: Queue.Queue<string>
   behavior: Behavior
   /** Most runs of one bank at once, and most runs overall at once, seen so far. */
@@ -29,6 +33,7 @@ export const testEngineLayer: Layer.Layer<CompileEngine | TestEngine> = Layer.ef
     const gate = yield* Deferred.make<void>()
     const control: EngineControl = {
       calls: [],
+      jobs: [],
       started: yield* Queue.unbounded<string>(),
       behavior: instant,
       maxPerBank: 0,
@@ -38,9 +43,10 @@ export const testEngineLayer: Layer.Layer<CompileEngine | TestEngine> = Layer.ef
       }),
       open: Deferred.succeed(gate, undefined)
     }
-    const run = (bankId: string) =>
+    const run = (bankId: string, job: CompileJob) =>
       Effect.suspend(() => {
         const call = control.calls.push(bankId)
+        control.jobs.push(job)
         const now = (active.get(bankId) ?? 0) + 1
         active.set(bankId, now)
         overall++
@@ -89,3 +95,31 @@ export const retain = (bankId: string, n: number) =>
     Effect.sync(() => {
       for (let k = 0; k < n; k++) queue.unsafeNotifyRetain(bankId)
     }))
+
+/** Builds a queue (with the test engine) on `store` in a scope of its own: close it to "restart". */
+export const openQueue = <E>(store: Layer.Layer<BankStateStore, E>, options: CompileQueueOptions = {}) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const context = yield* Layer.buildWithScope(
+      CompileQueue.layer(options).pipe(Layer.provideMerge(Layer.merge(testEngineLayer, store))),
+      scope
+    )
+    return {
+      queue: Context.get(context, CompileQueue),
+      engine: Context.get(context, TestEngine),
+      store: Context.get(context, BankStateStore),
+      close: Scope.close(scope, Exit.void)
+    }
+  })
+
+export type PolicyFields = ConstructorParameters<typeof BankPolicy>[0]
+
+/** Random policies for the model test and the simulation: any subset of the fields, some disabling the bank. */
+export const policyArb: fc.Arbitrary<PolicyFields> = fc.record({
+  enabled: fc.boolean(),
+  sizeThreshold: fc.integer({ min: 1, max: 25 }),
+  stalenessDays: fc.constantFrom(0, 0.5, 1, 4),
+  stalenessMinMemories: fc.integer({ min: 1, max: 10 }),
+  forgetThreshold: fc.integer({ min: 1, max: 5 }),
+  forgetDelaySeconds: fc.constantFrom(0, 30, 600)
+}, { requiredKeys: [] })

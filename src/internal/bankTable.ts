@@ -7,10 +7,12 @@
  *
  * @internal
  */
+import type { BankPolicy } from "../BankPolicy.js"
+import type { CompileTriggerConfig } from "../CompileTriggerConfig.js"
 
 /**
- * One byte per bank holds its status and flags, so the retain path reads a single byte to decide.
- * Bits 0-1: status. Bits 2-7: flags.
+ * One 16-bit word per bank holds its status and flags, so the retain path reads a single word to decide.
+ * Bits 0-1: status. Bits 2-8: flags.
  */
 export const STATUS = 0b11
 export const IDLE = 0
@@ -28,6 +30,19 @@ export const PARKED = 1 << 5
 export const COUNTED = 1 << 6
 /** Changed since the last flush to a store. */
 export const DIRTY = 1 << 7
+/**
+ * The bank has a policy (in `policies`): its effective config is not the queue's, so the retain path leaves the
+ * fast rule for the policy check. Banks without one never look anything up.
+ */
+export const POLICY = 1 << 8
+
+/** Why a bank is queued, kept while it is pending or running (see `CompileReason`). */
+export const REASON_NAMES = ["size", "staleness", "forget", "manual", "restored"] as const
+export const SIZE = 0
+export const STALENESS = 1
+export const FORGET = 2
+export const MANUAL = 3
+export const RESTORED = 4
 
 const INITIAL_CAPACITY = 1024
 
@@ -37,17 +52,30 @@ export class BankTable {
   ids: Array<string> = []
   /** memoriesSinceLastCompile. Float64 keeps exact integers up to 2^53. */
   memories = new Float64Array(INITIAL_CAPACITY)
+  /** forgetsSinceLastCompile. */
+  forgets = new Float64Array(INITIAL_CAPACITY)
   /** Epoch millis; NaN = none. */
   lastCompileAt = new Float64Array(INITIAL_CAPACITY).fill(NaN)
   /** Epoch millis; NaN = none. */
   firstRetainAt = new Float64Array(INITIAL_CAPACITY).fill(NaN)
   /** Status and flags, see above. */
-  state = new Uint8Array(INITIAL_CAPACITY)
+  state = new Uint16Array(INITIAL_CAPACITY)
   consecutiveFailures = new Uint32Array(INITIAL_CAPACITY)
   /** Sparse: only banks whose last compile left an error message. */
   readonly lastError = new Map<number, string>()
   /** Sparse: engine runs spent on the current trigger, only while a bank is being retried. */
   readonly attempts = new Map<number, number>()
+  /**
+   * Sparse: the banks with the POLICY flag, with their policy and the effective config it yields. `policy` is
+   * undefined for a bank whose policy was cleared but whose staleness is still computed exactly (until it compiles).
+   */
+  readonly policies = new Map<number, { readonly policy: BankPolicy | undefined; readonly config: CompileTriggerConfig }>()
+  /** Sparse: why each pending or running bank was queued (an index into REASON_NAMES). */
+  readonly reasons = new Map<number, number>()
+  /** Sparse: forgets the running compile of a bank took (absent: none). */
+  readonly forgetsTaken = new Map<number, number>()
+  /** Sparse: when the forget-delayed compile of an idle bank is due (epoch millis). */
+  readonly forgetDue = new Map<number, number>()
   /** Banks whose DIRTY bit is set, in the order they changed (kept only when the queue persists its state). */
   private dirty = new Int32Array(INITIAL_CAPACITY)
   private dirtyCount = 0
@@ -88,14 +116,15 @@ export class BankTable {
   private grow(): void {
     const capacity = this.memories.length * 2
     this.memories = copy(new Float64Array(capacity), this.memories)
+    this.forgets = copy(new Float64Array(capacity), this.forgets)
     this.lastCompileAt = copy(new Float64Array(capacity).fill(NaN), this.lastCompileAt)
     this.firstRetainAt = copy(new Float64Array(capacity).fill(NaN), this.firstRetainAt)
-    this.state = copy(new Uint8Array(capacity), this.state)
+    this.state = copy(new Uint16Array(capacity), this.state)
     this.consecutiveFailures = copy(new Uint32Array(capacity), this.consecutiveFailures)
   }
 }
 
-const copy = <A extends Float64Array | Uint8Array | Uint32Array | Int32Array>(into: A, from: A): A => {
+const copy = <A extends Float64Array | Uint16Array | Uint32Array | Int32Array>(into: A, from: A): A => {
   into.set(from)
   return into
 }

@@ -9,8 +9,17 @@
  * @internal
  */
 import { DateTime, Option } from "effect"
-import { BankCompileState, type BankStatus, isStaleAt, triggers } from "../BankCompileState.js"
+import {
+  BankCompileState,
+  type BankStatus,
+  isStaleAt,
+  type TriggerReason,
+  triggerReason,
+  triggers
+} from "../BankCompileState.js"
+import { type BankPolicy, effectiveConfig } from "../BankPolicy.js"
 import type { PersistedBank } from "../BankStateStore.js"
+import type { CompileJob } from "../CompileEngine.js"
 import type { BankPage, ListBanksOptions } from "../CompileQueue.js"
 import type { CompileTriggerConfig } from "../CompileTriggerConfig.js"
 import {
@@ -18,12 +27,19 @@ import {
   COUNTED,
   DIRTY,
   DROP_WARNED,
+  FORGET,
   IDLE,
+  MANUAL,
   PARKED,
   PENDING,
+  POLICY,
+  REASON_NAMES,
   REQUESTED,
+  RESTORED,
   RUNNING,
+  SIZE,
   STALE,
+  STALENESS,
   STATUS
 } from "./bankTable.js"
 import { StalenessTimeline } from "./stalenessTimeline.js"
@@ -37,7 +53,20 @@ export const QUEUED = 1
 export const DROPPED = 2
 /** The queue was full; the bank stays idle and this is its first drop since it was last queued: warn once. */
 export const DROPPED_FIRST = 3
-export type Answer = typeof NOTHING | typeof QUEUED | typeof DROPPED | typeof DROPPED_FIRST
+/** The bank has a policy: ask `recheck(i, now)` for the exact answer (the fast rule does not apply to it). */
+export const RECHECK = 4
+/** The forget rule holds and the bank's forget delay is not running yet: arm it with `armForget(i, now)`. */
+export const DELAY = 5
+export type Answer =
+  | typeof NOTHING
+  | typeof QUEUED
+  | typeof DROPPED
+  | typeof DROPPED_FIRST
+  | typeof RECHECK
+  | typeof DELAY
+
+/** `start`'s answer for a bank disabled while it waited in the queue: it is idle again, the engine is not called. */
+export const SKIPPED = -1
 
 // ---- signals the runtime must fire after a transition (bit flags, see `takeSignals`) ----
 /** Nothing is pending or running: wake `drain`. */
@@ -89,6 +118,10 @@ export interface QueueCounts {
 }
 
 const NO_SWEEP: SweepReport = { queued: 0, notQueued: 0, newlyWarned: 0 }
+
+/** A trigger reason as an index into REASON_NAMES; -1 for none. */
+const reasonCode = (reason: TriggerReason | undefined): number =>
+  reason === undefined ? -1 : REASON_NAMES.indexOf(reason)
 
 const optionalTime = (millis: number): Option.Option<DateTime.Utc> =>
   millis === millis ? Option.some(DateTime.unsafeMake(millis)) : Option.none()
@@ -155,6 +188,7 @@ export class CompileCore {
 
   /** Starts the staleness clock of bank `i` from `reference` (epoch millis). */
   private scheduleStaleness(i: number, reference: number): void {
+    if ((this.table.state[i]! & POLICY) !== 0) return // a policy bank's staleness is computed exactly, from `now`
     if (this.stalenessMillis === 0) {
       this.table.state[i]! |= STALE
       return
@@ -163,13 +197,46 @@ export class CompileCore {
     this.signals |= TIMELINE
   }
 
-  /** Puts an idle bank in the queue if it has room; the answer says what happened. */
-  private enqueue(i: number): Answer {
+  /** Puts an idle bank in the queue for `reason` if it has room (dropping its forget delay); says what happened. */
+  private enqueue(i: number, reason: number): Answer {
     if (!this.offer(i)) return this.refused(i)
+    const table = this.table
     this.inQueue++
-    this.table.state[i]! &= ~(DROP_WARNED | PARKED)
+    table.state[i]! &= ~(DROP_WARNED | PARKED)
+    table.reasons.set(i, reason)
+    if (table.forgetDue.size !== 0) table.forgetDue.delete(i) // this compile takes the forgets along
     this.setStatus(i, PENDING)
     return QUEUED
+  }
+
+  /** The effective config of bank `i`: its policy's, else the queue's. */
+  configOf(i: number): CompileTriggerConfig {
+    return (this.table.state[i]! & POLICY) === 0 ? this.config : this.table.policies.get(i)!.config
+  }
+
+  /** Why bank `i` needs a compile at `now` under `config` (size, staleness, forget), exactly; -1 when it does not. */
+  private reasonAt(i: number, config: CompileTriggerConfig, now: number): number {
+    const table = this.table
+    const stale = isStaleAt(table.referenceTime(i), now, config.stalenessMillis)
+    return reasonCode(triggerReason(table.memories[i]!, stale, config, table.forgets[i]!))
+  }
+
+  /**
+   * The exact rule for an idle bank at `now`, with its effective config (policy banks, policy changes, delays that
+   * ran out): queue it, have its forget delay armed, or nothing. `delayOver`: the forget delay has run out.
+   */
+  recheck(i: number, now: number, delayOver = false): Answer {
+    if ((this.table.state[i]! & STATUS) !== IDLE || !this.accepting) return NOTHING
+    const config = this.configOf(i)
+    const reason = this.reasonAt(i, config, now)
+    if (reason === -1) return NOTHING
+    return reason === FORGET && !delayOver ? this.forgetTriggered(i, config) : this.enqueue(i, reason)
+  }
+
+  /** The forget rule holds for idle bank `i`: queue it now without a delay; else its delay is armed once. */
+  private forgetTriggered(i: number, config: CompileTriggerConfig): Answer {
+    if (config.forgetDelaySeconds === 0) return this.enqueue(i, FORGET)
+    return this.table.forgetDue.has(i) ? NOTHING : DELAY
   }
 
   /** A bank that should be queued but the queue is full: warned about once until it is queued again. */
@@ -200,27 +267,142 @@ export class CompileCore {
     const state = table.state[i]!
     const memories = (table.memories[i]! += count)
     if (this.persistent && (state & DIRTY) === 0) table.markDirty(i)
-    // A pending bank is queued once; a running one is re-checked when its compile ends; a parked one waits for the sweep.
-    if ((state & (STATUS | PARKED)) !== 0 || !triggers(memories, (state & STALE) !== 0, this.config)) return NOTHING
-    return this.enqueue(i)
+    // A pending bank is queued once; a running one is re-checked when its compile ends; a parked one waits for the
+    // sweep; a policy bank leaves the fast rule (one bit tested: banks without a policy pay nothing for policies).
+    if ((state & (STATUS | PARKED | POLICY)) !== 0) return (state & (STATUS | PARKED)) === 0 ? RECHECK : NOTHING
+    const config = this.config
+    if (!triggers(memories, (state & STALE) !== 0, config)) return NOTHING
+    return this.enqueue(i, memories >= config.sizeThreshold ? SIZE : STALENESS)
+  }
+
+  /**
+   * Counts `count` forgotten memories. An idle bank whose rule now holds is queued (size and staleness first), or
+   * its forget delay is armed; forgets for a running bank count towards the re-check at its end (a delay may be
+   * armed already), a pending one's compile takes them along, a parked one waits for the sweep.
+   */
+  forget(i: number, count: number): Answer {
+    const table = this.table
+    const state = table.state[i]!
+    const forgets = (table.forgets[i]! += count)
+    if (this.persistent && (state & DIRTY) === 0) table.markDirty(i)
+    const status = state & STATUS
+    if (status === PENDING || (state & PARKED) !== 0) return NOTHING
+    if (status === IDLE && (state & POLICY) !== 0) return RECHECK
+    const config = this.configOf(i)
+    if (!config.enabled) return NOTHING
+    if (status === RUNNING) {
+      if (forgets - (table.forgetsTaken.get(i) ?? 0) < config.forgetThreshold) return NOTHING
+      return config.forgetDelaySeconds === 0 || table.forgetDue.has(i) ? NOTHING : DELAY
+    }
+    const memories = table.memories[i]!
+    if (triggers(memories, (state & STALE) !== 0, config)) {
+      return this.enqueue(i, memories >= config.sizeThreshold ? SIZE : STALENESS)
+    }
+    return forgets < config.forgetThreshold ? NOTHING : this.forgetTriggered(i, config)
+  }
+
+  /** Arms bank `i`'s forget delay from `now`: returns its length in milliseconds (the runtime's timer). */
+  armForget(i: number, now: number): number {
+    const delay = this.configOf(i).forgetDelayMillis
+    this.table.forgetDue.set(i, now + delay)
+    return delay
+  }
+
+  /** The forget delay armed to end at `due` ran out: queue the bank unless it was queued or re-armed meanwhile. */
+  forgetDelayOver(i: number, due: number, now: number): Answer {
+    const table = this.table
+    if (table.forgetDue.get(i) !== due) return NOTHING
+    table.forgetDue.delete(i)
+    // Still running: the re-check at its end queues it (its delay is over).
+    return this.recheck(i, now, true)
+  }
+
+  /** When bank `i`'s forget delay ends (epoch millis); undefined when none is armed. */
+  forgetDueAt(i: number): number | undefined {
+    return this.table.forgetDue.get(i)
   }
 
   /** `compileNow`: queue regardless of the rule; a running bank is queued again when its compile ends. */
   request(i: number): Answer {
     const status = this.table.state[i]! & STATUS
-    if (status === PENDING) return NOTHING
+    if (status === PENDING) {
+      this.table.reasons.set(i, MANUAL) // explicit wins: compiled even if disabled before a worker reaches it
+      return NOTHING
+    }
     this.table.state[i]! |= REQUESTED
-    return status === IDLE ? this.enqueue(i) : NOTHING
+    return status === IDLE ? this.enqueue(i, MANUAL) : NOTHING
+  }
+
+  // ---- policies ----
+
+  /** Gives bank `i` its own policy; the answer is the re-check's at `now` (an idle bank whose rule holds is queued). */
+  setPolicy(i: number, policy: BankPolicy, now: number): Answer {
+    const table = this.table
+    table.policies.set(i, { policy, config: effectiveConfig(this.config, policy) })
+    table.state[i]! |= POLICY
+    if (this.persistent) table.markDirty(i)
+    return this.recheck(i, now)
+  }
+
+  /**
+   * Drops bank `i`'s policy: the queue's config applies again. The staleness timeline takes entries only in due
+   * order, so a bank not yet stale keeps having its staleness computed exactly until its next compile puts it back
+   * on the timeline. Then re-checks it like `setPolicy`.
+   */
+  clearPolicy(i: number, now: number): Answer {
+    const table = this.table
+    const entry = table.policies.get(i)
+    if (entry === undefined || entry.policy === undefined) return NOTHING
+    if (this.persistent) table.markDirty(i)
+    const reference = table.referenceTime(i)
+    if (reference === reference && !isStaleAt(reference, now, this.stalenessMillis)) {
+      table.policies.set(i, { policy: undefined, config: this.config })
+    } else {
+      table.policies.delete(i)
+      table.state[i] = (table.state[i]! & ~POLICY) | (reference === reference ? STALE : 0)
+    }
+    return this.recheck(i, now)
+  }
+
+  policyOf(i: number): BankPolicy | undefined {
+    return this.table.policies.get(i)?.policy
   }
 
   // ---- compiles ----
 
-  /** A worker took bank `i` from the queue: it runs now. Returns the memories it takes (k). */
+  /**
+   * A worker took bank `i` from the queue: it runs now, taking its memories (k, the answer) and forgets (kept for
+   * `job` and `succeeded`). A bank disabled while it waited (unless asked for by compileNow) is `SKIPPED`: idle,
+   * counters kept.
+   */
   start(i: number): number {
     this.inQueue--
-    this.table.state[i]! &= ~REQUESTED
+    const table = this.table
+    const reason = table.reasons.get(i) ?? MANUAL
+    if (reason !== MANUAL && !this.configOf(i).enabled) {
+      table.state[i]! &= ~REQUESTED
+      table.reasons.delete(i)
+      table.attempts.delete(i)
+      this.setStatus(i, IDLE)
+      return SKIPPED
+    }
+    table.state[i]! &= ~REQUESTED
     this.setStatus(i, RUNNING)
-    return this.table.memories[i]!
+    const forgets = table.forgets[i]!
+    if (forgets > 0) table.forgetsTaken.set(i, forgets)
+    return table.memories[i]!
+  }
+
+  /** What the engine is told about the compile `start(i)` began, which took `memories`. */
+  job(i: number, memories: number): CompileJob {
+    const table = this.table
+    return {
+      bankId: table.ids[i]!,
+      reason: REASON_NAMES[table.reasons.get(i) ?? MANUAL]!,
+      memories,
+      forgets: table.forgetsTaken.get(i) ?? 0,
+      attempt: (table.attempts.get(i) ?? 0) + 1
+    }
   }
 
   /**
@@ -230,22 +412,39 @@ export class CompileCore {
   succeeded(i: number, taken: number, now: number, error: string | undefined): Answer {
     const table = this.table
     table.memories[i]! -= taken
+    const forgetsTaken = table.forgetsTaken.get(i)
+    if (forgetsTaken !== undefined) {
+      table.forgets[i]! -= forgetsTaken // forgets that arrived during the compile stay counted
+      table.forgetsTaken.delete(i)
+    }
+    table.reasons.delete(i)
     table.lastCompileAt[i] = now
     table.consecutiveFailures[i] = 0
     table.attempts.delete(i)
     if (error !== undefined) table.lastError.set(i, error)
     else table.lastError.delete(i)
     table.state[i]! &= ~(STALE | PARKED)
+    if ((table.state[i]! & POLICY) !== 0 && table.policies.get(i)!.policy === undefined) {
+      table.policies.delete(i) // a cleared policy: back on the timeline, in due order from now on
+      table.state[i]! &= ~POLICY
+    }
     this.scheduleStaleness(i, now)
     this.setStatus(i, IDLE)
-    // Re-check only when memories arrived during the compile: with sizeThreshold 0 an empty bank would loop.
+    // Re-check only when memories or forgets arrived during the compile: with sizeThreshold 0 an empty bank would loop.
     const state = table.state[i]!
     const rest = table.memories[i]!
+    const restForgets = table.forgets[i]!
     if (!this.accepting) return NOTHING
-    if ((state & REQUESTED) !== 0 || (rest > 0 && triggers(rest, (state & STALE) !== 0, this.config))) {
-      return this.enqueue(i)
+    if ((state & REQUESTED) !== 0) return this.enqueue(i, MANUAL)
+    if (rest === 0 && restForgets === 0) return NOTHING
+    if ((state & POLICY) !== 0) return this.recheck(i, now, !table.forgetDue.has(i))
+    const config = this.config
+    if (rest > 0 && triggers(rest, (state & STALE) !== 0, config)) {
+      return this.enqueue(i, rest >= config.sizeThreshold ? SIZE : STALENESS)
     }
-    return NOTHING
+    // Forgets that reached the threshold during the compile armed a delay then (queued when it ends), or had none.
+    if (!config.enabled || restForgets < config.forgetThreshold || table.forgetDue.has(i)) return NOTHING
+    return this.enqueue(i, FORGET)
   }
 
   /** The engine run failed: retry while attempts remain (pending, no worker held), else idle and parked. */
@@ -253,6 +452,7 @@ export class CompileCore {
     const table = this.table
     table.consecutiveFailures[i] = Math.min(table.consecutiveFailures[i]! + 1, MAX_FAILURES)
     table.lastError.set(i, message)
+    table.forgetsTaken.delete(i) // a failed compile consumes nothing
     const attempt = (table.attempts.get(i) ?? 0) + 1
     if (this.accepting && attempt < this.options.maxAttempts) {
       table.attempts.set(i, attempt)
@@ -260,6 +460,7 @@ export class CompileCore {
       return { attempt, retry: true }
     }
     table.attempts.delete(i)
+    table.reasons.delete(i)
     if (this.accepting) table.state[i]! |= PARKED
     this.setStatus(i, IDLE)
     return { attempt, retry: false }
@@ -272,6 +473,7 @@ export class CompileCore {
 
   /** Cut off by shutdown: the compile did not happen, so the bank stays pending. */
   interrupted(i: number): void {
+    this.table.forgetsTaken.delete(i)
     this.setStatus(i, PENDING)
   }
 
@@ -301,14 +503,17 @@ export class CompileCore {
     if (this.table.referenceTime(i) + this.stalenessMillis === due) this.table.state[i]! |= STALE
   }
 
-  /** Queues every idle bank that needs a compile at `now` (or was asked for by compileNow); unparks idle banks. */
+  /**
+   * Queues every idle bank that needs a compile at `now` (or was asked for by compileNow); unparks idle banks.
+   * Disabled banks are left alone, and so are banks whose forget delay is running.
+   */
   sweep(now: number): SweepReport {
     if (!this.accepting) return NO_SWEEP
     const config = this.config
-    const { sizeThreshold, stalenessMinMemories } = config
+    const { enabled, forgetThreshold, sizeThreshold, stalenessMinMemories } = config
     const lowest = Math.min(sizeThreshold, stalenessMinMemories)
     const { table, stalenessMillis } = this
-    const { memories, size, state } = table
+    const { forgets, memories, size, state } = table
     let queued = 0
     let notQueued = 0
     let newlyWarned = 0
@@ -321,16 +526,19 @@ export class CompileCore {
       let s = state[i]!
       if ((s & STATUS) !== IDLE) continue
       if ((s & PARKED) !== 0) state[i] = s &= ~PARKED
-      const m = memories[i]!
-      if (m < lowest && (s & REQUESTED) === 0) continue
-      let stale = (s & STALE) !== 0
-      if (!stale && isStaleAt(table.referenceTime(i), now, stalenessMillis)) {
-        stale = true
-        state[i] = s |= STALE
+      let reason: number
+      if ((s & REQUESTED) !== 0) reason = MANUAL
+      else if ((s & POLICY) !== 0) reason = this.reasonAt(i, this.configOf(i), now)
+      else {
+        if (!enabled) continue
+        const m = memories[i]!
+        if (m < lowest && forgets[i]! < forgetThreshold) continue
+        if ((s & STALE) === 0 && isStaleAt(table.referenceTime(i), now, stalenessMillis)) state[i] = s |= STALE
+        reason = reasonCode(triggerReason(m, (s & STALE) !== 0, config, forgets[i]!))
       }
-      if ((s & REQUESTED) === 0 && !triggers(m, stale, config)) continue
+      if (reason === -1 || (reason === FORGET && table.forgetDue.has(i))) continue
       if (!full) {
-        const answer = this.enqueue(i)
+        const answer = this.enqueue(i, reason)
         if (answer === QUEUED) {
           queued++
           continue
@@ -363,8 +571,13 @@ export class CompileCore {
       table.consecutiveFailures[i] = Math.min(bank.consecutiveFailures, MAX_FAILURES)
       if (bank.lastError !== null) table.lastError.set(i, bank.lastError)
       table.state[i] = bank.firstRetainAt !== null ? COUNTED : 0
+      table.forgets[i] = bank.forgets ?? 0
+      if (bank.policy != null) {
+        table.policies.set(i, { policy: bank.policy, config: effectiveConfig(this.config, bank.policy) })
+        table.state[i]! |= POLICY // its staleness is computed exactly: no timeline entry
+      }
       const reference = table.referenceTime(i)
-      if (reference === reference) {
+      if (reference === reference && (table.state[i]! & POLICY) === 0) {
         if (isStaleAt(reference, now, this.stalenessMillis)) table.state[i]! |= STALE
         else due.push(i)
       }
@@ -376,10 +589,19 @@ export class CompileCore {
     this.signals |= TIMELINE
     for (const i of requeued) {
       table.state[i]! |= REQUESTED
+      table.reasons.set(i, RESTORED)
       this.setStatus(i, PENDING)
     }
     table.takeDirty() // what was just loaded is what is stored
     return requeued
+  }
+
+  /** Idle banks with forgets counted (after a restore, their forget delays are armed afresh). */
+  idleWithForgets(): Array<number> {
+    const { forgets, size, state } = this.table
+    const banks: Array<number> = []
+    for (let i = 0; i < size; i++) if (forgets[i]! > 0 && (state[i]! & STATUS) === IDLE) banks.push(i)
+    return banks
   }
 
   /** The banks changed since the last call, oldest change first (empty without a store). */
@@ -407,7 +629,9 @@ export class CompileCore {
       consecutiveFailures: table.consecutiveFailures[i]!,
       lastError: table.lastError.get(i) ?? null,
       // A compileNow the queue could not take yet still needs a compile.
-      status: status === IDLE && (state & REQUESTED) !== 0 ? "pending" : STATUS_NAMES[status]!
+      status: status === IDLE && (state & REQUESTED) !== 0 ? "pending" : STATUS_NAMES[status]!,
+      forgets: table.forgets[i]!,
+      policy: table.policies.get(i)?.policy ?? null
     }
   }
 
@@ -432,11 +656,13 @@ export class CompileCore {
     return new BankCompileState({
       bankId: table.ids[i]!,
       memoriesSinceLastCompile: table.memories[i]!,
+      forgetsSinceLastCompile: table.forgets[i]!,
       lastCompileAt: optionalTime(table.lastCompileAt[i]!),
       firstRetainAt: optionalTime(table.firstRetainAt[i]!),
       status: STATUS_NAMES[table.state[i]! & STATUS]!,
       consecutiveFailures: table.consecutiveFailures[i]!,
-      lastError: Option.fromNullable(table.lastError.get(i))
+      lastError: Option.fromNullable(table.lastError.get(i)),
+      policy: Option.fromNullable(table.policies.get(i)?.policy)
     }, true) // built from checked state: skip validation
   }
 

@@ -4,16 +4,17 @@
  *
  * @internal
  */
-import { Duration, Effect, FiberSet, Option, Queue, type Scope } from "effect"
+import { Duration, Effect, Either, FiberSet, Option, Queue, type Scope } from "effect"
 import type { BankCompileState } from "../BankCompileState.js"
+import { BankPolicyError, type BankPolicyInput, validatePolicy } from "../BankPolicy.js"
 import { BankStateStore, type BankStateStoreService } from "../BankStateStore.js"
 import { CompileEngine } from "../CompileEngine.js"
 import * as CompileMetrics from "../CompileMetrics.js"
 import type { CompileQueueService } from "../CompileQueue.js"
 import { type CompileQueueOptions, resolve } from "../CompileQueueOptions.js"
-import { CompileCore } from "./compileCore.js"
+import { type Answer, CompileCore, NOTHING } from "./compileCore.js"
 import { makeWorker } from "./compileWorker.js"
-import { makeCompileNow, makeNotifyRetain } from "./queueEntries.js"
+import { invalidBankId, makeCompileNow, makeNotifyForget, makeNotifyRetain } from "./queueEntries.js"
 import { finalFlush, restore, writeBehind } from "./queuePersistence.js"
 import { NO_TAGS, QueueRuntime } from "./queueRuntime.js"
 
@@ -48,12 +49,54 @@ const shutdown = (
     )
   })
 
+/** `setPolicy` / `clearPolicy` / `policyOf` / `configFor`: checked input, one core transition, its answer carried out. */
+const policyMethods = (rt: QueueRuntime) => {
+  const { core } = rt
+  const known = (bankId: string): number | undefined => core.table.index.get(bankId)
+  const carryOut = (i: number, answer: Answer) => {
+    rt.fireSignals()
+    if (answer !== NOTHING) rt.answered(i, answer)
+  }
+  return {
+    setPolicy: (bankId: string, input: BankPolicyInput): Effect.Effect<void, BankPolicyError> =>
+      Effect.suspend(() => {
+        const invalid = invalidBankId(bankId)
+        if (invalid !== undefined) return Effect.fail(new BankPolicyError({ bankId: String(bankId), message: invalid }))
+        const policy = validatePolicy(input)
+        if (Either.isLeft(policy)) return Effect.fail(new BankPolicyError({ bankId, message: policy.left }))
+        if (!core.accepting) return Effect.void
+        const i = known(bankId) ?? core.add(bankId)
+        carryOut(i, core.setPolicy(i, policy.right, rt.now()))
+        return Effect.void
+      }),
+    clearPolicy: (bankId: string): Effect.Effect<void> =>
+      Effect.sync(() => {
+        const i = known(bankId)
+        if (i !== undefined && core.accepting) carryOut(i, core.clearPolicy(i, rt.now()))
+      }),
+    policyOf: (bankId: string) =>
+      Effect.sync(() => {
+        const i = known(bankId)
+        return Option.fromNullable(i === undefined ? undefined : core.policyOf(i))
+      }),
+    configFor: (bankId: string) =>
+      Effect.sync(() => {
+        const i = known(bankId)
+        return i === undefined ? core.config : core.configOf(i)
+      })
+  }
+}
+
 /** The service's methods over a running queue. */
 const service = (rt: QueueRuntime): CompileQueueService => {
   const { core } = rt
   const unsafeNotifyRetain = makeNotifyRetain(rt)
   const unsafeCompileNow = makeCompileNow(rt)
+  const unsafeNotifyForget = makeNotifyForget(rt)
   return {
+    ...policyMethods(rt),
+    notifyForget: (bankId, count) => Effect.sync(() => unsafeNotifyForget(bankId, count)),
+    unsafeNotifyForget,
     notifyRetain: (bankId, count) => Effect.sync(() => unsafeNotifyRetain(bankId, count)),
     unsafeNotifyRetain,
     compileNow: (bankId) => Effect.sync(() => unsafeCompileNow(bankId)),

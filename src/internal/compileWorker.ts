@@ -16,9 +16,9 @@ import {
   Queue,
   Random
 } from "effect"
-import { CompileError, type CompileEngineService, type CompileResult } from "../CompileEngine.js"
+import { CompileError, type CompileEngineService, type CompileJob, type CompileResult } from "../CompileEngine.js"
 import * as CompileMetrics from "../CompileMetrics.js"
-import { NOTHING } from "./compileCore.js"
+import { NOTHING, SKIPPED } from "./compileCore.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
 import { sleepMillis } from "./sleep.js"
 
@@ -39,8 +39,8 @@ const describeFailure = (cause: Cause.Cause<CompileError>): string => {
 const engineRunner = (rt: QueueRuntime, engine: CompileEngineService, tracing: boolean) => {
   const timeout = rt.opts.compileTimeout
   const timeoutMessage = Option.map(timeout, (d) => `compile timed out after ${Duration.format(d)}`)
-  return (bankId: string): Effect.Effect<CompileResult, CompileError> => {
-    const run = Effect.suspend(() => engine.run(bankId))
+  return (bankId: string, job: CompileJob): Effect.Effect<CompileResult, CompileError> => {
+    const run = Effect.suspend(() => engine.run(bankId, job))
     const limited = Option.isSome(timeout) && Option.isSome(timeoutMessage)
       ? Effect.timeoutFail(run, {
         duration: timeout.value,
@@ -48,7 +48,10 @@ const engineRunner = (rt: QueueRuntime, engine: CompileEngineService, tracing: b
       })
       : run
     return tracing
-      ? Effect.withSpan(limited, "CompileQueue.compile", { attributes: { bankId }, captureStackTrace: false })
+      ? Effect.withSpan(limited, "CompileQueue.compile", {
+        attributes: { bankId, reason: job.reason, attempt: job.attempt },
+        captureStackTrace: false
+      })
       : limited
   }
 }
@@ -116,12 +119,21 @@ export const makeWorker = (rt: QueueRuntime, engine: CompileEngineService, traci
     Effect.suspend(() => {
       CompileMetrics.queueSize.unsafeModify(-1, NO_TAGS)
       const taken = rt.core.start(i)
+      if (taken === SKIPPED) {
+        rt.fireSignals()
+        return Effect.annotateLogs(
+          Effect.logDebug("compile skipped: the bank was disabled while it waited in the queue"),
+          "bankId",
+          rt.core.table.ids[i]!
+        )
+      }
       CompileMetrics.running.unsafeModify(1, NO_TAGS)
-      const bankId = rt.core.table.ids[i]!
+      const job = rt.core.job(i, taken)
+      const bankId = job.bankId
       const startedAt = rt.now()
       // Set on the worker fiber without restoring (the next compile overwrites it): half the cost of annotateLogs.
       return FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set<string, unknown>("bankId", bankId)).pipe(
-        Effect.zipRight(restore(runEngine(bankId))),
+        Effect.zipRight(restore(runEngine(bankId, job))),
         Effect.exit,
         Effect.flatMap((exit) => finish(rt, i, taken, startedAt, exit))
       )

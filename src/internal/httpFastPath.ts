@@ -7,6 +7,7 @@
  */
 import { DateTime, Option } from "effect"
 import type { BankCompileState } from "../BankCompileState.js"
+import type { BankPolicy } from "../BankPolicy.js"
 
 const BANK_ID = /^[A-Za-z0-9._:-]{1,200}$/
 
@@ -49,13 +50,25 @@ export const isValidBatch = (body: unknown, maxItems: number, maxCount: number):
 const time = (value: Option.Option<DateTime.Utc>): string | null =>
   Option.isSome(value) ? DateTime.formatIso(value.value) : null
 
+/** `Schema.encodeSync(BankPolicy)(policy)`: the fields it sets. */
+export const encodePolicy = (policy: BankPolicy): Record<string, number | boolean> => {
+  const json: Record<string, number | boolean> = {}
+  for (const key in policy) {
+    const value = policy[key as keyof BankPolicy]
+    if (value !== undefined) json[key] = value
+  }
+  return json
+}
+
 /** `Schema.encodeSync(BankCompileState)(state)`, without the Schema walk (the retain route returns it every time). */
 export const encodeBankState = (state: BankCompileState) => ({
   bankId: state.bankId,
   memoriesSinceLastCompile: state.memoriesSinceLastCompile,
+  forgetsSinceLastCompile: state.forgetsSinceLastCompile,
   lastCompileAt: time(state.lastCompileAt),
   firstRetainAt: time(state.firstRetainAt),
   status: state.status,
   consecutiveFailures: state.consecutiveFailures,
-  lastError: Option.getOrNull(state.lastError)
+  lastError: Option.getOrNull(state.lastError),
+  policy: Option.isSome(state.policy) ? encodePolicy(state.policy.value) : null
 })

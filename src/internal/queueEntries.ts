@@ -1,7 +1,8 @@
 /**
- * The queue's synchronous entry points — `unsafeNotifyRetain` (the hot path) and `unsafeCompileNow` — and the check
- * of their input. Each is one core transition plus carrying out its answer; the retain path allocates nothing and
- * reads the clock only on a bank's first counted retain.
+ * The queue's synchronous entry points — `unsafeNotifyRetain` (the hot path), `unsafeNotifyForget` and
+ * `unsafeCompileNow` — and the check of their input. Each is one core transition plus carrying out its answer; the
+ * retain and forget paths allocate nothing and read the clock only on a bank's first counted retain (and, for banks
+ * with a policy or a forget delay to arm, when the rule needs `now`).
  *
  * @internal
  */
@@ -26,14 +27,15 @@ const bankNumber = (rt: QueueRuntime, bankId: string): number => {
   return -1
 }
 
+const badCount = (rt: QueueRuntime, bankId: string, count: number): void =>
+  rt.reject(bankId, `count must be a positive integer, got ${String(count)}`)
+
 export const makeNotifyRetain = (rt: QueueRuntime): (bankId: string, count?: number) => void => {
   const core = rt.core
   const index = core.table.index
   return (bankId, count = 1) => {
     if (!core.accepting) return
-    if (count !== 1 && !(Number.isSafeInteger(count) && count > 0)) {
-      return rt.reject(bankId, `count must be a positive integer, got ${String(count)}`)
-    }
+    if (count !== 1 && !(Number.isSafeInteger(count) && count > 0)) return badCount(rt, bankId, count)
     let i = index.get(bankId)
     if (i === undefined && (i = bankNumber(rt, bankId)) === -1) return
     if (!core.isCounted(i)) {
@@ -42,6 +44,19 @@ export const makeNotifyRetain = (rt: QueueRuntime): (bankId: string, count?: num
     }
     rt.countRetains(count)
     const answer = core.retain(i, count)
+    if (answer !== NOTHING) rt.answered(i, answer)
+  }
+}
+
+export const makeNotifyForget = (rt: QueueRuntime): (bankId: string, count?: number) => void => {
+  const core = rt.core
+  const index = core.table.index
+  return (bankId, count = 1) => {
+    if (!core.accepting) return
+    if (count !== 1 && !(Number.isSafeInteger(count) && count > 0)) return badCount(rt, bankId, count)
+    let i = index.get(bankId)
+    if (i === undefined && (i = bankNumber(rt, bankId)) === -1) return
+    const answer = core.forget(i, count)
     if (answer !== NOTHING) rt.answered(i, answer)
   }
 }

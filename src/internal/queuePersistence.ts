@@ -8,6 +8,7 @@
 import { Duration, Effect, FiberSet } from "effect"
 import type { BankStateStoreService, BankStoreError } from "../BankStateStore.js"
 import * as CompileMetrics from "../CompileMetrics.js"
+import { NOTHING } from "./compileCore.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
 import { sleepMillis } from "./sleep.js"
 
@@ -18,8 +19,14 @@ const FINAL_FLUSH_TIMEOUT = Duration.seconds(10)
 export const restore = (rt: QueueRuntime, store: BankStateStoreService): Effect.Effect<void> =>
   Effect.flatMap(Effect.orDie(store.load), (banks) =>
     Effect.suspend(() => {
-      const requeued = rt.core.restore(banks, rt.now())
+      const now = rt.now()
+      const requeued = rt.core.restore(banks, now)
       rt.fireSignals()
+      // Forget delays do not survive a restart: banks whose forgets reached their threshold get theirs afresh.
+      for (const i of rt.core.idleWithForgets()) {
+        const answer = rt.core.recheck(i, now)
+        if (answer !== NOTHING) rt.answered(i, answer)
+      }
       if (requeued.length === 0) return Effect.void
       // Wait for room rather than drop: these compiles were promised before the restart.
       return Effect.zipRight(

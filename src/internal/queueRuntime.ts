@@ -11,15 +11,27 @@ import {
   Duration,
   Effect,
   Exit,
+  type Fiber,
   FiberId,
-  type FiberSet,
+  FiberSet,
   type MetricLabel,
   Queue,
   Runtime
 } from "effect"
 import * as CompileMetrics from "../CompileMetrics.js"
 import type { ResolvedCompileQueueOptions } from "../CompileQueueOptions.js"
-import { type Answer, type CompileCore, DRAINED, DROPPED_FIRST, QUEUED, QUIET, TIMELINE } from "./compileCore.js"
+import {
+  type Answer,
+  type CompileCore,
+  DELAY,
+  DRAINED,
+  DROPPED_FIRST,
+  NOTHING,
+  QUEUED,
+  QUIET,
+  RECHECK,
+  TIMELINE
+} from "./compileCore.js"
 import { sleepMillis } from "./sleep.js"
 
 /** One shared empty tag list: metric hooks are cached per tag-array identity. */
@@ -61,6 +73,7 @@ export class QueueRuntime {
    */
   unpublishedRetains = 0
   private readonly runSync: <A>(effect: Effect.Effect<A>) => A
+  private readonly runFork: <A>(effect: Effect.Effect<A>) => Fiber.RuntimeFiber<A>
   private drainSignal: Deferred.Deferred<void> | undefined
   private quietSignal: Deferred.Deferred<void> | undefined
   private timelineSignal: Deferred.Deferred<void> | undefined
@@ -72,6 +85,7 @@ export class QueueRuntime {
     this.clock = parts.clock
     this.retries = parts.retries
     this.runSync = Runtime.runSync(parts.runtime)
+    this.runFork = Runtime.runFork(parts.runtime)
   }
 
   now(): number {
@@ -89,8 +103,14 @@ export class QueueRuntime {
     if ((raised & TIMELINE) !== 0) this.timelineSignal = signal(this.timelineSignal)
   }
 
-  /** The core answered an enqueue (not `NOTHING`): metrics, the one "queue full" warning, wake-ups. */
+  /**
+   * The core answered (not `NOTHING`): a policy bank's exact re-check (one clock read), a forget delay to arm, or an
+   * enqueue's metrics, the one "queue full" warning and wake-ups.
+   */
   answered(i: number, answer: Answer): void {
+    if (answer === RECHECK) answer = this.core.recheck(i, this.now())
+    if (answer === DELAY) return this.armForget(i)
+    if (answer === NOTHING) return
     this.publishRetains()
     if (answer === QUEUED) {
       CompileMetrics.enqueued.unsafeUpdate(1, NO_TAGS)
@@ -152,6 +172,25 @@ export class QueueRuntime {
         })
       )
     })
+
+  /**
+   * Starts bank `i`'s forget delay: one timer fiber (among the retry timers, so close cancels it); when it ends the
+   * bank is queued unless something queued it meanwhile. The bank stays idle until then.
+   */
+  private armForget(i: number): void {
+    const now = this.now()
+    const delay = this.core.armForget(i, now)
+    const due = now + delay
+    const fiber = this.runFork(Effect.zipRight(
+      sleepMillis(delay),
+      Effect.sync(() => {
+        const answer = this.core.forgetDelayOver(i, due, this.now())
+        this.fireSignals()
+        if (answer !== NOTHING) this.answered(i, answer)
+      })
+    ))
+    FiberSet.unsafeAdd(this.retries, fiber)
+  }
 
   // ---- staleness and the sweep ----
 

@@ -20,6 +20,9 @@ const SERVICE_VARIABLES = [
   "COMPILE_SIZE_THRESHOLD",
   "COMPILE_STALENESS_DAYS",
   "COMPILE_STALENESS_MIN_MEMORIES",
+  "COMPILE_DEFAULT_ENABLED",
+  "COMPILE_FORGET_THRESHOLD",
+  "COMPILE_FORGET_DELAY",
   "COMPILE_MAX_QUEUE_SIZE",
   "COMPILE_CONCURRENCY",
   "COMPILE_SWEEP_INTERVAL",
@@ -146,6 +149,8 @@ export const startService = async (
 
 export interface WebhookCall {
   readonly bankId: string
+  /** The JSON body the service sent (the compile job). */
+  readonly body: Record<string, unknown>
   readonly authorization: string | undefined
   readonly receivedAt: number
   /** Set when the receiver's answer was fully written (false if the caller went away first). */
@@ -180,9 +185,11 @@ export const startWebhook = async (behaviour: WebhookBehaviour = defaultBehaviou
     let text = ""
     request.on("data", (chunk: Buffer) => (text += chunk.toString()))
     request.on("end", () => {
-      const bankId = String((JSON.parse(text) as { bankId?: unknown }).bankId)
+      const body = JSON.parse(text) as Record<string, unknown>
+      const bankId = String(body.bankId)
       const call: WebhookCall = {
         bankId,
+        body,
         authorization: request.headers.authorization,
         receivedAt: Date.now(),
         answered: false
