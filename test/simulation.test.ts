@@ -16,98 +16,16 @@ import { type BankCompileState, BankPolicy, compileReason, CompileTriggerConfig,
 import { DateTime, FastCheck as fc } from "effect"
 import { type Answer, CompileCore, DELAY, RECHECK, SKIPPED } from "../src/internal/compileCore.js"
 import { MANUAL } from "../src/internal/bankTable.js"
-import { type PolicyFields, policyArb } from "./utils.js"
+import { type Command as ScenarioCommand, commandsOf, type Scenario, scenarioArb } from "./scenarios.js"
+import type { PolicyFields } from "./utils.js"
 
-
-const HOUR = 3_600_000
-const DAY = 24 * HOUR
 
 type Outcome = "ok" | "okWithError" | "fail" | "hang"
 
-type Command =
-  | { readonly _tag: "notify"; readonly bank: number; readonly count: number }
-  | { readonly _tag: "compileNow"; readonly bank: number }
-  | { readonly _tag: "advance"; readonly millis: number }
-  | { readonly _tag: "resolve"; readonly outcome: Outcome }
-  | { readonly _tag: "drain" }
-  | { readonly _tag: "forget"; readonly bank: number; readonly count: number }
-  | { readonly _tag: "setPolicy"; readonly bank: number; readonly policy: PolicyFields }
-  | { readonly _tag: "clearPolicy"; readonly bank: number }
+type Command = ScenarioCommand<Outcome>
 
-interface Scenario {
-  readonly banks: number
-  readonly sizeThreshold: number
-  readonly stalenessDays: number
-  readonly stalenessMinMemories: number
-  readonly maxQueueSize: number
-  readonly concurrency: number
-  readonly maxAttempts: number
-  readonly baseDelay: number
-  readonly sweepInterval: number
-  readonly compileTimeout: number | undefined
-  readonly randomSeed: number
-  readonly enabled: boolean
-  readonly forgetThreshold: number
-  readonly forgetDelaySeconds: number
-}
-
-const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
-  banks: fc.integer({ min: 1, max: 20 }),
-  sizeThreshold: fc.integer({ min: 1, max: 25 }),
-  stalenessDays: fc.constantFrom(0, 0.5, 1, 2, 3),
-  stalenessMinMemories: fc.integer({ min: 1, max: 10 }),
-  maxQueueSize: fc.constantFrom(0, 1, 2, 3, 5, 8),
-  concurrency: fc.integer({ min: 1, max: 3 }),
-  maxAttempts: fc.integer({ min: 1, max: 4 }),
-  baseDelay: fc.constantFrom(0, 1_000, 60_000, HOUR),
-  sweepInterval: fc.constantFrom(DAY, 2 * DAY, 3 * DAY),
-  compileTimeout: fc.constantFrom(undefined, 10 * 60_000, 2 * HOUR),
-  randomSeed: fc.integer(),
-  enabled: fc.constantFrom(true, true, true, false),
-  forgetThreshold: fc.integer({ min: 1, max: 5 }),
-  forgetDelaySeconds: fc.constantFrom(0, 0, 60, 3600)
-})
-
-const commandArb: fc.Arbitrary<Command> = fc.oneof(
-  {
-    weight: 8,
-    arbitrary: fc.record({
-      _tag: fc.constant("notify" as const),
-      bank: fc.nat(19),
-      count: fc.oneof(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 7, max: 30 }))
-    })
-  },
-  { weight: 2, arbitrary: fc.record({ _tag: fc.constant("compileNow" as const), bank: fc.nat(19) }) },
-  {
-    weight: 2,
-    arbitrary: fc.record({
-      _tag: fc.constant("advance" as const),
-      millis: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 3 * DAY }))
-    })
-  },
-  {
-    weight: 7,
-    arbitrary: fc.record({
-      _tag: fc.constant("resolve" as const),
-      // the model's "fail", "die", "throw" and "interrupt" all reach the core as a failure
-      outcome: fc.constantFrom<Outcome>("ok", "ok", "ok", "okWithError", "fail", "fail", "fail", "fail", "hang")
-    })
-  },
-  { weight: 1, arbitrary: fc.constant({ _tag: "drain" as const }) },
-  {
-    weight: 4,
-    arbitrary: fc.record({
-      _tag: fc.constant("forget" as const),
-      bank: fc.nat(19),
-      count: fc.integer({ min: 1, max: 4 })
-    })
-  },
-  {
-    weight: 1,
-    arbitrary: fc.record({ _tag: fc.constant("setPolicy" as const), bank: fc.nat(19), policy: policyArb })
-  },
-  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("clearPolicy" as const), bank: fc.nat(19) }) }
-)
+// the model's "fail", "die", "throw" and "interrupt" all reach the core as a failure
+const commandArb = commandsOf<Outcome>(["ok", "ok", "ok", "okWithError", "fail", "fail", "fail", "fail", "hang"])
 
 const fail = (message: string): never => {
   throw new Error(message)
