@@ -135,6 +135,10 @@ const countBody = (
 const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
   Effect.gen(function*() {
     const queue = yield* CompileQueue
+    // With an application tracer, a bank route's request span names its bank (without one there is no span: `layer`).
+    const tracing = (yield* Effect.tracer) !== Effect.runSync(Effect.tracer)
+    const forBank = <A, E, R>(bankId: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      tracing ? Effect.zipRight(Effect.annotateCurrentSpan("bankId", bankId), effect) : effect
     // After a retain or compileNow the bank exists, unless the queue has closed (then nothing was counted).
     // The state is encoded by hand: the Schema encode of the response would cost more than the rest of the route.
     const stateAfterWrite = (bankId: string): Effect.Effect<HttpServerResponse.HttpServerResponse, NotReady> =>
@@ -149,23 +153,30 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
           : Effect.map(queue.configFor(bankId), (effective) => new PolicyResponse({ policy: policy.value, effective }, true)))
     return handlers
       .handleRaw("retain", ({ path, request }) =>
-        Effect.flatMap(countBody(request, decodeRetain), (payload) => {
-          queue.unsafeNotifyRetain(path.bankId, payload.count ?? 1)
-          return stateAfterWrite(path.bankId)
-        }))
+        forBank(
+          path.bankId,
+          Effect.flatMap(countBody(request, decodeRetain), (payload) => {
+            queue.unsafeNotifyRetain(path.bankId, payload.count ?? 1)
+            return stateAfterWrite(path.bankId)
+          })
+        ))
       .handleRaw("forget", ({ path, request }) =>
-        Effect.flatMap(countBody(request, decodeForget), (payload) => {
-          queue.unsafeNotifyForget(path.bankId, payload.count ?? 1)
-          return stateAfterWrite(path.bankId)
-        }))
+        forBank(
+          path.bankId,
+          Effect.flatMap(countBody(request, decodeForget), (payload) => {
+            queue.unsafeNotifyForget(path.bankId, payload.count ?? 1)
+            return stateAfterWrite(path.bankId)
+          })
+        ))
       .handle("setPolicy", ({ path, payload }) =>
         queue.setPolicy(path.bankId, payload).pipe(
           // The payload was decoded by the same Schema: only a closed queue leaves the policy unset.
           Effect.zipRight(policyResponse(path.bankId)),
-          Effect.catchAll(() => Effect.fail(shuttingDown))
+          Effect.catchAll(() => Effect.fail(shuttingDown)),
+          (effect) => forBank(path.bankId, effect)
         ))
-      .handle("getPolicy", ({ path }) => policyResponse(path.bankId))
-      .handle("deletePolicy", ({ path }) => queue.clearPolicy(path.bankId))
+      .handle("getPolicy", ({ path }) => forBank(path.bankId, policyResponse(path.bankId)))
+      .handle("deletePolicy", ({ path }) => forBank(path.bankId, queue.clearPolicy(path.bankId)))
       .handleRaw("retainBatch", ({ request }) =>
         readJson(request, MAX_BODY_BYTES).pipe(
           Effect.flatMap((body) =>
@@ -185,16 +196,17 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
             return new BatchRetainResponse({ accepted: payload.length, retains }, true)
           })
         ))
-      .handle("compile", ({ path }) => Effect.zipRight(queue.compileNow(path.bankId), stateAfterWrite(path.bankId)))
+      .handle("compile", ({ path }) =>
+        forBank(path.bankId, Effect.zipRight(queue.compileNow(path.bankId), stateAfterWrite(path.bankId))))
       .handle("getBank", ({ path }) =>
-        Effect.flatMap(
+        forBank(path.bankId, Effect.flatMap(
           queue.bankState(path.bankId),
           Option.match({
             onNone: () =>
               Effect.fail(new BankNotFound({ bankId: path.bankId, message: `no bank ${JSON.stringify(path.bankId)}` })),
             onSome: Effect.succeed
           })
-        ))
+        )))
       .handle("listBanks", ({ urlParams }) =>
         Effect.map(
           queue.listBanks({ status: urlParams.status, limit: urlParams.limit, cursor: urlParams.cursor }),

@@ -33,6 +33,7 @@ describe.concurrent("OpenTelemetry export", () => {
       )
       expect(request, JSON.stringify(collector.spans.map((span) => span.name))).toBeDefined()
       expect(request!.attributes["http.response.status_code"]).toBe(202)
+      expect(request!.attributes.bankId).toBe("traced-1")
       expect(request!.serviceName).toBe("effect-compile-trigger")
       const compile = collector.spans.find((span) => span.name === "CompileQueue.compile")
       expect(compile?.attributes.bankId).toBe("traced-1")
