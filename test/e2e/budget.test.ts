@@ -51,7 +51,7 @@ describe("service: cost budget", () => {
   it("the webhook's tokensUsed is charged; a policy's bankTokens defers its bank, listed by /v1/budget", async () => {
     const put = await call("PUT", "/v1/banks/tight-1/policy", { bankTokens: 500 })
     expect(put.status).toBe(200)
-    expect((await put.json()).policy).toEqual({ bankTokens: 500 })
+    expect(((await put.json()) as { policy: unknown }).policy).toEqual({ bankTokens: 500 })
     await call("POST", "/v1/banks/tight-1/compile")
     await webhook.waitForCall("tight-1")
     await eventually(budget, (state) => state.tokens.available < 100_000)
