@@ -1,0 +1,102 @@
+/**
+ * Same-run A/B of the retain hot path (B1/B2) against another checkout of this repository, in one process:
+ *
+ *   git worktree add --detach /tmp/base <commit> && ln -s "$PWD/node_modules" /tmp/base/node_modules
+ *   CPU=1 node --import tsx bench/abRetain.ts /tmp/base [rounds=30] [--budget]
+ *
+ * One queue per build (V8 specializes a closure's optimized code only while one instance of it exists: two queues of
+ * one build in a process run ~15 % slower, which would bias a three-way comparison), rounds in alternating order,
+ * each round 1M `notifyRetain` in `Effect.gen` chunks of 10,000 (B1) and 1M `unsafeNotifyRetain` (B2) over 1,000
+ * banks, threshold 50, instant engine, an event-loop turn between chunks; only the chunks are timed — CPU time of the
+ * process with `CPU=1` (on an oversubscribed machine wall time mostly measures the other processes). Prints the
+ * median and interquartile range of this checkout's per-round ratio to the other's. `--budget` gives this checkout's
+ * queue a cost budget too large to bind.
+ *
+ * @internal
+ */
+import { Context, Effect, Exit, Layer, Scope } from "effect"
+import { join, resolve } from "node:path"
+import * as Here from "../src/index.js"
+
+const args = process.argv.slice(2)
+const positional = args.filter((arg) => !arg.startsWith("--"))
+const basePath = positional[0]
+if (basePath === undefined) throw new Error("usage: bench/abRetain.ts <other checkout> [rounds] [--budget]")
+const rounds = Number(positional[1] ?? 30)
+const Base = (await import(join(resolve(basePath), "src", "index.ts"))) as typeof Here
+
+const BANKS = 1000
+const CHUNK = 10_000
+const NOTIFIES = 1_000_000
+const ids = Array.from({ length: BANKS }, (_, n) => `bank-${n}`)
+const clock = process.env.CPU === "1"
+  ? () => {
+    const used = process.cpuUsage()
+    return (used.user + used.system) / 1000
+  }
+  : () => performance.now()
+const turn = () => new Promise<void>((done) => setImmediate(done))
+
+type Lib = typeof Here
+type Queue = Here.CompileQueueService
+
+const open = async (lib: Lib, options: Here.CompileQueueOptions) => {
+  const result = new lib.CompileResult({ bankId: "bench" }, true)
+  const engine = Layer.succeed(lib.CompileEngine, { run: () => Effect.succeed(result) })
+  const scope = Effect.runSync(Scope.make())
+  const context = await Effect.runPromise(
+    Layer.buildWithScope(lib.CompileQueue.layer(options).pipe(Layer.provide(engine)), scope)
+  )
+  return { queue: Context.get(context, lib.CompileQueue) as Queue, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
+}
+
+/** Million notifies per CPU (or wall) second over the timed chunks. */
+const timed = async (chunk: (from: number) => void): Promise<number> => {
+  let spent = 0
+  for (let from = 0; from < NOTIFIES; from += CHUNK) {
+    const t0 = clock()
+    chunk(from)
+    spent += clock() - t0
+    await turn()
+  }
+  return NOTIFIES / spent / 1000
+}
+const b1 = (queue: Queue) =>
+  timed((from) =>
+    Effect.runSync(Effect.gen(function*() {
+      for (let n = from; n < from + CHUNK; n++) yield* queue.notifyRetain(ids[n % BANKS]!)
+    }))
+  )
+const b2 = (queue: Queue) =>
+  timed((from) => {
+    for (let n = from; n < from + CHUNK; n++) queue.unsafeNotifyRetain(ids[n % BANKS]!)
+  })
+
+const options: Here.CompileQueueOptions = { config: { sizeThreshold: 50 }, maxQueueSize: BANKS + 1 }
+const base = await open(Base, options)
+const here = await open(
+  Here,
+  args.includes("--budget") ? { ...options, budget: { tokens: 1e12, compiles: 1e9, bankTokens: 1e9 } } : options
+)
+const ratios = { b1: [] as Array<number>, b2: [] as Array<number> }
+for (let round = -2; round < rounds; round++) { // two warm-up rounds
+  const order = round % 2 === 0 ? [base, here] : [here, base]
+  const rate = new Map<typeof base, { b1: number; b2: number }>()
+  for (const side of order) rate.set(side, { b1: await b1(side.queue), b2: await b2(side.queue) })
+  if (round < 0) continue
+  ratios.b1.push(rate.get(here)!.b1 / rate.get(base)!.b1)
+  ratios.b2.push(rate.get(here)!.b2 / rate.get(base)!.b2)
+}
+const quantile = (xs: Array<number>, p: number) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * p)]!
+const pct = (x: number) => `${(x * 100).toFixed(1)} %`
+for (const [name, xs] of Object.entries(ratios)) {
+  console.log(
+    `${name.toUpperCase()}: this checkout${args.includes("--budget") ? " (budget set)" : ""} at ${
+      pct(quantile(xs, 0.5))
+    } of ${basePath} (IQR ${pct(quantile(xs, 0.25))}–${pct(quantile(xs, 0.75))}, ${rounds} rounds, ${
+      process.env.CPU === "1" ? "CPU" : "wall"
+    } time)`
+  )
+}
+await base.close()
+await here.close()
