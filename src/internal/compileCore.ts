@@ -408,7 +408,8 @@ export class CompileCore {
   /**
    * A worker took bank `i` from the queue: it runs now, taking its memories (k, the answer) and forgets (kept for
    * `job` and `succeeded`). A bank disabled while it waited (unless asked for by compileNow) is `SKIPPED`: idle,
-   * counters kept.
+   * counters kept. With a cost budget, at `now`: `WAIT_BUDGET` (held at the head) or `DEFERRED` (see `budgetCheck`);
+   * `now` matters only then (callers without a budget may leave it out).
    */
   start(i: number, now = 0): number {
     const table = this.table
