@@ -3,7 +3,7 @@
  * option validation. Everything under TestClock: the buckets' timers wake exactly at the crossing.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, DateTime, Effect, Exit, Fiber, Metric, Option, TestClock } from "effect"
+import { Cause, Clock, Context, DateTime, Effect, Exit, FastCheck, Fiber, Layer, Metric, Option, TestClock } from "effect"
 import {
   CompileMetrics,
   CompileQueue,
@@ -254,4 +254,70 @@ describe("budget options", () => {
       expect(failed._tag).toBe("BankPolicyError")
       expect(yield* queue.bankState("b")).toEqual(Option.none())
     }).pipe(Effect.provide(queueLayer())))
+})
+
+describe("budget — random scenarios", () => {
+  const HOUR = 3_600_000
+  const scenario = FastCheck.record({
+    tokens: FastCheck.integer({ min: 100, max: 5000 }),
+    bankTokens: FastCheck.option(FastCheck.integer({ min: 100, max: 5000 }), { nil: undefined }),
+    compiles: FastCheck.option(FastCheck.integer({ min: 1, max: 20 }), { nil: undefined }),
+    concurrency: FastCheck.integer({ min: 1, max: 4 }),
+    uses: FastCheck.array(FastCheck.integer({ min: 0, max: 4000 }), { minLength: 1, maxLength: 8 }),
+    steps: FastCheck.array(
+      FastCheck.oneof(
+        FastCheck.record({ bank: FastCheck.integer({ min: 0, max: 5 }) }),
+        FastCheck.record({ advance: FastCheck.integer({ min: 0, max: HOUR / 2 }) })
+      ),
+      { minLength: 1, maxLength: 30 }
+    )
+  })
+
+  it.effect("tokens used stay within capacity + refill + one compile per worker; every requested bank compiles in the end", () =>
+    Effect.gen(function*() {
+      for (const s of FastCheck.sample(scenario, { numRuns: 25, seed: 12 })) {
+        yield* Effect.scoped(Effect.gen(function*() {
+          const context = yield* Layer.build(queueLayer({
+            concurrency: s.concurrency,
+            shutdownTimeout: 0,
+            sweepInterval: "1000 days", // long clock advances: keep the sweep out of them
+            budget: { tokens: s.tokens, bankTokens: s.bankTokens, compiles: s.compiles }
+          }))
+          const queue = Context.get(context, CompileQueue)
+          const engine = Context.get(context, TestEngine)
+          const t0 = yield* Clock.currentTimeMillis
+          const maxUse = Math.max(...s.uses)
+          const starts: Array<{ at: number; tokens: number }> = []
+          let calls = 0
+          engine.behavior = (bankId) =>
+            Effect.flatMap(Clock.currentTimeMillis, (at) => {
+              const tokens = s.uses[calls++ % s.uses.length]!
+              starts.push({ at, tokens })
+              return Effect.succeed(new CompileResult({ bankId, tokensUsed: tokens }))
+            })
+          const requested = new Set<string>()
+          for (const step of s.steps) {
+            if ("bank" in step) {
+              yield* queue.compileNow(`b${step.bank}`)
+              requested.add(`b${step.bank}`)
+            } else yield* TestClock.adjust(step.advance)
+            yield* settle
+          }
+          // The bound holds at every compile start (charges land at the same instant: the engine is instant).
+          let used = 0
+          for (const start of starts) {
+            expect(used).toBeLessThanOrEqual(s.tokens * (1 + (start.at - t0) / HOUR) + maxUse * s.concurrency)
+            used += start.tokens
+          }
+          // Enough time refills everything: nothing stays pending, and every requested bank compiled.
+          // (a bank's own bucket may be thousands of tokens below 0 at 100 an hour: allow for each request)
+          const slowest = Math.min(s.tokens, s.bankTokens ?? Infinity)
+          yield* TestClock.adjust(HOUR * (2 + Math.ceil(used / s.tokens) + s.steps.length * (1 + Math.ceil(maxUse / slowest))))
+          yield* settle
+          expect(yield* queue.pendingBanks).toEqual(new Set())
+          expect(new Set(engine.calls)).toEqual(requested)
+          expect(engine.maxPerBank).toBeLessThanOrEqual(1)
+        }))
+      }
+    }))
 })
