@@ -32,6 +32,8 @@ export interface CompileQueueOptions {
   readonly shutdownTimeout?: Duration.DurationInput | undefined
   /** With a `BankStateStore`: how often changed banks are written behind (default 1 second). */
   readonly flushInterval?: Duration.DurationInput | undefined
+  /** Finished engine runs `recentCompiles` keeps, the oldest dropped first (default 1,000; 0 keeps none). */
+  readonly historyCapacity?: number | undefined
 }
 
 /**
@@ -60,6 +62,7 @@ export interface ResolvedCompileQueueOptions {
   readonly baseDelay: Duration.Duration
   readonly shutdownTimeout: Duration.Duration
   readonly flushInterval: Duration.Duration
+  readonly historyCapacity: number
 }
 
 const invalid = (option: string, message: string) => Either.left(new CompileQueueOptionsError({ option, message }))
@@ -131,6 +134,7 @@ export const resolve = (
     const baseDelay = yield* duration("retry.baseDelay", options.retry?.baseDelay, "1 second", true)
     const shutdownTimeout = yield* duration("shutdownTimeout", options.shutdownTimeout, "30 seconds", true)
     const flushInterval = yield* duration("flushInterval", options.flushInterval, "1 second", false)
+    const historyCapacity = yield* integer("historyCapacity", options.historyCapacity, 1000, 0)
     return {
       config,
       maxQueueSize: maxQueueSize <= 0 ? Infinity : maxQueueSize,
@@ -140,6 +144,7 @@ export const resolve = (
       maxAttempts,
       baseDelay,
       shutdownTimeout,
-      flushInterval
+      flushInterval,
+      historyCapacity
     }
   })

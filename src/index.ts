@@ -28,6 +28,12 @@ export {
   CompileReason,
   CompileResult
 } from "./CompileEngine.js"
+export {
+  CompileOutcome,
+  CompileRecord,
+  type RecentCompilesOptions,
+  RunningCompile
+} from "./CompileHistory.js"
 export * as CompileMetrics from "./CompileMetrics.js"
 export {
   type BankPage,

@@ -60,6 +60,13 @@ const succeeded = (rt: QueueRuntime, i: number, taken: number, now: number, resu
   const answer = rt.core.succeeded(i, taken, now, result.error)
   rt.fireSignals()
   if (answer !== NOTHING) rt.answered(i, answer)
+  rt.history.finished(
+    rt.core.table.ids[i]!,
+    now,
+    result.error === undefined ? "success" : "reported_error",
+    result.tokensUsed,
+    result.error
+  )
   if (result.error !== undefined) {
     CompileMetrics.compilesReportedError.unsafeUpdate(1, NO_TAGS)
     return Effect.logError(`compile reported an error: ${result.error}`)
@@ -68,10 +75,11 @@ const succeeded = (rt: QueueRuntime, i: number, taken: number, now: number, resu
   return Effect.logDebug(`compile finished; ${taken} memories consumed`)
 }
 
-const failed = (rt: QueueRuntime, i: number, cause: Cause.Cause<CompileError>): Effect.Effect<void> => {
+const failed = (rt: QueueRuntime, i: number, now: number, cause: Cause.Cause<CompileError>): Effect.Effect<void> => {
   const message = describeFailure(cause)
   const { attempt, retry } = rt.core.failed(i, message)
   rt.fireSignals()
+  rt.history.finished(rt.core.table.ids[i]!, now, "failure", 0, message)
   CompileMetrics.compilesFailed.unsafeUpdate(1, NO_TAGS)
   const { maxAttempts } = rt.opts
   if (!retry) {
@@ -107,9 +115,10 @@ const finish = (
     // Cut off by shutdown: the compile did not happen, so the bank still needs one.
     rt.core.interrupted(i)
     rt.fireSignals()
+    rt.history.abandoned(rt.core.table.ids[i]!)
     return Effect.logWarning("compile interrupted by shutdown; the bank stays pending")
   }
-  return failed(rt, i, exit.cause)
+  return failed(rt, i, now, exit.cause)
 }
 
 /** One worker: takes banks in FIFO order; bookkeeping runs uninterruptibly so no bank is lost between take and finish. */
@@ -131,6 +140,7 @@ export const makeWorker = (rt: QueueRuntime, engine: CompileEngineService, traci
       const job = rt.core.job(i, taken)
       const bankId = job.bankId
       const startedAt = rt.now()
+      rt.history.started(job, startedAt)
       // Set on the worker fiber without restoring (the next compile overwrites it): half the cost of annotateLogs.
       return FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set<string, unknown>("bankId", bankId)).pipe(
         Effect.zipRight(restore(runEngine(bankId, job))),

@@ -32,6 +32,7 @@ import {
   RECHECK,
   TIMELINE
 } from "./compileCore.js"
+import type { CompileHistory } from "./compileHistory.js"
 import { sleepMillis } from "./sleep.js"
 
 /** One shared empty tag list: metric hooks are cached per tag-array identity. */
@@ -56,6 +57,8 @@ export interface QueueRuntimeParts {
   readonly clock: Clock.Clock
   /** Retry timers and restored banks waiting for room; cleared first at close. */
   readonly retries: FiberSet.FiberSet
+  /** The last finished engine runs and those in flight (written by the workers only). */
+  readonly history: CompileHistory
 }
 
 export class QueueRuntime {
@@ -64,6 +67,7 @@ export class QueueRuntime {
   readonly opts: ResolvedCompileQueueOptions
   readonly clock: Clock.Clock
   readonly retries: FiberSet.FiberSet
+  readonly history: CompileHistory
   /** True once the shutdown deadline passed and compiles are being interrupted. */
   interruptingCompiles = false
   /**
@@ -84,6 +88,7 @@ export class QueueRuntime {
     this.opts = parts.opts
     this.clock = parts.clock
     this.retries = parts.retries
+    this.history = parts.history
     this.runSync = Runtime.runSync(parts.runtime)
     this.runFork = Runtime.runFork(parts.runtime)
   }
