@@ -179,7 +179,9 @@
         scales: { retains: { range: (_, min, max) => [0, Math.max(1, max)] }, compiles: { range: (_, min, max) => [0, Math.max(1, max)] } },
         axes: [
           { values: (_, splits) => splits.map((seconds) => new Date(seconds * 1000).toLocaleTimeString("en-GB")) },
-          { scale: "retains", label: "retains/s" }, { scale: "compiles", side: 1, label: "compiles/min", grid: { show: false } }]
+          { scale: "retains", label: "retains/s" },
+          { scale: "compiles", side: 1, label: "compiles/min", grid: { show: false } }
+        ]
       }, data, $("chart"))
     } else {
       if (ui.chart.width !== width) ui.chart.setSize({ width, height: 220 })
