@@ -178,7 +178,7 @@
         ],
         scales: { retains: { range: (_, min, max) => [0, Math.max(1, max)] }, compiles: { range: (_, min, max) => [0, Math.max(1, max)] } },
         axes: [
-          { values: (_, splits) => splits.map((seconds) => new Date(seconds * 1000).toLocaleTimeString("en-GB")) },
+          { space: 100, values: (_, splits) => splits.map((seconds) => new Date(seconds * 1000).toLocaleTimeString("en-GB")) },
           { scale: "retains", label: "retains/s" },
           { scale: "compiles", side: 1, label: "compiles/min", grid: { show: false } }
         ]

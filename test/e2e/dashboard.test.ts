@@ -178,6 +178,42 @@ describe.skipIf(!runBrowser)("dashboard (headless Chromium)", () => {
       await service.stop()
     }
   }, 120_000)
+
+  it("with 1,000,000 banks: reads them 25 at a time, pages forward and back", async () => {
+    const service = await startService({ COMPILE_WEBHOOK_URL: webhook.url, COMPILE_SIZE_THRESHOLD: "1000" })
+    let recorded: RecordedPage | undefined
+    try {
+      const batch = (from: number) =>
+        JSON.stringify(Array.from({ length: 1000 }, (_, k) => ({ bankId: `bank-${String(from + k).padStart(7, "0")}` })))
+      for (let from = 0; from < 1_000_000; from += 1000) {
+        const response = await fetch(`${service.base}/v1/retains`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: batch(from)
+        })
+        expect(response.status).toBe(202)
+      }
+      recorded = await openRecordedPage(browser)
+      const { page } = recorded
+      await page.goto(`${service.base}/`)
+      await expect.poll(() => text(page, "q-banks"), { timeout: 20_000 }).toBe("1,000,000")
+      await expect.poll(async () => (await rows(page, "banks"))[0]).toMatch(/^bank-0000000\s+idle\s+1\s/)
+      expect(await rows(page, "banks")).toHaveLength(25)
+      await page.locator("#banks-next").click()
+      await expect.poll(async () => (await rows(page, "banks"))[0]).toMatch(/^bank-0000025\s/)
+      expect(await text(page, "banks-page")).toBe("page 2")
+      await page.locator("#banks-prev").click()
+      await expect.poll(async () => (await rows(page, "banks"))[0]).toMatch(/^bank-0000000\s/)
+      await page.waitForTimeout(2500)
+      const bankReads = recorded.requests.filter((url) => new URL(url).pathname === "/v1/banks")
+      expect(bankReads.length).toBeGreaterThan(2)
+      expect(bankReads.every((url) => new URL(url).searchParams.get("limit") === "25")).toBe(true)
+      expect(recorded.consoleErrors).toEqual([])
+    } finally {
+      await recorded?.page.context().close()
+      await service.stop(30_000)
+    }
+  }, 300_000)
 })
 
 describe("GET /v1/compiles", () => {
