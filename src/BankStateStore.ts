@@ -30,6 +30,29 @@ export interface PersistedBank {
   readonly forgets?: number | undefined
   /** The bank's own settings (absent: none). */
   readonly policy?: BankPolicy | null | undefined
+  /** The bank's own token bucket, when it is not full: its level and the time of that level (absent: full). */
+  readonly budget?: StoredLevel | null | undefined
+}
+
+/**
+ * A bucket level (tokens or compiles, may be negative or fractional) and the time it was measured (epoch millis):
+ * refilled from then on at load, so a restart does not refill a spent budget.
+ *
+ * @since 0.1.0
+ */
+export interface StoredLevel {
+  readonly level: number
+  readonly at: number
+}
+
+/**
+ * The global budget's levels as stored (`null`: that limit was off).
+ *
+ * @since 0.1.0
+ */
+export interface PersistedBudget {
+  readonly tokens: StoredLevel | null
+  readonly compiles: StoredLevel | null
 }
 
 /**
@@ -50,6 +73,10 @@ export interface BankStateStoreService {
   readonly load: Effect.Effect<ReadonlyArray<PersistedBank>, BankStoreError>
   /** Inserts or replaces these banks, all or nothing. */
   readonly save: (banks: ReadonlyArray<PersistedBank>) => Effect.Effect<void, BankStoreError>
+  /** The global budget's levels (absent method or `null`: none stored; the budget starts full). */
+  readonly loadBudget?: Effect.Effect<PersistedBudget | null, BankStoreError> | undefined
+  /** Replaces the global budget's levels. A store without it keeps only per-bank levels. */
+  readonly saveBudget?: ((budget: PersistedBudget) => Effect.Effect<void, BankStoreError>) | undefined
 }
 
 const TABLE = "compile_trigger_banks"
@@ -129,11 +156,17 @@ const migrations = Migrator.fromRecord({
  */
 export const makeMemory: Effect.Effect<BankStateStoreService> = Effect.sync(() => {
   const rows = new Map<string, PersistedBank>()
+  let budget: PersistedBudget | null = null
   return {
     load: Effect.sync(() => Array.from(rows.values())),
     save: (banks) =>
       Effect.sync(() => {
         for (const bank of banks) rows.set(bank.bankId, bank)
+      }),
+    loadBudget: Effect.sync(() => budget),
+    saveBudget: (levels) =>
+      Effect.sync(() => {
+        budget = levels
       })
   }
 })

@@ -7,6 +7,7 @@
 import { type Cause, Context, type Duration, type Effect, Layer, type Option, type Scope } from "effect"
 import type { BankCompileState, BankStatus } from "./BankCompileState.js"
 import type { BankPolicy, BankPolicyError, BankPolicyInput } from "./BankPolicy.js"
+import type { CompileBudgetState } from "./CompileBudget.js"
 import type { CompileEngine } from "./CompileEngine.js"
 import type { CompileRecord, RecentCompilesOptions, RunningCompile } from "./CompileHistory.js"
 import type { CompileQueueOptions } from "./CompileQueueOptions.js"
@@ -29,6 +30,20 @@ export interface CompileQueueStats {
   readonly queued: number
   /** `maxQueueSize`; `Infinity` when unbounded. */
   readonly capacity: number
+  /** The cost budget now (`Infinity` where unlimited); `CompileQueue.budget` has the details. */
+  readonly budget: CompileQueueBudgetStats
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface CompileQueueBudgetStats {
+  /** Tokens left in the global bucket (continuous; negative after a compile used more than was left). */
+  readonly tokensAvailable: number
+  /** Compiles left in the global bucket (continuous: a compile needs at least 1). */
+  readonly compilesAvailable: number
+  /** Banks deferred because their own token bucket is spent (pending, holding no worker and no queue slot). */
+  readonly deferred: number
 }
 
 /**
@@ -105,6 +120,8 @@ export interface CompileQueueService {
   readonly recentCompiles: (options?: RecentCompilesOptions) => Effect.Effect<ReadonlyArray<CompileRecord>>
   /** The compiles running now, in the order they started, optionally only one bank's. */
   readonly runningCompiles: (bankId?: string) => Effect.Effect<ReadonlyArray<RunningCompile>>
+  /** The cost budget in full: bucket levels, when they next let a compile start and refill, the deferred banks. */
+  readonly budget: Effect.Effect<CompileBudgetState>
   readonly config: CompileTriggerConfig
 }
 

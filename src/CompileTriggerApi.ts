@@ -19,6 +19,7 @@ import { Option, ParseResult, Redacted, Schema } from "effect"
 import { BankCompileState, BankStatus } from "./BankCompileState.js"
 import { BankPolicy } from "./BankPolicy.js"
 import { CompileOutcome, CompileRecord, RunningCompile } from "./CompileHistory.js"
+import { CompileBudgetState } from "./CompileBudget.js"
 import { CompileTriggerConfig } from "./CompileTriggerConfig.js"
 import { isValidBatch } from "./internal/httpFastPath.js"
 
@@ -409,6 +410,7 @@ export class BanksGroup extends HttpApiGroup.make("banks")
       .setUrlParams(ListCompilesParams)
       .addSuccess(CompileHistoryResponse)
   )
+  .add(HttpApiEndpoint.get("budget", "/budget").addSuccess(CompileBudgetState))
   .middleware(Authorization)
   .prefix("/v1")
 {}

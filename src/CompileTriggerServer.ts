@@ -229,6 +229,7 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
           queue.recentCompiles({ limit: urlParams.limit ?? 100, bankId: urlParams.bankId, outcome: urlParams.outcome }),
           (running, compiles) => new CompileHistoryResponse({ running, compiles }, true)
         ))
+      .handle("budget", () => queue.budget)
   }))
 
 const HealthLive = HttpApiBuilder.group(CompileTriggerApi, "health", (handlers) =>

@@ -40,6 +40,7 @@ const shutdown = (
     yield* FiberSet.clear(workers)
     yield* Queue.shutdown(rt.queue) // what it discards stays "pending" in the table (and in a store)
     CompileMetrics.queueSize.unsafeModify(-rt.core.queueShutDown(), NO_TAGS)
+    rt.publishBudgetWaiting() // banks waiting for budget stay pending, but this queue no longer waits for it
     if (Option.isSome(store)) yield* finalFlush(rt, store.value)
     yield* Effect.logDebug(
       Option.isSome(finished)
@@ -116,9 +117,10 @@ const service = (rt: QueueRuntime): CompileQueueService => {
       }),
     listBanks: (options) => rt.read(() => core.page(options)),
     sweepNow: rt.sweep,
-    stats: rt.read(() => core.counts()),
     recentCompiles: (options) => Effect.sync(() => rt.history.recent(options)),
     runningCompiles: (bankId) => Effect.sync(() => rt.history.running(bankId)),
+    stats: rt.read(() => ({ ...core.counts(), budget: core.budgetCounts(rt.now()) })),
+    budget: rt.read(() => core.budgetState(rt.now())),
     config: core.config
   }
 }
@@ -142,7 +144,13 @@ export const make = (
       baseDelayMillis: Duration.toMillis(opts.baseDelay),
       maxQueueSize: opts.maxQueueSize,
       persistent: Option.isSome(store), // only a queue with a store pays for change tracking
-      offer: (i) => queue.unsafeOffer(i)
+      offer: (i) => queue.unsafeOffer(i),
+      budget: {
+        tokens: opts.budget.tokens,
+        compiles: opts.budget.compiles,
+        bankTokens: opts.budget.bankTokens,
+        periodMillis: Duration.toMillis(opts.budget.period)
+      }
     })
     // Made before the shutdown finalizer, so they are closed after it (finalizers run in reverse order).
     const workers = yield* FiberSet.make()
@@ -156,6 +164,7 @@ export const make = (
       runtime: yield* Effect.runtime<never>(),
       clock: yield* Effect.clock,
       retries,
+      workers,
       history: new CompileHistory(opts.historyCapacity)
     })
 
