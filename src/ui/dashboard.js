@@ -113,7 +113,7 @@
     banksNext: null,
     samples: [], // [millis, retains total, compiles total]
     running: [],
-    budget: undefined, // whether the service has GET /v1/budget (asked once, from /openapi.json)
+    budget: true, // false once GET /v1/budget answered 404
     chart: null,
     timer: undefined
   }
@@ -226,16 +226,60 @@
 
   // ---- budget (shown only when the service has one) ----
 
+  const el = (tag, className, text) => {
+    const element = document.createElement(tag)
+    if (className) element.className = className
+    if (text !== undefined) element.textContent = text
+    return element
+  }
+
+  const period = (seconds) =>
+    seconds % 86_400 === 0 ? `${seconds / 86_400} d` : seconds % 3600 === 0 ? `${seconds / 3600} h` : seconds % 60 === 0 ? `${seconds / 60} min` : `${seconds} s`
+
+  /** One global bucket: its level of its capacity, a bar, and when it lets the next compile start or is full. */
+  const bucketLevel = (name, bucket, spent) => {
+    const level = el("div", "level")
+    level.dataset.bucket = name
+    level.append(el("span", "label", name))
+    level.append(el("span", "figure small", `${number(Math.floor(bucket.available))} / ${number(bucket.capacity)}`))
+    const bar = el("div", "bar")
+    const fillBar = el("span", spent ? "spent" : "")
+    fillBar.style.width = `${Math.max(0, Math.min(100, (100 * bucket.available) / bucket.capacity))}%`
+    bar.append(fillBar)
+    level.append(bar)
+    const now = Date.now()
+    level.append(el("span", spent ? "sub warn" : "sub",
+      spent
+        ? `spent: next compile at ${time(bucket.nextStartAt)}`
+        : Date.parse(bucket.fullAt) <= now ? "full" : `full again at ${time(bucket.fullAt)}`))
+    return level
+  }
+
+  const renderBudget = (budget) => {
+    const levels = []
+    if (budget.tokens !== null) levels.push(bucketLevel("tokens", budget.tokens, budget.tokens.available <= 0))
+    if (budget.compiles !== null) levels.push(bucketLevel("compiles", budget.compiles, budget.compiles.available < 1))
+    const perBank = el("div", "level")
+    perBank.dataset.bucket = "per bank"
+    perBank.append(el("span", "label", "per bank"))
+    perBank.append(el("span", "figure small", budget.bankTokens === null ? "no default limit" : `${number(budget.bankTokens)} tokens`))
+    perBank.append(el("span", "sub", `${number(budget.waiting)} waiting for the budget, ${number(budget.deferredCount)} deferred`))
+    levels.push(perBank)
+    $("budget-period").textContent = `refilled continuously over ${period(budget.periodSeconds)}`
+    $("budget-levels").replaceChildren(...levels)
+    fill("budget-deferred", budget.deferred.slice(0, 10).map((bank) =>
+      row(bankLink(bank.bankId), `${number(Math.floor(bank.tokensAvailable))} / ${number(bank.capacity)}`, time(bank.dueAt))
+    ))
+    $("budget-deferred").hidden = budget.deferred.length === 0
+  }
+
   const refreshBudget = async () => {
-    if (ui.budget === undefined) {
-      const spec = await api("/openapi.json")
-      ui.budget = Object.hasOwn(spec?.paths ?? {}, "/v1/budget")
-    }
-    if (!ui.budget) return
+    if (ui.budget === false) return
     let budget
     try {
       budget = await api("/v1/budget")
     } catch (error) {
+      // A service without budgets at all (an older one): no panel, and no more asking.
       if (error.status === 404) {
         ui.budget = false
         $("budget").hidden = true
@@ -243,20 +287,9 @@
       }
       throw error
     }
-    const levels = Object.entries(budget ?? {}).filter(([, value]) => typeof value === "number" || typeof value === "boolean" || value === null)
-    $("budget").hidden = levels.length === 0 || budget?.enabled === false
-    $("budget-levels").replaceChildren(...levels.map(([key, value]) => {
-      const div = document.createElement("div")
-      div.className = "level"
-      const label = document.createElement("span")
-      label.className = "label"
-      label.textContent = key.replace(/([A-Z])/g, " $1").toLowerCase()
-      const figure = document.createElement("span")
-      figure.className = "figure small"
-      figure.textContent = value === null ? "unlimited" : typeof value === "number" ? number(value) : String(value)
-      div.append(label, figure)
-      return div
-    }))
+    const set = budget.tokens !== null || budget.compiles !== null || budget.bankTokens !== null || budget.deferredCount > 0
+    $("budget").hidden = !set
+    if (set) renderBudget(budget)
   }
 
   // ---- one bank ----

@@ -52,7 +52,12 @@ afterAll(async () => {
 
 describe.skipIf(!runBrowser)("dashboard (headless Chromium)", () => {
   it("shows an empty service, then the bank, its compile with its reason, the queue figures and the banks", async () => {
-    const service = await startService({ COMPILE_WEBHOOK_URL: webhook.url, COMPILE_SIZE_THRESHOLD: String(THRESHOLD) })
+    const service = await startService({
+      COMPILE_WEBHOOK_URL: webhook.url,
+      COMPILE_SIZE_THRESHOLD: String(THRESHOLD),
+      COMPILE_BUDGET_TOKENS: "100000",
+      COMPILE_BUDGET_PERIOD: "1 day"
+    })
     let recorded: RecordedPage | undefined
     try {
       recorded = await openRecordedPage(browser)
@@ -65,6 +70,7 @@ describe.skipIf(!runBrowser)("dashboard (headless Chromium)", () => {
       expect(await text(page, "banks-empty")).toBe("No bank yet: retains create them.")
       expect(await text(page, "running-empty")).toBe("No compile is running.")
       expect(await page.locator("#auth").isHidden()).toBe(true)
+      await page.locator("#budget").waitFor({ state: "visible" })
 
       // Retain until the bank compiles: the webhook receives it, the page shows it.
       for (let n = 0; n < THRESHOLD; n++) expect((await retain(service, "support-bot", 1)).status).toBe(202)
@@ -115,6 +121,7 @@ describe.skipIf(!runBrowser)("dashboard (headless Chromium)", () => {
       await page.locator("#banks-status").selectOption("")
       await expect.poll(async () => (await rows(page, "banks")).length).toBe(5)
 
+      await expect.poll(() => page.locator("#budget-levels [data-bucket=tokens]").innerText()).toMatch(/93,8\d\d \/ 100,000/)
       await page.waitForTimeout(2500) // one more poll, for the chart
       mkdirSync(dirname(screenshotPath), { recursive: true })
       await page.screenshot({ path: screenshotPath, fullPage: true })
@@ -155,6 +162,7 @@ describe.skipIf(!runBrowser)("dashboard (headless Chromium)", () => {
       await page.locator("#main").waitFor({ state: "visible" })
       await expect.poll(() => rows(page, "banks")).toEqual([expect.stringMatching(/^secured-bank\s+idle\s+1\s/)])
       await expect.poll(() => text(page, "q-banks")).toBe("1")
+      expect(await page.locator("#budget").isHidden()).toBe(true) // no budget set
 
       // Kept for the tab only; not in the page, any URL or the service's output.
       expect(await page.evaluate<Array<string>>("Object.values(sessionStorage)")).toEqual([API_TOKEN])
@@ -173,6 +181,40 @@ describe.skipIf(!runBrowser)("dashboard (headless Chromium)", () => {
       expect(externalRequests(recorded.requests)).toEqual([])
       // The two refused calls are the only console errors (Chromium logs every 401).
       expect(recorded.consoleErrors.filter((line) => !line.includes("401"))).toEqual([])
+    } finally {
+      await recorded?.page.context().close()
+      await service.stop()
+    }
+  }, 120_000)
+
+  it("with a budget: its levels, and the bank deferred for its own budget", async () => {
+    const service = await startService({
+      COMPILE_WEBHOOK_URL: webhook.url,
+      COMPILE_SIZE_THRESHOLD: String(THRESHOLD),
+      COMPILE_BUDGET_TOKENS: "5000",
+      COMPILE_BUDGET_BANK_TOKENS: "1000",
+      COMPILE_BUDGET_PERIOD: "1 day"
+    })
+    let recorded: RecordedPage | undefined
+    try {
+      recorded = await openRecordedPage(browser)
+      const { page } = recorded
+      await page.goto(`${service.base}/`)
+      await page.locator("#budget").waitFor({ state: "visible" })
+      const level = (bucket: string) => page.locator(`#budget-levels [data-bucket="${bucket}"]`).innerText()
+      expect(await level("tokens")).toMatch(/5,000 \/ 5,000\s+full/)
+      expect(await level("per bank")).toMatch(/1,000 tokens/)
+      expect(await page.locator("#budget-levels [data-bucket=compiles]").count()).toBe(0) // unlimited: no bucket
+
+      await retain(service, "costly-bank", THRESHOLD) // uses 1,234 tokens: 234 over its own 1,000
+      await webhook.waitForCall("costly-bank")
+      await expect.poll(() => level("tokens"), { timeout: 10_000 }).toMatch(/^tokens\s+3,76\d \/ 5,000\s+full again at/i)
+      await fetch(`${service.base}/v1/banks/costly-bank/compile`, { method: "POST" })
+      await expect.poll(() => rows(page, "budget-deferred"), { timeout: 10_000 }).toEqual([
+        expect.stringMatching(/^costly-bank\s+-2\d\d \/ 1,000\s+\d\d:\d\d:\d\d$/)
+      ])
+      expect(await level("per bank")).toMatch(/0 waiting for the budget, 1 deferred/)
+      expect(recorded.consoleErrors).toEqual([])
     } finally {
       await recorded?.page.context().close()
       await service.stop()
