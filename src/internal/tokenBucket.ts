@@ -235,6 +235,10 @@ export class CompileBudget {
     const bucket = this.banks.get(i)
     if (bucket === undefined || capacity === Infinity) return now
     bucket.capacity = capacity
+    if (bucket.isFullAt(now)) {
+      this.banks.delete(i) // full again: forget it (its stored row refills to full as well)
+      return now
+    }
     return bucket.aboveZeroAt(now)
   }
 
@@ -256,7 +260,9 @@ export class CompileBudget {
   bankLevel(i: number, capacity: number, now: number): number {
     if (capacity === Infinity) return Infinity
     const bucket = this.banks.get(i)
-    return bucket === undefined ? capacity : Math.min(capacity, (bucket.capacity = capacity, bucket.levelAt(now)))
+    if (bucket === undefined) return capacity
+    bucket.capacity = capacity
+    return bucket.levelAt(now)
   }
 
   /** Restores the global levels saved at `at`; a level saved while a limit was off is ignored. */

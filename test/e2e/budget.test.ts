@@ -3,7 +3,10 @@
  * `tokensUsed` charged, `GET /v1/budget`, and a policy's `bankTokens` through `PUT /v1/banks/{bankId}/policy`.
  * The period is a day, so nothing refills noticeably while the test runs.
  */
+import { FetchHttpClient } from "@effect/platform"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { CompileTriggerClient } from "../../src/CompileTriggerApi.js"
 import { eventually, type ServiceProcess, startService, startWebhook, type WebhookReceiver } from "./harness.js"
 
 let service: ServiceProcess
@@ -51,7 +54,7 @@ describe("service: cost budget", () => {
   it("the webhook's tokensUsed is charged; a policy's bankTokens defers its bank, listed by /v1/budget", async () => {
     const put = await call("PUT", "/v1/banks/tight-1/policy", { bankTokens: 500 })
     expect(put.status).toBe(200)
-    expect((await put.json()).policy).toEqual({ bankTokens: 500 })
+    expect(((await put.json()) as { policy: unknown }).policy).toEqual({ bankTokens: 500 })
     await call("POST", "/v1/banks/tight-1/compile")
     await webhook.waitForCall("tight-1")
     await eventually(budget, (state) => state.tokens.available < 100_000)
@@ -73,6 +76,19 @@ describe("service: cost budget", () => {
     const response = await call("PUT", "/v1/banks/bad-b/policy", { bankTokens: 0 })
     expect(response.status).toBe(400)
     expect((await call("GET", "/v1/banks/bad-b")).status).toBe(404)
+  })
+
+  it("OpenAPI and the typed client cover GET /v1/budget", async () => {
+    const spec = await (await fetch(`${service.base}/openapi.json`)).json() as { paths: Record<string, Record<string, unknown>> }
+    expect(Object.keys(spec.paths["/v1/budget"]!)).toEqual(["get"])
+    const state = await Effect.runPromise(
+      Effect.gen(function*() {
+        const client = yield* CompileTriggerClient.make({ baseUrl: service.base })
+        return yield* client.banks.budget()
+      }).pipe(Effect.provide(FetchHttpClient.layer))
+    )
+    expect(state.tokens?.capacity).toBe(100_000)
+    expect(state.bankTokens).toBe(5000)
   })
 
   it("the metrics show tokens used and compiles waiting for budget", async () => {
