@@ -57,6 +57,9 @@
   const time = (iso) => (iso === null || iso === undefined ? "never" : new Date(iso).toLocaleTimeString("en-GB"))
   // Swedish order is ISO order: 2026-12-02 00:56:34, in the browser's time zone.
   const dateTime = (iso) => (iso === null || iso === undefined ? "never" : new Date(iso).toLocaleString("sv-SE"))
+  /** The time alone for today, with the date otherwise. */
+  const when = (iso) =>
+    iso === null || iso === undefined ? "never" : new Date(iso).toDateString() === new Date().toDateString() ? time(iso) : dateTime(iso)
   const duration = (ms) =>
     ms < 1000 ? `${Math.max(0, Math.round(ms))} ms` : ms < 60_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`
   const rate = (value) => (value === undefined ? "–" : value < 10 ? value.toFixed(2) : Math.round(value).toLocaleString("en-US"))
@@ -199,7 +202,7 @@
   }
 
   const historyRow = (record, withBank) => {
-    const cells = [cell(time(record.endedAt))]
+    const cells = [cell(when(record.endedAt))]
     if (withBank) cells.push(bankLink(record.bankId))
     cells.push(record.reason, badge(record.outcome), took(record), number(record.memories))
     if (withBank) cells.push(number(record.forgets), number(record.tokensUsed))
@@ -250,8 +253,8 @@
     const now = Date.now()
     level.append(el("span", spent ? "sub warn" : "sub",
       spent
-        ? `spent: next compile at ${time(bucket.nextStartAt)}`
-        : Date.parse(bucket.fullAt) <= now ? "full" : `full again at ${time(bucket.fullAt)}`))
+        ? `spent: next compile at ${when(bucket.nextStartAt)}`
+        : Date.parse(bucket.fullAt) <= now ? "full" : `full again at ${when(bucket.fullAt)}`))
     return level
   }
 
@@ -268,7 +271,7 @@
     $("budget-period").textContent = `refilled continuously over ${period(budget.periodSeconds)}`
     $("budget-levels").replaceChildren(...levels)
     fill("budget-deferred", budget.deferred.slice(0, 10).map((bank) =>
-      row(bankLink(bank.bankId), `${number(Math.floor(bank.tokensAvailable))} / ${number(bank.capacity)}`, time(bank.dueAt))
+      row(bankLink(bank.bankId), `${number(Math.floor(bank.tokensAvailable))} / ${number(bank.capacity)}`, when(bank.dueAt))
     ))
     $("budget-deferred").hidden = budget.deferred.length === 0
   }
@@ -424,6 +427,8 @@
 
   const refresh = async () => {
     clearTimeout(ui.timer)
+    // A tab in the background asks nothing (the chart shows the gap); it catches up when shown again.
+    if (document.hidden && ui.samples.length > 0) return
     try {
       const queue = await api("/v1/queue")
       $("auth").hidden = true
@@ -492,6 +497,9 @@
     refreshBanks().catch(handleError)
   })
 
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && $("auth").hidden) refresh()
+  })
   // Elapsed times tick every second between polls.
   setInterval(renderRunning, 1000)
   window.addEventListener("resize", drawChart)
