@@ -2,13 +2,17 @@
  * End-to-end: the dashboard in headless Chromium (Debian's, via playwright-core) against the built service and a
  * webhook receiver in this process — empty at first, then the bank, its compile with its reason, the queue figures,
  * a running compile, "compile now" and the banks list; with API_TOKEN, the token prompt, a wrong token and the right
- * one. Also `GET /v1/compiles` itself. Saves a screenshot (DASHBOARD_SCREENSHOT, default under the OS temp dir).
+ * one. Also `GET /v1/compiles` itself, through fetch and the typed client. Saves a screenshot (DASHBOARD_SCREENSHOT, default under the OS temp dir).
  */
+import { FetchHttpClient } from "@effect/platform"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { DateTime, Effect, Option, Redacted } from "effect"
 import { mkdirSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import type { Browser, Page } from "playwright-core"
+import { CompileTriggerClient } from "../../src/CompileTriggerApi.js"
+import { CompileRecord } from "../../src/index.js"
 import { chromiumAvailable, externalRequests, launchChromium, openRecordedPage, type RecordedPage } from "../browser.js"
 import { eventually, type ServiceProcess, startService, startWebhook, type WebhookReceiver } from "./harness.js"
 
@@ -315,6 +319,19 @@ describe("GET /v1/compiles", () => {
     }
     expect(successes.compiles.map((record) => record.bankId)).toEqual(["h-2"])
   })
+
+  it.effect("the typed client reads them as CompileRecords, and /openapi.json lists the route", () =>
+    Effect.gen(function*() {
+      const client = yield* CompileTriggerClient.make({ baseUrl: service.base, token: Redacted.make(API_TOKEN) })
+      const { compiles, running } = yield* client.banks.listCompiles({ urlParams: { bankId: "h-1" } })
+      expect(running).toEqual([])
+      expect(compiles).toHaveLength(1)
+      expect(compiles[0]).toBeInstanceOf(CompileRecord)
+      expect(compiles[0]).toMatchObject({ bankId: "h-1", reason: "size", outcome: "success", error: Option.none() })
+      expect(DateTime.toEpochMillis(compiles[0]!.endedAt)).toBeGreaterThanOrEqual(DateTime.toEpochMillis(compiles[0]!.startedAt))
+      const spec = yield* Effect.promise(() => fetch(`${service.base}/openapi.json`).then((r) => r.json()))
+      expect(Object.keys((spec as { paths: Record<string, unknown> }).paths)).toContain("/v1/compiles")
+    }).pipe(Effect.provide(FetchHttpClient.layer)))
 
   it("refuses a bad limit, bank id or outcome with a 400 naming it, and a missing token with a 401", async () => {
     for (const [query, message] of [
