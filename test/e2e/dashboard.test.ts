@@ -2,7 +2,8 @@
  * End-to-end: the dashboard in headless Chromium (Debian's, via playwright-core) against the built service and a
  * webhook receiver in this process — empty at first, then the bank, its compile with its reason, the queue figures,
  * a running compile, "compile now" and the banks list; with API_TOKEN, the token prompt, a wrong token and the right
- * one. Also `GET /v1/compiles` itself, through fetch and the typed client. Saves a screenshot (DASHBOARD_SCREENSHOT, default under the OS temp dir).
+ * one; a budget; 1,000,000 banks. Also `GET /v1/compiles` itself, through fetch and the typed client. Saves a
+ * screenshot (DASHBOARD_SCREENSHOT, default under the OS temp dir).
  */
 import { FetchHttpClient } from "@effect/platform"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
