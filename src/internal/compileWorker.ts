@@ -62,9 +62,7 @@ const succeeded = (rt: QueueRuntime, i: number, taken: number, now: number, resu
     rt.core.charge(i, result.tokensUsed, now)
     CompileMetrics.tokensUsed.unsafeUpdate(result.tokensUsed, NO_TAGS)
   }
-  const answer = rt.core.succeeded(i, taken, now, result.error)
-  rt.fireSignals()
-  if (answer !== NOTHING) rt.answered(i, answer)
+  // Recorded before the answer is carried out: a re-queued bank's next run must not start before this one ended.
   rt.history.finished(
     rt.core.table.ids[i]!,
     now,
@@ -72,6 +70,9 @@ const succeeded = (rt: QueueRuntime, i: number, taken: number, now: number, resu
     result.tokensUsed,
     result.error
   )
+  const answer = rt.core.succeeded(i, taken, now, result.error)
+  rt.fireSignals()
+  if (answer !== NOTHING) rt.answered(i, answer)
   if (result.error !== undefined) {
     CompileMetrics.compilesReportedError.unsafeUpdate(1, NO_TAGS)
     return Effect.logError(`compile reported an error: ${result.error}`)
