@@ -9,6 +9,7 @@ import type { BankCompileState, BankStatus } from "./BankCompileState.js"
 import type { BankPolicy, BankPolicyError, BankPolicyInput } from "./BankPolicy.js"
 import type { CompileBudgetState } from "./CompileBudget.js"
 import type { CompileEngine } from "./CompileEngine.js"
+import type { CompileRecord, RecentCompilesOptions, RunningCompile } from "./CompileHistory.js"
 import type { CompileQueueOptions } from "./CompileQueueOptions.js"
 import type { CompileTriggerConfig } from "./CompileTriggerConfig.js"
 import * as internal from "./internal/compileQueue.js"
@@ -112,6 +113,13 @@ export interface CompileQueueService {
   /** Banks page by page, optionally only those with one status. */
   readonly listBanks: (options?: ListBanksOptions) => Effect.Effect<BankPage>
   readonly stats: Effect.Effect<CompileQueueStats>
+  /**
+   * The last finished engine runs, newest first (at most `historyCapacity`, default 1,000), optionally only one
+   * bank's or one outcome's. Kept in a fixed-size ring written once per engine run, never on the retain path.
+   */
+  readonly recentCompiles: (options?: RecentCompilesOptions) => Effect.Effect<ReadonlyArray<CompileRecord>>
+  /** The compiles running now, in the order they started, optionally only one bank's. */
+  readonly runningCompiles: (bankId?: string) => Effect.Effect<ReadonlyArray<RunningCompile>>
   /** The cost budget in full: bucket levels, when they next let a compile start and refill, the deferred banks. */
   readonly budget: Effect.Effect<CompileBudgetState>
   readonly config: CompileTriggerConfig

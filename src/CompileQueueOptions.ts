@@ -32,6 +32,8 @@ export interface CompileQueueOptions {
   readonly shutdownTimeout?: Duration.DurationInput | undefined
   /** With a `BankStateStore`: how often changed banks are written behind (default 1 second). */
   readonly flushInterval?: Duration.DurationInput | undefined
+  /** Finished engine runs `recentCompiles` keeps, the oldest dropped first (default 1,000; 0 keeps none). */
+  readonly historyCapacity?: number | undefined
   /**
    * Cost budgets, as token buckets refilled continuously over `period` (default 1 hour). Every limit is optional, a
    * positive integer; absent = unlimited. See the README's "Cost budgets".
@@ -91,6 +93,7 @@ export interface ResolvedCompileQueueOptions {
   readonly baseDelay: Duration.Duration
   readonly shutdownTimeout: Duration.Duration
   readonly flushInterval: Duration.Duration
+  readonly historyCapacity: number
   readonly budget: ResolvedCompileBudget
 }
 
@@ -190,6 +193,7 @@ export const resolve = (
     const baseDelay = yield* duration("retry.baseDelay", options.retry?.baseDelay, "1 second", true)
     const shutdownTimeout = yield* duration("shutdownTimeout", options.shutdownTimeout, "30 seconds", true)
     const flushInterval = yield* duration("flushInterval", options.flushInterval, "1 second", false)
+    const historyCapacity = yield* integer("historyCapacity", options.historyCapacity, 1000, 0)
     const resolvedBudget = yield* budget(options.budget)
     return {
       budget: resolvedBudget,
@@ -201,6 +205,7 @@ export const resolve = (
       maxAttempts,
       baseDelay,
       shutdownTimeout,
-      flushInterval
+      flushInterval,
+      historyCapacity
     }
   })

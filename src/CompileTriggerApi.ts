@@ -18,6 +18,7 @@ import {
 import { Option, ParseResult, Redacted, Schema } from "effect"
 import { BankCompileState, BankStatus } from "./BankCompileState.js"
 import { BankPolicy } from "./BankPolicy.js"
+import { CompileOutcome, CompileRecord, RunningCompile } from "./CompileHistory.js"
 import { CompileBudgetState } from "./CompileBudget.js"
 import { CompileTriggerConfig } from "./CompileTriggerConfig.js"
 import { isValidBatch } from "./internal/httpFastPath.js"
@@ -229,6 +230,28 @@ const ListBanksParams = Schema.Struct({
 })
 
 /**
+ * `GET /v1/compiles`: the compiles running now (in the order they started) and the last finished ones, newest first.
+ *
+ * @since 0.1.0
+ */
+export class CompileHistoryResponse extends Schema.Class<CompileHistoryResponse>("CompileHistoryResponse")({
+  running: Schema.Array(RunningCompile),
+  compiles: Schema.Array(CompileRecord)
+}) {}
+
+const ListCompilesParams = Schema.Struct({
+  /** Finished compiles to return, 1 to 1,000 (default 100). */
+  limit: Schema.optional(
+    Schema.NumberFromString.pipe(
+      Schema.int({ message: () => "limit must be an integer from 1 to 1000" }),
+      Schema.between(1, 1000, { message: () => "limit must be an integer from 1 to 1000" })
+    )
+  ),
+  bankId: Schema.optional(BankId),
+  outcome: Schema.optional(CompileOutcome)
+})
+
+/**
  * @since 0.1.0
  */
 export class Health extends Schema.Class<Health>("Health")({
@@ -382,6 +405,11 @@ export class BanksGroup extends HttpApiGroup.make("banks")
       .addSuccess(BankPage)
   )
   .add(HttpApiEndpoint.get("queue", "/queue").addSuccess(QueueStats))
+  .add(
+    HttpApiEndpoint.get("listCompiles", "/compiles")
+      .setUrlParams(ListCompilesParams)
+      .addSuccess(CompileHistoryResponse)
+  )
   .add(HttpApiEndpoint.get("budget", "/budget").addSuccess(CompileBudgetState))
   .middleware(Authorization)
   .prefix("/v1")

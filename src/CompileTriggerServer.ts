@@ -30,6 +30,7 @@ import {
   BankPage,
   BatchRetainPayload,
   BatchRetainResponse,
+  CompileHistoryResponse,
   CompileTriggerApi,
   ForgetPayload,
   Health,
@@ -44,6 +45,7 @@ import {
   Unauthorized
 } from "./CompileTriggerApi.js"
 import { CompileQueue } from "./CompileQueue.js"
+import * as Dashboard from "./internal/dashboard.js"
 import { readJson, withinDepth } from "./internal/httpBody.js"
 import { encodeBankState, isValidBatch, isValidRetain } from "./internal/httpFastPath.js"
 import { isJsonMediaType } from "./internal/jsonGuards.js"
@@ -221,6 +223,12 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
             capacity: Number.isFinite(stats.capacity) ? stats.capacity : null,
             banks: stats.banks
           }, true)))
+      .handle("listCompiles", ({ urlParams }) =>
+        Effect.zipWith(
+          queue.runningCompiles(urlParams.bankId),
+          queue.recentCompiles({ limit: urlParams.limit ?? 100, bankId: urlParams.bankId, outcome: urlParams.outcome }),
+          (running, compiles) => new CompileHistoryResponse({ running, compiles }, true)
+        ))
       .handle("budget", () => queue.budget)
   }))
 
@@ -337,7 +345,8 @@ export const apiLayer = (
   )
 
 /**
- * Serves the API on `host:port` (Node's HTTP server) with `/openapi.json` and Swagger UI at `/docs`. Once listening it
+ * Serves the API on `host:port` (Node's HTTP server) with `/openapi.json`, Swagger UI at `/docs` and the dashboard at
+ * `/` and `/ui` (README "Dashboard"). Once listening it
  * is ready; when its scope closes it turns not-ready, stops accepting connections, lets requests already received
  * finish (up to `requestDrainTimeout`), then returns so the `CompileQueue` beneath it can shut down gracefully.
  *
@@ -352,6 +361,7 @@ export const layer = (options: ServerOptions): Layer.Layer<never, HttpServerErro
 
     const serve = HttpApiBuilder.serve(guardRequests).pipe(
       Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+      Layer.provide(Dashboard.layer),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
       Layer.provide(apiLayer(options.apiToken)),
       Layer.provide(NodeHttpServer.layer(() => server, { host: options.host, port: options.port })),

@@ -28,6 +28,12 @@ export {
   CompileReason,
   CompileResult
 } from "./CompileEngine.js"
+export {
+  CompileOutcome,
+  CompileRecord,
+  type RecentCompilesOptions,
+  RunningCompile
+} from "./CompileHistory.js"
 export { BudgetBucketState, CompileBudgetState, DeferredBank } from "./CompileBudget.js"
 export * as CompileMetrics from "./CompileMetrics.js"
 export {

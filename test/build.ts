@@ -29,4 +29,6 @@ export const ensureBuilt = (): void => {
     cwd: root,
     stdio: "inherit"
   })
+  // The dashboard's static files and its vendored chart library (see scripts/copy-ui.mjs).
+  execFileSync(process.execPath, [join(root, "scripts/copy-ui.mjs")], { cwd: root, stdio: "inherit" })
 }

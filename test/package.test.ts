@@ -155,6 +155,10 @@ describe.sequential("the packed package", () => {
     expect(listing).toContain("package/dist/index.d.ts")
     expect(listing).toContain("package/dist/index.js.map")
     expect(listing).toContain("package/dist/bin.js")
+    // The dashboard: its static files and the vendored uPlot with its licence (scripts/copy-ui.mjs).
+    for (const file of ["index.html", "dashboard.js", "dashboard.css", "vendor/uPlot.iife.min.js", "vendor/uPlot.LICENSE"]) {
+      expect(listing).toContain(`package/dist/ui/${file}`)
+    }
     expect(listing).toContain("package/README.md")
     expect(listing).toContain("package/LICENSE")
   })
@@ -283,6 +287,9 @@ console.log(JSON.stringify({ _tag, operation, message }))
       expect((await service.retain("packaged", 7)).status).toBe(202)
       const metrics = await (await fetch(`${service.base}/metrics`)).text()
       expect(metrics).toMatch(/^compile_trigger_retains_total 7$/m)
+      // The dashboard is served from the installed package, uPlot included.
+      expect(await (await fetch(`${service.base}/`)).text()).toContain("/ui/dashboard.js")
+      expect((await fetch(`${service.base}/ui/vendor/uPlot.iife.min.js`)).status).toBe(200)
       expect(await service.stop(), service.output()).toBe(0)
       expect(service.output()).toContain("shutting down: not ready")
     } finally {

@@ -13,6 +13,7 @@ import * as CompileMetrics from "../CompileMetrics.js"
 import type { CompileQueueService } from "../CompileQueue.js"
 import { type CompileQueueOptions, resolve } from "../CompileQueueOptions.js"
 import { type Answer, CompileCore, NOTHING } from "./compileCore.js"
+import { CompileHistory } from "./compileHistory.js"
 import { makeWorker } from "./compileWorker.js"
 import { invalidBankId, makeCompileNow, makeNotifyForget, makeNotifyRetain } from "./queueEntries.js"
 import { finalFlush, restore, writeBehind } from "./queuePersistence.js"
@@ -116,6 +117,8 @@ const service = (rt: QueueRuntime): CompileQueueService => {
       }),
     listBanks: (options) => rt.read(() => core.page(options)),
     sweepNow: rt.sweep,
+    recentCompiles: (options) => Effect.sync(() => rt.history.recent(options)),
+    runningCompiles: (bankId) => Effect.sync(() => rt.history.running(bankId)),
     stats: rt.read(() => ({ ...core.counts(), budget: core.budgetCounts(rt.now()) })),
     budget: rt.read(() => core.budgetState(rt.now())),
     config: core.config
@@ -154,7 +157,16 @@ export const make = (
     const retries = yield* FiberSet.make()
     const background = yield* FiberSet.make()
     // The synchronous entry points log and read time through what the layer was built with (logger, TestClock).
-    const rt = new QueueRuntime({ core, queue, opts, runtime: yield* Effect.runtime<never>(), clock: yield* Effect.clock, retries, workers })
+    const rt = new QueueRuntime({
+      core,
+      queue,
+      opts,
+      runtime: yield* Effect.runtime<never>(),
+      clock: yield* Effect.clock,
+      retries,
+      workers,
+      history: new CompileHistory(opts.historyCapacity)
+    })
 
     if (Option.isSome(store)) yield* restore(rt, store.value)
     yield* Effect.addFinalizer(() => shutdown(rt, workers, background, store))

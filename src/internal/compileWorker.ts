@@ -62,6 +62,14 @@ const succeeded = (rt: QueueRuntime, i: number, taken: number, now: number, resu
     rt.core.charge(i, result.tokensUsed, now)
     CompileMetrics.tokensUsed.unsafeUpdate(result.tokensUsed, NO_TAGS)
   }
+  // Recorded before the answer is carried out: a re-queued bank's next run must not start before this one ended.
+  rt.history.finished(
+    rt.core.table.ids[i]!,
+    now,
+    result.error === undefined ? "success" : "reported_error",
+    result.tokensUsed,
+    result.error
+  )
   const answer = rt.core.succeeded(i, taken, now, result.error)
   rt.fireSignals()
   if (answer !== NOTHING) rt.answered(i, answer)
@@ -73,10 +81,11 @@ const succeeded = (rt: QueueRuntime, i: number, taken: number, now: number, resu
   return Effect.logDebug(`compile finished; ${taken} memories consumed`)
 }
 
-const failed = (rt: QueueRuntime, i: number, cause: Cause.Cause<CompileError>): Effect.Effect<void> => {
+const failed = (rt: QueueRuntime, i: number, now: number, cause: Cause.Cause<CompileError>): Effect.Effect<void> => {
   const message = describeFailure(cause)
   const { attempt, retry } = rt.core.failed(i, message)
   rt.fireSignals()
+  rt.history.finished(rt.core.table.ids[i]!, now, "failure", 0, message)
   CompileMetrics.compilesFailed.unsafeUpdate(1, NO_TAGS)
   const { maxAttempts } = rt.opts
   if (!retry) {
@@ -112,9 +121,10 @@ const finish = (
     // Cut off by shutdown: the compile did not happen, so the bank still needs one.
     rt.core.interrupted(i)
     rt.fireSignals()
+    rt.history.abandoned(rt.core.table.ids[i]!)
     return Effect.logWarning("compile interrupted by shutdown; the bank stays pending")
   }
-  return failed(rt, i, exit.cause)
+  return failed(rt, i, now, exit.cause)
 }
 
 /** The budget held the bank at the head or deferred it: nothing runs; the gauge follows, a deferral arms its timer. */
@@ -158,6 +168,7 @@ export const makeWorker = (rt: QueueRuntime, engine: CompileEngineService, traci
     CompileMetrics.running.unsafeModify(1, NO_TAGS)
     const job = rt.core.job(i, taken)
     const bankId = job.bankId
+    rt.history.started(job, startedAt)
     // Set on the worker fiber without restoring (the next compile overwrites it): half the cost of annotateLogs.
     return FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set<string, unknown>("bankId", bankId)).pipe(
       Effect.zipRight(restore(runEngine(bankId, job))),

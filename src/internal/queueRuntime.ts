@@ -33,6 +33,7 @@ import {
   RECHECK,
   TIMELINE
 } from "./compileCore.js"
+import type { CompileHistory } from "./compileHistory.js"
 import { sleepMillis } from "./sleep.js"
 
 /** One shared empty tag list: metric hooks are cached per tag-array identity. */
@@ -57,6 +58,8 @@ export interface QueueRuntimeParts {
   readonly clock: Clock.Clock
   /** Retry, forget-delay and deferred-bank timers; cleared first at close. */
   readonly retries: FiberSet.FiberSet
+  /** The last finished engine runs and those in flight (written by the workers only). */
+  readonly history: CompileHistory
   /** The workers: the global budget's timer lives with them, so it still opens during the shutdown grace period. */
   readonly workers: FiberSet.FiberSet
 }
@@ -67,6 +70,7 @@ export class QueueRuntime {
   readonly opts: ResolvedCompileQueueOptions
   readonly clock: Clock.Clock
   readonly retries: FiberSet.FiberSet
+  readonly history: CompileHistory
   readonly workers: FiberSet.FiberSet
   /** True once the shutdown deadline passed and compiles are being interrupted. */
   interruptingCompiles = false
@@ -97,6 +101,7 @@ export class QueueRuntime {
     this.opts = parts.opts
     this.clock = parts.clock
     this.retries = parts.retries
+    this.history = parts.history
     this.workers = parts.workers
     this.budgeted = parts.core.budget.globalLimited
     this.runSync = Runtime.runSync(parts.runtime)

@@ -71,6 +71,10 @@ const describeRequest = (fuzz: FuzzRequest): string => {
 const checkAnswer = (fuzz: FuzzRequest, answer: Answer): string | undefined => {
   const { status } = answer
   if (!((status >= 200 && status < 300) || (status >= 400 && status < 500))) return `status ${status}`
+  // The dashboard's page (README "Dashboard") is HTML, served to anyone.
+  if (fuzz.method === "GET" && fuzz.path === "/") {
+    return status === 200 && (answer.contentType ?? "").startsWith("text/html") ? undefined : `GET / answered ${status}`
+  }
   if (!(answer.contentType ?? "").startsWith("application/json")) return `status ${status} with content-type ${answer.contentType}`
   let body: unknown
   try {
