@@ -158,22 +158,16 @@ const feed = (
   const { bankIds, banks, counts, length, times } = workload
   const retain = queue.unsafeNotifyRetain
   const forget = queue.unsafeNotifyForget
-  let nextDue = clock.nextDue
   for (let n = 0; n < length; n++) {
     const time = times[n]!
-    if (time >= nextDue) {
-      clock.advanceTo(time)
-      nextDue = clock.nextDue
-    } else clock.now = time
+    // Timers are set while fibers run, and also synchronously by an entry point (a forget delay): ask every time.
+    if (time >= clock.nextDue) clock.advanceTo(time)
+    else clock.now = time
     const bank = banks[n]!
     const count = counts[n]!
     if (count > 0) retain(bankIds[bank]!, count) // its memories wait in the backlog from here (see retainChains)
     else forget(bankIds[bank]!, -count)
-    // Only fibers the event woke (a worker taking a queued bank, the staleness watcher) set new timers.
-    if (!scheduler.idle) {
-      scheduler.flush()
-      nextDue = clock.nextDue
-    }
+    if (!scheduler.idle) scheduler.flush() // fibers the event woke: a worker taking a queued bank, the watcher
     if ((n & PROGRESS_EVERY) === PROGRESS_EVERY && onProgress !== undefined) onProgress(n + 1)
   }
   clock.advanceTo(workload.end)
