@@ -23,6 +23,8 @@ export interface Scale {
   readonly quick: boolean
   /** 1 for the full run, 10 for `--quick`. */
   readonly divisor: number
+  /** `--budget`: B1/B2 on a queue with a (non-binding) cost budget. */
+  readonly budget?: boolean | undefined
 }
 
 /** One shared result, built without validation: the instant engine must not dominate what is measured. */

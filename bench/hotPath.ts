@@ -74,7 +74,11 @@ export const hotPathRows = async (scale: Scale): Promise<Array<Row>> => {
   let compiles = 0
   // maxQueueSize as in the reference (banks + 1): nothing is dropped, every trigger compiles.
   const { close, queue } = await openQueue(
-    { config: { sizeThreshold: THRESHOLD }, maxQueueSize: BANKS + 1 },
+    {
+      config: { sizeThreshold: THRESHOLD },
+      maxQueueSize: BANKS + 1,
+      ...(scale.budget === true ? { budget: { tokens: 1e12, compiles: 1e9, bankTokens: 1e9 } } : {})
+    },
     instantEngine(() => compiles++)
   )
 

@@ -1,6 +1,6 @@
 /**
- * A bank's own compile settings: any of the queue's six trigger settings, set for one bank; the rest fall back to the
- * queue's config.
+ * A bank's own compile settings: any of the queue's six trigger settings, set for one bank (the rest fall back to the
+ * queue's config), and its own token budget (`bankTokens`).
  *
  * @since 0.1.0
  */
@@ -19,7 +19,14 @@ export class BankPolicy extends Schema.Class<BankPolicy>("BankPolicy")({
   stalenessDays: Schema.optional(triggerFields.stalenessDays),
   stalenessMinMemories: Schema.optional(triggerFields.stalenessMinMemories),
   forgetThreshold: Schema.optional(triggerFields.forgetThreshold),
-  forgetDelaySeconds: Schema.optional(triggerFields.forgetDelaySeconds)
+  forgetDelaySeconds: Schema.optional(triggerFields.forgetDelaySeconds),
+  /**
+   * The bank's own token budget per `budget.period` (a positive integer), instead of the queue's `budget.bankTokens`.
+   * Not a trigger setting: it decides when the bank's compiles may start, not whether it needs one.
+   */
+  bankTokens: Schema.optional(
+    Schema.Int.pipe(Schema.positive({ message: () => "bankTokens must be a positive integer" }))
+  )
 }) {}
 
 /**

@@ -30,6 +30,29 @@ export interface PersistedBank {
   readonly forgets?: number | undefined
   /** The bank's own settings (absent: none). */
   readonly policy?: BankPolicy | null | undefined
+  /** The bank's own token bucket, when it is not full: its level and the time of that level (absent: full). */
+  readonly budget?: StoredLevel | null | undefined
+}
+
+/**
+ * A bucket level (tokens or compiles, may be negative or fractional) and the time it was measured (epoch millis):
+ * refilled from then on at load, so a restart does not refill a spent budget.
+ *
+ * @since 0.1.0
+ */
+export interface StoredLevel {
+  readonly level: number
+  readonly at: number
+}
+
+/**
+ * The global budget's levels as stored (`null`: that limit was off).
+ *
+ * @since 0.1.0
+ */
+export interface PersistedBudget {
+  readonly tokens: StoredLevel | null
+  readonly compiles: StoredLevel | null
 }
 
 /**
@@ -50,10 +73,16 @@ export interface BankStateStoreService {
   readonly load: Effect.Effect<ReadonlyArray<PersistedBank>, BankStoreError>
   /** Inserts or replaces these banks, all or nothing. */
   readonly save: (banks: ReadonlyArray<PersistedBank>) => Effect.Effect<void, BankStoreError>
+  /** The global budget's levels (absent method or `null`: none stored; the budget starts full). */
+  readonly loadBudget?: Effect.Effect<PersistedBudget | null, BankStoreError> | undefined
+  /** Replaces the global budget's levels. A store without it keeps only per-bank levels. */
+  readonly saveBudget?: ((budget: PersistedBudget) => Effect.Effect<void, BankStoreError>) | undefined
 }
 
 const TABLE = "compile_trigger_banks"
-/** Rows per INSERT: 9 parameters a row stays under SQLite's 32,766 and Postgres' 65,535 parameter limits. */
+/** The global budget's levels: one row per limited bucket ("tokens", "compiles"). */
+const BUDGET_TABLE = "compile_trigger_budget"
+/** Rows per INSERT: 11 parameters a row stays under SQLite's 32,766 and Postgres' 65,535 parameter limits. */
 const BATCH = 1000
 
 const errorMessage = (error: unknown): string =>
@@ -84,6 +113,13 @@ const policyFromColumn = (value: unknown): BankPolicy | null | undefined =>
 
 /** Decodes one row by hand: a million rows must load in seconds, not minutes. */
 const fromRow = (row: Record<string, unknown>): PersistedBank | undefined => {
+  const bank = bankFromRow(row)
+  if (bank === undefined) return undefined
+  const budget = levelFrom(row.budget_level, row.budget_at)
+  return budget === null ? bank : { ...bank, budget }
+}
+
+const bankFromRow = (row: Record<string, unknown>): PersistedBank | undefined => {
   const bankId = row.bank_id
   const memories = toNumber(row.memories)
   const failures = toNumber(row.consecutive_failures)
@@ -103,6 +139,13 @@ const fromRow = (row: Record<string, unknown>): PersistedBank | undefined => {
   }
 }
 
+/** A stored level and its time; null unless both are readable numbers. */
+const levelFrom = (level: unknown, at: unknown): StoredLevel | null => {
+  const value = toNumber(level)
+  const time = toNumber(at)
+  return value !== null && Number.isFinite(value) && time !== null && Number.isFinite(time) ? { level: value, at: time } : null
+}
+
 const migrations = Migrator.fromRecord({
   "1_create_banks": Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql`CREATE TABLE ${sql(TABLE)} (
@@ -119,7 +162,18 @@ const migrations = Migrator.fromRecord({
     Effect.zipRight(
       sql`ALTER TABLE ${sql(TABLE)} ADD COLUMN forgets BIGINT NOT NULL DEFAULT 0`,
       sql`ALTER TABLE ${sql(TABLE)} ADD COLUMN policy TEXT`
-    ))
+    )),
+  // Spent budget survives restarts: each bank's own bucket level (NULL: full) and the global levels.
+  "3_budget": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.all([
+      sql`ALTER TABLE ${sql(TABLE)} ADD COLUMN budget_level DOUBLE PRECISION`,
+      sql`ALTER TABLE ${sql(TABLE)} ADD COLUMN budget_at BIGINT`,
+      sql`CREATE TABLE ${sql(BUDGET_TABLE)} (
+        bucket TEXT PRIMARY KEY,
+        level DOUBLE PRECISION NOT NULL,
+        at BIGINT NOT NULL
+      )`
+    ], { discard: true }))
 })
 
 /**
@@ -129,11 +183,17 @@ const migrations = Migrator.fromRecord({
  */
 export const makeMemory: Effect.Effect<BankStateStoreService> = Effect.sync(() => {
   const rows = new Map<string, PersistedBank>()
+  let budget: PersistedBudget | null = null
   return {
     load: Effect.sync(() => Array.from(rows.values())),
     save: (banks) =>
       Effect.sync(() => {
         for (const bank of banks) rows.set(bank.bankId, bank)
+      }),
+    loadBudget: Effect.sync(() => budget),
+    saveBudget: (levels) =>
+      Effect.sync(() => {
+        budget = levels
       })
   }
 })
@@ -157,7 +217,9 @@ export const makeSql: Effect.Effect<BankStateStoreService, BankStoreError, SqlCl
         last_error = excluded.last_error,
         status = excluded.status,
         forgets = excluded.forgets,
-        policy = excluded.policy`
+        policy = excluded.policy,
+        budget_level = excluded.budget_level,
+        budget_at = excluded.budget_at`
     const upsert = (banks: ReadonlyArray<PersistedBank>) =>
       sql`INSERT INTO ${sql(TABLE)} ${
         sql.insert(banks.map((bank) => ({
@@ -169,16 +231,20 @@ export const makeSql: Effect.Effect<BankStateStoreService, BankStoreError, SqlCl
           last_error: bank.lastError,
           status: bank.status,
           forgets: bank.forgets ?? 0,
-          policy: policyColumn(bank)
+          policy: policyColumn(bank),
+          budget_level: bank.budget?.level ?? null,
+          budget_at: bank.budget?.at ?? null
         })))
       } ${sql.literal(onConflict)}`
-    // Postgres: one statement of nine array parameters, however many banks (multi-row VALUES cost 1.4 s per 100k).
+    // Postgres: one statement of eleven array parameters, however many banks (multi-row VALUES cost 1.4 s per 100k).
     const upsertUnnest = (banks: ReadonlyArray<PersistedBank>) =>
       sql.unsafe(
         `INSERT INTO ${TABLE}
-          (bank_id, memories, last_compile_at, first_retain_at, consecutive_failures, last_error, status, forgets, policy)
+          (bank_id, memories, last_compile_at, first_retain_at, consecutive_failures, last_error, status, forgets, policy,
+            budget_level, budget_at)
         SELECT * FROM UNNEST(
-          $1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::integer[], $6::text[], $7::text[], $8::bigint[], $9::text[]
+          $1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::integer[], $6::text[], $7::text[], $8::bigint[], $9::text[],
+          $10::float8[], $11::bigint[]
         )
         ${onConflict}`,
         [
@@ -190,7 +256,9 @@ export const makeSql: Effect.Effect<BankStateStoreService, BankStoreError, SqlCl
           banks.map((bank) => bank.lastError),
           banks.map((bank) => bank.status),
           banks.map((bank) => bank.forgets ?? 0),
-          banks.map(policyColumn)
+          banks.map(policyColumn),
+          banks.map((bank) => bank.budget?.level ?? null),
+          banks.map((bank) => bank.budget?.at ?? null)
         ]
       )
     const saveAll = (banks: ReadonlyArray<PersistedBank>) =>
@@ -227,6 +295,26 @@ export const makeSql: Effect.Effect<BankStateStoreService, BankStoreError, SqlCl
         return sql.withTransaction(saveAll(banks)).pipe(
           Effect.mapError(storeError("save"))
         )
+      },
+      loadBudget: sql<Record<string, unknown>>`SELECT * FROM ${sql(BUDGET_TABLE)}`.pipe(
+        Effect.map((rows): PersistedBudget | null => {
+          if (rows.length === 0) return null
+          const level = (bucket: string) => {
+            const row = rows.find((row) => row.bucket === bucket)
+            return row === undefined ? null : levelFrom(row.level, row.at)
+          }
+          return { tokens: level("tokens"), compiles: level("compiles") }
+        }),
+        Effect.mapError(storeError("load"))
+      ),
+      saveBudget: (budget) => {
+        const rows = (["tokens", "compiles"] as const).flatMap((bucket) => {
+          const level = budget[bucket]
+          return level === null ? [] : [{ bucket, level: level.level, at: level.at }]
+        })
+        const clear = sql`DELETE FROM ${sql(BUDGET_TABLE)}`
+        const write = rows.length === 0 ? clear : Effect.zipRight(clear, sql`INSERT INTO ${sql(BUDGET_TABLE)} ${sql.insert(rows)}`)
+        return sql.withTransaction(write).pipe(Effect.asVoid, Effect.mapError(storeError("save")))
       }
     }
   }

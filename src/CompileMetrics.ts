@@ -71,3 +71,21 @@ export const storeFlushFailures = Metric.counter("compile_trigger_store_flush_fa
   description: "Failed flushes of bank state to the store",
   incremental: true
 })
+
+/** LLM tokens compiles reported using (`CompileResult.tokensUsed`, successful or with `error`). */
+export const tokensUsed = Metric.counter("compile_trigger_tokens_used_total", {
+  description: "LLM tokens used by compiles (CompileResult.tokensUsed)",
+  incremental: true
+})
+
+/** Banks waiting for budget now: at the head of the queue (global budget spent) or deferred (own budget spent). */
+export const budgetWaiting = Metric.gauge("compile_trigger_budget_waiting", {
+  description: "Compiles waiting for budget (global or the bank's own)"
+})
+
+/** How long a compile waited for budget before it started, in seconds (only compiles that waited). */
+export const budgetWait = Metric.histogram(
+  "compile_trigger_budget_wait_seconds",
+  MetricBoundaries.exponential({ start: 0.1, factor: 2, count: 20 }),
+  "Time compiles waited for budget, in seconds"
+)

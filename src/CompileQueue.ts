@@ -7,6 +7,7 @@
 import { type Cause, Context, type Duration, type Effect, Layer, type Option, type Scope } from "effect"
 import type { BankCompileState, BankStatus } from "./BankCompileState.js"
 import type { BankPolicy, BankPolicyError, BankPolicyInput } from "./BankPolicy.js"
+import type { CompileBudgetState } from "./CompileBudget.js"
 import type { CompileEngine } from "./CompileEngine.js"
 import type { CompileQueueOptions } from "./CompileQueueOptions.js"
 import type { CompileTriggerConfig } from "./CompileTriggerConfig.js"
@@ -28,6 +29,20 @@ export interface CompileQueueStats {
   readonly queued: number
   /** `maxQueueSize`; `Infinity` when unbounded. */
   readonly capacity: number
+  /** The cost budget now (`Infinity` where unlimited); `CompileQueue.budget` has the details. */
+  readonly budget: CompileQueueBudgetStats
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface CompileQueueBudgetStats {
+  /** Tokens left in the global bucket (continuous; negative after a compile used more than was left). */
+  readonly tokensAvailable: number
+  /** Compiles left in the global bucket (continuous: a compile needs at least 1). */
+  readonly compilesAvailable: number
+  /** Banks deferred because their own token bucket is spent (pending, holding no worker and no queue slot). */
+  readonly deferred: number
 }
 
 /**
@@ -97,6 +112,8 @@ export interface CompileQueueService {
   /** Banks page by page, optionally only those with one status. */
   readonly listBanks: (options?: ListBanksOptions) => Effect.Effect<BankPage>
   readonly stats: Effect.Effect<CompileQueueStats>
+  /** The cost budget in full: bucket levels, when they next let a compile start and refill, the deferred banks. */
+  readonly budget: Effect.Effect<CompileBudgetState>
   readonly config: CompileTriggerConfig
 }
 

@@ -32,6 +32,37 @@ export interface CompileQueueOptions {
   readonly shutdownTimeout?: Duration.DurationInput | undefined
   /** With a `BankStateStore`: how often changed banks are written behind (default 1 second). */
   readonly flushInterval?: Duration.DurationInput | undefined
+  /**
+   * Cost budgets, as token buckets refilled continuously over `period` (default 1 hour). Every limit is optional, a
+   * positive integer; absent = unlimited. See the README's "Cost budgets".
+   */
+  readonly budget?: CompileBudgetOptions | undefined
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface CompileBudgetOptions {
+  /** LLM tokens all compiles may use per period; a compile starts only while more than 0 are left. */
+  readonly tokens?: number | undefined
+  /** Engine runs per period (each takes 1 when it starts). */
+  readonly compiles?: number | undefined
+  /** Tokens each bank may use per period (a `BankPolicy` may set its own `bankTokens`). */
+  readonly bankTokens?: number | undefined
+  /** The period over which each bucket refills completely (default 1 hour). */
+  readonly period?: Duration.DurationInput | undefined
+}
+
+/**
+ * The budget with its default applied; `Infinity` where unlimited.
+ *
+ * @since 0.1.0
+ */
+export interface ResolvedCompileBudget {
+  readonly tokens: number
+  readonly compiles: number
+  readonly bankTokens: number
+  readonly period: Duration.Duration
 }
 
 /**
@@ -60,6 +91,7 @@ export interface ResolvedCompileQueueOptions {
   readonly baseDelay: Duration.Duration
   readonly shutdownTimeout: Duration.Duration
   readonly flushInterval: Duration.Duration
+  readonly budget: ResolvedCompileBudget
 }
 
 const invalid = (option: string, message: string) => Either.left(new CompileQueueOptionsError({ option, message }))
@@ -108,6 +140,33 @@ const triggerConfig = (
   )
 }
 
+const limit = (option: string, input: unknown): Either.Either<number, CompileQueueOptionsError> => {
+  if (input === undefined) return Either.right(Infinity)
+  if (typeof input !== "number" || !Number.isSafeInteger(input) || input < 1) {
+    return invalid(option, `${option} must be a positive integer, got ${String(input)}`)
+  }
+  return Either.right(input)
+}
+
+const budget = (input: CompileBudgetOptions | undefined): Either.Either<ResolvedCompileBudget, CompileQueueOptionsError> =>
+  Either.gen(function*() {
+    if (input === undefined) {
+      return { tokens: Infinity, compiles: Infinity, bankTokens: Infinity, period: Duration.hours(1) }
+    }
+    if (typeof input !== "object" || input === null) {
+      return yield* invalid("budget", `budget must be an object, got ${String(input)}`)
+    }
+    const known = new Set(["tokens", "compiles", "bankTokens", "period"])
+    const unknown = Object.keys(input).find((key) => !known.has(key))
+    if (unknown !== undefined) return yield* invalid(`budget.${unknown}`, `budget.${unknown} is not a budget option`)
+    const tokens = yield* limit("budget.tokens", input.tokens)
+    const compiles = yield* limit("budget.compiles", input.compiles)
+    const bankTokens = yield* limit("budget.bankTokens", input.bankTokens)
+    const period = yield* duration("budget.period", input.period, "1 hour", false)
+    if (!Duration.isFinite(period)) return yield* invalid("budget.period", "budget.period must be finite")
+    return { tokens, compiles, bankTokens, period }
+  })
+
 /**
  * Applies defaults and checks every option; the error names the first invalid one.
  *
@@ -131,7 +190,9 @@ export const resolve = (
     const baseDelay = yield* duration("retry.baseDelay", options.retry?.baseDelay, "1 second", true)
     const shutdownTimeout = yield* duration("shutdownTimeout", options.shutdownTimeout, "30 seconds", true)
     const flushInterval = yield* duration("flushInterval", options.flushInterval, "1 second", false)
+    const resolvedBudget = yield* budget(options.budget)
     return {
+      budget: resolvedBudget,
       config,
       maxQueueSize: maxQueueSize <= 0 ? Infinity : maxQueueSize,
       concurrency,

@@ -18,6 +18,7 @@ import {
 import { Option, ParseResult, Redacted, Schema } from "effect"
 import { BankCompileState, BankStatus } from "./BankCompileState.js"
 import { BankPolicy } from "./BankPolicy.js"
+import { CompileBudgetState } from "./CompileBudget.js"
 import { CompileTriggerConfig } from "./CompileTriggerConfig.js"
 import { isValidBatch } from "./internal/httpFastPath.js"
 
@@ -381,6 +382,7 @@ export class BanksGroup extends HttpApiGroup.make("banks")
       .addSuccess(BankPage)
   )
   .add(HttpApiEndpoint.get("queue", "/queue").addSuccess(QueueStats))
+  .add(HttpApiEndpoint.get("budget", "/budget").addSuccess(CompileBudgetState))
   .middleware(Authorization)
   .prefix("/v1")
 {}

@@ -221,6 +221,7 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
             capacity: Number.isFinite(stats.capacity) ? stats.capacity : null,
             banks: stats.banks
           }, true)))
+      .handle("budget", () => queue.budget)
   }))
 
 const HealthLive = HttpApiBuilder.group(CompileTriggerApi, "health", (handlers) =>

@@ -52,6 +52,22 @@ export interface ServiceConfig {
   readonly apiToken: Option.Option<Redacted.Redacted>
   readonly logFormat: "pretty" | "json"
   readonly logLevel: LogLevel.LogLevel
+  /** `COMPILE_BUDGET_*`: the cost budget (each limit `None` when unset: unlimited). */
+  readonly budget: BudgetSettings
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface BudgetSettings {
+  /** `COMPILE_BUDGET_TOKENS`: LLM tokens all compiles may use per period. */
+  readonly tokens: Option.Option<number>
+  /** `COMPILE_BUDGET_COMPILES`: engine runs per period. */
+  readonly compiles: Option.Option<number>
+  /** `COMPILE_BUDGET_BANK_TOKENS`: tokens each bank may use per period (a policy's `bankTokens` overrides it). */
+  readonly bankTokens: Option.Option<number>
+  /** `COMPILE_BUDGET_PERIOD`: the refill period (default 1 hour). */
+  readonly period: Duration.Duration
 }
 
 /** Service defaults where they differ from the library's (a sidecar serves many banks and calls a slow endpoint). */
@@ -68,7 +84,8 @@ export const defaults = {
    * A forget burst (a user or an agent cleaning up a bank) arrives over seconds to a minute: one minute folds it into
    * one compile, while a page still citing a forgotten memory waits about as long as one compile takes anyway.
    */
-  forgetDelay: "1 minute"
+  forgetDelay: "1 minute",
+  budgetPeriod: "1 hour"
 } as const
 
 type Parse<A> = (raw: string) => Either.Either<A, string>
@@ -200,6 +217,25 @@ const boolean: Parse<boolean> = (raw) => {
 
 const libraryDefaults = new CompileTriggerConfig({})
 
+const budget: Config.Config<BudgetSettings> = Config.all({
+  tokens: variable("COMPILE_BUDGET_TOKENS", integer(1)),
+  compiles: variable("COMPILE_BUDGET_COMPILES", integer(1)),
+  bankTokens: variable("COMPILE_BUDGET_BANK_TOKENS", integer(1)),
+  period: durationVariable("COMPILE_BUDGET_PERIOD", false, defaults.budgetPeriod)
+})
+
+/**
+ * The budget settings as `CompileQueueOptions.budget`.
+ *
+ * @since 0.1.0
+ */
+export const budgetOptions = (settings: BudgetSettings) => ({
+  tokens: Option.getOrUndefined(settings.tokens),
+  compiles: Option.getOrUndefined(settings.compiles),
+  bankTokens: Option.getOrUndefined(settings.bankTokens),
+  period: settings.period
+})
+
 const trigger: Config.Config<CompileTriggerConfig> = Config.all({
   enabled: withDefault(variable("COMPILE_DEFAULT_ENABLED", boolean), libraryDefaults.enabled),
   forgetThreshold: withDefault(variable("COMPILE_FORGET_THRESHOLD", integer(1)), libraryDefaults.forgetThreshold),
@@ -246,7 +282,8 @@ export const config: Config.Config<ServiceConfig> = Config.all({
   flushInterval: durationVariable("COMPILE_FLUSH_INTERVAL", false, defaults.flushInterval),
   engine,
   apiToken: secret("API_TOKEN"),
-  logging
+  logging,
+  budget
 }).pipe(Config.map(({ logging, ...rest }) => ({ ...rest, ...logging })))
 
 /**
@@ -267,8 +304,18 @@ export const describe = (config: ServiceConfig): string =>
     `sweepInterval=${Duration.format(config.sweepInterval)}`,
     `compileTimeout=${Duration.format(config.compileTimeout)}`,
     `shutdownTimeout=${Duration.format(config.shutdownTimeout)}`,
-    `flushInterval=${Duration.format(config.flushInterval)}`
+    `flushInterval=${Duration.format(config.flushInterval)}`,
+    `budget=${describeBudget(config.budget)}`
   ].join(" ")
+
+const describeBudget = (budget: BudgetSettings): string => {
+  const limits = [
+    Option.map(budget.tokens, (n) => `${n} tokens`),
+    Option.map(budget.compiles, (n) => `${n} compiles`),
+    Option.map(budget.bankTokens, (n) => `${n} tokens/bank`)
+  ].flatMap((limit) => Option.isSome(limit) ? [limit.value] : [])
+  return limits.length === 0 ? "unlimited" : `${limits.join(",")}/${Duration.format(budget.period).replace(/ /g, "")}`
+}
 
 /**
  * A `ConfigError` as one line: every problem, each naming its variable.

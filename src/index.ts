@@ -28,17 +28,21 @@ export {
   CompileReason,
   CompileResult
 } from "./CompileEngine.js"
+export { BudgetBucketState, CompileBudgetState, DeferredBank } from "./CompileBudget.js"
 export * as CompileMetrics from "./CompileMetrics.js"
 export {
   type BankPage,
   CompileQueue,
+  type CompileQueueBudgetStats,
   type CompileQueueService,
   type CompileQueueStats,
   type ListBanksOptions
 } from "./CompileQueue.js"
 export {
+  type CompileBudgetOptions,
   type CompileQueueOptions,
   CompileQueueOptionsError,
+  type ResolvedCompileBudget,
   type ResolvedCompileQueueOptions
 } from "./CompileQueueOptions.js"
 export {
@@ -53,6 +57,8 @@ export {
   BankStoreError,
   makeMemory as makeMemoryBankStateStore,
   makeSql as makeSqlBankStateStore,
-  type PersistedBank
+  type PersistedBank,
+  type PersistedBudget,
+  type StoredLevel
 } from "./BankStateStore.js"
 export * as DryRunEngine from "./DryRunEngine.js"

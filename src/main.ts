@@ -43,7 +43,8 @@ const Queue = (config: ServiceConfig.ServiceConfig) =>
     // The engine enforces compileTimeout itself (the webhook's CompileError names it); this is only a backstop.
     compileTimeout: Duration.sum(config.compileTimeout, Duration.seconds(1)),
     shutdownTimeout: config.shutdownTimeout,
-    flushInterval: config.flushInterval
+    flushInterval: config.flushInterval,
+    budget: ServiceConfig.budgetOptions(config.budget)
   }).pipe(
     Layer.tap(() => Effect.logInfo(`queue: ${ServiceConfig.describe(config)}`)),
     Layer.provide(Engine(config)),

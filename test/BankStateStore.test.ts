@@ -15,6 +15,7 @@ import {
   BankStoreError,
   CompileMetrics,
   type CompileQueueOptions,
+  CompileResult,
   type PersistedBank
 } from "../src/index.js"
 import { openQueue } from "./utils.js"
@@ -36,7 +37,7 @@ const stores: ReadonlyArray<[string, () => Layer.Layer<BankStateStore, BankStore
   ...(pgUrl === "" ? [] : [[
     "pg",
     () =>
-      Layer.effectDiscard(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS compile_trigger_banks, compile_trigger_migrations`)).pipe(
+      Layer.effectDiscard(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS compile_trigger_banks, compile_trigger_migrations, compile_trigger_budget`)).pipe(
         Layer.provide(PgClient.layer({ url: Redacted.make(pgUrl) })),
         Layer.orDie,
         Layer.flatMap(() => BankStateStore.pg({ url: Redacted.make(pgUrl) }))
@@ -53,7 +54,8 @@ const bank = (n: number, patch: Partial<PersistedBank> = {}): PersistedBank => (
   lastError: n % 3 === 0 ? `error ${n}: "quoted", ünïcode` : null,
   status: (["idle", "pending", "running"] as const)[n % 3]!,
   forgets: n % 4,
-  policy: n % 4 === 1 ? new BankPolicy({ enabled: n % 8 === 1, sizeThreshold: n, forgetDelaySeconds: 0.5 }) : null,
+  policy: n % 4 === 1 ? new BankPolicy({ enabled: n % 8 === 1, sizeThreshold: n, forgetDelaySeconds: 0.5, bankTokens: 100 + n }) : null,
+  ...(n % 3 === 1 ? { budget: { level: -123.25 - n, at: 1_700_000_000_000 + n } } : {}),
   ...patch
 })
 
@@ -72,6 +74,13 @@ describe("BankStateStore — contract", () => {
           const banks = [0, 1, 2, 3, 4, 5].map((n) => bank(n))
           yield* store.save(banks)
           expect(byId(yield* store.load)).toEqual(byId(banks))
+          // The global budget's levels: none stored yet, then replaced whole (a limit turned off drops its row).
+          expect(yield* store.loadBudget!).toBeNull()
+          const budget = { tokens: { level: -200.5, at: 1_700_000_000_123 }, compiles: { level: 3.25, at: 1_700_000_000_456 } }
+          yield* store.saveBudget!(budget)
+          expect(yield* store.loadBudget!).toEqual(budget)
+          yield* store.saveBudget!({ tokens: { level: 10, at: 1 }, compiles: null })
+          expect(yield* store.loadBudget!).toEqual({ tokens: { level: 10, at: 1 }, compiles: null })
         }).pipe(Effect.provide(makeStore())))
 
       it.live("batched upsert: 2,500 banks in one save, then 1,000 replaced", () =>
@@ -153,7 +162,7 @@ describe("BankStateStore — migration from the first schema", () => {
       "pg",
       () => ({
         client: PgClient.layer({ url: Redacted.make(pgUrl) }).pipe(Layer.tap((context) =>
-          Context.get(context, SqlClient.SqlClient)`DROP TABLE IF EXISTS compile_trigger_banks, compile_trigger_migrations`
+          Context.get(context, SqlClient.SqlClient)`DROP TABLE IF EXISTS compile_trigger_banks, compile_trigger_migrations, compile_trigger_budget`
         )),
         store: BankStateStore.pg({ url: Redacted.make(pgUrl) })
       })
@@ -219,6 +228,52 @@ describe("CompileQueue with a store", () => {
       const after = yield* second.queue.state
       expect([...after.keys()].sort()).toEqual([...before.keys()].sort())
       for (const [id, state] of before) expect(after.get(id)).toEqual(state)
+      yield* second.close
+    }))
+
+  it.effect("a restart keeps a spent global budget spent (SQLite): the next compile waits for the refill", () =>
+    Effect.gen(function*() {
+      const filename = tempFile()
+      const options: CompileQueueOptions = { budget: { tokens: 1000 }, shutdownTimeout: 0, flushInterval: "1 day" }
+      const first = yield* openQueue(BankStateStore.sqlite({ filename }), options)
+      first.engine.behavior = (bankId) => Effect.succeed(new CompileResult({ bankId, tokensUsed: 1500 }))
+      yield* first.queue.compileNow("a")
+      yield* first.queue.drain()
+      expect((yield* first.queue.stats).budget.tokensAvailable).toBe(-500)
+      yield* first.close
+
+      const second = yield* openQueue(BankStateStore.sqlite({ filename }), options)
+      expect((yield* second.queue.stats).budget.tokensAvailable).toBe(-500) // not refilled by the restart
+      yield* second.queue.compileNow("b")
+      yield* TestClock.adjust(30 * 60_000) // -500 at 1,000/h: back at 0, not above it
+      expect(second.engine.calls).toEqual([])
+      yield* TestClock.adjust(1)
+      yield* second.queue.drain()
+      expect(second.engine.calls).toEqual(["b"])
+      yield* second.close
+    }))
+
+  it.effect("a restart keeps a bank's spent own bucket and the compiles bucket (SQLite)", () =>
+    Effect.gen(function*() {
+      const filename = tempFile()
+      const options: CompileQueueOptions = { budget: { compiles: 10, bankTokens: 1000 }, shutdownTimeout: 0, flushInterval: "1 day" }
+      const first = yield* openQueue(BankStateStore.sqlite({ filename }), options)
+      first.engine.behavior = (bankId) => Effect.succeed(new CompileResult({ bankId, tokensUsed: 1500 }))
+      yield* first.queue.compileNow("a")
+      yield* first.queue.drain()
+      yield* first.close
+
+      const second = yield* openQueue(BankStateStore.sqlite({ filename }), options)
+      expect((yield* second.queue.stats).budget.compilesAvailable).toBe(9)
+      yield* second.queue.compileNow("a") // at -500 of its own 1,000/h: deferred for 30 minutes
+      yield* second.queue.compileNow("b")
+      yield* second.queue.drain({ timeout: "1 second" }).pipe(Effect.fork, Effect.zipLeft(TestClock.adjust("1 second")))
+      expect(second.engine.calls).toEqual(["b"])
+      const report = yield* second.queue.budget
+      expect(report.deferred.map((bank) => [bank.bankId, bank.tokensAvailable])).toEqual([["a", -500 + 1000 / 3600]])
+      yield* TestClock.adjust(30 * 60_000)
+      yield* second.queue.drain()
+      expect(second.engine.calls).toEqual(["b", "a"])
       yield* second.close
     }))
 

@@ -7,7 +7,9 @@ import { Option } from "effect"
 import { BankPolicy } from "../src/BankPolicy.js"
 import {
   type Answer,
+  BUDGET,
   CompileCore,
+  DEFERRED,
   DELAY,
   DRAINED,
   DROPPED,
@@ -16,13 +18,24 @@ import {
   QUEUED,
   RECHECK,
   SKIPPED,
-  TIMELINE
+  TIMELINE,
+  WAIT_BUDGET
 } from "../src/internal/compileCore.js"
+import type { BudgetLimits } from "../src/internal/tokenBucket.js"
+import { TokenBucket } from "../src/internal/tokenBucket.js"
 import { CompileTriggerConfig, type CompileTriggerConfigInput } from "../src/CompileTriggerConfig.js"
 
 const DAY = 86_400_000
+const HOUR = 3_600_000
 
-const harness = (options: { config?: CompileTriggerConfigInput; maxQueueSize?: number; maxAttempts?: number } = {}) => {
+const harness = (
+  options: {
+    config?: CompileTriggerConfigInput
+    maxQueueSize?: number
+    maxAttempts?: number
+    budget?: Partial<BudgetLimits>
+  } = {}
+) => {
   const capacity = options.maxQueueSize ?? Infinity
   const fifo: Array<number> = []
   const core = new CompileCore({
@@ -31,7 +44,14 @@ const harness = (options: { config?: CompileTriggerConfigInput; maxQueueSize?: n
     baseDelayMillis: 1000,
     maxQueueSize: capacity,
     persistent: false,
-    offer: (i) => fifo.length < capacity && fifo.push(i) > 0
+    offer: (i) => fifo.length < capacity && fifo.push(i) > 0,
+    budget: options.budget === undefined ? undefined : {
+      tokens: Infinity,
+      compiles: Infinity,
+      bankTokens: Infinity,
+      periodMillis: HOUR,
+      ...options.budget
+    }
   })
   const bank = (id: string) => core.table.index.get(id) ?? core.add(id)
   const retain = (id: string, count = 1, now = 0): Answer => {
@@ -237,7 +257,7 @@ describe("compile core — persistence", () => {
       persistent: true,
       offer: () => true
     })
-    const plain = { forgets: 0, policy: null }
+    const plain = { forgets: 0, policy: null, budget: null }
     const rows = [
       { bankId: "a", memories: 3, lastCompileAt: 10, firstRetainAt: 5, consecutiveFailures: 0, lastError: null, status: "idle", ...plain },
       { bankId: "b", memories: 9, lastCompileAt: null, firstRetainAt: 7, consecutiveFailures: 2, lastError: "x", status: "running", ...plain },
@@ -335,5 +355,105 @@ describe("compile core — policies, forgets, jobs", () => {
     expect(core.job(i!, core.start(i!))).toEqual({ bankId: "r", reason: "restored", memories: 1, forgets: 4, attempt: 1 })
     expect(core.row(i!)).toMatchObject({ forgets: 4, policy, status: "running" })
     expect(core.configOf(i!).stalenessDays).toBe(2)
+  })
+})
+
+describe("token bucket", () => {
+  it("refills continuously up to its capacity; crossings are exact milliseconds", () => {
+    const bucket = TokenBucket.full(1000, HOUR, 0)
+    bucket.take(1200, 0)
+    expect(bucket.levelAt(0)).toBe(-200)
+    expect(bucket.aboveZeroAt(0)).toBe(12 * 60_000 + 1) // at 12 minutes it is exactly 0
+    expect(bucket.levelAt(12 * 60_000)).toBe(0)
+    expect(bucket.levelAt(HOUR)).toBe(800)
+    expect(bucket.fullAt(0)).toBe(HOUR + 12 * 60_000)
+    expect(bucket.levelAt(10 * HOUR)).toBe(1000)
+    const compiles = TokenBucket.full(2, HOUR, 0)
+    compiles.take(1, 0)
+    compiles.take(1, 0)
+    expect(compiles.atLeastOneAt(0)).toBe(HOUR / 2)
+    expect(compiles.atLeastOneAt(HOUR / 2)).toBe(HOUR / 2)
+  })
+})
+
+describe("compile core — budget", () => {
+  const compile = (h: ReturnType<typeof harness>, tokens: number, now: number) => {
+    const i = h.fifo.shift()!
+    const taken = h.core.start(i, now)
+    return { i, taken, finish: () => (h.core.charge(i, tokens, now), h.core.succeeded(i, taken, now, undefined)) }
+  }
+
+  it("a spent global budget holds the head bank (FIFO kept, still queued); later banks wait behind it", () => {
+    const h = harness({ budget: { tokens: 1000 } })
+    const { core } = h
+    for (const id of ["a", "b", "c", "d"]) core.request(h.bank(id))
+    const a = h.fifo.shift()!
+    expect(core.start(a, 0)).toBe(0)
+    core.charge(a, 1200, 0)
+    core.succeeded(a, 0, 0, undefined)
+    const b = h.fifo.shift()!
+    expect(core.start(b, 0)).toBe(WAIT_BUDGET)
+    expect(core.nextHeld()).toBe(b)
+    expect(core.counts()).toMatchObject({ pending: 3, queued: 3, running: 0 })
+    const c = h.fifo.shift()!
+    expect(core.start(c, 12 * 60_000 + 1)).toBe(WAIT_BUDGET) // open again, but b is first
+    expect(core.nextHeld()).toBe(b)
+    expect(core.start(b, 12 * 60_000 + 1)).toBe(0)
+    expect(core.nextHeld()).toBe(c)
+    expect(core.waitedMillis).toBe(12 * 60_000 + 1)
+    expect(core.waitingForBudget).toBe(1)
+  })
+
+  it("a bank whose own bucket is spent is deferred: pending, no slot; due in order; other banks go ahead", () => {
+    const h = harness({ budget: { bankTokens: 500 } })
+    const { core } = h
+    core.request(h.bank("a"))
+    compile(h, 600, 0).finish() // a: -100
+    core.request(h.bank("a"))
+    core.request(h.bank("b"))
+    core.takeSignals()
+    expect(compile(h, 0, 0).taken).toBe(DEFERRED)
+    expect(core.takeSignals() & BUDGET).toBe(BUDGET)
+    expect(core.statusOf(h.bank("a"))).toBe("pending")
+    expect(core.counts()).toMatchObject({ pending: 2, queued: 1 })
+    expect(core.budgetCounts(0)).toEqual({ tokensAvailable: Infinity, compilesAvailable: Infinity, deferred: 1 })
+    expect(compile(h, 0, 0).taken).toBe(0) // b goes ahead
+    expect(core.nextDeferredDue).toBe(12 * 60_000 + 1)
+    expect(core.deferredDue(12 * 60_000)).toEqual([])
+    expect(core.deferredDue(12 * 60_000 + 1)).toEqual([h.bank("a")])
+    expect(core.requeue(h.bank("a"))).toBe(true)
+    expect(h.queuedIds()).toEqual(["a"])
+    expect(core.start(h.fifo.shift()!, 12 * 60_000 + 1)).toBe(0)
+  })
+
+  it("requeue waits for room in line; a freed slot lets the first in; queued never dips", () => {
+    const h = harness({ maxQueueSize: 1 })
+    const { core } = h
+    core.request(h.bank("a"))
+    expect(core.requeue(h.bank("b"))).toBe(false)
+    expect(core.requeue(h.bank("c"))).toBe(false)
+    expect(core.start(h.fifo.shift()!, 0)).toBe(0)
+    expect(core.fillRoom()).toBe(1)
+    expect(h.queuedIds()).toEqual(["b"])
+    expect(core.counts().queued).toBe(1)
+  })
+
+  it("the compiles bucket takes one at start; levels and the deferred bank are stored and restored", () => {
+    const h = harness({ budget: { compiles: 2, bankTokens: 100 } })
+    const { core } = h
+    core.request(h.bank("a"))
+    compile(h, 300, 1000).finish()
+    expect(core.budgetCounts(1000).compilesAvailable).toBe(1)
+    const row = core.budgetRow()!
+    expect(row).toEqual({ tokens: null, compiles: { level: 1, at: 1000 } })
+    expect(core.budgetRow()).toBeUndefined() // unchanged since
+    const bankRow = core.row(h.bank("a"))
+    expect(bankRow.budget).toEqual({ level: -200, at: 1000 })
+    const restarted = harness({ budget: { compiles: 2, bankTokens: 100 } })
+    restarted.core.restoreBudget(row)
+    restarted.core.restore([bankRow], 1000)
+    expect(restarted.core.budgetCounts(1000).compilesAvailable).toBe(1)
+    restarted.core.request(restarted.bank("a"))
+    expect(restarted.core.start(restarted.fifo.shift()!, 1000)).toBe(DEFERRED)
   })
 })

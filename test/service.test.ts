@@ -177,6 +177,37 @@ describe("ServiceConfig", () => {
       )
     }))
 
+  it.effect("budget: unlimited by default; COMPILE_BUDGET_* parsed into the queue's budget option, bad values named", () =>
+    Effect.gen(function*() {
+      const unset = (yield* load({})).budget
+      expect(ServiceConfig.budgetOptions(unset)).toEqual({
+        tokens: undefined,
+        compiles: undefined,
+        bankTokens: undefined,
+        period: Duration.hours(1)
+      })
+      expect(ServiceConfig.describe(yield* load({}))).toContain("budget=unlimited")
+      const config = yield* load({
+        COMPILE_BUDGET_TOKENS: "1000000",
+        COMPILE_BUDGET_COMPILES: "60",
+        COMPILE_BUDGET_BANK_TOKENS: "50000",
+        COMPILE_BUDGET_PERIOD: "1 day"
+      })
+      expect(ServiceConfig.budgetOptions(config.budget)).toEqual({
+        tokens: 1_000_000,
+        compiles: 60,
+        bankTokens: 50_000,
+        period: Duration.days(1)
+      })
+      expect(ServiceConfig.describe(config)).toContain("budget=1000000 tokens,60 compiles,50000 tokens/bank/1d")
+      const message = (env: Record<string, string>) =>
+        load(env).pipe(Effect.flip, Effect.map(ServiceConfig.formatConfigError))
+      expect(yield* message({ COMPILE_BUDGET_TOKENS: "0" })).toMatch(/COMPILE_BUDGET_TOKENS must be an integer >= 1/)
+      expect(yield* message({ COMPILE_BUDGET_COMPILES: "1.5" })).toMatch(/COMPILE_BUDGET_COMPILES must be an integer >= 1/)
+      expect(yield* message({ COMPILE_BUDGET_BANK_TOKENS: "x" })).toMatch(/COMPILE_BUDGET_BANK_TOKENS must be an integer/)
+      expect(yield* message({ COMPILE_BUDGET_PERIOD: "0 seconds" })).toMatch(/COMPILE_BUDGET_PERIOD must be greater than zero/)
+    }))
+
   it.effect("a bad value fails naming the variable; several are all named", () =>
     Effect.gen(function*() {
       const message = (env: Record<string, string>) =>

@@ -6,7 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { reducedSoak, runSoak } from "./soak/runSoak.js"
 
-describe("soak (reduced): overload, recovery through the sweep, shutdown under load", () => {
+describe("soak (reduced): overload, recovery through the sweep, shutdown under load, a budget under load", () => {
   it.live("10,000 banks, 200,000 retains, queue of 100, 10% failures, concurrency 16", () =>
     Effect.gen(function*() {
       const report = yield* runSoak(reducedSoak)
@@ -24,5 +24,9 @@ describe("soak (reduced): overload, recovery through the sweep, shutdown under l
       expect(shutdown.closeMs).toBeLessThanOrEqual(shutdown.shutdownTimeoutMs + 1_000)
       expect(shutdown.startsAfterClose).toBe(0)
       expect(shutdown.notifiesAfterClose).toBeGreaterThan(0)
+      // the budget bound the load: within capacity + refill + one compile per worker, and banks were deferred
+      expect(report.budget.tokensUsed).toBeLessThanOrEqual(report.budget.tokensBound)
+      expect(report.budget.topBankTokens).toBeLessThanOrEqual(report.budget.bankBound)
+      expect(report.budget.maxDeferred).toBeGreaterThan(0)
     }), 120_000)
 })

@@ -18,7 +18,8 @@ import {
   triggers
 } from "../BankCompileState.js"
 import { type BankPolicy, effectiveConfig } from "../BankPolicy.js"
-import type { PersistedBank } from "../BankStateStore.js"
+import type { PersistedBank, PersistedBudget, StoredLevel } from "../BankStateStore.js"
+import { BudgetBucketState, CompileBudgetState, DeferredBank } from "../CompileBudget.js"
 import type { CompileJob } from "../CompileEngine.js"
 import type { BankPage, ListBanksOptions } from "../CompileQueue.js"
 import type { CompileTriggerConfig } from "../CompileTriggerConfig.js"
@@ -43,6 +44,7 @@ import {
   STATUS
 } from "./bankTable.js"
 import { StalenessTimeline } from "./stalenessTimeline.js"
+import { type BudgetLimits, CompileBudget, type TokenBucket } from "./tokenBucket.js"
 
 // ---- answers: what happened to a bank that needed a slot in the queue ----
 /** The bank did not need queuing (or was not allowed to be). */
@@ -67,6 +69,13 @@ export type Answer =
 
 /** `start`'s answer for a bank disabled while it waited in the queue: it is idle again, the engine is not called. */
 export const SKIPPED = -1
+/**
+ * `start`'s answer while the global budget is spent: the bank stays at the head of the queue (`nextHeld`), pending,
+ * and the worker waits for the budget to open before it takes anything.
+ */
+export const WAIT_BUDGET = -2
+/** `start`'s answer for a bank whose own bucket is spent: deferred (pending, no worker, no queue slot) until it refills. */
+export const DEFERRED = -3
 
 // ---- signals the runtime must fire after a transition (bit flags, see `takeSignals`) ----
 /** Nothing is pending or running: wake `drain`. */
@@ -75,6 +84,8 @@ export const DRAINED = 1
 export const QUIET = 2
 /** The staleness timeline got an entry: wake its watcher. */
 export const TIMELINE = 4
+/** The deferred banks' earliest due time moved earlier: re-arm their timer. */
+export const BUDGET = 8
 
 export const STATUS_NAMES: ReadonlyArray<BankStatus> = ["idle", "pending", "running"]
 
@@ -91,6 +102,19 @@ export interface CoreOptions {
   readonly persistent: boolean
   /** The queue's synchronous offer: true when the bank got a slot. */
   readonly offer: (bank: number) => boolean
+  /** The cost budget (absent: no global or default per-bank limit; a policy's `bankTokens` still applies). */
+  readonly budget?: BudgetLimits | undefined
+}
+
+const NO_LIMITS: BudgetLimits = { tokens: Infinity, compiles: Infinity, bankTokens: Infinity, periodMillis: 3_600_000 }
+
+/** Global bucket levels as a store keeps them (`null`: that limit is off). */
+export type BudgetRow = PersistedBudget
+
+export interface BudgetCounts {
+  readonly tokensAvailable: number
+  readonly compilesAvailable: number
+  readonly deferred: number
 }
 
 /** What a failed engine run leads to. */
@@ -133,8 +157,16 @@ export class CompileCore {
   readonly running = new Set<number>()
   readonly config: CompileTriggerConfig
   readonly stalenessMillis: number
-  /** Banks in the queue, or offering themselves to it after a retry delay (may dip below 0 for a moment). */
+  /** Banks in the queue, or taken from it and held at its head while the global budget is spent. */
   inQueue = 0
+  readonly budget: CompileBudget
+  /** Banks taken from the queue while the global budget was spent: its head, in order (at most one per worker). */
+  private readonly held: Array<number> = []
+  /** Pending banks (retried, restored, no longer deferred) waiting for room in the full queue, in order. */
+  private readonly waitingRoom: Array<number> = []
+  private waitingHead = 0
+  /** How long the bank `start` just let run had waited for budget (ms); -1 when it had not. */
+  waitedMillis = -1
   /** False from the moment closing begins: retains, compileNow, the sweep and retries stop queuing. */
   accepting = true
   /** Signals raised since the runtime last took them. */
@@ -151,6 +183,7 @@ export class CompileCore {
     this.stalenessMillis = options.config.stalenessMillis
     this.offer = options.offer
     this.persistent = options.persistent
+    this.budget = new CompileBudget(options.budget ?? NO_LIMITS, 0)
     this.timeline = new StalenessTimeline((i, due) =>
       (this.table.state[i]! & STALE) === 0 && this.table.referenceTime(i) + this.stalenessMillis === due
     )
@@ -341,6 +374,7 @@ export class CompileCore {
     table.policies.set(i, { policy, config: effectiveConfig(this.config, policy) })
     table.state[i]! |= POLICY
     if (this.persistent) table.markDirty(i)
+    this.redefer(i, now)
     return this.recheck(i, now)
   }
 
@@ -361,6 +395,7 @@ export class CompileCore {
       table.policies.delete(i)
       table.state[i] = (table.state[i]! & ~POLICY) | (reference === reference ? STALE : 0)
     }
+    this.redefer(i, now)
     return this.recheck(i, now)
   }
 
@@ -375,22 +410,136 @@ export class CompileCore {
    * `job` and `succeeded`). A bank disabled while it waited (unless asked for by compileNow) is `SKIPPED`: idle,
    * counters kept.
    */
-  start(i: number): number {
-    this.inQueue--
+  start(i: number, now = 0): number {
     const table = this.table
     const reason = table.reasons.get(i) ?? MANUAL
+    this.waitedMillis = -1
     if (reason !== MANUAL && !this.configOf(i).enabled) {
+      this.leaveHead(i)
+      this.budget.waitingSince.delete(i)
       table.state[i]! &= ~REQUESTED
       table.reasons.delete(i)
       table.attempts.delete(i)
       this.setStatus(i, IDLE)
       return SKIPPED
     }
+    const answer = this.budgetCheck(i, now)
+    if (answer !== 0) return answer
+    this.leaveHead(i)
     table.state[i]! &= ~REQUESTED
     this.setStatus(i, RUNNING)
     const forgets = table.forgets[i]!
     if (forgets > 0) table.forgetsTaken.set(i, forgets)
     return table.memories[i]!
+  }
+
+  /** The bank left the queue (or its head) for good: it runs, is skipped or is deferred. */
+  private leaveHead(i: number): void {
+    this.inQueue--
+    if (this.held.length !== 0 && this.held[0] === i) this.held.shift()
+  }
+
+  /**
+   * The budget at `start`: 0 when bank `i` may run now (a compile is taken from the global budget). Banks behind
+   * the held head wait behind it (FIFO); a spent global budget holds the bank at the head; a spent own bucket defers it.
+   */
+  private budgetCheck(i: number, now: number): number {
+    const budget = this.budget
+    const held = this.held
+    const atHead = held.length !== 0 && held[0] === i
+    if ((held.length !== 0 && !atHead) || (budget.globalLimited && budget.opensAt(now) > now)) {
+      if (!atHead) held.push(i)
+      budget.waiting(i, now)
+      return WAIT_BUDGET
+    }
+    const capacity = this.bankCapacity(i)
+    if (capacity !== Infinity) {
+      const due = budget.bankOpensAt(i, capacity, now)
+      if (due > now) {
+        this.leaveHead(i)
+        this.defer(i, due, now)
+        return DEFERRED
+      }
+    }
+    budget.started(now)
+    this.waitedMillis = budget.waited(i, now)
+    return 0
+  }
+
+  private defer(i: number, due: number, now: number): void {
+    const deferred = this.budget.deferred
+    this.budget.waiting(i, now)
+    const before = deferred.nextDue
+    deferred.set(i, due)
+    if (!(before <= due)) this.signals |= BUDGET
+  }
+
+  /** Bank `i`'s own token capacity: its policy's `bankTokens`, else the budget's; `Infinity` for none. */
+  bankCapacity(i: number): number {
+    const own = (this.table.state[i]! & POLICY) === 0 ? undefined : this.table.policies.get(i)!.policy?.bankTokens
+    return own ?? this.budget.limits.bankTokens
+  }
+
+  /** The head bank waiting for the global budget, else -1: a worker takes it before anything in the queue. */
+  nextHeld(): number {
+    return this.held.length === 0 ? -1 : this.held[0]!
+  }
+
+  /** Banks waiting for budget: held at the head or deferred. */
+  get waitingForBudget(): number {
+    return this.held.length + this.budget.deferred.size
+  }
+
+  /** A compile of bank `i` ended with a result that used `tokens`: charged to the global and the bank's bucket. */
+  charge(i: number, tokens: number, now: number): void {
+    if (this.budget.charge(i, this.bankCapacity(i), tokens, now) && this.persistent) this.table.markDirty(i)
+  }
+
+  /** When the earliest deferred bank is due (epoch millis); NaN when none is deferred. */
+  get nextDeferredDue(): number {
+    return this.budget.deferred.nextDue
+  }
+
+  /** The deferred banks due by `now`, in due order: offer each to the queue again with `requeue`. */
+  deferredDue(now: number): Array<number> {
+    return this.budget.deferred.popDue(now)
+  }
+
+  /** A deferred bank's own capacity may have changed (policy): re-key it by its new due time. */
+  private redefer(i: number, now: number): void {
+    if (!this.budget.deferred.has(i)) return
+    const capacity = this.bankCapacity(i)
+    this.defer(i, capacity === Infinity ? now : this.budget.bankOpensAt(i, capacity, now), now)
+  }
+
+  /**
+   * A pending bank (retry delay over, restored, no longer deferred) back into the queue: at once when it has room
+   * (and nobody waits for room before it), else when a worker frees a slot (`fillRoom`). True when it is queued now.
+   */
+  requeue(i: number): boolean {
+    if (!this.accepting) return false
+    if (this.waitingHead === this.waitingRoom.length && this.offer(i)) {
+      this.inQueue++
+      return true
+    }
+    this.waitingRoom.push(i)
+    return false
+  }
+
+  /** A worker took a bank, so the queue has room: banks waiting for it go in, in order. Returns how many. */
+  fillRoom(): number {
+    const room = this.waitingRoom
+    let moved = 0
+    while (this.accepting && this.waitingHead < room.length && this.offer(room[this.waitingHead]!)) {
+      this.waitingHead++
+      this.inQueue++
+      moved++
+    }
+    if (this.waitingHead === room.length && room.length !== 0) {
+      room.length = 0
+      this.waitingHead = 0
+    }
+    return moved
   }
 
   /** What the engine is told about the compile `start(i)` began, which took `memories`. */
@@ -576,6 +725,7 @@ export class CompileCore {
         table.policies.set(i, { policy: bank.policy, config: effectiveConfig(this.config, bank.policy) })
         table.state[i]! |= POLICY // its staleness is computed exactly: no timeline entry
       }
+      if (bank.budget != null) this.budget.restoreBank(i, this.bankCapacity(i), bank.budget.level, bank.budget.at)
       const reference = table.referenceTime(i)
       if (reference === reference && (table.state[i]! & POLICY) === 0) {
         if (isStaleAt(reference, now, this.stalenessMillis)) table.state[i]! |= STALE
@@ -631,7 +781,75 @@ export class CompileCore {
       // A compileNow the queue could not take yet still needs a compile.
       status: status === IDLE && (state & REQUESTED) !== 0 ? "pending" : STATUS_NAMES[status]!,
       forgets: table.forgets[i]!,
-      policy: table.policies.get(i)?.policy ?? null
+      policy: table.policies.get(i)?.policy ?? null,
+      budget: this.bankBudgetRow(i)
+    }
+  }
+
+  /** Bank `i`'s own bucket as stored: its level and the time of that level; null while it is full (or unlimited). */
+  private bankBudgetRow(i: number): StoredLevel | null {
+    const bucket = this.budget.banks.get(i)
+    return bucket === undefined ? null : { level: bucket.units / bucket.periodMillis, at: bucket.at }
+  }
+
+  /** The global levels, when they changed since the last call (undefined when they did not). */
+  budgetRow(): BudgetRow | undefined {
+    const budget = this.budget
+    if (!budget.dirty) return undefined
+    budget.dirty = false
+    const level = (bucket: CompileBudget["tokens"]): StoredLevel | null =>
+      bucket === undefined ? null : { level: bucket.units / bucket.periodMillis, at: bucket.at }
+    return { tokens: level(budget.tokens), compiles: level(budget.compiles) }
+  }
+
+  /** A failed flush: the global levels are saved again next time. */
+  budgetUnsaved(): void {
+    this.budget.dirty = true
+  }
+
+  /** Loads the global levels a store kept: a restart does not refill a spent budget. */
+  restoreBudget(row: BudgetRow): void {
+    this.budget.restore(row.tokens ?? undefined, row.compiles ?? undefined)
+  }
+
+  /** The budget in full at `now` (`CompileQueue.budget`, `GET /v1/budget`). */
+  budgetState(now: number): CompileBudgetState {
+    const budget = this.budget
+    const { bankTokens, periodMillis } = budget.limits
+    const bucket = (b: TokenBucket | undefined, nextStartAt: (b: TokenBucket) => number) =>
+      b === undefined ? null : new BudgetBucketState({
+        capacity: b.capacity,
+        available: b.levelAt(now),
+        nextStartAt: DateTime.unsafeMake(nextStartAt(b)),
+        fullAt: DateTime.unsafeMake(b.fullAt(now))
+      }, true)
+    const deferred = budget.deferred.ordered(1000).map(({ due, i }) => {
+      const capacity = this.bankCapacity(i)
+      return new DeferredBank({
+        bankId: this.table.ids[i]!,
+        capacity,
+        tokensAvailable: budget.bankLevel(i, capacity, now),
+        dueAt: DateTime.unsafeMake(due)
+      }, true)
+    })
+    return new CompileBudgetState({
+      periodSeconds: periodMillis / 1000,
+      tokens: bucket(budget.tokens, (b) => b.aboveZeroAt(now)),
+      compiles: bucket(budget.compiles, (b) => b.atLeastOneAt(now)),
+      bankTokens: Number.isFinite(bankTokens) ? bankTokens : null,
+      waiting: this.held.length,
+      deferredCount: budget.deferred.size,
+      deferred
+    }, true)
+  }
+
+  /** The budget at `now` for `stats` (`Infinity` where unlimited). */
+  budgetCounts(now: number): BudgetCounts {
+    const budget = this.budget
+    return {
+      tokensAvailable: budget.tokens === undefined ? Infinity : budget.tokens.levelAt(now),
+      compilesAvailable: budget.compiles === undefined ? Infinity : budget.compiles.levelAt(now),
+      deferred: budget.deferred.size
     }
   }
 
@@ -646,6 +864,10 @@ export class CompileCore {
   queueShutDown(): number {
     const held = this.inQueue
     this.inQueue = 0
+    this.held.length = 0
+    this.waitingRoom.length = 0
+    this.waitingHead = 0
+    this.budget.deferred.clear() // deferred banks stay pending (and so in a store)
     return held
   }
 
@@ -694,7 +916,7 @@ export class CompileCore {
       banks: this.table.size,
       pending: this.pending.size,
       running: this.running.size,
-      queued: Math.max(0, this.inQueue),
+      queued: this.inQueue,
       capacity: this.options.maxQueueSize
     }
   }

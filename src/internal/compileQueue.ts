@@ -39,6 +39,7 @@ const shutdown = (
     yield* FiberSet.clear(workers)
     yield* Queue.shutdown(rt.queue) // what it discards stays "pending" in the table (and in a store)
     CompileMetrics.queueSize.unsafeModify(-rt.core.queueShutDown(), NO_TAGS)
+    rt.publishBudgetWaiting() // banks waiting for budget stay pending, but this queue no longer waits for it
     if (Option.isSome(store)) yield* finalFlush(rt, store.value)
     yield* Effect.logDebug(
       Option.isSome(finished)
@@ -115,7 +116,8 @@ const service = (rt: QueueRuntime): CompileQueueService => {
       }),
     listBanks: (options) => rt.read(() => core.page(options)),
     sweepNow: rt.sweep,
-    stats: rt.read(() => core.counts()),
+    stats: rt.read(() => ({ ...core.counts(), budget: core.budgetCounts(rt.now()) })),
+    budget: rt.read(() => core.budgetState(rt.now())),
     config: core.config
   }
 }
@@ -139,14 +141,20 @@ export const make = (
       baseDelayMillis: Duration.toMillis(opts.baseDelay),
       maxQueueSize: opts.maxQueueSize,
       persistent: Option.isSome(store), // only a queue with a store pays for change tracking
-      offer: (i) => queue.unsafeOffer(i)
+      offer: (i) => queue.unsafeOffer(i),
+      budget: {
+        tokens: opts.budget.tokens,
+        compiles: opts.budget.compiles,
+        bankTokens: opts.budget.bankTokens,
+        periodMillis: Duration.toMillis(opts.budget.period)
+      }
     })
     // Made before the shutdown finalizer, so they are closed after it (finalizers run in reverse order).
     const workers = yield* FiberSet.make()
     const retries = yield* FiberSet.make()
     const background = yield* FiberSet.make()
     // The synchronous entry points log and read time through what the layer was built with (logger, TestClock).
-    const rt = new QueueRuntime({ core, queue, opts, runtime: yield* Effect.runtime<never>(), clock: yield* Effect.clock, retries })
+    const rt = new QueueRuntime({ core, queue, opts, runtime: yield* Effect.runtime<never>(), clock: yield* Effect.clock, retries, workers })
 
     if (Option.isSome(store)) yield* restore(rt, store.value)
     yield* Effect.addFinalizer(() => shutdown(rt, workers, background, store))

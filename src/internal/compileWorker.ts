@@ -18,7 +18,7 @@ import {
 } from "effect"
 import { CompileError, type CompileEngineService, type CompileJob, type CompileResult } from "../CompileEngine.js"
 import * as CompileMetrics from "../CompileMetrics.js"
-import { NOTHING, SKIPPED } from "./compileCore.js"
+import { DEFERRED, NOTHING, SKIPPED, WAIT_BUDGET } from "./compileCore.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
 import { sleepMillis } from "./sleep.js"
 
@@ -57,6 +57,11 @@ const engineRunner = (rt: QueueRuntime, engine: CompileEngineService, tracing: b
 }
 
 const succeeded = (rt: QueueRuntime, i: number, taken: number, now: number, result: CompileResult) => {
+  // Charged before the re-check, so a bank that spent its own budget is deferred when a worker next reaches it.
+  if (result.tokensUsed > 0) {
+    rt.core.charge(i, result.tokensUsed, now)
+    CompileMetrics.tokensUsed.unsafeUpdate(result.tokensUsed, NO_TAGS)
+  }
   const answer = rt.core.succeeded(i, taken, now, result.error)
   rt.fireSignals()
   if (answer !== NOTHING) rt.answered(i, answer)
@@ -112,33 +117,67 @@ const finish = (
   return failed(rt, i, exit.cause)
 }
 
-/** One worker: takes banks in FIFO order; bookkeeping runs uninterruptibly so no bank is lost between take and finish. */
+/** The budget held the bank at the head or deferred it: nothing runs; the gauge follows, a deferral arms its timer. */
+const waitedForBudget = (rt: QueueRuntime, i: number, answer: number): Effect.Effect<void> => {
+  rt.fireSignals()
+  rt.publishBudgetWaiting()
+  if (answer === WAIT_BUDGET) return Effect.void
+  CompileMetrics.queueSize.unsafeModify(-1, NO_TAGS)
+  return Effect.annotateLogs(
+    Effect.logDebug("compile deferred: the bank's own token budget is spent; queued again when it refills"),
+    "bankId",
+    rt.core.table.ids[i]!
+  )
+}
+
+/**
+ * One worker: takes banks in FIFO order (the head held for the global budget first); bookkeeping runs
+ * uninterruptibly so no bank is lost between take and finish.
+ */
 export const makeWorker = (rt: QueueRuntime, engine: CompileEngineService, tracing: boolean): Effect.Effect<never> => {
   const runEngine = engineRunner(rt, engine, tracing)
-  const compile = (i: number, restore: Restore): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      CompileMetrics.queueSize.unsafeModify(-1, NO_TAGS)
-      const taken = rt.core.start(i)
-      if (taken === SKIPPED) {
-        rt.fireSignals()
-        return Effect.annotateLogs(
-          Effect.logDebug("compile skipped: the bank was disabled while it waited in the queue"),
-          "bankId",
-          rt.core.table.ids[i]!
-        )
-      }
-      CompileMetrics.running.unsafeModify(1, NO_TAGS)
-      const job = rt.core.job(i, taken)
-      const bankId = job.bankId
-      const startedAt = rt.now()
-      // Set on the worker fiber without restoring (the next compile overwrites it): half the cost of annotateLogs.
-      return FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set<string, unknown>("bankId", bankId)).pipe(
-        Effect.zipRight(restore(runEngine(bankId, job))),
-        Effect.exit,
-        Effect.flatMap((exit) => finish(rt, i, taken, startedAt, exit))
+  // Called synchronously where the bank was chosen, so two workers never start the same held bank.
+  const compile = (i: number, restore: Restore): Effect.Effect<void> => {
+    const startedAt = rt.now()
+    const taken = rt.core.start(i, startedAt)
+    if (taken === WAIT_BUDGET || taken === DEFERRED) return waitedForBudget(rt, i, taken)
+    CompileMetrics.queueSize.unsafeModify(-1, NO_TAGS)
+    if (rt.core.waitedMillis >= 0) {
+      CompileMetrics.budgetWait.unsafeUpdate(rt.core.waitedMillis / 1000, NO_TAGS)
+      rt.publishBudgetWaiting()
+    }
+    if (taken === SKIPPED) {
+      rt.fireSignals()
+      rt.publishBudgetWaiting()
+      return Effect.annotateLogs(
+        Effect.logDebug("compile skipped: the bank was disabled while it waited in the queue"),
+        "bankId",
+        rt.core.table.ids[i]!
       )
+    }
+    CompileMetrics.running.unsafeModify(1, NO_TAGS)
+    const job = rt.core.job(i, taken)
+    const bankId = job.bankId
+    // Set on the worker fiber without restoring (the next compile overwrites it): half the cost of annotateLogs.
+    return FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set<string, unknown>("bankId", bankId)).pipe(
+      Effect.zipRight(restore(runEngine(bankId, job))),
+      Effect.exit,
+      Effect.flatMap((exit) => finish(rt, i, taken, startedAt, exit))
+    )
+  }
+  const take = (restore: Restore): Effect.Effect<void> =>
+    Effect.flatMap(restore(Queue.take(rt.queue)), (i) => {
+      rt.roomFreed()
+      return compile(i, restore)
+    })
+  const next = (restore: Restore): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const held = rt.core.nextHeld()
+      return held === -1 ? take(restore) : compile(held, restore)
     })
   return Effect.forever(
-    Effect.uninterruptibleMask((restore) => Effect.flatMap(restore(Queue.take(rt.queue)), (i) => compile(i, restore)))
+    Effect.uninterruptibleMask((restore) =>
+      rt.budgeted ? Effect.zipRight(restore(rt.budgetGate), next(restore)) : take(restore)
+    )
   )
 }

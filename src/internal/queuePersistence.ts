@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import { Duration, Effect, FiberSet } from "effect"
+import { Duration, Effect } from "effect"
 import type { BankStateStoreService, BankStoreError } from "../BankStateStore.js"
 import * as CompileMetrics from "../CompileMetrics.js"
 import { NOTHING } from "./compileCore.js"
@@ -15,11 +15,19 @@ import { sleepMillis } from "./sleep.js"
 /** The last flush at close gets this long, on top of `shutdownTimeout`. */
 const FINAL_FLUSH_TIMEOUT = Duration.seconds(10)
 
-/** Loads the stored banks into the core; banks stored as pending or running are queued again, in order. */
+/** The stored global budget levels, when the store keeps them. */
+const loadBudget = (store: BankStateStoreService) =>
+  store.loadBudget === undefined ? Effect.succeed(null) : Effect.orDie(store.loadBudget)
+
+/**
+ * Loads the stored banks and budget levels into the core (a restart does not refill a spent budget); banks stored
+ * as pending or running are queued again, in order.
+ */
 export const restore = (rt: QueueRuntime, store: BankStateStoreService): Effect.Effect<void> =>
-  Effect.flatMap(Effect.orDie(store.load), (banks) =>
+  Effect.flatMap(Effect.all([Effect.orDie(store.load), loadBudget(store)]), ([banks, budget]) =>
     Effect.suspend(() => {
       const now = rt.now()
+      if (budget !== null) rt.core.restoreBudget(budget)
       const requeued = rt.core.restore(banks, now)
       rt.fireSignals()
       // Forget delays do not survive a restart: banks whose forgets reached their threshold get theirs afresh.
@@ -29,14 +37,23 @@ export const restore = (rt: QueueRuntime, store: BankStateStoreService): Effect.
       }
       if (requeued.length === 0) return Effect.void
       // Wait for room rather than drop: these compiles were promised before the restart.
-      return Effect.zipRight(
-        Effect.logInfo(`restored ${banks.length} banks; ${requeued.length} queued again`),
-        FiberSet.run(rt.retries, Effect.interruptible(Effect.forEach(requeued, rt.requeue, { discard: true })))
-      )
+      for (const i of requeued) rt.unsafeRequeue(i)
+      return Effect.logInfo(`restored ${banks.length} banks; ${requeued.length} queued again`)
     }))
+
+/** Writes the global budget levels when they changed; a failed or cut-off write leaves them for the next flush. */
+const flushBudget = (rt: QueueRuntime, store: BankStateStoreService): Effect.Effect<void, BankStoreError> =>
+  Effect.suspend(() => {
+    const row = store.saveBudget === undefined ? undefined : rt.core.budgetRow()
+    if (row === undefined || store.saveBudget === undefined) return Effect.void
+    return Effect.onError(store.saveBudget(row), () => Effect.sync(() => rt.core.budgetUnsaved()))
+  })
 
 /** Writes the banks changed since the last flush; a failed or cut-off write keeps them for the next one. */
 export const flush = (rt: QueueRuntime, store: BankStateStoreService): Effect.Effect<number, BankStoreError> =>
+  Effect.zipRight(flushBudget(rt, store), flushBanks(rt, store))
+
+const flushBanks = (rt: QueueRuntime, store: BankStateStoreService): Effect.Effect<number, BankStoreError> =>
   Effect.suspend(() => {
     const changed = rt.core.changed()
     if (changed.length === 0) return Effect.succeed(0)

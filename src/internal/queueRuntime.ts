@@ -22,6 +22,7 @@ import * as CompileMetrics from "../CompileMetrics.js"
 import type { ResolvedCompileQueueOptions } from "../CompileQueueOptions.js"
 import {
   type Answer,
+  BUDGET,
   type CompileCore,
   DELAY,
   DRAINED,
@@ -54,8 +55,10 @@ export interface QueueRuntimeParts {
   /** The runtime the layer was built with: the synchronous entry points log through it. */
   readonly runtime: Runtime.Runtime<never>
   readonly clock: Clock.Clock
-  /** Retry timers and restored banks waiting for room; cleared first at close. */
+  /** Retry, forget-delay and deferred-bank timers; cleared first at close. */
   readonly retries: FiberSet.FiberSet
+  /** The workers: the global budget's timer lives with them, so it still opens during the shutdown grace period. */
+  readonly workers: FiberSet.FiberSet
 }
 
 export class QueueRuntime {
@@ -64,6 +67,7 @@ export class QueueRuntime {
   readonly opts: ResolvedCompileQueueOptions
   readonly clock: Clock.Clock
   readonly retries: FiberSet.FiberSet
+  readonly workers: FiberSet.FiberSet
   /** True once the shutdown deadline passed and compiles are being interrupted. */
   interruptingCompiles = false
   /**
@@ -77,6 +81,15 @@ export class QueueRuntime {
   private drainSignal: Deferred.Deferred<void> | undefined
   private quietSignal: Deferred.Deferred<void> | undefined
   private timelineSignal: Deferred.Deferred<void> | undefined
+  /** Completed when the global budget's next crossing comes (one timer for every waiting worker). */
+  private budgetSignal: Deferred.Deferred<void> | undefined
+  /** The deferred banks' timer and when it fires. */
+  private deferTimer: Fiber.RuntimeFiber<void> | undefined
+  private deferTimerDue = NaN
+  /** A global limit is set: workers pass the budget gate before they take a bank. */
+  readonly budgeted: boolean
+  /** `core.waitingForBudget` as last published to its gauge. */
+  private publishedWaiting = 0
 
   constructor(parts: QueueRuntimeParts) {
     this.core = parts.core
@@ -84,6 +97,8 @@ export class QueueRuntime {
     this.opts = parts.opts
     this.clock = parts.clock
     this.retries = parts.retries
+    this.workers = parts.workers
+    this.budgeted = parts.core.budget.globalLimited
     this.runSync = Runtime.runSync(parts.runtime)
     this.runFork = Runtime.runFork(parts.runtime)
   }
@@ -101,6 +116,7 @@ export class QueueRuntime {
     if ((raised & DRAINED) !== 0) this.drainSignal = signal(this.drainSignal)
     if ((raised & QUIET) !== 0) this.quietSignal = signal(this.quietSignal)
     if ((raised & TIMELINE) !== 0) this.timelineSignal = signal(this.timelineSignal)
+    if ((raised & BUDGET) !== 0) this.armDeferTimer()
   }
 
   /**
@@ -158,20 +174,82 @@ export class QueueRuntime {
   }
 
   /**
-   * A pending bank (after its retry delay, or restored) back into the queue, waiting for room rather than dropped.
-   * It counts as queued only once the queue took it (a worker may take it first: `inQueue` can dip below zero).
+   * A pending bank (after its retry delay, restored, or no longer deferred) back into the queue, waiting for room
+   * rather than dropped: the core keeps it in line and a worker that frees a slot lets it in (`roomFreed`).
    */
-  readonly requeue = (i: number): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      if (!this.core.mayRequeue(i)) return Effect.void
-      return Queue.offer(this.queue, i).pipe(
-        Effect.tap(() => {
-          this.core.requeued(i)
-          CompileMetrics.queueSize.unsafeModify(1, NO_TAGS)
-          CompileMetrics.enqueued.unsafeUpdate(1, NO_TAGS)
+  readonly requeue = (i: number): Effect.Effect<void> => Effect.sync(() => this.unsafeRequeue(i))
+
+  unsafeRequeue(i: number): void {
+    if (this.core.requeue(i)) this.queued(1)
+  }
+
+  private queued(count: number): void {
+    CompileMetrics.queueSize.unsafeModify(count, NO_TAGS)
+    CompileMetrics.enqueued.unsafeUpdate(count, NO_TAGS)
+  }
+
+  /** A worker took a bank: banks waiting for room go in. */
+  roomFreed(): void {
+    const moved = this.core.fillRoom()
+    if (moved > 0) this.queued(moved)
+  }
+
+  // ---- the budget ----
+
+  /** The compiles-waiting-for-budget gauge follows the core (one queue's share of the shared series). */
+  publishBudgetWaiting(): void {
+    const waiting = this.core.waitingForBudget
+    if (waiting === this.publishedWaiting) return
+    CompileMetrics.budgetWaiting.unsafeModify(waiting - this.publishedWaiting, NO_TAGS)
+    this.publishedWaiting = waiting
+  }
+
+  /**
+   * Workers pass while the global budget lets a compile start; otherwise they wait for its next crossing, on one
+   * timer for all of them (a charge meanwhile only moves the crossing later: they wake, look again, wait again).
+   */
+  readonly budgetGate: Effect.Effect<void> = Effect.suspend(() => {
+    const now = this.now()
+    const opensAt = this.core.budget.opensAt(now)
+    if (opensAt <= now) return Effect.void
+    if (this.budgetSignal === undefined) {
+      const wake = Deferred.unsafeMake<void>(FiberId.none)
+      this.budgetSignal = wake
+      const fiber = this.runFork(Effect.zipRight(
+        sleepMillis(opensAt - now),
+        Effect.sync(() => {
+          if (this.budgetSignal === wake) this.budgetSignal = undefined
+          Deferred.unsafeDone(wake, Exit.void)
         })
-      )
-    })
+      ))
+      FiberSet.unsafeAdd(this.workers, fiber)
+    }
+    return waitOn(this.budgetSignal)
+  })
+
+  /** (Re-)arms the one timer of the deferred banks for the earliest due one. */
+  private armDeferTimer(): void {
+    const due = this.core.nextDeferredDue
+    if (due !== due || this.deferTimerDue <= due) return
+    if (this.deferTimer !== undefined) this.deferTimer.unsafeInterruptAsFork(FiberId.none)
+    const now = this.now()
+    this.deferTimerDue = due
+    const fiber: Fiber.RuntimeFiber<void> = this.runFork(
+      Effect.zipRight(sleepMillis(due - now), Effect.sync((): void => this.deferredDue(fiber)))
+    )
+    this.deferTimer = fiber
+    FiberSet.unsafeAdd(this.retries, fiber)
+  }
+
+  /** The deferred banks' timer fired: those due go back into the queue, in due order; then it is armed again. */
+  private deferredDue(fiber: Fiber.RuntimeFiber<void>): void {
+    if (this.deferTimer !== fiber) return
+    this.deferTimer = undefined
+    this.deferTimerDue = NaN
+    for (const i of this.core.deferredDue(this.now())) this.unsafeRequeue(i)
+    this.publishBudgetWaiting()
+    this.armDeferTimer()
+  }
 
   /**
    * Starts bank `i`'s forget delay: one timer fiber (among the retry timers, so close cancels it); when it ends the

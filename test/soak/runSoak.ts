@@ -7,6 +7,12 @@
  * must get compiled through the sweep, and the books must balance for every bank (`retained = consumed + counter`,
  * see test/reconcile.ts). Heap after GC is measured at the start, after the retains and at the end.
  *
+ * Part 3, a cost budget under the same kind of load: a queue with a global token budget and a per-bank one, an engine
+ * whose results report random `tokensUsed`; after `budgetRunMs` the queue is closed. Checked: the tokens used in all
+ * over the run stay within what the global bucket allowed — its starting capacity plus `tokens × elapsed / period` —
+ * plus one compile's tokens per worker (compiles may start while a little is left, and are charged when they end);
+ * each bank within the same bound with its own limit plus one compile (it runs one compile at a time).
+ *
  * Part 2, shutdown under load: a fresh queue under the same load (four banks hang forever, holding four workers), then
  * the scope is closed while compiles run. Checked: close returns within shutdownTimeout + 1 s; from the moment close
  * begins no bank is accepted (a brand-new bank id is retained in every batch: once one is refused, no later one is
@@ -23,6 +29,7 @@ import {
   CompileMetrics,
   CompileQueue,
   type CompileQueueOptions,
+  CompileResult,
   type CompileQueueService,
   shouldTrigger
 } from "../../src/index.js"
@@ -47,6 +54,12 @@ export interface SoakOptions {
   /** Part 1 fails if the due banks are not all compiled this long after the last retain. */
   readonly recoveryDeadlineMs: number
   readonly seed: number
+  /** Part 3: the budget (per `budgetPeriod`), the most tokens one compile uses (uniform from half of it), how long. */
+  readonly budgetTokens: number
+  readonly budgetBankTokens: number
+  readonly budgetPeriod: Duration.DurationInput
+  readonly maxCompileTokens: number
+  readonly budgetRunMs: number
   readonly log?: ((line: string) => void) | undefined
 }
 
@@ -64,7 +77,12 @@ export const fullSoak: SoakOptions = {
   notifyBatch: 2_000,
   loadBeforeCloseMs: 1_000,
   recoveryDeadlineMs: 240_000,
-  seed: 4
+  seed: 4,
+  budgetTokens: 20_000,
+  budgetBankTokens: 150,
+  budgetPeriod: "1 second",
+  maxCompileTokens: 150,
+  budgetRunMs: 10_000
 }
 
 /** 10× smaller: what `npm test` runs. */
@@ -73,7 +91,8 @@ export const reducedSoak: SoakOptions = {
   banks: 10_000,
   notifies: 200_000,
   loadBeforeCloseMs: 500,
-  recoveryDeadlineMs: 60_000
+  recoveryDeadlineMs: 60_000,
+  budgetRunMs: 3_000
 }
 
 export interface SoakReport {
@@ -105,6 +124,22 @@ export interface SoakReport {
     readonly startedDuringClose: number
     readonly startsAfterClose: number
     readonly notifiesAfterClose: number
+  }
+  readonly budget: {
+    readonly elapsedMs: number
+    readonly engineRuns: number
+    readonly tokensUsed: number
+    /** Starting capacity + tokens × elapsed / period + maxCompileTokens × concurrency. */
+    readonly tokensBound: number
+    /** What the global bucket let through (capacity + refill over the run), and the share of it used. */
+    readonly tokensAllowed: number
+    readonly used: number
+    /** The bank that used most, its tokens, and its bound. */
+    readonly topBank: string
+    readonly topBankTokens: number
+    readonly bankBound: number
+    /** Most banks deferred at once (seen by the loader). */
+    readonly maxDeferred: number
   }
   /** Failed checks, as readable lines; empty when the soak passed. */
   readonly problems: ReadonlyArray<string>
@@ -147,9 +182,10 @@ const soakBehavior = (options: SoakOptions, random: () => number, hang: Readonly
     : Effect.as(latency, ok(bankId))
 }
 
-const openQueue = (options: SoakOptions, engine: CompileEngineService) =>
+const openQueue = (options: SoakOptions, engine: CompileEngineService, budget?: CompileQueueOptions["budget"]) =>
   Effect.gen(function*() {
     const queueOptions: CompileQueueOptions = {
+      budget,
       config: { sizeThreshold: options.sizeThreshold },
       maxQueueSize: options.maxQueueSize,
       concurrency: options.concurrency,
@@ -373,12 +409,88 @@ const shutdownUnderLoad = (options: SoakOptions, problems: Array<string>) =>
     }
   })
 
-/** Runs both parts on the live clock, with logging off (the failures would log tens of thousands of warnings). */
+const budgetUnderLoad = (options: SoakOptions, problems: Array<string>) =>
+  Effect.gen(function*() {
+    const log = options.log ?? (() => {})
+    const random = prng(options.seed + 5)
+    const engineRandom = prng(options.seed + 6)
+    const byBank = new Map<string, number>()
+    let tokensUsed = 0
+    let engineRuns = 0
+    const engine: CompileEngineService = {
+      run: (bankId) =>
+        Effect.suspend(() => {
+          engineRuns++
+          const tokens = Math.ceil(options.maxCompileTokens * (0.5 + engineRandom() / 2))
+          const latency = Effect.sleep(Duration.millis(engineRandom() * options.maxLatencyMs))
+          if (engineRandom() < options.failureRate) {
+            return Effect.zipRight(latency, Effect.fail(new CompileError({ bankId, message: "soak failure" })))
+          }
+          return Effect.as(
+            Effect.zipLeft(latency, Effect.sync(() => {
+              tokensUsed += tokens
+              byBank.set(bankId, (byBank.get(bankId) ?? 0) + tokens)
+            })),
+            new CompileResult({ bankId, tokensUsed: tokens }, true)
+          )
+        })
+    }
+    const periodMs = Duration.toMillis(Duration.decode(options.budgetPeriod))
+    const started = Date.now()
+    const { queue, scope } = yield* openQueue(options, engine, {
+      tokens: options.budgetTokens,
+      bankTokens: options.budgetBankTokens,
+      period: options.budgetPeriod
+    })
+    log(`budget: ${options.budgetTokens} tokens and ${options.budgetBankTokens} per bank every ${Duration.format(Duration.decode(options.budgetPeriod))}, ${options.budgetRunMs} ms of load ...`)
+    const ids = Array.from({ length: options.banks }, (_, i) => `budget-${i}`)
+    const hot = Math.max(1, Math.floor(options.banks / 100))
+    let maxDeferred = 0
+    while (Date.now() - started < options.budgetRunMs) {
+      for (let n = 0; n < options.notifyBatch; n++) {
+        const r = random()
+        queue.unsafeNotifyRetain(ids[r < 0.2 ? Math.floor(r * 5 * hot) : Math.floor(random() * options.banks)]!, 1)
+      }
+      maxDeferred = Math.max(maxDeferred, (yield* queue.stats).budget.deferred)
+      yield* Effect.sleep(Duration.millis(1))
+    }
+    yield* Scope.close(scope, Exit.void)
+    const elapsedMs = Date.now() - started
+    const tokensAllowed = options.budgetTokens * (1 + elapsedMs / periodMs)
+    const tokensBound = Math.ceil(tokensAllowed + options.maxCompileTokens * options.concurrency)
+    const bankBound = Math.ceil(options.budgetBankTokens * (1 + elapsedMs / periodMs) + options.maxCompileTokens)
+    let topBank = ""
+    let topBankTokens = 0
+    for (const [bankId, tokens] of byBank) {
+      if (tokens > topBankTokens) {
+        topBank = bankId
+        topBankTokens = tokens
+      }
+    }
+    if (tokensUsed > tokensBound) problems.push(`budget: ${tokensUsed} tokens used > bound ${tokensBound}`)
+    if (topBankTokens > bankBound) problems.push(`budget: bank ${topBank} used ${topBankTokens} tokens > bound ${bankBound}`)
+    if (tokensUsed < tokensAllowed / 2) problems.push(`budget: only ${tokensUsed} of ${Math.round(tokensAllowed)} tokens used (the load should exhaust the budget)`)
+    return {
+      elapsedMs,
+      engineRuns,
+      tokensUsed,
+      tokensBound,
+      tokensAllowed: Math.round(tokensAllowed),
+      used: Math.round(tokensUsed / tokensAllowed * 1000) / 1000,
+      topBank,
+      topBankTokens,
+      bankBound,
+      maxDeferred
+    }
+  })
+
+/** Runs the three parts on the live clock, with logging off (the failures would log tens of thousands of warnings). */
 export const runSoak = (options: SoakOptions): Effect.Effect<SoakReport> =>
   Effect.gen(function*() {
     const problems: Array<string> = []
     const { heap, report } = yield* overload(options, problems)
     const shutdown = yield* shutdownUnderLoad(options, problems)
+    const budget = yield* budgetUnderLoad(options, problems)
     const { log: _log, ...rest } = options
-    return { options: rest, overload: report, heapMB: heap, shutdown, problems }
+    return { options: rest, overload: report, heapMB: heap, shutdown, budget, problems }
   }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger)))

@@ -1,0 +1,99 @@
+/**
+ * End-to-end: the cost budget through the real service process — COMPILE_BUDGET_* variables, the webhook's
+ * `tokensUsed` charged, `GET /v1/budget`, and a policy's `bankTokens` through `PUT /v1/banks/{bankId}/policy`.
+ * The period is a day, so nothing refills noticeably while the test runs.
+ */
+import { FetchHttpClient } from "@effect/platform"
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { CompileTriggerClient } from "../../src/CompileTriggerApi.js"
+import { eventually, type ServiceProcess, startService, startWebhook, type WebhookReceiver } from "./harness.js"
+
+let service: ServiceProcess
+let webhook: WebhookReceiver
+
+const call = (method: string, path: string, body?: unknown) =>
+  fetch(`${service.base}${path}`, {
+    method,
+    headers: { "content-type": "application/json" },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) })
+  })
+const json = async (method: string, path: string, body?: unknown) =>
+  (await (await call(method, path, body)).json()) as Record<string, any>
+const budget = () => json("GET", "/v1/budget")
+
+beforeAll(async () => {
+  webhook = await startWebhook((bankId) => ({ status: 200, body: JSON.stringify({ bankId, tokensUsed: 600 }) }))
+  service = await startService({
+    COMPILE_WEBHOOK_URL: webhook.url,
+    COMPILE_BUDGET_TOKENS: "100000",
+    COMPILE_BUDGET_BANK_TOKENS: "5000",
+    COMPILE_BUDGET_PERIOD: "1 day",
+    COMPILE_SHUTDOWN_TIMEOUT: "0 seconds"
+  })
+}, 30_000)
+
+afterAll(async () => {
+  const exit = await service?.stop()
+  await webhook?.close()
+  expect(exit?.code).toBe(0)
+}, 20_000)
+
+describe("service: cost budget", () => {
+  it("says its budget at startup", () => {
+    expect(service.output()).toMatch(/budget=100000 tokens,5000 tokens\/bank\/1d/)
+  })
+
+  it("GET /v1/budget: full buckets, no deferred banks", async () => {
+    const state = await budget()
+    expect(state).toMatchObject({ periodSeconds: 86_400, compiles: null, bankTokens: 5000, waiting: 0, deferredCount: 0 })
+    expect(state.tokens).toMatchObject({ capacity: 100_000, available: 100_000 })
+    expect(typeof state.tokens.fullAt).toBe("string")
+  })
+
+  it("the webhook's tokensUsed is charged; a policy's bankTokens defers its bank, listed by /v1/budget", async () => {
+    const put = await call("PUT", "/v1/banks/tight-1/policy", { bankTokens: 500 })
+    expect(put.status).toBe(200)
+    expect(((await put.json()) as { policy: unknown }).policy).toEqual({ bankTokens: 500 })
+    await call("POST", "/v1/banks/tight-1/compile")
+    await webhook.waitForCall("tight-1")
+    await eventually(budget, (state) => state.tokens.available < 100_000)
+    expect((await budget()).tokens.available).toBeLessThanOrEqual(99_400.1)
+    // tight-1 is at -100 of its 500 a day: the next compile is deferred, another bank goes ahead.
+    await call("POST", "/v1/banks/tight-1/compile")
+    await call("POST", "/v1/banks/other-1/compile")
+    await webhook.waitForCall("other-1")
+    const state = await eventually(budget, (state) => state.deferredCount === 1)
+    expect(state.deferred).toHaveLength(1)
+    expect(state.deferred[0]).toMatchObject({ bankId: "tight-1", capacity: 500 })
+    expect(state.deferred[0].tokensAvailable).toBeLessThan(0)
+    expect(Date.parse(state.deferred[0].dueAt) - Date.now()).toBeGreaterThan(60 * 60_000) // ~17 minutes × 72
+    expect((await json("GET", "/v1/banks/tight-1")).status).toBe("pending")
+    expect(webhook.calls.filter((c) => c.bankId === "tight-1")).toHaveLength(1)
+  })
+
+  it("bad bankTokens: 400, nothing changed", async () => {
+    const response = await call("PUT", "/v1/banks/bad-b/policy", { bankTokens: 0 })
+    expect(response.status).toBe(400)
+    expect((await call("GET", "/v1/banks/bad-b")).status).toBe(404)
+  })
+
+  it("OpenAPI and the typed client cover GET /v1/budget", async () => {
+    const spec = await (await fetch(`${service.base}/openapi.json`)).json() as { paths: Record<string, Record<string, unknown>> }
+    expect(Object.keys(spec.paths["/v1/budget"]!)).toEqual(["get"])
+    const state = await Effect.runPromise(
+      Effect.gen(function*() {
+        const client = yield* CompileTriggerClient.make({ baseUrl: service.base })
+        return yield* client.banks.budget()
+      }).pipe(Effect.provide(FetchHttpClient.layer))
+    )
+    expect(state.tokens?.capacity).toBe(100_000)
+    expect(state.bankTokens).toBe(5000)
+  })
+
+  it("the metrics show tokens used and compiles waiting for budget", async () => {
+    const text = await (await fetch(`${service.base}/metrics`)).text()
+    expect(text).toMatch(/compile_trigger_tokens_used_total(\{[^}]*\})? 1200/)
+    expect(text).toMatch(/compile_trigger_budget_waiting(\{[^}]*\})? 1/)
+  })
+})
