@@ -20,14 +20,17 @@ const model: EngineModel = {
   tokensPerMemory: 100,
   concurrency: 4,
   sweepIntervalMillis: 3_600_000,
-  maxQueueSize: 0
+  maxQueueSize: 0,
+  budgetPeriodMillis: 3_600_000
 }
 const grid = combinations({
   sizeThreshold: [20, 50, 100],
   stalenessDays: [1, 7],
   stalenessMinMemories: [10],
   forgetThreshold: [1],
-  forgetDelaySeconds: [0]
+  forgetDelaySeconds: [0],
+  budgetTokens: [null],
+  budgetCompiles: [null]
 })
 
 const generated = performance.now()

@@ -22,7 +22,8 @@ const instant: EngineModel = {
   tokensPerMemory: 10,
   concurrency: 1,
   sweepIntervalMillis: HOUR,
-  maxQueueSize: 0
+  maxQueueSize: 0,
+  budgetPeriodMillis: 3_600_000
 }
 
 const settings = (overrides: Partial<TuneSettings> = {}): TuneSettings => ({
@@ -31,6 +32,8 @@ const settings = (overrides: Partial<TuneSettings> = {}): TuneSettings => ({
   stalenessMinMemories: 10,
   forgetThreshold: 1,
   forgetDelaySeconds: 0,
+  budgetTokens: null,
+  budgetCompiles: null,
   ...overrides
 })
 
@@ -97,6 +100,30 @@ describe("replay: hand-computable cases", () => {
   })
 })
 
+describe("replay: budgets (issue 12's CompileQueueOptions.budget)", () => {
+  it("a compiles budget holds compiles back: fewer compiles, staler memories, the rest waits", () => {
+    const workload = steady(1000, MINUTE).build()
+    const free = replay(workload, settings(), instant)
+    const model = { ...instant, budgetPeriodMillis: 2 * HOUR }
+    const held = replay(workload, settings({ budgetCompiles: 1 }), model)
+    // One compile per 2 hours at most (plus the full bucket at the start), over a 16.65-hour window.
+    expect(held.compiles).toBeLessThanOrEqual(10)
+    expect(held.compiles).toBeGreaterThanOrEqual(8)
+    expect(held.freshnessMax).toBeGreaterThan(free.freshnessMax)
+    expect(held.compiledMemories + held.uncompiledMemories).toBe(1000)
+    // Held compiles take everything counted by the time they start: bigger batches, about as many tokens a memory.
+    expect(held.tokens / held.compiledMemories).toBeLessThan(free.tokens / free.compiledMemories)
+  })
+
+  it("a token budget: the tokens used per period stay near the budget", () => {
+    const workload = steady(1000, MINUTE).build()
+    const held = replay(workload, settings({ budgetTokens: 1500 }), { ...instant, budgetPeriodMillis: 2 * HOUR })
+    // A compile starts while any token is left and may overdraw by one compile: ≤ 1,500 per 2 h, plus one compile.
+    expect(held.tokens).toBeLessThanOrEqual(1500 * (999 / 120 + 1) + 1500 * 2)
+    expect(held.compiles).toBeLessThan(20)
+  })
+})
+
 describe("determinism", () => {
   it("the same seed and settings give the same report, run after run", () => {
     const grid = combinations({
@@ -104,7 +131,9 @@ describe("determinism", () => {
       stalenessDays: [1, 7],
       stalenessMinMemories: [10],
       forgetThreshold: [1],
-      forgetDelaySeconds: [0]
+      forgetDelaySeconds: [0],
+  budgetTokens: [null],
+  budgetCompiles: [null]
     })
     const model = { ...instant, compileSeconds: 30, concurrency: 2 }
     const options = { banks: 300, days: 5, retainsPerDay: 3000, forgetsPerDay: 50, seed: 7 }
@@ -196,12 +225,23 @@ describe("effect-compile-trigger tune", () => {
       stalenessDays: 7,
       stalenessMinMemories: 10,
       forgetThreshold: 1,
-      forgetDelaySeconds: 0
+      forgetDelaySeconds: 0,
+      budgetTokens: null,
+      budgetCompiles: null
     })
     expect(rows[0]!.compiles.total).toBe(20)
     expect(rows[0]!.freshness).toEqual({ p50Seconds: 1470, p95Seconds: expect.any(Number), maxSeconds: 2940 })
     expect(rows[1]!.compiles.total).toBe(10)
     expect(rows[1]!.freshness.maxSeconds).toBe(99 * 60)
+  })
+
+  it("--budget-tokens is a grid dimension like the others", async () => {
+    const run = await runTune(["--synthetic", "--banks", "50", "--days", "2", "--retains-per-day", "2000", "--size", "20",
+      "--budget-tokens", "none,20000", "--budget-period", "1 day", "--json"])
+    expect(run.code).toBe(0)
+    const rows = JSON.parse(run.stdout) as Array<Record<string, any>>
+    expect(rows.map((r) => r.settings.budgetTokens)).toEqual([null, 20000])
+    expect(rows[1]!.tokens.total).toBeLessThan(rows[0]!.tokens.total)
   })
 
   it("prints the table by default, the same twice", async () => {
@@ -233,6 +273,8 @@ describe("effect-compile-trigger tune", () => {
     [["--synthetic", "--sweep-interval", "often"], /--sweep-interval must be a positive duration/],
     [["--synthetic", "--compile-seconds", "-3"], /--compile-seconds must be >= 0/],
     [["--synthetic", "--banks", "0"], /--banks must be >= 1/],
+    [["--synthetic", "--budget-tokens", "0"], /--budget-tokens: "0" is not a positive integer or none/],
+    [["--synthetic", "--budget-period", "-1 hour"], /--budget-period must be a positive duration/],
     [[], /give a workload: --log <file> \(JSON Lines\) or --synthetic/],
     [["--log", "missing.jsonl"], /missing\.jsonl/],
     [["--synthetic", "--bogus"], /bogus/],

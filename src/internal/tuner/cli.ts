@@ -55,6 +55,12 @@ const options = {
   stalenessMin: list("staleness-min", "stalenessMinMemories", "10"),
   forgetThreshold: list("forget-threshold", "forgetThreshold", "1"),
   forgetDelay: list("forget-delay", "forgetDelaySeconds", "0"),
+  budgetTokens: list("budget-tokens", "budget.tokens: LLM tokens all compiles may use per --budget-period, or none", "none"),
+  budgetCompiles: list("budget-compiles", "budget.compiles: engine runs per --budget-period, or none", "none"),
+  budgetPeriod: Options.text("budget-period").pipe(
+    Options.withDescription("budget.period: the budget refills completely over this, e.g. \"1 hour\", \"1 day\" (default 1 hour)"),
+    Options.withDefault("1 hour")
+  ),
   compileSeconds: number("compile-seconds", "engine model: latency of one compile, seconds", 60),
   tokensBase: number("tokens-base", "engine model: tokens of a compile, fixed part", 2000),
   tokensPerMemory: number("tokens-per-memory", "engine model: tokens of a compile per memory it consumes", 100),
@@ -88,44 +94,74 @@ const candidates = (flag: string, field: keyof TuneSettings, text: string): Eith
   return Either.right(values)
 }
 
+/** The candidates of a budget flag: positive integers, or `none` (unlimited). */
+const budgetCandidates = (flag: string, text: string): Either.Either<Array<number | null>, string> => {
+  const values: Array<number | null> = []
+  for (const part of text.split(",").map((part) => part.trim())) {
+    const value = part === "none" ? null : Number(part)
+    if (value !== null && !(Number.isSafeInteger(value) && value > 0)) {
+      return Either.left(`--${flag}: ${JSON.stringify(part)} is not a positive integer or none (in ${JSON.stringify(text)})`)
+    }
+    if (!values.includes(value)) values.push(value)
+  }
+  return Either.right(values)
+}
+
+/** A duration flag: "1 hour", "15 minutes", or a number of seconds. */
+const durationFlag = (flag: string, text: string): Either.Either<number, string> => {
+  const trimmed = text.trim()
+  const decoded = /^\d+(\.\d+)?$/.test(trimmed) ? Option.some(Duration.seconds(Number(trimmed))) : Duration.decodeUnknown(trimmed)
+  return Option.isSome(decoded) && Duration.toMillis(decoded.value) > 0 && Number.isFinite(Duration.toMillis(decoded.value))
+    ? Either.right(Duration.toMillis(decoded.value))
+    : Either.left(`--${flag} must be a positive duration such as "1 hour" or "900 seconds", got ${JSON.stringify(text)}`)
+}
+
 const grid = (p: Parsed): Either.Either<SettingsGrid, string> =>
   Either.all({
     sizeThreshold: candidates("size", "sizeThreshold", p.size),
     stalenessDays: candidates("staleness-days", "stalenessDays", p.stalenessDays),
     stalenessMinMemories: candidates("staleness-min", "stalenessMinMemories", p.stalenessMin),
     forgetThreshold: candidates("forget-threshold", "forgetThreshold", p.forgetThreshold),
-    forgetDelaySeconds: candidates("forget-delay", "forgetDelaySeconds", p.forgetDelay)
+    forgetDelaySeconds: candidates("forget-delay", "forgetDelaySeconds", p.forgetDelay),
+    budgetTokens: budgetCandidates("budget-tokens", p.budgetTokens),
+    budgetCompiles: budgetCandidates("budget-compiles", p.budgetCompiles)
   })
 
 const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
   concurrency: "--concurrency",
   sweepInterval: "--sweep-interval",
-  maxQueueSize: "--max-queue-size"
+  maxQueueSize: "--max-queue-size",
+  "budget.tokens": "--budget-tokens",
+  "budget.compiles": "--budget-compiles",
+  "budget.period": "--budget-period"
 }
 
 /** The engine model, with the queue's own validation of the options it feeds (the error names the flag). */
-const engineModel = (p: Parsed, first: TuneSettings): Either.Either<EngineModel, string> => {
+const engineModel = (p: Parsed, grid: ReadonlyArray<TuneSettings>): Either.Either<EngineModel, string> => {
   if (!(p.compileSeconds >= 0)) return Either.left(`--compile-seconds must be >= 0, got ${p.compileSeconds}`)
   if (!(p.tokensBase >= 0)) return Either.left(`--tokens-base must be >= 0, got ${p.tokensBase}`)
   if (!(p.tokensPerMemory >= 0)) return Either.left(`--tokens-per-memory must be >= 0, got ${p.tokensPerMemory}`)
-  const trimmed = p.sweepInterval.trim()
-  const interval = /^\d+(\.\d+)?$/.test(trimmed) ? Option.some(Duration.seconds(Number(trimmed))) : Duration.decodeUnknown(trimmed)
-  if (Option.isNone(interval) || !(Duration.toMillis(interval.value) > 0)) {
-    return Either.left(`--sweep-interval must be a positive duration such as "1 hour" or "900 seconds", got ${JSON.stringify(p.sweepInterval)}`)
-  }
+  const interval = durationFlag("sweep-interval", p.sweepInterval)
+  if (Either.isLeft(interval)) return Either.left(interval.left)
+  const budgetPeriod = durationFlag("budget-period", p.budgetPeriod)
+  if (Either.isLeft(budgetPeriod)) return Either.left(budgetPeriod.left)
   const model: EngineModel = {
     compileSeconds: p.compileSeconds,
     tokensBase: p.tokensBase,
     tokensPerMemory: p.tokensPerMemory,
     concurrency: p.concurrency,
-    sweepIntervalMillis: Duration.toMillis(interval.value),
-    maxQueueSize: p.maxQueueSize
+    sweepIntervalMillis: interval.right,
+    maxQueueSize: p.maxQueueSize,
+    budgetPeriodMillis: budgetPeriod.right
   }
   if (p.maxQueueSize < 0) return Either.left(`--max-queue-size must be >= 0 (0 = unbounded), got ${p.maxQueueSize}`)
-  return Either.match(resolve(queueOptions(first, model)), {
-    onLeft: (error) => Either.left(`${FLAG_OF_OPTION[error.option] ?? error.option}: ${error.message}`),
-    onRight: () => Either.right(model)
-  })
+  for (const settings of grid) {
+    const resolved = resolve(queueOptions(settings, model))
+    if (Either.isLeft(resolved)) {
+      return Either.left(`${FLAG_OF_OPTION[resolved.left.option] ?? resolved.left.option}: ${resolved.left.message}`)
+    }
+  }
+  return Either.right(model)
 }
 
 const workload = (p: Parsed): Effect.Effect<{ readonly workload: Workload; readonly source: string }, TuneInputError> => {
@@ -158,7 +194,7 @@ const writeReport = (file: string, html: () => Promise<string>) =>
 const run = (p: Parsed) =>
   Effect.gen(function*() {
     const settings = yield* Either.match(grid(p), { onLeft: fail, onRight: (g) => Effect.succeed(combinations(g)) })
-    const model = yield* Either.match(engineModel(p, settings[0]!), { onLeft: fail, onRight: Effect.succeed })
+    const model = yield* Either.match(engineModel(p, settings), { onLeft: fail, onRight: Effect.succeed })
     if (Option.isSome(p.out)) {
       const missing = missingPeers(REPORT_PEERS)
       if (missing.length > 0) return yield* fail(missingPeersMessage("--out (the report page)", missing))
@@ -171,7 +207,8 @@ const run = (p: Parsed) =>
     yield* p.json ? Console.log(JSON.stringify(result.rows, null, 2)) : Effect.sync(() => process.stdout.write(formatTable(result)))
     if (Option.isSome(p.out)) {
       const file = p.out.value
-      const engine = `${p.compileSeconds} s a compile, ${p.tokensBase} + ${p.tokensPerMemory} × memories tokens, concurrency ${p.concurrency}, sweep every ${p.sweepInterval}`
+      const engine = `${p.compileSeconds} s a compile, ${p.tokensBase} + ${p.tokensPerMemory} × memories tokens, ` +
+        `concurrency ${p.concurrency}, sweep every ${p.sweepInterval}, budget period ${p.budgetPeriod}`
       yield* writeReport(file, () => reportHtml(result, { source, engine }))
       yield* Console.error(`report written to ${file}`)
     }

@@ -40,6 +40,8 @@ export interface EngineModel {
   readonly sweepIntervalMillis: number
   /** Banks that may wait in the queue; 0 = unbounded. */
   readonly maxQueueSize: number
+  /** The period over which the budget's buckets refill (the queue's `budget.period`). */
+  readonly budgetPeriodMillis: number
 }
 
 /** One combination of trigger settings. */
@@ -49,6 +51,9 @@ export interface TuneSettings {
   readonly stalenessMinMemories: number
   readonly forgetThreshold: number
   readonly forgetDelaySeconds: number
+  /** The queue's `budget.tokens` / `budget.compiles` per `EngineModel.budgetPeriodMillis`; null: unlimited. */
+  readonly budgetTokens: number | null
+  readonly budgetCompiles: number | null
 }
 
 /** What one replay measured. Times are in milliseconds. */
@@ -135,7 +140,14 @@ export const queueOptions = (settings: TuneSettings, model: EngineModel): Compil
   maxQueueSize: model.maxQueueSize,
   sweepInterval: Duration.millis(model.sweepIntervalMillis),
   retry: { maxAttempts: 1 }, // the model engine never fails
-  shutdownTimeout: 0
+  shutdownTimeout: 0,
+  ...(settings.budgetTokens === null && settings.budgetCompiles === null ? {} : {
+    budget: {
+      ...(settings.budgetTokens === null ? {} : { tokens: settings.budgetTokens }),
+      ...(settings.budgetCompiles === null ? {} : { compiles: settings.budgetCompiles }),
+      period: Duration.millis(model.budgetPeriodMillis)
+    }
+  })
 })
 
 /** Runs `effect` on the virtual clock and scheduler (quiet: the queue's logs are off). */

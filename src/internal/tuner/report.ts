@@ -38,9 +38,19 @@ const settingColumns: ReadonlyArray<Column> = [
   { title: "forget delay s", cell: (r) => String(r.settings.forgetDelaySeconds) }
 ]
 
-const columns: ReadonlyArray<Column> = [
+const budgetColumns: ReadonlyArray<Column> = [
+  { title: "budget tokens", cell: (r) => r.settings.budgetTokens === null ? "—" : integer(r.settings.budgetTokens) },
+  { title: "budget compiles", cell: (r) => r.settings.budgetCompiles === null ? "—" : integer(r.settings.budgetCompiles) }
+]
+
+const hasBudget = (rows: ReadonlyArray<CombinationReport>) =>
+  rows.some((r) => r.settings.budgetTokens !== null || r.settings.budgetCompiles !== null)
+
+/** The table's columns; the budget's only when some combination has one. */
+const columnsFor = (rows: ReadonlyArray<CombinationReport>): ReadonlyArray<Column> => [
   { title: "#", cell: (_, i) => String(i + 1) },
   ...settingColumns,
+  ...(hasBudget(rows) ? budgetColumns : []),
   { title: "compiles", cell: (r) => integer(r.compiles.total) },
   { title: "compiles/day", cell: (r) => decimal(r.compiles.perDay) },
   { title: "tokens", cell: (r) => integer(r.tokens.total) },
@@ -55,6 +65,7 @@ const columns: ReadonlyArray<Column> = [
 
 /** The table for stdout: one line per combination, columns aligned. */
 export const formatTable = (result: TuneResult): string => {
+  const columns = columnsFor(result.rows)
   const cells = [columns.map((c) => c.title), ...result.rows.map((r, i) => columns.map((c) => c.cell(r, i)))]
   const widths = columns.map((_, c) => Math.max(...cells.map((line) => line[c]!.length)))
   const lines = cells.map((line) =>
@@ -76,11 +87,14 @@ export const labels = (rows: ReadonlyArray<CombinationReport>): Array<string> =>
     ["stalenessDays", "stale"],
     ["stalenessMinMemories", "min"],
     ["forgetThreshold", "forget"],
-    ["forgetDelaySeconds", "delay"]
+    ["forgetDelaySeconds", "delay"],
+    ["budgetTokens", "budget"],
+    ["budgetCompiles", "budget compiles"]
   ]
   const varying = keys.filter(([key]) => new Set(rows.map((r) => r.settings[key])).size > 1)
-  const shown = varying.length > 0 ? varying : keys
-  return rows.map((r, i) => `#${i + 1} ${shown.map(([key, name]) => `${name} ${r.settings[key]}`).join(", ")}`)
+  const shown = varying.length > 0 ? varying : keys.slice(0, 5)
+  const value = (v: number | null) => v === null ? "none" : String(v)
+  return rows.map((r, i) => `#${i + 1} ${shown.map(([key, name]) => `${name} ${value(r.settings[key])}`).join(", ")}`)
 }
 
 /** The combinations whose daily compiles are drawn: the Pareto front, cheapest first, at most `max` of them. */
@@ -177,6 +191,7 @@ const escapeHtml = (text: string): string =>
   text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;" })[c]!)
 
 const htmlTable = (result: TuneResult): string => {
+  const columns = columnsFor(result.rows)
   const head = columns.map((c) => `<th>${escapeHtml(c.title)}</th>`).join("")
   const body = result.rows.map((r, i) =>
     `<tr${r.pareto ? " class=\"pareto\"" : ""}>${columns.map((c) => `<td>${escapeHtml(c.cell(r, i))}</td>`).join("")}</tr>`

@@ -13,6 +13,8 @@ export interface SettingsGrid {
   readonly stalenessMinMemories: ReadonlyArray<number>
   readonly forgetThreshold: ReadonlyArray<number>
   readonly forgetDelaySeconds: ReadonlyArray<number>
+  readonly budgetTokens: ReadonlyArray<number | null>
+  readonly budgetCompiles: ReadonlyArray<number | null>
 }
 
 /** Every combination, in a fixed order (the last setting varies fastest). */
@@ -23,7 +25,19 @@ export const combinations = (grid: SettingsGrid): Array<TuneSettings> => {
       for (const stalenessMinMemories of grid.stalenessMinMemories) {
         for (const forgetThreshold of grid.forgetThreshold) {
           for (const forgetDelaySeconds of grid.forgetDelaySeconds) {
-            out.push({ sizeThreshold, stalenessDays, stalenessMinMemories, forgetThreshold, forgetDelaySeconds })
+            for (const budgetTokens of grid.budgetTokens) {
+              for (const budgetCompiles of grid.budgetCompiles) {
+                out.push({
+                  sizeThreshold,
+                  stalenessDays,
+                  stalenessMinMemories,
+                  forgetThreshold,
+                  forgetDelaySeconds,
+                  budgetTokens,
+                  budgetCompiles
+                })
+              }
+            }
           }
         }
       }
