@@ -113,6 +113,7 @@ export const scatterSpec = (result: TuneResult) => {
   const names = labels(result.rows)
   const values = result.rows.map((r, i) => ({
     combination: names[i],
+    number: `#${i + 1}`,
     tokensPerDay: r.tokens.perDay ?? r.tokens.total,
     p95Hours: r.freshness.p95Seconds === null ? null : r.freshness.p95Seconds / 3600,
     p50Hours: r.freshness.p50Seconds === null ? null : r.freshness.p50Seconds / 3600,
@@ -139,12 +140,13 @@ export const scatterSpec = (result: TuneResult) => {
           x,
           y,
           color: { field: "front", type: "nominal", title: null, scale: { domain: FRONT, range: ["#d62728", "#9aa5b1"] } },
+          tooltip: [{ field: "combination" }, { field: "tokensPerDay", format: ",.0f" }, { field: "p95Hours", format: ".1f" }],
           shape: { field: "front", type: "nominal", title: null, scale: { domain: FRONT, range: ["circle", "square"] } }
         }
       },
       {
         mark: { type: "text", align: "left", dx: 7, dy: -7, fontSize: 10 },
-        encoding: { x, y, text: { field: "combination" } }
+        encoding: { x, y, text: { field: "number" } }
       }
     ]
   }
@@ -170,7 +172,7 @@ export const dailySpec = (result: TuneResult) => {
     encoding: {
       x: { field: "day", type: "temporal", title: "day (UTC)" },
       y: { field: "compiles", type: "quantitative", title: "compiles" },
-      color: { field: "combination", type: "nominal", title: null }
+      color: { field: "combination", type: "nominal", title: null, legend: { labelLimit: 400 } }
     }
   }
 }
