@@ -3,13 +3,13 @@
  * (TestClock.adjust, run through the runtime) and with the tuner's VirtualClock.advanceTo, in the same run.
  * `node --import tsx bench/tuneClock.ts`
  */
-import { Effect, Fiber, TestClock, TestContext, Duration, Layer, Scope, Exit, Runtime } from "effect"
+import { Duration, Effect, Runtime, TestClock, TestContext } from "effect"
 import { VirtualClock, VirtualScheduler } from "../src/internal/tuner/virtualTime.js"
 const N = 20_000
 // TestClock: one fiber sleeping 1 ms in a loop; each step is one adjust, run as users run it (runPromise).
 const rt = await Effect.runPromise(Effect.runtime<never>().pipe(Effect.provide(TestContext.TestContext)))
 let wakes = 0
-const sleeper = Runtime.runFork(rt)(Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(1)), Effect.sync(() => { wakes++ }))))
+Runtime.runFork(rt)(Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(1)), Effect.sync(() => { wakes++ }))))
 await Runtime.runPromise(rt)(TestClock.adjust(0))
 let t0 = performance.now()
 for (let i = 0; i < N; i++) await Runtime.runPromise(rt)(TestClock.adjust(Duration.millis(1)))
@@ -19,7 +19,7 @@ console.log("TestClock.adjust per step (one sleeper woken):", tc.toFixed(1), "us
 const scheduler = new VirtualScheduler()
 const clock = new VirtualClock(0, scheduler)
 let vw = 0
-const f = Effect.runFork(Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(1)), Effect.sync(() => { vw++ }))).pipe(Effect.withClock(clock), Effect.withScheduler(scheduler)), { scheduler })
+Effect.runFork(Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(1)), Effect.sync(() => { vw++ }))).pipe(Effect.withClock(clock), Effect.withScheduler(scheduler)), { scheduler })
 scheduler.flush()
 t0 = performance.now()
 for (let i = 1; i <= N; i++) clock.advanceTo(i)
