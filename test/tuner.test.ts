@@ -267,8 +267,9 @@ describe("effect-compile-trigger tune", () => {
 
   it.each([
     [["--synthetic", "--size", "20,abc"], /--size: "abc" is not a number/],
-    [["--synthetic", "--size", "-5"], /--size -5: .*/],
-    [["--synthetic", "--staleness-days", "-1"], /--staleness-days -1: /],
+    [["--synthetic", "--size", "-5"], /--size -5: Expected a non-negative number, actual -5/],
+    [["--synthetic", "--staleness-days", "-1"], /--staleness-days -1: Expected a non-negative number, actual -1/],
+    [["--synthetic", "--forget-threshold", "0.5"], /--forget-threshold 0.5: Expected an integer, actual 0.5/],
     [["--synthetic", "--concurrency", "0"], /--concurrency: concurrency must be an integer >= 1, got 0/],
     [["--synthetic", "--sweep-interval", "often"], /--sweep-interval must be a positive duration/],
     [["--synthetic", "--compile-seconds", "-3"], /--compile-seconds must be >= 0/],

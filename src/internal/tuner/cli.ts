@@ -87,7 +87,10 @@ const candidates = (flag: string, field: keyof TuneSettings, text: string): Eith
     if (!Number.isFinite(value)) return Either.left(`--${flag}: ${JSON.stringify(part)} is not a number (in ${JSON.stringify(text)})`)
     const checked = Schema.decodeUnknownEither(CompileTriggerConfig)({ [field]: value })
     if (Either.isLeft(checked)) {
-      return Either.left(`--${flag} ${part}: ${ParseResult.TreeFormatter.formatErrorSync(checked.left).split("\n").pop()!.trim()}`)
+      // The field is optional in the schema: skip the "Expected undefined" branch, keep the reason the number failed.
+      const issues = ParseResult.ArrayFormatter.formatErrorSync(checked.left)
+      const reason = issues.find((issue) => !issue.message.startsWith("Expected undefined")) ?? issues[0]
+      return Either.left(`--${flag} ${part}: ${reason?.message ?? "invalid"}`)
     }
     if (!values.includes(value)) values.push(value)
   }
