@@ -278,6 +278,7 @@ describe("effect-compile-trigger tune", () => {
     [["--synthetic", "--budget-period", "-1 hour"], /--budget-period must be a positive duration/],
     [[], /give a workload: --log <file> \(JSON Lines\) or --synthetic/],
     [["--log", "missing.jsonl"], /missing\.jsonl/],
+    [["--synthetic", "--out", "/nonexistent/dir/report.html"], /--out \/nonexistent\/dir\/report\.html: cannot write there/],
     [["--synthetic", "--bogus"], /bogus/],
     [["--synthetic", "--banks", "many"], /many/]
   ])("bad flags give one clear error and exit 1: %j", async (args, message) => {

@@ -8,7 +8,8 @@
 import { Command, Options, ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Duration, Effect, Either, Option, ParseResult, Schema } from "effect"
-import { writeFile } from "node:fs/promises"
+import { access, constants, writeFile } from "node:fs/promises"
+import { dirname } from "node:path"
 import { createRequire } from "node:module"
 import { CompileTriggerConfig } from "../../CompileTriggerConfig.js"
 import { resolve } from "../../CompileQueueOptions.js"
@@ -194,6 +195,14 @@ const writeReport = (file: string, html: () => Promise<string>) =>
     catch: (error) => new TuneInputError({ message: `cannot write ${file}: ${error instanceof Error ? error.message : String(error)}` })
   })
 
+/** Before any replay: the report's directory must exist and be writable (a bad --out changes nothing). */
+const checkWritable = (file: string) =>
+  Effect.tryPromise({
+    try: () => access(dirname(file), constants.W_OK),
+    catch: (error) =>
+      new TuneInputError({ message: `--out ${file}: cannot write there: ${error instanceof Error ? error.message : String(error)}` })
+  })
+
 const run = (p: Parsed) =>
   Effect.gen(function*() {
     const settings = yield* Either.match(grid(p), { onLeft: fail, onRight: (g) => Effect.succeed(combinations(g)) })
@@ -201,6 +210,7 @@ const run = (p: Parsed) =>
     if (Option.isSome(p.out)) {
       const missing = missingPeers(REPORT_PEERS)
       if (missing.length > 0) return yield* fail(missingPeersMessage("--out (the report page)", missing))
+      yield* checkWritable(p.out.value)
     }
     const { source, workload: events } = yield* workload(p)
     if (events.length === 0) return yield* fail("the workload has no events")
