@@ -255,6 +255,16 @@ export const wrong = Effect.flatMap(CompileQueue, (queue) => queue.notifyRetain(
     )
   }, 60_000)
 
+  it("without the tuner's peers, `effect-compile-trigger tune` says which to install", async () => {
+    const result = await runFailing("npx", ["--no-install", "effect-compile-trigger", "tune", "--synthetic"], project)
+    expect(result.code).toBe(1)
+    const peers = ["@effect/cli", "@effect/printer", "@effect/printer-ansi", "@effect/typeclass", "@effect/platform-node"] as const
+    expect(result.stderr.trim()).toBe(
+      `effect-compile-trigger: tune needs the optional peer dependencies ${peers.join(", ")}: ` +
+        `npm i ${peers.map((name) => `'${name}@${OPTIONAL_PEERS[name]}'`).join(" ")}`
+    )
+  }, 60_000)
+
   it("a store driver that is not installed fails the layer with a BankStoreError naming it", async () => {
     writeFileSync(
       join(project, "store.mjs"),

@@ -16,13 +16,31 @@ export const OPTIONAL_PEERS = {
   "prom-client": "^15.1.3",
   "@effect/opentelemetry": "^0.64.1",
   "@opentelemetry/sdk-trace-base": "^2.0.0",
-  "@opentelemetry/exporter-trace-otlp-http": ">=0.200.0 <0.300.0"
+  "@opentelemetry/exporter-trace-otlp-http": ">=0.200.0 <0.300.0",
+  "@effect/cli": "^0.77.2",
+  "@effect/printer": "^0.51.0",
+  "@effect/printer-ansi": "^0.51.0",
+  "@effect/typeclass": "^0.41.0",
+  "vega": "^6.4.0",
+  "vega-lite": "^6.4.3"
 } as const
 
 export type OptionalPeer = keyof typeof OPTIONAL_PEERS
 
 /** The peers the HTTP service imports statically (`bin.ts` checks them before loading `main.ts`). */
 export const SERVICE_PEERS: ReadonlyArray<OptionalPeer> = ["@effect/platform-node", "prom-client"]
+
+/** The peers of `effect-compile-trigger tune` (`bin.ts` checks them before loading the tuner). */
+export const TUNER_PEERS: ReadonlyArray<OptionalPeer> = [
+  "@effect/cli",
+  "@effect/printer",
+  "@effect/printer-ansi",
+  "@effect/typeclass",
+  "@effect/platform-node"
+]
+
+/** The peers of the tuner's report page (`tune --out`), imported only when a page is written. */
+export const REPORT_PEERS: ReadonlyArray<OptionalPeer> = ["vega", "vega-lite"]
 
 /** The peers of trace export (`OtlpTracing.ts`), loaded only when tracing is on. */
 export const TRACING_PEERS: ReadonlyArray<OptionalPeer> = [

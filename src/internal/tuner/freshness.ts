@@ -1,0 +1,152 @@
+/**
+ * Freshness bookkeeping of one replay: each bank's retained-but-not-compiled memories as a FIFO of (time, count), and
+ * the weighted sample of delays — retain to the end of the compile that consumed it — from which the percentiles come.
+ *
+ * @internal
+ */
+
+/** Samples of weight up to this are stored expanded (one slot per memory); heavier ones go to a side list. */
+const EXPAND_UP_TO = 32
+
+/** A growable Float64Array. */
+class Floats {
+  data = new Float64Array(1024)
+  length = 0
+
+  push(value: number): void {
+    if (this.length === this.data.length) {
+      const grown = new Float64Array(this.data.length * 2)
+      grown.set(this.data)
+      this.data = grown
+    }
+    this.data[this.length++] = value
+  }
+
+  sorted(): Float64Array {
+    return this.data.subarray(0, this.length).sort()
+  }
+}
+
+/** Delays in milliseconds, each with a weight (memories); percentiles interpolate linearly between order statistics. */
+export class WeightedDelays {
+  private readonly light = new Floats()
+  private readonly heavyDelays: Array<number> = []
+  private readonly heavyWeights: Array<number> = []
+  /** Total weight. */
+  total = 0
+  max = 0
+
+  add(delay: number, weight: number): void {
+    this.total += weight
+    if (delay > this.max) this.max = delay
+    if (weight <= EXPAND_UP_TO) {
+      for (let n = 0; n < weight; n++) this.light.push(delay)
+    } else {
+      this.heavyDelays.push(delay)
+      this.heavyWeights.push(weight)
+    }
+  }
+
+  /**
+   * The `ps` quantiles (0..1) of the expanded multiset, each interpolated between the values at ranks
+   * floor(p·(W−1)) and ceil(p·(W−1)) (numpy's "linear"); NaN when empty.
+   */
+  quantiles(ps: ReadonlyArray<number>): Array<number> {
+    if (this.total === 0) return ps.map(() => NaN)
+    const light = this.light.sorted()
+    const order = this.heavyDelays.map((_, n) => n).sort((a, b) => this.heavyDelays[a]! - this.heavyDelays[b]!)
+    // Walk both sorted runs in step: `valueAt(rank)` for increasing ranks.
+    let li = 0
+    let hi = 0
+    let covered = 0 // ranks [0, covered) lie in the runs already passed
+    let current = NaN
+    const valueAt = (rank: number): number => {
+      while (covered <= rank) {
+        const nextLight = li < light.length ? light[li]! : Infinity
+        const nextHeavy = hi < order.length ? this.heavyDelays[order[hi]!]! : Infinity
+        if (nextLight <= nextHeavy) {
+          current = nextLight
+          li++
+          covered++
+        } else {
+          current = nextHeavy
+          covered += this.heavyWeights[order[hi]!]!
+          hi++
+        }
+      }
+      return current
+    }
+    const wanted = ps.map((p, n) => ({ p, n })).sort((a, b) => a.p - b.p)
+    const out = new Array<number>(ps.length)
+    for (const { n, p } of wanted) {
+      const position = p * (this.total - 1)
+      const lower = Math.floor(position)
+      const low = valueAt(lower)
+      const high = position > lower ? valueAt(lower + 1) : low
+      out[n] = low + (high - low) * (position - lower)
+    }
+    return out
+  }
+}
+
+/**
+ * Each retain event's next retain of the same bank (-1: none), so that a bank's memories waiting for a compile are
+ * the chain from its oldest unconsumed retain — a FIFO that costs nothing per retain. Built once per workload.
+ */
+export const retainChains = (banks: Int32Array, counts: Int32Array, length: number, bankCount: number) => {
+  const next = new Int32Array(length).fill(-1)
+  const first = new Int32Array(bankCount).fill(-1)
+  const last = new Int32Array(bankCount).fill(-1)
+  for (let n = 0; n < length; n++) {
+    if (counts[n]! <= 0) continue
+    const bank = banks[n]!
+    if (last[bank] === -1) first[bank] = n
+    else next[last[bank]!] = n
+    last[bank] = n
+  }
+  return { next, first }
+}
+
+/**
+ * Per bank, the memories retained and not yet consumed, oldest first: the bank's oldest unconsumed retain event and
+ * how many of its memories are left. A compile consumes from there along the chain; the caller only ever consumes
+ * memories that were retained already (a compile takes at most the bank's counter).
+ */
+export class MemoryBacklog {
+  private readonly head: Int32Array
+  private readonly headLeft: Int32Array
+
+  constructor(
+    private readonly chains: { readonly next: Int32Array; readonly first: Int32Array },
+    private readonly times: Float64Array,
+    private readonly counts: Int32Array
+  ) {
+    this.head = chains.first.slice()
+    this.headLeft = new Int32Array(chains.first.length)
+    for (let bank = 0; bank < this.head.length; bank++) {
+      const n = this.head[bank]!
+      if (n !== -1) this.headLeft[bank] = counts[n]!
+    }
+  }
+
+  /** The `memories` oldest of the bank were consumed by a compile that ended at `now`: their delays go to `delays`. */
+  consumed(bank: number, memories: number, now: number, delays: WeightedDelays): void {
+    const { counts, times } = this
+    const next = this.chains.next
+    let n = this.head[bank]!
+    let left = this.headLeft[bank]!
+    let wanted = memories
+    while (wanted > 0 && n !== -1) {
+      const taken = left <= wanted ? left : wanted
+      delays.add(now - times[n]!, taken)
+      wanted -= taken
+      left -= taken
+      if (left === 0) {
+        n = next[n]!
+        left = n === -1 ? 0 : counts[n]!
+      }
+    }
+    this.head[bank] = n
+    this.headLeft[bank] = left
+  }
+}

@@ -1,0 +1,297 @@
+/**
+ * One replay: a workload through a real `CompileQueue` built with one combination of settings and a model engine,
+ * in virtual time, stepped synchronously — time moves only when the next event is at or past the earliest timer.
+ *
+ * @internal
+ */
+import { Cause, Duration, Effect, Exit, Layer, Logger, LogLevel, Scope } from "effect"
+import { CompileEngine, type CompileJob, CompileResult } from "../../CompileEngine.js"
+import { CompileQueue, type CompileQueueService } from "../../CompileQueue.js"
+import type { CompileQueueOptions } from "../../CompileQueueOptions.js"
+import { MemoryBacklog, retainChains, WeightedDelays } from "./freshness.js"
+import { VirtualClock, VirtualScheduler } from "./virtualTime.js"
+
+const DAY = 86_400_000
+
+/**
+ * The events of a workload, in time order, as columns. Banks are numbers into `bankIds`.
+ */
+export interface Workload {
+  readonly bankIds: ReadonlyArray<string>
+  /** Epoch milliseconds, non-decreasing. */
+  readonly times: Float64Array
+  readonly banks: Int32Array
+  /** > 0: a retain of that many memories; < 0: a forget of −count memories. */
+  readonly counts: Int32Array
+  readonly length: number
+  /** The replayed window, epoch milliseconds: the queue starts at `start`; timers due by `end` fire. */
+  readonly start: number
+  readonly end: number
+}
+
+/** The model of the compile engine and of the queue's fixed options. */
+export interface EngineModel {
+  /** Latency of one compile. */
+  readonly compileSeconds: number
+  /** Tokens of a compile = tokensBase + tokensPerMemory × the memories it consumed. */
+  readonly tokensBase: number
+  readonly tokensPerMemory: number
+  readonly concurrency: number
+  readonly sweepIntervalMillis: number
+  /** Banks that may wait in the queue; 0 = unbounded. */
+  readonly maxQueueSize: number
+  /** The period over which the budget's buckets refill (the queue's `budget.period`). */
+  readonly budgetPeriodMillis: number
+}
+
+/** One combination of trigger settings. */
+export interface TuneSettings {
+  readonly sizeThreshold: number
+  readonly stalenessDays: number
+  readonly stalenessMinMemories: number
+  readonly forgetThreshold: number
+  readonly forgetDelaySeconds: number
+  /** The queue's `budget.tokens` / `budget.compiles` per `EngineModel.budgetPeriodMillis`; null: unlimited. */
+  readonly budgetTokens: number | null
+  readonly budgetCompiles: number | null
+}
+
+/** What one replay measured. Times are in milliseconds. */
+export interface ReplayMeasures {
+  readonly compiles: number
+  readonly compilesByReason: Readonly<Record<string, number>>
+  readonly tokens: number
+  /** Compiles and tokens per day of the window (compiles counted on the day they ended). */
+  readonly dailyCompiles: ReadonlyArray<number>
+  readonly dailyTokens: ReadonlyArray<number>
+  readonly days: number
+  readonly freshnessP50: number
+  readonly freshnessP95: number
+  readonly freshnessMax: number
+  readonly compiledMemories: number
+  readonly uncompiledMemories: number
+  readonly banksNeverCompiled: number
+  readonly events: number
+}
+
+/** The replay's measurements, filled in by the model engine. */
+class Recorder {
+  readonly backlog: MemoryBacklog
+  readonly delays = new WeightedDelays()
+  readonly compiledBanks: Uint8Array
+  readonly dailyCompiles: Float64Array
+  readonly dailyTokens: Float64Array
+  readonly byReason: Record<string, number> = {}
+  compiles = 0
+  tokens = 0
+
+  constructor(workload: Workload, days: number, readonly start: number) {
+    const banks = workload.bankIds.length
+    this.backlog = new MemoryBacklog(chainsOf(workload), workload.times, workload.counts)
+    this.compiledBanks = new Uint8Array(banks)
+    this.dailyCompiles = new Float64Array(days)
+    this.dailyTokens = new Float64Array(days)
+  }
+
+  compiled(bank: number, job: CompileJob, tokens: number, now: number): void {
+    this.backlog.consumed(bank, job.memories, now, this.delays)
+    this.compiledBanks[bank] = 1
+    this.compiles++
+    this.tokens += tokens
+    this.byReason[job.reason] = (this.byReason[job.reason] ?? 0) + 1
+    const day = Math.min(this.dailyCompiles.length - 1, Math.floor((now - this.start) / DAY))
+    this.dailyCompiles[day]! += 1
+    this.dailyTokens[day]! += tokens
+  }
+}
+
+/** The model engine: waits `compileSeconds` of virtual time, then records the compile and reports its tokens. */
+const modelEngine = (
+  model: EngineModel,
+  bankIndex: ReadonlyMap<string, number>,
+  clock: VirtualClock,
+  recorder: Recorder
+): Layer.Layer<CompileEngine> => {
+  const latency = Duration.millis(Math.round(model.compileSeconds * 1000))
+  const template = new CompileResult({ bankId: "" })
+  // The class constructor merges defaults field by field (~10 µs even unvalidated): copy a valid template instead,
+  // and reuse a bank's last result while its tokens are the same (most compiles take exactly the size threshold).
+  const results: Array<CompileResult | undefined> = []
+  const finish = (bankId: string, job: CompileJob): CompileResult => {
+    const tokensUsed = model.tokensBase + model.tokensPerMemory * job.memories
+    const bank = bankIndex.get(bankId)!
+    recorder.compiled(bank, job, tokensUsed, clock.now)
+    const last = results[bank]
+    if (last !== undefined && last.tokensUsed === tokensUsed) return last
+    const result = Object.assign(Object.create(CompileResult.prototype) as CompileResult, template, { bankId, tokensUsed })
+    results[bank] = result
+    return result
+  }
+  const wait = clock.sleep(latency) // an Effect is a description: one for every compile
+  return CompileEngine.layer((bankId, job) =>
+    Duration.isZero(latency)
+      ? Effect.sync(() => finish(bankId, job))
+      : Effect.flatMap(wait, () => Effect.succeed(finish(bankId, job)))
+  )
+}
+
+export const queueOptions = (settings: TuneSettings, model: EngineModel): CompileQueueOptions => ({
+  config: {
+    sizeThreshold: settings.sizeThreshold,
+    stalenessDays: settings.stalenessDays,
+    stalenessMinMemories: settings.stalenessMinMemories,
+    forgetThreshold: settings.forgetThreshold,
+    forgetDelaySeconds: settings.forgetDelaySeconds
+  },
+  concurrency: model.concurrency,
+  maxQueueSize: model.maxQueueSize,
+  sweepInterval: Duration.millis(model.sweepIntervalMillis),
+  retry: { maxAttempts: 1 }, // the model engine never fails
+  shutdownTimeout: 0,
+  ...(settings.budgetTokens === null && settings.budgetCompiles === null ? {} : {
+    budget: {
+      ...(settings.budgetTokens === null ? {} : { tokens: settings.budgetTokens }),
+      ...(settings.budgetCompiles === null ? {} : { compiles: settings.budgetCompiles }),
+      period: Duration.millis(model.budgetPeriodMillis)
+    }
+  })
+})
+
+/** Runs `effect` on the virtual clock and scheduler (quiet: the queue's logs are off). */
+const virtually = <A, E, R>(effect: Effect.Effect<A, E, R>, clock: VirtualClock, scheduler: VirtualScheduler) =>
+  effect.pipe(Logger.withMinimumLogLevel(LogLevel.None), Effect.withClock(clock), Effect.withScheduler(scheduler))
+
+/** A progress callback: events replayed so far. Called every 2^16 events. */
+export type OnProgress = (replayed: number) => void
+
+const PROGRESS_EVERY = 0xffff
+
+/** Feeds every event to the queue, moving virtual time only when the next event reaches the earliest timer. */
+const feed = (
+  workload: Workload,
+  queue: CompileQueueService,
+  clock: VirtualClock,
+  scheduler: VirtualScheduler,
+  onProgress: OnProgress | undefined
+): void => {
+  const { bankIds, banks, counts, length, times } = workload
+  const retain = queue.unsafeNotifyRetain
+  const forget = queue.unsafeNotifyForget
+  for (let n = 0; n < length; n++) {
+    const time = times[n]!
+    // Timers are set while fibers run, and also synchronously by an entry point (a forget delay): ask every time.
+    if (time >= clock.nextDue) clock.advanceTo(time)
+    else clock.now = time
+    const bank = banks[n]!
+    const count = counts[n]!
+    if (count > 0) retain(bankIds[bank]!, count) // its memories wait in the backlog from here (see retainChains)
+    else forget(bankIds[bank]!, -count)
+    if (!scheduler.idle) scheduler.flush() // fibers the event woke: a worker taking a queued bank, the watcher
+    if ((n & PROGRESS_EVERY) === PROGRESS_EVERY && onProgress !== undefined) onProgress(n + 1)
+  }
+  clock.advanceTo(workload.end)
+}
+
+const bankIndexCache = new WeakMap<Workload, ReadonlyMap<string, number>>()
+
+const bankIndexOf = (workload: Workload): ReadonlyMap<string, number> => {
+  let index = bankIndexCache.get(workload)
+  if (index === undefined) {
+    index = new Map(workload.bankIds.map((id, n) => [id, n]))
+    bankIndexCache.set(workload, index)
+  }
+  return index
+}
+
+/**
+ * Runs `effect` to its end on the virtual scheduler, firing the timers due by now (the queue's build and close
+ * suspend briefly, so `Effect.runSync` cannot run them).
+ */
+const runNow = <A>(effect: Effect.Effect<A>, clock: VirtualClock, scheduler: VirtualScheduler): A => {
+  const fiber = Effect.runFork(virtually(effect, clock, scheduler), { scheduler })
+  for (let guard = 0; fiber.unsafePoll() === null && guard < 1000; guard++) clock.advanceTo(clock.now)
+  const exit = fiber.unsafePoll()
+  if (exit === null) throw new Error("the replay's queue did not settle at one instant")
+  return Exit.getOrElse(exit, (cause) => {
+    throw Cause.squash(cause)
+  })
+}
+
+/** Replays `workload` through a `CompileQueue` with `settings` and the model engine. Synchronous and deterministic. */
+export const replay = (
+  workload: Workload,
+  settings: TuneSettings,
+  model: EngineModel,
+  onProgress?: OnProgress
+): ReplayMeasures => {
+  const scheduler = new VirtualScheduler()
+  const clock = new VirtualClock(workload.start, scheduler)
+  const days = Math.max(1, Math.ceil((workload.end - workload.start) / DAY))
+  const recorder = new Recorder(workload, days, workload.start)
+  const engine = modelEngine(model, bankIndexOf(workload), clock, recorder)
+  const scope = Effect.runSync(Scope.make())
+  const queue = runNow(
+    CompileQueue.make(queueOptions(settings, model)).pipe(Effect.provide(engine), Scope.extend(scope)),
+    clock,
+    scheduler
+  )
+  feed(workload, queue, clock, scheduler, onProgress)
+  const [p50, p95] = recorder.delays.quantiles([0.5, 0.95])
+  let banksNeverCompiled = 0
+  const seen = totals(workload).seen
+  for (let bank = 0; bank < seen.length; bank++) if (seen[bank] === 1 && recorder.compiledBanks[bank] === 0) banksNeverCompiled++
+  const measures: ReplayMeasures = {
+    compiles: recorder.compiles,
+    compilesByReason: { ...recorder.byReason },
+    tokens: recorder.tokens,
+    dailyCompiles: Array.from(recorder.dailyCompiles),
+    dailyTokens: Array.from(recorder.dailyTokens),
+    days: (workload.end - workload.start) / DAY,
+    freshnessP50: p50!,
+    freshnessP95: p95!,
+    freshnessMax: recorder.delays.total === 0 ? NaN : recorder.delays.max,
+    compiledMemories: recorder.delays.total,
+    uncompiledMemories: totals(workload).memories - recorder.delays.total,
+    banksNeverCompiled,
+    events: workload.length
+  }
+  runNow(Scope.close(scope, Exit.void), clock, scheduler) // compiles still running at the end are not waited for
+  return measures
+}
+
+interface WorkloadTotals {
+  /** 1 for each bank with at least one retain. */
+  readonly seen: Uint8Array
+  readonly memories: number
+}
+
+const totalsCache = new WeakMap<Workload, WorkloadTotals>()
+
+const totals = (workload: Workload): WorkloadTotals => {
+  let found = totalsCache.get(workload)
+  if (found === undefined) {
+    const seen = new Uint8Array(workload.bankIds.length)
+    let memories = 0
+    for (let n = 0; n < workload.length; n++) {
+      const count = workload.counts[n]!
+      if (count > 0) {
+        seen[workload.banks[n]!] = 1
+        memories += count
+      }
+    }
+    found = { seen, memories }
+    totalsCache.set(workload, found)
+  }
+  return found
+}
+
+const chainsCache = new WeakMap<Workload, ReturnType<typeof retainChains>>()
+
+const chainsOf = (workload: Workload): ReturnType<typeof retainChains> => {
+  let chains = chainsCache.get(workload)
+  if (chains === undefined) {
+    chains = retainChains(workload.banks, workload.counts, workload.length, workload.bankIds.length)
+    chainsCache.set(workload, chains)
+  }
+  return chains
+}
