@@ -16,7 +16,10 @@ export const OPTIONAL_PEERS = {
   "prom-client": "^15.1.3",
   "@effect/opentelemetry": "^0.64.1",
   "@opentelemetry/sdk-trace-base": "^2.0.0",
-  "@opentelemetry/exporter-trace-otlp-http": ">=0.200.0 <0.300.0"
+  "@opentelemetry/exporter-trace-otlp-http": ">=0.200.0 <0.300.0",
+  "@effect/cluster": "^0.60.2",
+  "@effect/rpc": "^0.76.2",
+  "@effect/workflow": "^0.19.1"
 } as const
 
 export type OptionalPeer = keyof typeof OPTIONAL_PEERS
@@ -29,6 +32,15 @@ export const TRACING_PEERS: ReadonlyArray<OptionalPeer> = [
   "@effect/opentelemetry",
   "@opentelemetry/sdk-trace-base",
   "@opentelemetry/exporter-trace-otlp-http"
+]
+
+/** The peers of cluster mode (`ClusterCompileQueue.ts`), loaded only when `CLUSTER_RUNNER_ADDRESS` is set. */
+export const CLUSTER_PEERS: ReadonlyArray<OptionalPeer> = [
+  "@effect/cluster",
+  "@effect/rpc",
+  "@effect/workflow",
+  "@effect/sql-pg",
+  "@effect/platform-node"
 ]
 
 const require = createRequire(import.meta.url)
