@@ -35,7 +35,7 @@ import { WriteAcks } from "./internal/writeAcks.js"
 export const defaultShardingConfig: Partial<ShardingConfig.ShardingConfig["Type"]> = {
   shardsPerGroup: PARTITIONS,
   shardLockRefreshInterval: Duration.seconds(1),
-  shardLockExpiration: Duration.seconds(5),
+  shardLockExpiration: Duration.seconds(3),
   runnerHealthCheckInterval: Duration.seconds(1),
   refreshAssignmentsInterval: Duration.seconds(1),
   entityMessagePollInterval: Duration.seconds(1),

@@ -9,7 +9,7 @@
  */
 import { Entity } from "@effect/cluster"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Context, Duration, Effect, Layer, Option } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, FiberId, Layer, Option } from "effect"
 import { BankStateStore, type BankStateStoreService } from "../BankStateStore.js"
 import { CompileEngine, CompileError, type CompileEngineService } from "../CompileEngine.js"
 import { CompileQueue, type CompileQueueService } from "../CompileQueue.js"
@@ -17,38 +17,31 @@ import type { CompileQueueOptions } from "../CompileQueueOptions.js"
 import { PARTITIONS, PartitionEntity } from "./clusterProtocol.js"
 import { partitionStore } from "./clusterStore.js"
 
-/** What every partition of this runner shares: the engine behind the runner-wide permits, the store, the options. */
+/** What every partition of this runner shares: the engine permits, the engine, the store, the options. */
 export class PartitionHost extends Context.Tag("effect-compile-trigger/PartitionHost")<PartitionHost, {
+  /** `COMPILE_CONCURRENCY` permits for the whole runner, across its partitions. */
+  readonly permits: Effect.Semaphore
+  /** The user's engine under the compile timeout (which starts once a permit is held). */
   readonly engine: CompileEngineService
   readonly storeFor: (partition: number) => BankStateStoreService
   readonly options: CompileQueueOptions
+  readonly handoverTimeout: Duration.Duration
 }>() {}
 
-/**
- * The runner's engine: at most `concurrency` compiles at once across all the partitions it owns; the compile timeout
- * starts once a permit is held (waiting for one is not compiling). A runner-wide budget (issue 12) wraps here too.
- */
-export const runnerEngine = (
+const withTimeout = (
   engine: CompileEngineService,
-  concurrency: number,
   compileTimeout: Option.Option<Duration.Duration>
-): CompileEngineService => {
-  const permits = Effect.unsafeMakeSemaphore(concurrency)
-  return {
-    run: (bankId, job) => {
-      const run = engine.run(bankId, job)
-      return permits.withPermits(1)(
-        Option.isNone(compileTimeout) ? run : Effect.timeoutFail(run, {
-          duration: compileTimeout.value,
-          onTimeout: () =>
-            new CompileError({ bankId, message: `compile timed out after ${Duration.format(compileTimeout.value)}` })
-        })
-      )
-    }
+): CompileEngineService =>
+  Option.isNone(compileTimeout) ? engine : {
+    run: (bankId, job) =>
+      Effect.timeoutFail(engine.run(bankId, job), {
+        duration: compileTimeout.value,
+        onTimeout: () =>
+          new CompileError({ bankId, message: `compile timed out after ${Duration.format(compileTimeout.value)}` })
+      })
   }
-}
 
-/** Builds the host from the service's queue options; `handoverTimeout` replaces `shutdownTimeout` per partition. */
+/** Builds the host from the service's queue options. A runner-wide budget (issue 12) would sit beside `permits`. */
 export const hostLayer = (
   queueOptions: CompileQueueOptions,
   handoverTimeout: Duration.DurationInput,
@@ -62,23 +55,55 @@ export const hostLayer = (
       const concurrency = queueOptions.concurrency ?? 1
       const maxQueueSize = queueOptions.maxQueueSize ?? 100
       return {
-        engine: runnerEngine(
+        permits: yield* Effect.makeSemaphore(concurrency),
+        engine: withTimeout(
           engine,
-          concurrency,
           queueOptions.compileTimeout === undefined ? Option.none() : Option.some(Duration.decode(queueOptions.compileTimeout))
         ),
         storeFor: (partition) => partitionStore(sql, table, partition),
+        handoverTimeout: Duration.decode(handoverTimeout),
         options: {
           ...queueOptions,
           // One partition may use every permit; the permits bound the runner.
           concurrency,
           compileTimeout: undefined,
           maxQueueSize: maxQueueSize <= 0 ? 0 : Math.ceil(maxQueueSize / PARTITIONS),
-          shutdownTimeout: handoverTimeout
+          // The hand-over (`gate`) waits for the running compiles first; then whatever is left is cut off at once.
+          shutdownTimeout: 0
         }
       }
     })
   )
+
+/**
+ * One partition's way into the engine. While it is open a compile takes a runner permit and runs; once the partition
+ * is leaving, no new compile starts (its worker waits, to be cut off by the queue's close: the bank stays pending for
+ * the next owner) and `close` waits for the running ones, up to the hand-over timeout.
+ */
+const makeGate = (permits: Effect.Semaphore, engine: CompileEngineService) => {
+  let closing = false
+  let active = 0
+  let idle: Deferred.Deferred<void> | undefined
+  const leave = Effect.sync(() => {
+    if (--active === 0 && idle !== undefined) Deferred.unsafeDone(idle, Exit.void)
+  })
+  const run: CompileEngineService["run"] = (bankId, job) =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(restore(permits.take(1)), () => {
+        if (closing) return Effect.zipRight(permits.release(1), restore(Effect.never))
+        active++
+        return restore(engine.run(bankId, job)).pipe(Effect.ensuring(Effect.zipRight(permits.release(1), leave)))
+      })
+    )
+  const close = (timeout: Duration.Duration): Effect.Effect<boolean> =>
+    Effect.suspend(() => {
+      closing = true
+      if (active === 0) return Effect.succeed(true)
+      idle = Deferred.unsafeMake<void>(FiberId.none)
+      return Deferred.await(idle).pipe(Effect.interruptible, Effect.timeout(timeout), Effect.isSuccess)
+    })
+  return { run, close }
+}
 
 const handlers = (queue: CompileQueueService) =>
   PartitionEntity.of({
@@ -122,12 +147,21 @@ export const ownerLayer = PartitionEntity.toLayer(
     const address = yield* Entity.CurrentAddress
     const partition = Number(address.entityId)
     const host = yield* PartitionHost
+    const gate = makeGate(host.permits, host.engine)
     const queue = yield* CompileQueue.make(host.options).pipe(
-      Effect.provideService(CompileEngine, { run: host.engine.run }),
+      Effect.provideService(CompileEngine, { run: gate.run }),
       Effect.provideService(BankStateStore, host.storeFor(partition))
     )
     yield* Effect.logDebug(`partition ${partition}: taken over`)
-    yield* Effect.addFinalizer(() => Effect.logDebug(`partition ${partition}: handing over`))
+    // Added after the queue, so it runs before the queue's own close (which then cuts off what is left, and flushes).
+    yield* Effect.addFinalizer(() =>
+      Effect.flatMap(gate.close(host.handoverTimeout), (finished) =>
+        Effect.logDebug(
+          `partition ${partition}: handing over${
+            finished ? "" : `; compiles still running after ${Duration.format(host.handoverTimeout)} are cut off`
+          }`
+        ))
+    )
     return handlers(queue)
   }),
   // Never reaped for idleness: a taken-over partition's pending banks must compile with no message arriving.
