@@ -25,21 +25,24 @@ import { setupSchema } from "./internal/clusterStore.js"
 import { WriteAcks } from "./internal/writeAcks.js"
 
 /**
- * The cluster settings cluster mode uses by default, tuned so that a killed runner's shards move within 10 seconds:
- * a runner missing from the health check (every second, ~2.5 s of pings) or whose heartbeat is 5 s old is dropped;
- * assignments are re-read every second. Shard locks are Postgres advisory locks on the runner's own connection, so a
+ * The cluster settings cluster mode uses by default, tuned so that a killed runner's shards move within 10 seconds
+ * (the package's defaults take 10–40 s): a runner that fails the health check (every second, ~2.5 s of pings) or
+ * whose heartbeat is 5 s old is dropped; assignments and unprocessed messages are re-read every second. Shard locks are Postgres advisory locks on the runner's own connection, so a
  * killed runner's locks go with its connection at once. `shardsPerGroup` must be the same on every runner.
  *
  * @since 0.1.0
  */
 export const defaultShardingConfig: Partial<ShardingConfig.ShardingConfig["Type"]> = {
   shardsPerGroup: PARTITIONS,
-  shardLockRefreshInterval: Duration.seconds(1),
-  shardLockExpiration: Duration.seconds(3),
+  // Lock operations get a third of the expiration (1.7 s) before the runner counts its locks as lost.
+  shardLockRefreshInterval: Duration.seconds(2),
+  shardLockExpiration: Duration.seconds(5),
   runnerHealthCheckInterval: Duration.seconds(1),
   refreshAssignmentsInterval: Duration.seconds(1),
   entityMessagePollInterval: Duration.seconds(1),
-  entityTerminationTimeout: Duration.seconds(15)
+  entityTerminationTimeout: Duration.seconds(15),
+  // Messages to this runner's own partitions are not serialized (the handlers never mutate a payload).
+  simulateRemoteSerialization: false
 }
 
 /**

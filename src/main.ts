@@ -68,7 +68,11 @@ const ClusterQueue = (config: ServiceConfig.ServiceConfig, cluster: ServiceConfi
         handoverTimeout: cluster.handoverTimeout
       }).pipe(
         Layer.provide(Engine(config)),
-        Layer.provide(PgClient.layer({ url: cluster.databaseUrl }))
+        // Named after the runner, so that pg_stat_activity (and pg_locks' shard locks) say which runner is which.
+        Layer.provide(PgClient.layer({
+          url: cluster.databaseUrl,
+          applicationName: `effect-compile-trigger ${cluster.runnerAddress.host}:${cluster.runnerAddress.port}`
+        }))
       ),
     (error) => error instanceof Error ? error : new Error(String(error))
   ).pipe(

@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { Entity } from "@effect/cluster"
+import { ClusterSchema, Entity } from "@effect/cluster"
 import { Rpc } from "@effect/rpc"
 import { Schema } from "effect"
 import { createHash } from "node:crypto"
@@ -64,4 +64,4 @@ export const PartitionEntity = Entity.make("CompileTriggerPartition", [
   Rpc.make("State", { success: Schema.Array(BankCompileState) }),
   Rpc.make("Sweep", { success: Schema.Number }),
   Rpc.make("Drain", { payload: { timeoutMillis: Schema.Number }, success: Schema.Boolean })
-])
+]).annotate(ClusterSchema.ClientTracingEnabled, false) // a client span per routed retain batch costs more than the batch
