@@ -18,7 +18,7 @@ import type { BankStoreError } from "./BankStateStore.js"
 import type { CompileEngine } from "./CompileEngine.js"
 import { CompileQueue } from "./CompileQueue.js"
 import { type CompileQueueOptions, resolve } from "./CompileQueueOptions.js"
-import { hostLayer, ownerLayer } from "./internal/clusterOwner.js"
+import { hostLayer, type LocalPartitions, ownerLayer } from "./internal/clusterOwner.js"
 import { PARTITIONS } from "./internal/clusterProtocol.js"
 import { keepPartitionsStarted, makeRouter } from "./internal/clusterRouter.js"
 import { setupSchema } from "./internal/clusterStore.js"
@@ -97,9 +97,10 @@ export const layer = (
   return Layer.unwrapEffect(Effect.gen(function*() {
     const table = yield* setupSchema({ ...ShardingConfig.defaults, ...shardingConfig })
     const Runner = NodeClusterSocket.layer({ storage: "sql", shardingConfig })
-    const Owners = ownerLayer.pipe(Layer.provide(hostLayer(queueOptions, handoverTimeout, table)))
+    const local: LocalPartitions = new Map()
+    const Owners = ownerLayer.pipe(Layer.provide(hostLayer(queueOptions, handoverTimeout, table, local)))
     const Router = Layer.scopedContext(Effect.gen(function*() {
-      const { acks, service } = yield* makeRouter(resolved.right.config)
+      const { acks, service } = yield* makeRouter(resolved.right.config, local)
       yield* keepPartitionsStarted(KEEP_STARTED_INTERVAL)
       return Context.make(CompileQueue, service).pipe(Context.add(WriteAcks, acks))
     }))

@@ -26,7 +26,12 @@ export class PartitionHost extends Context.Tag("effect-compile-trigger/Partition
   readonly storeFor: (partition: number) => BankStateStoreService
   readonly options: CompileQueueOptions
   readonly handoverTimeout: Duration.Duration
+  /** The queues of the partitions running here, while they run: the router calls them directly. */
+  readonly local: LocalPartitions
 }>() {}
+
+/** Partition number → its queue, for the partitions this runner runs now (added once restored, removed first at close). */
+export type LocalPartitions = Map<number, CompileQueueService>
 
 const withTimeout = (
   engine: CompileEngineService,
@@ -45,7 +50,8 @@ const withTimeout = (
 export const hostLayer = (
   queueOptions: CompileQueueOptions,
   handoverTimeout: Duration.DurationInput,
-  table: BankStateStoreService
+  table: BankStateStoreService,
+  local: LocalPartitions
 ): Layer.Layer<PartitionHost, never, CompileEngine | SqlClient.SqlClient> =>
   Layer.effect(
     PartitionHost,
@@ -62,6 +68,7 @@ export const hostLayer = (
         ),
         storeFor: (partition) => partitionStore(sql, table, partition),
         handoverTimeout: Duration.decode(handoverTimeout),
+        local,
         options: {
           ...queueOptions,
           // One partition may use every permit; the permits bound the runner.
@@ -153,9 +160,11 @@ export const ownerLayer = PartitionEntity.toLayer(
       Effect.provideService(BankStateStore, host.storeFor(partition))
     )
     yield* Effect.logDebug(`partition ${partition}: taken over`)
+    host.local.set(partition, queue)
     // Added after the queue, so it runs before the queue's own close (which then cuts off what is left, and flushes).
+    // From its first step on, the router sends this partition's calls through the cluster (to the next owner).
     yield* Effect.addFinalizer(() =>
-      Effect.flatMap(gate.close(host.handoverTimeout), (finished) =>
+      Effect.flatMap(Effect.zipRight(Effect.sync(() => host.local.delete(partition)), gate.close(host.handoverTimeout)), (finished) =>
         Effect.logDebug(
           `partition ${partition}: handing over${
             finished ? "" : `; compiles still running after ${Duration.format(host.handoverTimeout)} are cut off`

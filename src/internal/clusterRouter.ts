@@ -25,6 +25,7 @@ import { BankPolicyError, validatePolicy } from "../BankPolicy.js"
 import type { BankPage, CompileQueueService, CompileQueueStats } from "../CompileQueue.js"
 import type { CompileTriggerConfig } from "../CompileTriggerConfig.js"
 import { PARTITIONS, PartitionEntity, partitionOf } from "./clusterProtocol.js"
+import type { LocalPartitions } from "./clusterOwner.js"
 import { invalidBankId } from "./queueEntries.js"
 import { WriteAcks, WriteNotConfirmed } from "./writeAcks.js"
 
@@ -63,7 +64,7 @@ const routed = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, Exclu
     Effect.catchIf(isClusterError, (error) => Effect.die(error))
   ) as unknown as Effect.Effect<A, Exclude<E, ClusterErrors>, R>
 
-export const makeRouter = (config: CompileTriggerConfig) =>
+export const makeRouter = (config: CompileTriggerConfig, local: LocalPartitions) =>
   Effect.gen(function*() {
     const clientFor = yield* PartitionEntity.client
     const clients = Array.from({ length: PARTITIONS }, (_, p) => clientFor(String(p)))
@@ -111,6 +112,11 @@ export const makeRouter = (config: CompileTriggerConfig) =>
         return runSync(Effect.logWarning(`ignored request for bank ${JSON.stringify(bankId)}: ${invalid}`))
       }
       const p = partitionOf(bankId)
+      // This runner owns the partition and runs its queue: counted here and now, no RPC.
+      const queue = local.get(p)
+      if (queue !== undefined) {
+        return kind === "retains" ? queue.unsafeNotifyRetain(bankId, count) : queue.unsafeNotifyForget(bankId, count)
+      }
       const lane = lanes[p]!
       const counts = lane[kind]
       counts.set(bankId, (counts.get(bankId) ?? 0) + count)
@@ -134,6 +140,7 @@ export const makeRouter = (config: CompileTriggerConfig) =>
     }
 
     const owner = (bankId: string) => clients[partitionOf(bankId)]!
+    const localOwner = (bankId: string) => local.get(partitionOf(bankId))
     const everyPartition = <A, E>(f: (p: number) => Effect.Effect<A, E>) =>
       Effect.forEach(Array.from({ length: PARTITIONS }, (_, p) => p), f, { concurrency: "unbounded" })
 
@@ -187,12 +194,22 @@ export const makeRouter = (config: CompileTriggerConfig) =>
           if (invalid !== undefined) return Effect.fail(new BankPolicyError({ bankId: String(bankId), message: invalid }))
           const policy = validatePolicy(input)
           if (policy._tag === "Left") return Effect.fail(new BankPolicyError({ bankId, message: policy.left }))
-          return routed(owner(bankId).SetPolicy({ bankId, policy: policy.right }))
+          const queue = localOwner(bankId)
+          return queue !== undefined
+            ? queue.setPolicy(bankId, policy.right)
+            : routed(owner(bankId).SetPolicy({ bankId, policy: policy.right }))
         }),
-      clearPolicy: (bankId) => routed(owner(bankId).ClearPolicy({ bankId })),
-      policyOf: (bankId) => Effect.map(routed(owner(bankId).PolicyOf({ bankId })), Option.fromNullable),
-      configFor: (bankId) => routed(owner(bankId).ConfigFor({ bankId })),
-      compileNow: (bankId) => routed(owner(bankId).CompileNow({ bankId })),
+      clearPolicy: (bankId) =>
+        Effect.suspend(() => localOwner(bankId)?.clearPolicy(bankId) ?? routed(owner(bankId).ClearPolicy({ bankId }))),
+      policyOf: (bankId) =>
+        Effect.suspend(() =>
+          localOwner(bankId)?.policyOf(bankId) ??
+            Effect.map(routed(owner(bankId).PolicyOf({ bankId })), Option.fromNullable)
+        ),
+      configFor: (bankId) =>
+        Effect.suspend(() => localOwner(bankId)?.configFor(bankId) ?? routed(owner(bankId).ConfigFor({ bankId }))),
+      compileNow: (bankId) =>
+        Effect.suspend(() => localOwner(bankId)?.compileNow(bankId) ?? routed(owner(bankId).CompileNow({ bankId }))),
       drain: (options) =>
         Effect.flatMap(
           everyPartition((p) =>
@@ -212,7 +229,11 @@ export const makeRouter = (config: CompileTriggerConfig) =>
         everyPartition((p) => routed(clients[p]!.State())),
         (all) => new Map(all.flat().map((bank) => [bank.bankId, bank] as const))
       ),
-      bankState: (bankId) => Effect.map(routed(owner(bankId).BankState({ bankId })), Option.fromNullable),
+      bankState: (bankId) =>
+        Effect.suspend(() =>
+          localOwner(bankId)?.bankState(bankId) ??
+            Effect.map(routed(owner(bankId).BankState({ bankId })), Option.fromNullable)
+        ),
       sweepNow: Effect.map(everyPartition((p) => routed(clients[p]!.Sweep())), (all) => all.reduce((a, b) => a + b, 0)),
       listBanks,
       stats,
