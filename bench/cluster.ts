@@ -9,7 +9,7 @@
  * processes sharing the cores, not scaling. Throughput rows are measured in alternating slices. Writes
  * bench/results/cluster.json.
  *
- * Options: `--duration <s>` (default 10), `--connections <n>` (default 48), `--kills <n>` (default 3).
+ * Options: `--duration <s>` (default 10), `--connections <n>` (default 15), `--kills <n>` (default 3).
  */
 import autocannon from "autocannon"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
@@ -26,7 +26,7 @@ const argument = (name: string, fallback: number): number => {
   return index === -1 ? fallback : Number(process.argv[index + 1])
 }
 const DURATION = argument("duration", 10)
-const CONNECTIONS = argument("connections", 48)
+const CONNECTIONS = argument("connections", 15)
 const KILLS = argument("kills", 3)
 const WARMUP = 2
 const SLICES = 5

@@ -10,7 +10,6 @@
  */
 import * as RunnerAddress from "@effect/cluster/RunnerAddress"
 import * as ShardingConfig from "@effect/cluster/ShardingConfig"
-import * as NodeClusterSocket from "@effect/platform-node/NodeClusterSocket"
 import type { SocketServerError } from "@effect/platform/SocketServer"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { type ConfigError, Context, Duration, Effect, Either, Layer, Option } from "effect"
@@ -21,6 +20,7 @@ import { type CompileQueueOptions, resolve } from "./CompileQueueOptions.js"
 import { hostLayer, type LocalPartitions, ownerLayer } from "./internal/clusterOwner.js"
 import { PARTITIONS } from "./internal/clusterProtocol.js"
 import { keepPartitionsStarted, makeRouter } from "./internal/clusterRouter.js"
+import { runnerLayer } from "./internal/clusterRunner.js"
 import { setupSchema } from "./internal/clusterStore.js"
 import { WriteAcks } from "./internal/writeAcks.js"
 
@@ -95,8 +95,9 @@ export const layer = (
   }
   const handoverTimeout = options.handoverTimeout ?? Duration.seconds(5)
   return Layer.unwrapEffect(Effect.gen(function*() {
-    const table = yield* setupSchema({ ...ShardingConfig.defaults, ...shardingConfig })
-    const Runner = NodeClusterSocket.layer({ storage: "sql", shardingConfig })
+    const config = { ...ShardingConfig.defaults, ...shardingConfig }
+    const table = yield* setupSchema(config)
+    const Runner = runnerLayer(config)
     const local: LocalPartitions = new Map()
     const Owners = ownerLayer.pipe(Layer.provide(hostLayer(queueOptions, handoverTimeout, table, local)))
     const Router = Layer.scopedContext(Effect.gen(function*() {
