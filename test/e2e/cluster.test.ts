@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net"
 import { join } from "node:path"
 import { afterEach, describe, expect, inject, it } from "vitest"
+import { partitionOf } from "../../src/internal/clusterProtocol.js"
 import { findPgBinDir } from "../pgCluster.js"
 import { eventually, freePort, type ServiceProcess, startService } from "./harness.js"
 
@@ -82,6 +83,24 @@ const freshDatabase = (): string => {
 }
 
 const bankId = (n: number) => `bank-${n}`
+
+/** The cluster's shard of a partition entity: @effect/cluster's string hash of the entity id, as Sharding computes it. */
+const shardOfPartition = (partition: number): number => {
+  const id = String(partition)
+  let h = 5381, i = id.length
+  while (i) h = (h * 33) ^ id.charCodeAt(--i)
+  h = (h & 0xbfffffff) | ((h >>> 1) & 0x40000000)
+  return Math.abs(h % 64) + 1
+}
+
+/** The runner address holding the shard lock of the bank's partition (the PgClient names its connections after it). */
+const ownerOf = (database: string, id: string): string =>
+  psql(
+    database,
+    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' " +
+      `AND l.granted AND l.objid::bigint = ${1_000_000 + shardOfPartition(partitionOf(id))} AND ` +
+      "l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+  ).replace("effect-compile-trigger ", "")
 /** One bank in eight gets THRESHOLD retains (it compiles), the rest one each. */
 const retainsFor = (n: number) => (n % 8 === 0 ? THRESHOLD : 1)
 
@@ -127,11 +146,15 @@ const pageBanks = async (base: string): Promise<Map<string, BankJson>> => {
   return banks
 }
 
-const startCluster = async (database: string, webhook: string): Promise<Array<ServiceProcess>> =>
+const startCluster = async (
+  database: string,
+  webhook: string
+): Promise<Array<ServiceProcess & { readonly runnerAddress: string }>> =>
   Promise.all([0, 1, 2].map(async () => {
+    const runnerAddress = `127.0.0.1:${await freePort()}`
     const env = {
       DATABASE_URL: database,
-      CLUSTER_RUNNER_ADDRESS: `127.0.0.1:${await freePort()}`,
+      CLUSTER_RUNNER_ADDRESS: runnerAddress,
       COMPILE_WEBHOOK_URL: webhook,
       COMPILE_SIZE_THRESHOLD: String(THRESHOLD),
       COMPILE_CONCURRENCY: "2",
@@ -139,7 +162,7 @@ const startCluster = async (database: string, webhook: string): Promise<Array<Se
       LOG_LEVEL: "debug",
       LOG_FORMAT: "json"
     }
-    return startService(env, 90_000, { command: ["npm", "start"], detached: true })
+    return Object.assign(await startService(env, 90_000, { command: ["npm", "start"], detached: true }), { runnerAddress })
   }))
 
 /** Each of the three runners holds shards and every shard is held: the assignment settled. */
@@ -172,7 +195,8 @@ const answersForEveryBank = async (bases: ReadonlyArray<string>, since: number, 
   const answeredAt = await Promise.all(banks.map(async (id, i) => {
     while (Date.now() < since + timeoutMs) {
       try {
-        await getJson(bases[i % bases.length]!, `/v1/banks/${id}`, 500)
+        // A long enough wait that a request is not abandoned (and sent again) while the cluster moves the partition.
+        await getJson(bases[i % bases.length]!, `/v1/banks/${id}`, 3000)
         return Date.now()
       } catch {
         // not answered yet: ask again at once
@@ -260,11 +284,19 @@ describe.skipIf(pgUrl === "")("cluster mode: three runners over Postgres", () =>
     await sendRetains(nodes)
     // Every retain was acknowledged more than one flush interval before the kill.
     await new Promise((resolve) => setTimeout(resolve, FLUSH_MS + 500))
+    // The victim: the owner of a bank whose compile is running right now.
+    const running = await eventually(
+      async () => receiver.calls.find((call) => call.end === undefined && Date.now() - call.start < COMPILE_MS / 2),
+      (call) => call !== undefined,
+      10_000
+    )
+    const victimAddress = ownerOf(database, running!.bankId)
+    const victim = nodes.find((node) => node.runnerAddress === victimAddress)!
+    const survivors = nodes.filter((node) => node !== victim)
     const inFlight = receiver.calls.filter((call) => call.end === undefined).length
-    const [victim, ...survivors] = nodes
-    process.kill(-victim!.child.pid!, "SIGKILL")
+    process.kill(-victim.child.pid!, "SIGKILL")
     const killedAt = Date.now()
-    await victim!.exited
+    await victim.exited
 
     const failover = await answersForEveryBank(survivors.map((node) => node.base), killedAt, 10_000)
     console.log(`after the kill: ${JSON.stringify(handovers(survivors, killedAt))}`)
