@@ -27,8 +27,9 @@ import { WriteAcks } from "./internal/writeAcks.js"
 /**
  * The cluster settings cluster mode uses by default, tuned so that a killed runner's shards move within 10 seconds
  * (the package's defaults take 10–40 s): a runner that fails the health check (every second, ~2.5 s of pings) or
- * whose heartbeat is 5 s old is dropped; assignments and unprocessed messages are re-read every second. Shard locks are Postgres advisory locks on the runner's own connection, so a
- * killed runner's locks go with its connection at once. `shardsPerGroup` must be the same on every runner.
+ * whose heartbeat is 5 s old is dropped; assignments and unprocessed messages are re-read every second. Shard locks
+ * are Postgres advisory locks on the runner's own connection, so a killed runner's locks go with its connection at
+ * once. `shardsPerGroup` must be the same on every runner.
  *
  * @since 0.1.0
  */
@@ -56,9 +57,9 @@ export interface ClusterCompileQueueOptions {
   /** Where this runner listens for them (default: `runnerAddress`). */
   readonly listenAddress?: { readonly host: string; readonly port: number } | undefined
   /**
-   * When a partition leaves this runner (its shard moves, or the runner stops), how long its queued and running
-   * compiles may go on before they are cut off and left pending for the next owner (default 5 seconds). The shard
-   * lock is released only after that, so a bank never compiles on two runners at once.
+   * When a partition leaves this runner (its shard moves, or the runner stops), how long its running compiles may go
+   * on before they are cut off and left pending for the next owner (default 5 seconds); queued ones are not started.
+   * The shard lock is released only after that, so a bank never compiles on two runners at once.
    */
   readonly handoverTimeout?: Duration.DurationInput | undefined
   /** Overrides of `defaultShardingConfig` (its address fields are set from the options above). */
