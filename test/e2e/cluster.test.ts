@@ -342,7 +342,13 @@ describe.skipIf(pgUrl === "")("cluster mode: three runners over Postgres", () =>
       () => allBanks(staying[0]!.base),
       (banks) => banks.size === BANKS && Array.from(banks.values()).every((bank) => bank.status === "idle"),
       90_000
-    )
+    ).catch((error) => {
+      for (const node of nodes) {
+        const problems = node.output().split("\n").filter((line) => /"logLevel":"(WARN|ERROR|FATAL)"/.test(line))
+        console.log(`${node.runnerAddress}:\n${problems.slice(-15).join("\n")}`)
+      }
+      throw error
+    })
     expect(noOverlaps(receiver.calls)).toEqual([])
     expect(checkOutcome(banks, receiver.calls)).toEqual({ uncompiled: [], uncounted: [] })
     console.log(`cluster SIGTERM: the runner stopped in ${exit.at - stoppedAt} ms; ${receiver.calls.length} webhook calls`)
