@@ -146,6 +146,34 @@ const levelFrom = (level: unknown, at: unknown): StoredLevel | null => {
   return value !== null && Number.isFinite(value) && time !== null && Number.isFinite(time) ? { level: value, at: time } : null
 }
 
+/**
+ * Rows of the banks table as banks; an unreadable policy loads as none, with one warning.
+ *
+ * @internal
+ */
+export const decodeRows = (rows: ReadonlyArray<Record<string, unknown>>): Effect.Effect<Array<PersistedBank>> => {
+  const banks: Array<PersistedBank> = []
+  let unreadablePolicies = 0
+  for (const row of rows) {
+    const bank = fromRow(row)
+    if (bank === undefined) continue
+    if (bank.policy === undefined) {
+      unreadablePolicies++
+      banks.push({ ...bank, policy: null })
+    } else banks.push(bank)
+  }
+  return unreadablePolicies === 0 ? Effect.succeed(banks) : Effect.as(
+    Effect.logWarning(`the stored policy of ${unreadablePolicies} bank(s) is unreadable: those banks load with no policy`),
+    banks
+  )
+}
+
+/** @internal */
+export const BANKS_TABLE = TABLE
+
+/** @internal */
+export const bankStoreError = storeError
+
 const migrations = Migrator.fromRecord({
   "1_create_banks": Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql`CREATE TABLE ${sql(TABLE)} (
@@ -272,22 +300,7 @@ export const makeSql: Effect.Effect<BankStateStoreService, BankStoreError, SqlCl
       })
     return {
       load: sql<Record<string, unknown>>`SELECT * FROM ${sql(TABLE)}`.pipe(
-        Effect.flatMap((rows) => {
-          const banks: Array<PersistedBank> = []
-          let unreadablePolicies = 0
-          for (const row of rows) {
-            const bank = fromRow(row)
-            if (bank === undefined) continue
-            if (bank.policy === undefined) {
-              unreadablePolicies++
-              banks.push({ ...bank, policy: null })
-            } else banks.push(bank)
-          }
-          return unreadablePolicies === 0 ? Effect.succeed(banks) : Effect.as(
-            Effect.logWarning(`the stored policy of ${unreadablePolicies} bank(s) is unreadable: those banks load with no policy`),
-            banks
-          )
-        }),
+        Effect.flatMap(decodeRows),
         Effect.mapError(storeError("load"))
       ),
       save: (banks) => {

@@ -49,6 +49,7 @@ import * as Dashboard from "./internal/dashboard.js"
 import { readJson, withinDepth } from "./internal/httpBody.js"
 import { encodeBankState, isValidBatch, isValidRetain } from "./internal/httpFastPath.js"
 import { isJsonMediaType } from "./internal/jsonGuards.js"
+import { WriteAcks } from "./internal/writeAcks.js"
 import { PrometheusMetrics } from "./PrometheusMetrics.js"
 
 /**
@@ -153,13 +154,21 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
         Option.isNone(policy)
           ? Effect.fail(new PolicyNotFound({ bankId, message: `bank ${JSON.stringify(bankId)} has no policy` }))
           : Effect.map(queue.configFor(bankId), (effective) => new PolicyResponse({ policy: policy.value, effective }, true)))
+    // Cluster mode: a write is answered once the owner of its bank's partition confirmed it (single-node: none).
+    const acks = Option.getOrUndefined(yield* Effect.serviceOption(WriteAcks))
+    const confirmed = (bankIds: Iterable<string>): Effect.Effect<void, NotReady> =>
+      acks === undefined ? Effect.void : Effect.mapError(acks.settle(bankIds), (error) =>
+        new NotReady({ state: "starting", message: error.message }))
+    const afterWrite = acks === undefined
+      ? stateAfterWrite
+      : (bankId: string) => Effect.zipRight(confirmed([bankId]), stateAfterWrite(bankId))
     return handlers
       .handleRaw("retain", ({ path, request }) =>
         forBank(
           path.bankId,
           Effect.flatMap(countBody(request, decodeRetain), (payload) => {
             queue.unsafeNotifyRetain(path.bankId, payload.count ?? 1)
-            return stateAfterWrite(path.bankId)
+            return afterWrite(path.bankId)
           })
         ))
       .handleRaw("forget", ({ path, request }) =>
@@ -167,7 +176,7 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
           path.bankId,
           Effect.flatMap(countBody(request, decodeForget), (payload) => {
             queue.unsafeNotifyForget(path.bankId, payload.count ?? 1)
-            return stateAfterWrite(path.bankId)
+            return afterWrite(path.bankId)
           })
         ))
       .handle("setPolicy", ({ path, payload }) =>
@@ -187,7 +196,7 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
               : Effect.flatMap(withinDepth(body), decodeBatch)
           ),
           Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError),
-          Effect.map((payload) => {
+          Effect.flatMap((payload) => {
             // Checked whole above: a rejected batch counts nothing.
             let retains = 0
             for (const item of payload) {
@@ -195,7 +204,10 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
               queue.unsafeNotifyRetain(item.bankId, count)
               retains += count
             }
-            return new BatchRetainResponse({ accepted: payload.length, retains }, true)
+            const response = new BatchRetainResponse({ accepted: payload.length, retains }, true)
+            return acks === undefined
+              ? Effect.succeed(response)
+              : Effect.as(confirmed(payload.map((item) => item.bankId)), response)
           })
         ))
       .handle("compile", ({ path }) =>

@@ -363,3 +363,51 @@ export const tracing: Config.Config<Option.Option<TracingSettings>> = Config.all
 }).pipe(
   Config.map(({ endpoint, serviceName }) => Option.map(endpoint, (endpoint) => ({ endpoint, serviceName })))
 )
+
+// --- cluster mode -------------------------------------------------------------------------------------------------
+
+/**
+ * Cluster mode, on when `CLUSTER_RUNNER_ADDRESS` is set.
+ *
+ * @since 0.1.0
+ */
+export interface ClusterSettings {
+  /** `CLUSTER_RUNNER_ADDRESS` (`host:port`): where the other runners reach this one; it listens there too. */
+  readonly runnerAddress: { readonly host: string; readonly port: number }
+  /** `DATABASE_URL`: required in cluster mode, a `postgres://` URL (bank state and the cluster's tables). */
+  readonly databaseUrl: Redacted.Redacted
+  /** `CLUSTER_HANDOVER_TIMEOUT`: how long a partition's compiles may go on when it leaves a runner (default 5 s). */
+  readonly handoverTimeout: Duration.Duration
+}
+
+const hostPort: Parse<{ readonly host: string; readonly port: number }> = (raw) => {
+  const match = /^(.+):(\d+)$/.exec(raw)
+  const port = match === null ? NaN : Number(match[2])
+  if (match === null || !(port >= 1 && port <= 65535)) return Either.left("must be host:port (port 1 to 65535)")
+  return Either.right({ host: match[1]!.replace(/^\[(.*)\]$/, "$1"), port })
+}
+
+/**
+ * `CLUSTER_RUNNER_ADDRESS`, `CLUSTER_HANDOVER_TIMEOUT` and `DATABASE_URL`: `None` (single-node mode) while the
+ * address is unset.
+ *
+ * @since 0.1.0
+ */
+export const cluster: Config.Config<Option.Option<ClusterSettings>> = Config.all({
+  runnerAddress: variable("CLUSTER_RUNNER_ADDRESS", hostPort),
+  databaseUrl: Config.option(Config.redacted("DATABASE_URL")),
+  handoverTimeout: durationVariable("CLUSTER_HANDOVER_TIMEOUT", true, "5 seconds")
+}).pipe(
+  Config.mapOrFail(({ databaseUrl, handoverTimeout, runnerAddress }) => {
+    if (Option.isNone(runnerAddress)) return Either.right(Option.none())
+    if (Option.isNone(databaseUrl) || !/^postgres(ql)?:\/\//.test(Redacted.value(databaseUrl.value))) {
+      return Either.left(
+        ConfigError.InvalidData(
+          ["DATABASE_URL"],
+          "DATABASE_URL must be a postgres:// URL in cluster mode (CLUSTER_RUNNER_ADDRESS is set)"
+        )
+      )
+    }
+    return Either.right(Option.some({ runnerAddress: runnerAddress.value, databaseUrl: databaseUrl.value, handoverTimeout }))
+  })
+)

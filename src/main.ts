@@ -11,7 +11,7 @@ import { CompileQueue } from "./CompileQueue.js"
 import * as CompileTriggerServer from "./CompileTriggerServer.js"
 import * as DryRunEngine from "./DryRunEngine.js"
 import * as ServiceConfig from "./ServiceConfig.js"
-import { importLayer, TRACING_PEERS } from "./internal/optionalPeers.js"
+import { CLUSTER_PEERS, importLayer, TRACING_PEERS } from "./internal/optionalPeers.js"
 import { guardShutdownSignals } from "./internal/shutdownSignals.js"
 import * as WebhookEngine from "./WebhookEngine.js"
 
@@ -34,21 +34,56 @@ const Engine = (config: ServiceConfig.ServiceConfig) =>
 /** Durable bank state: SQLite under DATA_DIR (default ./data), or Postgres when DATABASE_URL is set. */
 const Store = BankStateStore.layerConfig
 
+const queueOptions = (config: ServiceConfig.ServiceConfig) => ({
+  config: config.trigger,
+  maxQueueSize: Number.isFinite(config.maxQueueSize) ? config.maxQueueSize : 0,
+  concurrency: config.concurrency,
+  sweepInterval: config.sweepInterval,
+  // The engine enforces compileTimeout itself (the webhook's CompileError names it); this is only a backstop.
+  compileTimeout: Duration.sum(config.compileTimeout, Duration.seconds(1)),
+  shutdownTimeout: config.shutdownTimeout,
+  flushInterval: config.flushInterval,
+  budget: ServiceConfig.budgetOptions(config.budget)
+})
+
 const Queue = (config: ServiceConfig.ServiceConfig) =>
-  CompileQueue.layer({
-    config: config.trigger,
-    maxQueueSize: Number.isFinite(config.maxQueueSize) ? config.maxQueueSize : 0,
-    concurrency: config.concurrency,
-    sweepInterval: config.sweepInterval,
-    // The engine enforces compileTimeout itself (the webhook's CompileError names it); this is only a backstop.
-    compileTimeout: Duration.sum(config.compileTimeout, Duration.seconds(1)),
-    shutdownTimeout: config.shutdownTimeout,
-    flushInterval: config.flushInterval,
-    budget: ServiceConfig.budgetOptions(config.budget)
-  }).pipe(
+  CompileQueue.layer(queueOptions(config)).pipe(
     Layer.tap(() => Effect.logInfo(`queue: ${ServiceConfig.describe(config)}`)),
     Layer.provide(Engine(config)),
     Layer.provide(Store)
+  )
+
+/**
+ * Cluster mode (CLUSTER_RUNNER_ADDRESS): this process is one runner of `@effect/cluster` over Postgres (DATABASE_URL);
+ * the routed queue sends every bank's calls to its partition's owner. Its modules are imported only then.
+ */
+const ClusterQueue = (config: ServiceConfig.ServiceConfig, cluster: ServiceConfig.ClusterSettings) =>
+  importLayer(
+    "cluster mode (CLUSTER_RUNNER_ADDRESS)",
+    CLUSTER_PEERS,
+    () => Promise.all([import("./ClusterCompileQueue.js"), import("@effect/sql-pg")]),
+    ([ClusterCompileQueue, { PgClient }]) =>
+      ClusterCompileQueue.layer({
+        queue: queueOptions(config),
+        runnerAddress: cluster.runnerAddress,
+        handoverTimeout: cluster.handoverTimeout
+      }).pipe(
+        Layer.provide(Engine(config)),
+        // Named after the runner, so that pg_stat_activity (and pg_locks' shard locks) say which runner is which.
+        Layer.provide(PgClient.layer({
+          url: cluster.databaseUrl,
+          applicationName: `effect-compile-trigger ${cluster.runnerAddress.host}:${cluster.runnerAddress.port}`
+        }))
+      ),
+    (error) => error instanceof Error ? error : new Error(String(error))
+  ).pipe(
+    Layer.tap(() =>
+      Effect.logInfo(
+        `queue (cluster runner ${cluster.runnerAddress.host}:${cluster.runnerAddress.port}): ${
+          ServiceConfig.describe(config)
+        } handoverTimeout=${Duration.format(cluster.handoverTimeout)}`
+      )
+    )
   )
 
 const Http = (config: ServiceConfig.ServiceConfig) =>
@@ -91,10 +126,14 @@ const Tracing = (settings: Option.Option<ServiceConfig.TracingSettings>) =>
       ).pipe(Layer.tap(() => Effect.logInfo(`tracing: OTLP/HTTP to ${endpoint.origin} as ${serviceName}`)))
   })
 
-const Service = (config: ServiceConfig.ServiceConfig, tracing: Option.Option<ServiceConfig.TracingSettings>) =>
+const Service = (
+  config: ServiceConfig.ServiceConfig,
+  tracing: Option.Option<ServiceConfig.TracingSettings>,
+  cluster: Option.Option<ServiceConfig.ClusterSettings> = Option.none()
+) =>
   ShutdownWatchdog(config).pipe(
     Layer.provide(Http(config)),
-    Layer.provide(Queue(config)),
+    Layer.provide(Option.isSome(cluster) ? ClusterQueue(config, cluster.value) : Queue(config)),
     Layer.provide(Tracing(tracing))
   )
 
@@ -130,8 +169,12 @@ const main = Effect.gen(function*() {
     logLevel: ServiceConfig.defaultLogLevel
   }))
   return yield* Effect.gen(function*() {
-    const { config, tracing } = yield* Config.all({ config: ServiceConfig.config, tracing: ServiceConfig.tracing })
-    return yield* Layer.launch(Service(config, tracing))
+    const { cluster, config, tracing } = yield* Config.all({
+      config: ServiceConfig.config,
+      tracing: ServiceConfig.tracing,
+      cluster: ServiceConfig.cluster
+    })
+    return yield* Layer.launch(Service(config, tracing, cluster))
   }).pipe(
     Effect.tapErrorCause((cause) =>
       Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError(`startup failed: ${startupError(cause)}`)

@@ -44,7 +44,7 @@ import {
   STATUS
 } from "./bankTable.js"
 import { StalenessTimeline } from "./stalenessTimeline.js"
-import { type BudgetLimits, CompileBudget, type TokenBucket } from "./tokenBucket.js"
+import { type BudgetLimits, CompileBudget, type GlobalBuckets, type TokenBucket } from "./tokenBucket.js"
 
 // ---- answers: what happened to a bank that needed a slot in the queue ----
 /** The bank did not need queuing (or was not allowed to be). */
@@ -104,6 +104,8 @@ export interface CoreOptions {
   readonly offer: (bank: number) => boolean
   /** The cost budget (absent: no global or default per-bank limit; a policy's `bankTokens` still applies). */
   readonly budget?: BudgetLimits | undefined
+  /** Global buckets shared with other queues (cluster mode); absent: this queue's own, from `budget`. */
+  readonly sharedBudget?: GlobalBuckets | undefined
 }
 
 const NO_LIMITS: BudgetLimits = { tokens: Infinity, compiles: Infinity, bankTokens: Infinity, periodMillis: 3_600_000 }
@@ -116,6 +118,30 @@ export interface BudgetCounts {
   readonly compilesAvailable: number
   readonly deferred: number
 }
+
+/** The global buckets as `CompileBudgetState` shows them (null where unlimited). */
+export const globalBucketStates = (
+  buckets: GlobalBuckets,
+  now: number
+): Pick<CompileBudgetState, "tokens" | "compiles"> => {
+  const state = (b: TokenBucket | undefined, nextStartAt: (b: TokenBucket) => number) =>
+    b === undefined ? null : new BudgetBucketState({
+      capacity: b.capacity,
+      available: b.levelAt(now),
+      nextStartAt: DateTime.unsafeMake(nextStartAt(b)),
+      fullAt: DateTime.unsafeMake(b.fullAt(now))
+    }, true)
+  return {
+    tokens: state(buckets.tokens, (b) => b.aboveZeroAt(now)),
+    compiles: state(buckets.compiles, (b) => b.atLeastOneAt(now))
+  }
+}
+
+/** The global buckets' levels at `now` (`Infinity` where unlimited), as `stats.budget` shows them. */
+export const globalLevels = (buckets: GlobalBuckets, now: number) => ({
+  tokensAvailable: buckets.tokens === undefined ? Infinity : buckets.tokens.levelAt(now),
+  compilesAvailable: buckets.compiles === undefined ? Infinity : buckets.compiles.levelAt(now)
+})
 
 /** What a failed engine run leads to. */
 export interface FailureAnswer {
@@ -183,7 +209,7 @@ export class CompileCore {
     this.stalenessMillis = options.config.stalenessMillis
     this.offer = options.offer
     this.persistent = options.persistent
-    this.budget = new CompileBudget(options.budget ?? NO_LIMITS, 0)
+    this.budget = new CompileBudget(options.budget ?? NO_LIMITS, 0, options.sharedBudget)
     this.timeline = new StalenessTimeline((i, due) =>
       (this.table.state[i]! & STALE) === 0 && this.table.referenceTime(i) + this.stalenessMillis === due
     )
@@ -817,13 +843,6 @@ export class CompileCore {
   budgetState(now: number): CompileBudgetState {
     const budget = this.budget
     const { bankTokens, periodMillis } = budget.limits
-    const bucket = (b: TokenBucket | undefined, nextStartAt: (b: TokenBucket) => number) =>
-      b === undefined ? null : new BudgetBucketState({
-        capacity: b.capacity,
-        available: b.levelAt(now),
-        nextStartAt: DateTime.unsafeMake(nextStartAt(b)),
-        fullAt: DateTime.unsafeMake(b.fullAt(now))
-      }, true)
     const deferred = budget.deferred.ordered(1000).map(({ due, i }) => {
       const capacity = this.bankCapacity(i)
       return new DeferredBank({
@@ -835,8 +854,7 @@ export class CompileCore {
     })
     return new CompileBudgetState({
       periodSeconds: periodMillis / 1000,
-      tokens: bucket(budget.tokens, (b) => b.aboveZeroAt(now)),
-      compiles: bucket(budget.compiles, (b) => b.atLeastOneAt(now)),
+      ...globalBucketStates(budget, now),
       bankTokens: Number.isFinite(bankTokens) ? bankTokens : null,
       waiting: this.held.length,
       deferredCount: budget.deferred.size,
@@ -847,11 +865,7 @@ export class CompileCore {
   /** The budget at `now` for `stats` (`Infinity` where unlimited). */
   budgetCounts(now: number): BudgetCounts {
     const budget = this.budget
-    return {
-      tokensAvailable: budget.tokens === undefined ? Infinity : budget.tokens.levelAt(now),
-      compilesAvailable: budget.compiles === undefined ? Infinity : budget.compiles.levelAt(now),
-      deferred: budget.deferred.size
-    }
+    return { ...globalLevels(budget, now), deferred: budget.deferred.size }
   }
 
   // ---- closing ----

@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { Duration, Effect, Either, FiberSet, Option, Queue, type Scope } from "effect"
+import { Context, Duration, Effect, Either, FiberSet, Option, Queue, type Scope } from "effect"
 import type { BankCompileState } from "../BankCompileState.js"
 import { BankPolicyError, type BankPolicyInput, validatePolicy } from "../BankPolicy.js"
 import { BankStateStore, type BankStateStoreService } from "../BankStateStore.js"
@@ -18,6 +18,7 @@ import { makeWorker } from "./compileWorker.js"
 import { invalidBankId, makeCompileNow, makeNotifyForget, makeNotifyRetain } from "./queueEntries.js"
 import { finalFlush, restore, writeBehind } from "./queuePersistence.js"
 import { NO_TAGS, QueueRuntime } from "./queueRuntime.js"
+import type { GlobalBuckets } from "./tokenBucket.js"
 
 /**
  * Closing: stop accepting, cancel the timers, let queued and running compiles finish for up to `shutdownTimeout`,
@@ -125,6 +126,12 @@ const service = (rt: QueueRuntime): CompileQueueService => {
   }
 }
 
+/**
+ * Global budget buckets a queue shares with others instead of its own (cluster mode: every partition a runner owns
+ * draws on the runner's budget). Its per-bank buckets and deferred banks stay its own.
+ */
+export class SharedBudget extends Context.Tag("effect-compile-trigger/SharedBudget")<SharedBudget, GlobalBuckets>() {}
+
 export const make = (
   options?: CompileQueueOptions
 ): Effect.Effect<CompileQueueService, never, CompileEngine | Scope.Scope> =>
@@ -150,7 +157,8 @@ export const make = (
         compiles: opts.budget.compiles,
         bankTokens: opts.budget.bankTokens,
         periodMillis: Duration.toMillis(opts.budget.period)
-      }
+      },
+      sharedBudget: Option.getOrUndefined(yield* Effect.serviceOption(SharedBudget))
     })
     // Made before the shutdown finalizer, so they are closed after it (finalizers run in reverse order).
     const workers = yield* FiberSet.make()

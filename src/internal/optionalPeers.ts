@@ -22,7 +22,10 @@ export const OPTIONAL_PEERS = {
   "@effect/printer-ansi": "^0.51.0",
   "@effect/typeclass": "^0.41.0",
   "vega": "^6.4.0",
-  "vega-lite": "^6.4.3"
+  "vega-lite": "^6.4.3",
+  "@effect/cluster": "^0.60.2",
+  "@effect/rpc": "^0.76.2",
+  "@effect/workflow": "^0.19.1"
 } as const
 
 export type OptionalPeer = keyof typeof OPTIONAL_PEERS
@@ -47,6 +50,15 @@ export const TRACING_PEERS: ReadonlyArray<OptionalPeer> = [
   "@effect/opentelemetry",
   "@opentelemetry/sdk-trace-base",
   "@opentelemetry/exporter-trace-otlp-http"
+]
+
+/** The peers of cluster mode (`ClusterCompileQueue.ts`), loaded only when `CLUSTER_RUNNER_ADDRESS` is set. */
+export const CLUSTER_PEERS: ReadonlyArray<OptionalPeer> = [
+  "@effect/cluster",
+  "@effect/rpc",
+  "@effect/workflow",
+  "@effect/sql-pg",
+  "@effect/platform-node"
 ]
 
 const require = createRequire(import.meta.url)

@@ -190,6 +190,21 @@ export class DeferredBanks {
   }
 }
 
+/** The global token and compile buckets (absent when unlimited). */
+export interface GlobalBuckets {
+  readonly tokens: TokenBucket | undefined
+  readonly compiles: TokenBucket | undefined
+}
+
+/**
+ * Full global buckets for `limits`. Several queues may share one pair (cluster mode: a runner's partitions), each
+ * keeping its own per-bank buckets and deferred banks.
+ */
+export const globalBuckets = (limits: BudgetLimits, now: number): GlobalBuckets => ({
+  tokens: Number.isFinite(limits.tokens) ? TokenBucket.full(limits.tokens, limits.periodMillis, now) : undefined,
+  compiles: Number.isFinite(limits.compiles) ? TokenBucket.full(limits.compiles, limits.periodMillis, now) : undefined
+})
+
 /**
  * The queue's budget: the global buckets (absent when unlimited), the per-bank buckets that are not full, the
  * deferred banks, and since when each waiting bank has waited (for the time-waited histogram).
@@ -205,10 +220,10 @@ export class CompileBudget {
   /** The global levels changed since the last flush. */
   dirty = false
 
-  constructor(readonly limits: BudgetLimits, now: number) {
-    const { compiles, periodMillis, tokens } = limits
-    this.tokens = Number.isFinite(tokens) ? TokenBucket.full(tokens, periodMillis, now) : undefined
-    this.compiles = Number.isFinite(compiles) ? TokenBucket.full(compiles, periodMillis, now) : undefined
+  constructor(readonly limits: BudgetLimits, now: number, shared?: GlobalBuckets) {
+    const global = shared ?? globalBuckets(limits, now)
+    this.tokens = global.tokens
+    this.compiles = global.compiles
   }
 
   /** Whether a global limit is set (else no compile ever waits at the head). */

@@ -1,0 +1,348 @@
+/**
+ * `npm run bench:cluster`: cluster mode on this machine, in one run — retains/s through the batch route on a
+ * 1-runner and a 3-runner cluster (beside the single-node service as the baseline), the p50/p99 of one retain routed
+ * to a remote owner (and to a local one), and the failover time after a SIGKILL.
+ *
+ * A throwaway Postgres (test/pgCluster.ts), one database per cluster; runners are `node dist/bin.js` (built first)
+ * with CLUSTER_RUNNER_ADDRESS and DATABASE_URL, dry-run engine, size threshold 10^9 (no compile runs: the rows
+ * measure routing and counting). On a 2-core machine the 3-runner row measures the routing overhead of three
+ * processes sharing the cores, not scaling. Throughput rows are measured in alternating slices. Writes
+ * bench/results/cluster.json.
+ *
+ * Options: `--duration <s>` (default 10), `--connections <n>` (default 15), `--kills <n>` (default 3).
+ */
+import autocannon from "autocannon"
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { partitionOf, PARTITIONS } from "../src/internal/clusterProtocol.js"
+import { ensureBuilt, root } from "../test/build.js"
+import { findPgBinDir, startPgCluster } from "../test/pgCluster.js"
+
+const argument = (name: string, fallback: number): number => {
+  const index = process.argv.indexOf(`--${name}`)
+  return index === -1 ? fallback : Number(process.argv[index + 1])
+}
+const DURATION = argument("duration", 10)
+const CONNECTIONS = argument("connections", 15)
+const KILLS = argument("kills", 3)
+const WARMUP = 2
+const SLICES = 5
+const BATCH_ITEMS = 1000
+const LATENCY_REQUESTS = 1000
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      server.close(() => typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port")))
+    })
+  })
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+interface Node {
+  readonly child: ChildProcess
+  readonly base: string
+  readonly runner: string
+  readonly env: Record<string, string>
+}
+
+const spawnNode = async (env: Record<string, string>): Promise<Node> => {
+  const port = await freePort()
+  const child = spawn(process.execPath, ["dist/bin.js"], {
+    cwd: root,
+    env: { ...process.env, LOG_LEVEL: "warn", COMPILE_SIZE_THRESHOLD: "1000000000", ...env, PORT: String(port), HOST: "127.0.0.1" },
+    stdio: ["ignore", "ignore", "inherit"]
+  })
+  const base = `http://127.0.0.1:${port}`
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`a node exited with ${child.exitCode}`)
+    try {
+      if ((await fetch(`${base}/readyz`)).status === 200) break
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error("a node did not start within 60 s")
+    await sleep(100)
+  }
+  return { child, base, runner: env.CLUSTER_RUNNER_ADDRESS ?? "", env }
+}
+
+const stop = (child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve()
+    child.once("exit", () => resolve())
+    child.kill(signal)
+  })
+
+const psql = (url: string, query: string): string => {
+  const result = spawnSync(join(findPgBinDir()!, "psql"), [url, "-Atc", query], { encoding: "utf8" })
+  if (result.status !== 0) throw new Error(`psql failed: ${result.stderr}`)
+  return result.stdout.trim()
+}
+
+const createDatabase = (serverUrl: string, name: string): string => {
+  psql(serverUrl, `CREATE DATABASE ${name}`)
+  return serverUrl.replace(/\/[^/]*$/, `/${name}`)
+}
+
+const startRunner = async (database: string, runnerPort?: number) =>
+  spawnNode({ DATABASE_URL: database, CLUSTER_RUNNER_ADDRESS: `127.0.0.1:${runnerPort ?? await freePort()}` })
+
+/** Shard → runner address, from the advisory shard locks and the runners' connection names. */
+const owners = (database: string): Map<number, string> => {
+  const rows = psql(
+    database,
+    "SELECT l.objid::bigint - 1000000, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid " +
+      "WHERE l.locktype = 'advisory' AND l.granted AND l.objid > 1000000 AND " +
+      "l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+  )
+  const map = new Map<number, string>()
+  for (const row of rows.split("\n").filter((row) => row !== "")) {
+    const [shard, name] = row.split("|")
+    map.set(Number(shard), name!.replace("effect-compile-trigger ", ""))
+  }
+  return map
+}
+
+/** Waits until `runners` distinct runners hold all the shards. */
+const settled = async (database: string, runners: number) => {
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    const map = owners(database)
+    if (map.size === PARTITIONS && new Set(map.values()).size === runners) return map
+    if (Date.now() > deadline) throw new Error(`the cluster did not settle on ${runners} runners`)
+    await sleep(200)
+  }
+}
+
+/** The cluster's shard of a partition entity: @effect/cluster's string hash of the entity id, as Sharding computes it. */
+const shardOfPartition = (partition: number): number => {
+  const id = String(partition)
+  let h = 5381, i = id.length
+  while (i) h = (h * 33) ^ id.charCodeAt(--i)
+  h = (h & 0xbfffffff) | ((h >>> 1) & 0x40000000)
+  return Math.abs(h % PARTITIONS) + 1
+}
+
+const ownerOfBank = (map: Map<number, string>, bankId: string) => map.get(shardOfPartition(partitionOf(bankId)))
+
+interface Run {
+  readonly requests: number
+  readonly seconds: number
+  readonly p50: number
+  readonly p99: number
+  readonly failed: number
+}
+
+const loadBatch = async (bases: ReadonlyArray<string>, body: string, duration: number): Promise<Run> => {
+  const results = await Promise.all(bases.map((base) =>
+    autocannon({
+      url: base,
+      connections: Math.max(1, Math.floor(CONNECTIONS / bases.length)),
+      duration,
+      requests: [{ method: "POST", path: "/v1/retains", body, headers: { "content-type": "application/json" } }]
+    })
+  ))
+  return {
+    requests: results.reduce((sum, r) => sum + r.requests.total, 0),
+    seconds: Math.max(...results.map((r) => r.duration)),
+    p50: Math.max(...results.map((r) => r.latency.p50)),
+    p99: Math.max(...results.map((r) => r.latency.p99)),
+    failed: results.reduce((sum, r) => sum + r.non2xx + r.errors + r.timeouts, 0)
+  }
+}
+
+const combine = (runs: ReadonlyArray<Run>): Run => ({
+  requests: runs.reduce((sum, run) => sum + run.requests, 0),
+  seconds: runs.reduce((sum, run) => sum + run.seconds, 0),
+  p50: Math.max(...runs.map((run) => run.p50)),
+  p99: Math.max(...runs.map((run) => run.p99)),
+  failed: runs.reduce((sum, run) => sum + run.failed, 0)
+})
+
+const retainsCounted = async (bases: ReadonlyArray<string>): Promise<number> => {
+  let total = 0
+  for (const base of bases) {
+    const text = await (await fetch(`${base}/metrics`)).text()
+    const line = text.split("\n").find((line) => line.startsWith("compile_trigger_retains_total "))
+    total += Number(line?.split(" ")[1] ?? NaN)
+  }
+  return total
+}
+
+const percentile = (sorted: ReadonlyArray<number>, p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!
+
+/** One retain at a time through `base`, for each bank in turn: p50 and p99 in ms. */
+const singleRetains = async (base: string, bankIds: ReadonlyArray<string>) => {
+  const times: Array<number> = []
+  for (let n = 0; n < LATENCY_REQUESTS; n++) {
+    const started = performance.now()
+    const response = await fetch(`${base}/v1/banks/${bankIds[n % bankIds.length]}/retain`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}"
+    })
+    await response.arrayBuffer()
+    if (response.status !== 202) throw new Error(`retain answered ${response.status}`)
+    times.push(performance.now() - started)
+  }
+  times.sort((a, b) => a - b)
+  return { p50: percentile(times, 0.5), p99: percentile(times, 0.99) }
+}
+
+/** SIGKILL `victim`; the time until a bank of every one of its partitions answers through `via`. */
+const failover = async (database: string, victim: Node, via: string) => {
+  const map = owners(database)
+  const banks: Array<string> = []
+  for (let n = 0; banks.length < PARTITIONS * 4 && n < 100_000; n++) {
+    if (ownerOfBank(map, `fo-${n}`) === victim.runner) banks.push(`fo-${n}`)
+  }
+  await stop(victim.child, "SIGKILL")
+  const killedAt = Date.now()
+  const pending = new Set(banks)
+  while (pending.size > 0 && Date.now() - killedAt < 60_000) {
+    await Promise.all(Array.from(pending, async (bankId) => {
+      try {
+        const response = await fetch(`${via}/v1/banks/${bankId}/retain`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: "{}",
+          signal: AbortSignal.timeout(500)
+        })
+        if (response.status === 202) pending.delete(bankId)
+      } catch {
+        // not yet
+      }
+    }))
+  }
+  return { ms: Date.now() - killedAt, banks: banks.length, unanswered: pending.size }
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
+
+const main = async () => {
+  ensureBuilt()
+  const pg = await startPgCluster()
+  if (pg === undefined) throw new Error("PostgreSQL server binaries not found under /usr/lib/postgresql")
+  const dataDir = mkdtempSync(join(tmpdir(), "bench-cluster-"))
+  const nodes: Array<Node> = []
+  try {
+    console.log(
+      `bench:cluster — autocannon, ${CONNECTIONS} connections, ${DURATION} s per row in ${SLICES} alternating slices; ` +
+        `batch of ${BATCH_ITEMS} items over ${BATCH_ITEMS} banks`
+    )
+    const single = await spawnNode({ DATA_DIR: dataDir })
+    nodes.push(single)
+    const db1 = createDatabase(pg.url, "bench_one")
+    const one = await startRunner(db1)
+    nodes.push(one)
+    await settled(db1, 1)
+    const db3 = createDatabase(pg.url, "bench_three")
+    const three = await Promise.all([0, 1, 2].map(() => startRunner(db3)))
+    nodes.push(...three)
+    await settled(db3, 3)
+
+    const body = JSON.stringify(Array.from({ length: BATCH_ITEMS }, (_, i) => ({ bankId: `bench-${i}`, count: 1 })))
+    const rows = [
+      { name: "single node (SQLite, no cluster)", bases: [single.base] },
+      { name: "cluster, 1 runner", bases: [one.base] },
+      { name: "cluster, 3 runners (load spread over the 3 HTTP ports)", bases: three.map((node) => node.base) }
+    ]
+    for (const row of rows) await loadBatch(row.bases, body, WARMUP)
+    const slices: Array<Array<Run>> = rows.map(() => [])
+    const counted = rows.map(() => 0)
+    for (let slice = 0; slice < SLICES; slice++) {
+      for (let r = 0; r < rows.length; r++) {
+        const countBases = r === 2 ? three.map((node) => node.base) : rows[r]!.bases
+        const before = await retainsCounted(countBases)
+        slices[r]!.push(await loadBatch(rows[r]!.bases, body, DURATION / SLICES))
+        counted[r]! += (await retainsCounted(countBases)) - before
+      }
+    }
+    const runs = slices.map(combine)
+
+    // One retain at a time from the first runner, to banks whose partition another runner owns, and to its own.
+    const map = owners(db3)
+    const remote: Array<string> = []
+    const local: Array<string> = []
+    for (let n = 0; remote.length < 200 || local.length < 200; n++) {
+      const bankId = `lat-${n}`
+      ;(ownerOfBank(map, bankId) === three[0]!.runner ? local : remote).push(bankId)
+    }
+    await singleRetains(three[0]!.base, remote.slice(0, 100)) // warm-up
+    const remoteLatency = await singleRetains(three[0]!.base, remote)
+    const localLatency = await singleRetains(three[0]!.base, local)
+    const singleLatency = await singleRetains(single.base, local)
+
+    // SIGKILL the last runner, measure, start it again (same address) and let the cluster settle; KILLS times.
+    const failovers: Array<{ ms: number; banks: number; unanswered: number }> = []
+    for (let k = 0; k < KILLS; k++) {
+      const victim = three[2]!
+      failovers.push(await failover(db3, victim, three[0]!.base))
+      const port = Number(victim.runner.split(":")[1])
+      three[2] = await startRunner(db3, port)
+      nodes.push(three[2])
+      await settled(db3, 3)
+    }
+
+    console.log("")
+    console.log("| setup | requests/s | retains/s counted | vs single node (same run) | latency p50 / p99 (batch) |")
+    console.log("|---|---|---|---|---|")
+    runs.forEach((run, r) => {
+      const retainsPerSecond = counted[r]! / run.seconds
+      const baseline = counted[0]! / runs[0]!.seconds
+      console.log(
+        `| ${rows[r]!.name} | ${fmt(run.requests / run.seconds)} | ${fmt(retainsPerSecond)} | ${
+          (retainsPerSecond / baseline * 100).toFixed(0)
+        } % | ${run.p50} / ${run.p99} ms |`
+      )
+    })
+    console.log("")
+    console.log("| one retain (`POST /v1/banks/{id}/retain`, one at a time) | p50 | p99 |")
+    console.log("|---|---|---|")
+    console.log(`| single node | ${singleLatency.p50.toFixed(2)} ms | ${singleLatency.p99.toFixed(2)} ms |`)
+    console.log(`| cluster, owner is the runner asked | ${localLatency.p50.toFixed(2)} ms | ${localLatency.p99.toFixed(2)} ms |`)
+    console.log(`| cluster, owner is another runner | ${remoteLatency.p50.toFixed(2)} ms | ${remoteLatency.p99.toFixed(2)} ms |`)
+    console.log("")
+    console.log(
+      `failover after SIGKILL (time until a retain for every partition of the killed runner is answered 202 by another ` +
+        `runner): ${failovers.map((f) => `${(f.ms / 1000).toFixed(1)} s`).join(", ")}` +
+        (failovers.some((f) => f.unanswered > 0) ? " (SOME BANKS NEVER ANSWERED)" : "")
+    )
+    const failed = runs.reduce((sum, run) => sum + run.failed, 0)
+    if (failed > 0) console.log(`\nWARNING: ${failed} requests failed or were not 2xx`)
+
+    mkdirSync(join(root, "bench/results"), { recursive: true })
+    writeFileSync(
+      join(root, "bench/results/cluster.json"),
+      JSON.stringify(
+        {
+          date: new Date().toISOString(),
+          connections: CONNECTIONS,
+          duration: DURATION,
+          throughput: runs.map((run, r) => ({ name: rows[r]!.name, ...run, retainsPerSecond: counted[r]! / run.seconds })),
+          latency: { single: singleLatency, local: localLatency, remote: remoteLatency },
+          failovers
+        },
+        null,
+        2
+      )
+    )
+  } finally {
+    await Promise.all(nodes.map((node) => stop(node.child)))
+    pg.stop()
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
+main().then(() => process.exit(0), (error) => {
+  console.error(error)
+  process.exit(1)
+})

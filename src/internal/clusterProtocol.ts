@@ -1,0 +1,77 @@
+/**
+ * Cluster mode's wire contract: how a bank id maps to one of the fixed partitions, and the partition entity's RPCs
+ * (every runner hosts the entities of the shards it owns; every runner's router sends to them).
+ *
+ * @internal
+ */
+import { ClusterSchema, Entity } from "@effect/cluster"
+import { Rpc } from "@effect/rpc"
+import { Schema } from "effect"
+import { createHash } from "node:crypto"
+import { BankCompileState, BankStatus } from "../BankCompileState.js"
+import { BankPolicy, BankPolicyError } from "../BankPolicy.js"
+import { CompileBudgetState } from "../CompileBudget.js"
+import { CompileOutcome, CompileRecord, RunningCompile } from "../CompileHistory.js"
+import { CompileTriggerConfig } from "../CompileTriggerConfig.js"
+
+/** Partitions of the bank space: the same on every runner, forever (a bank's partition is stored with it). */
+export const PARTITIONS = 64
+
+/**
+ * The bank's partition: the first byte of the MD5 of its UTF-8 id, modulo 64. Postgres computes the same
+ * (`get_byte(decode(md5(bank_id), 'hex'), 0) & 63`) for the stored column, so the two can never disagree.
+ */
+export const partitionOf = (bankId: string): number => createHash("md5").update(bankId).digest()[0]! & (PARTITIONS - 1)
+
+/** The SQL expression of `partitionOf` over the `bank_id` column. */
+export const PARTITION_SQL = `(get_byte(decode(md5(bank_id), 'hex'), 0) & ${PARTITIONS - 1})`
+
+const Counts = Schema.Array(Schema.Tuple(Schema.String, Schema.Number))
+const BankIdPayload = { bankId: Schema.String }
+
+/** The queue's counts; `capacity` null when unbounded. */
+export const PartitionStats = Schema.Struct({
+  banks: Schema.Number,
+  pending: Schema.Number,
+  running: Schema.Number,
+  queued: Schema.Number,
+  capacity: Schema.NullOr(Schema.Number),
+  /** Banks deferred by their own token budget. */
+  deferred: Schema.Number
+})
+
+export const PartitionPage = Schema.Struct({
+  banks: Schema.Array(BankCompileState),
+  nextCursor: Schema.NullOr(Schema.String)
+})
+
+/**
+ * One entity per partition; its id is the partition number. Not persisted: a `Write` is answered once the owner's
+ * queue counted it (durable at the owner's next flush), and the cluster re-sends it to the next owner when the runner
+ * it went to becomes unavailable.
+ */
+export const PartitionEntity = Entity.make("CompileTriggerPartition", [
+  Rpc.make("Write", { payload: { retains: Counts, forgets: Counts } }),
+  Rpc.make("Ping"),
+  Rpc.make("BankState", { payload: BankIdPayload, success: Schema.NullOr(BankCompileState) }),
+  Rpc.make("SetPolicy", { payload: { bankId: Schema.String, policy: BankPolicy }, error: BankPolicyError }),
+  Rpc.make("ClearPolicy", { payload: BankIdPayload }),
+  Rpc.make("PolicyOf", { payload: BankIdPayload, success: Schema.NullOr(BankPolicy) }),
+  Rpc.make("ConfigFor", { payload: BankIdPayload, success: CompileTriggerConfig }),
+  Rpc.make("CompileNow", { payload: BankIdPayload }),
+  Rpc.make("Stats", { success: PartitionStats }),
+  Rpc.make("ListBanks", {
+    payload: { status: Schema.NullOr(BankStatus), limit: Schema.Number, cursor: Schema.NullOr(Schema.String) },
+    success: PartitionPage
+  }),
+  Rpc.make("Banks", { payload: { status: Schema.NullOr(BankStatus) }, success: Schema.Array(Schema.String) }),
+  Rpc.make("State", { success: Schema.Array(BankCompileState) }),
+  Rpc.make("Sweep", { success: Schema.Number }),
+  Rpc.make("Drain", { payload: { timeoutMillis: Schema.Number }, success: Schema.Boolean }),
+  Rpc.make("Budget", { success: CompileBudgetState }),
+  Rpc.make("RecentCompiles", {
+    payload: { limit: Schema.Number, bankId: Schema.NullOr(Schema.String), outcome: Schema.NullOr(CompileOutcome) },
+    success: Schema.Array(CompileRecord)
+  }),
+  Rpc.make("RunningCompiles", { payload: { bankId: Schema.NullOr(Schema.String) }, success: Schema.Array(RunningCompile) })
+]).annotate(ClusterSchema.ClientTracingEnabled, false) // a client span per routed retain batch costs more than the batch

@@ -1,0 +1,346 @@
+/**
+ * The router side of cluster mode, on every runner: a `CompileQueueService` whose every call goes to the owner of the
+ * bank's partition. Retains and forgets are coalesced per partition into one `Write` RPC at a time (the next batch
+ * collects while one is in flight), and `WriteAcks.settle` waits for the batch holding a write; reads go to the owner;
+ * queue-wide reads fan out to every partition.
+ *
+ * @internal
+ */
+import { EntityId, Sharding } from "@effect/cluster"
+import {
+  Cause,
+  Clock,
+  DateTime,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  FiberId,
+  Option,
+  Runtime,
+  Schedule,
+  type Scope
+} from "effect"
+import type { AlreadyProcessingMessage, MailboxFull, PersistenceError } from "@effect/cluster/ClusterError"
+import type { BankCompileState } from "../BankCompileState.js"
+import { BankPolicyError, validatePolicy } from "../BankPolicy.js"
+import type { BankPage, CompileQueueService, CompileQueueStats } from "../CompileQueue.js"
+import type { CompileTriggerConfig } from "../CompileTriggerConfig.js"
+import { CompileBudgetState } from "../CompileBudget.js"
+import { PARTITIONS, PartitionEntity, partitionOf } from "./clusterProtocol.js"
+import { globalBucketStates, globalLevels } from "./compileCore.js"
+import type { BudgetLimits, GlobalBuckets } from "./tokenBucket.js"
+import type { LocalPartitions } from "./clusterOwner.js"
+import { invalidBankId } from "./queueEntries.js"
+import { WriteAcks, WriteNotConfirmed } from "./writeAcks.js"
+
+/** A write or read the owner has not answered in this long fails (503 for a write: it may or may not count). */
+const ROUTE_TIMEOUT = Duration.seconds(30)
+
+type Ack = Deferred.Deferred<void, WriteNotConfirmed>
+
+/** One partition's writes not yet sent, and whether a `Write` is in flight. */
+class Lane {
+  retains = new Map<string, number>()
+  forgets = new Map<string, number>()
+  /** The batch collecting now; its deferred completes when the owner answers for it. */
+  open: Ack | undefined = undefined
+  /** The batch that holds the latest write (the open one, or one in flight). */
+  latest: Ack | undefined = undefined
+  sending = false
+}
+
+const isClusterError = (error: unknown): boolean => {
+  const tag = (error as { readonly _tag?: unknown } | null)?._tag
+  return tag === "MailboxFull" || tag === "AlreadyProcessingMessage" || tag === "PersistenceError" ||
+    tag === "RpcClientError" || tag === "TimeoutException"
+}
+
+type ClusterErrors = MailboxFull | AlreadyProcessingMessage | PersistenceError
+
+/** An owner's answer: a full mailbox retried, bounded by ROUTE_TIMEOUT; the cluster's own errors are defects. */
+const routed = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, Exclude<E, ClusterErrors>, R> =>
+  effect.pipe(
+    Effect.retry({
+      while: (error) => (error as { readonly _tag?: unknown })._tag === "MailboxFull",
+      schedule: Schedule.spaced(Duration.millis(50))
+    }),
+    Effect.timeout(ROUTE_TIMEOUT),
+    Effect.catchIf(isClusterError, (error) => Effect.die(error))
+  ) as unknown as Effect.Effect<A, Exclude<E, ClusterErrors>, R>
+
+/** The runner's budget as the router reports it: its limits and its global buckets (shared by its partitions). */
+export interface RunnerBudget {
+  readonly limits: BudgetLimits
+  readonly buckets: GlobalBuckets
+}
+
+export const makeRouter = (config: CompileTriggerConfig, local: LocalPartitions, runnerBudget: RunnerBudget) =>
+  Effect.gen(function*() {
+    const clientFor = yield* PartitionEntity.client
+    const clients = Array.from({ length: PARTITIONS }, (_, p) => clientFor(String(p)))
+    const lanes = Array.from({ length: PARTITIONS }, () => new Lane())
+    const runtime = yield* Effect.runtime<never>()
+    const runFork = Runtime.runFork(runtime)
+    const runSync = Runtime.runSync(runtime)
+
+    const send = (p: number): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const lane = lanes[p]!
+        const ack = lane.open
+        if (ack === undefined) {
+          lane.sending = false
+          return Effect.void
+        }
+        const retains = Array.from(lane.retains)
+        const forgets = Array.from(lane.forgets)
+        lane.retains.clear()
+        lane.forgets.clear()
+        lane.open = undefined
+        return clients[p]!.Write({ retains, forgets }).pipe(
+          routed,
+          Effect.exit,
+          Effect.flatMap((exit) => {
+            Deferred.unsafeDone(
+              ack,
+              Exit.isSuccess(exit) ? Exit.void : Exit.fail(
+                new WriteNotConfirmed({
+                  message: `the owner of partition ${p} did not confirm the write: ${Cause.pretty(exit.cause)}`
+                })
+              )
+            )
+            return send(p)
+          })
+        )
+      })
+
+    const write = (kind: "retains" | "forgets", bankId: string, count = 1): void => {
+      const invalid = invalidBankId(bankId) ??
+        (count === 1 || (Number.isSafeInteger(count) && count > 0)
+          ? undefined
+          : `count must be a positive integer, got ${String(count)}`)
+      if (invalid !== undefined) {
+        return runSync(Effect.logWarning(`ignored request for bank ${JSON.stringify(bankId)}: ${invalid}`))
+      }
+      const p = partitionOf(bankId)
+      // This runner owns the partition and runs its queue: counted here and now, no RPC.
+      const queue = local.get(p)
+      if (queue !== undefined) {
+        return kind === "retains" ? queue.unsafeNotifyRetain(bankId, count) : queue.unsafeNotifyForget(bankId, count)
+      }
+      const lane = lanes[p]!
+      const counts = lane[kind]
+      counts.set(bankId, (counts.get(bankId) ?? 0) + count)
+      lane.latest = lane.open ??= Deferred.unsafeMake<void, WriteNotConfirmed>(FiberId.none)
+      if (!lane.sending) {
+        lane.sending = true
+        // Yield first: the rest of a batch request (and concurrent requests) joins this RPC.
+        runFork(Effect.zipRight(Effect.yieldNow(), send(p)))
+      }
+    }
+
+    const settle = (bankIds: Iterable<string>): Effect.Effect<void, WriteNotConfirmed> => {
+      const acks = new Set<Ack>()
+      for (const bankId of bankIds) {
+        if (typeof bankId !== "string") continue
+        const ack = lanes[partitionOf(bankId)]!.latest
+        if (ack !== undefined) acks.add(ack)
+      }
+      if (acks.size === 0) return Effect.void
+      return Effect.forEach(acks, Deferred.await, { discard: true })
+    }
+
+    const owner = (bankId: string) => clients[partitionOf(bankId)]!
+    const localOwner = (bankId: string) => local.get(partitionOf(bankId))
+    const everyPartition = <A, E>(f: (p: number) => Effect.Effect<A, E>) =>
+      Effect.forEach(Array.from({ length: PARTITIONS }, (_, p) => p), f, { concurrency: "unbounded" })
+
+    const stats: Effect.Effect<CompileQueueStats> = Effect.map(
+      everyPartition((p) => routed(clients[p]!.Stats())),
+      (all) => {
+        let banks = 0, pending = 0, running = 0, queued = 0, capacity = 0, deferred = 0
+        for (const s of all) {
+          banks += s.banks
+          pending += s.pending
+          running += s.running
+          queued += s.queued
+          capacity += s.capacity === null ? Infinity : s.capacity
+          deferred += s.deferred
+        }
+        const now = runSync(Clock.currentTimeMillis)
+        return {
+          banks,
+          pending,
+          running,
+          queued,
+          capacity,
+          budget: { ...globalLevels(runnerBudget.buckets, now), deferred }
+        }
+      }
+    )
+
+    /** This runner's global levels; the deferred and waiting banks of every partition, wherever it runs. */
+    const budget: Effect.Effect<CompileBudgetState> = Effect.map(
+      everyPartition((p) => routed(clients[p]!.Budget())),
+      (all) => {
+        const now = runSync(Clock.currentTimeMillis)
+        const { bankTokens, periodMillis } = runnerBudget.limits
+        const deferred = all.flatMap((state) => state.deferred)
+          .sort((a, b) => DateTime.toEpochMillis(a.dueAt) - DateTime.toEpochMillis(b.dueAt))
+          .slice(0, 1000)
+        return new CompileBudgetState({
+          periodSeconds: periodMillis / 1000,
+          ...globalBucketStates(runnerBudget.buckets, now),
+          bankTokens: Number.isFinite(bankTokens) ? bankTokens : null,
+          waiting: all.reduce((sum, state) => sum + state.waiting, 0),
+          deferredCount: all.reduce((sum, state) => sum + state.deferredCount, 0),
+          deferred
+        }, true)
+      }
+    )
+
+    /** One bank's records from its owner; otherwise every partition's, merged newest first. */
+    const recentCompiles: CompileQueueService["recentCompiles"] = (options) =>
+      Effect.suspend(() => {
+        const limit = options?.limit === undefined ? Number.MAX_SAFE_INTEGER : Math.max(0, Math.trunc(options.limit))
+        const ask = (p: number) =>
+          local.get(p)?.recentCompiles(options) ?? routed(clients[p]!.RecentCompiles({
+            limit,
+            bankId: options?.bankId ?? null,
+            outcome: options?.outcome ?? null
+          }))
+        if (options?.bankId !== undefined) return ask(partitionOf(options.bankId))
+        return Effect.map(everyPartition(ask), (all) =>
+          all.flat()
+            .sort((a, b) => DateTime.toEpochMillis(b.endedAt) - DateTime.toEpochMillis(a.endedAt))
+            .slice(0, limit))
+      })
+
+    const runningCompiles: CompileQueueService["runningCompiles"] = (bankId) =>
+      Effect.suspend(() => {
+        const ask = (p: number) =>
+          local.get(p)?.runningCompiles(bankId) ?? routed(clients[p]!.RunningCompiles({ bankId: bankId ?? null }))
+        if (bankId !== undefined) return ask(partitionOf(bankId))
+        return Effect.map(everyPartition(ask), (all) =>
+          all.flat().sort((a, b) => DateTime.toEpochMillis(a.startedAt) - DateTime.toEpochMillis(b.startedAt)))
+      })
+
+    /** Pages walk the partitions in order; the cursor is `<partition>.<that partition's cursor>`. */
+    const listBanks: CompileQueueService["listBanks"] = (options) =>
+      Effect.gen(function*() {
+        const limit = Math.min(1000, Math.max(1, Math.floor(options?.limit ?? 100)))
+        const match = /^(\d+)\.(.*)$/s.exec(options?.cursor ?? "")
+        let p = match === null ? 0 : Math.min(PARTITIONS, Number(match[1]))
+        let cursor: string | null = match === null || match[2] === "" ? null : match[2]!
+        const banks: Array<BankCompileState> = []
+        while (p < PARTITIONS && banks.length < limit) {
+          const page = yield* routed(
+            clients[p]!.ListBanks({ status: options?.status ?? null, limit: limit - banks.length, cursor })
+          )
+          banks.push(...page.banks)
+          if (page.nextCursor !== null) {
+            cursor = page.nextCursor
+            continue
+          }
+          p++
+          cursor = null
+        }
+        const nextCursor = p >= PARTITIONS ? Option.none() : Option.some(`${p}.${cursor ?? ""}`)
+        return { banks, nextCursor } satisfies BankPage
+      })
+
+    const service: CompileQueueService = {
+      notifyRetain: (bankId, count) => Effect.sync(() => write("retains", bankId, count)),
+      unsafeNotifyRetain: (bankId, count) => write("retains", bankId, count),
+      notifyForget: (bankId, count) => Effect.sync(() => write("forgets", bankId, count)),
+      unsafeNotifyForget: (bankId, count) => write("forgets", bankId, count),
+      setPolicy: (bankId, input) =>
+        Effect.suspend(() => {
+          const invalid = invalidBankId(bankId)
+          if (invalid !== undefined) return Effect.fail(new BankPolicyError({ bankId: String(bankId), message: invalid }))
+          const policy = validatePolicy(input)
+          if (policy._tag === "Left") return Effect.fail(new BankPolicyError({ bankId, message: policy.left }))
+          const queue = localOwner(bankId)
+          return queue !== undefined
+            ? queue.setPolicy(bankId, policy.right)
+            : routed(owner(bankId).SetPolicy({ bankId, policy: policy.right }))
+        }),
+      clearPolicy: (bankId) =>
+        Effect.suspend(() => localOwner(bankId)?.clearPolicy(bankId) ?? routed(owner(bankId).ClearPolicy({ bankId }))),
+      policyOf: (bankId) =>
+        Effect.suspend(() =>
+          localOwner(bankId)?.policyOf(bankId) ??
+            Effect.map(routed(owner(bankId).PolicyOf({ bankId })), Option.fromNullable)
+        ),
+      configFor: (bankId) =>
+        Effect.suspend(() => localOwner(bankId)?.configFor(bankId) ?? routed(owner(bankId).ConfigFor({ bankId }))),
+      compileNow: (bankId) =>
+        Effect.suspend(() => localOwner(bankId)?.compileNow(bankId) ?? routed(owner(bankId).CompileNow({ bankId }))),
+      drain: (options) =>
+        Effect.flatMap(
+          everyPartition((p) =>
+            routed(clients[p]!.Drain({ timeoutMillis: Duration.toMillis(options?.timeout ?? Duration.seconds(5)) }))
+          ),
+          (drained) => drained.every(Boolean) ? Effect.void : Effect.fail(new Cause.TimeoutException("drain timed out"))
+        ),
+      pendingBanks: Effect.map(
+        everyPartition((p) => routed(clients[p]!.Banks({ status: "pending" }))),
+        (all) => new Set(all.flat())
+      ),
+      runningBanks: Effect.map(
+        everyPartition((p) => routed(clients[p]!.Banks({ status: "running" }))),
+        (all) => new Set(all.flat())
+      ),
+      state: Effect.map(
+        everyPartition((p) => routed(clients[p]!.State())),
+        (all) => new Map(all.flat().map((bank) => [bank.bankId, bank] as const))
+      ),
+      bankState: (bankId) =>
+        Effect.suspend(() =>
+          localOwner(bankId)?.bankState(bankId) ??
+            Effect.map(routed(owner(bankId).BankState({ bankId })), Option.fromNullable)
+        ),
+      sweepNow: Effect.map(everyPartition((p) => routed(clients[p]!.Sweep())), (all) => all.reduce((a, b) => a + b, 0)),
+      listBanks,
+      stats,
+      budget,
+      recentCompiles,
+      runningCompiles,
+      config
+    }
+
+    /** At close: let the writes already taken reach their owners (bounded). */
+    yield* Effect.addFinalizer(() =>
+      Effect.forEach(lanes, (lane) => lane.latest === undefined ? Effect.void : Effect.ignore(Deferred.await(lane.latest)), {
+        discard: true
+      }).pipe(Effect.interruptible, Effect.timeout(ROUTE_TIMEOUT), Effect.ignore)
+    )
+    return { service, acks: WriteAcks.of({ settle }) }
+  })
+
+/**
+ * Keeps every partition whose shard this runner holds started: a partition taken over from a dead runner must run its
+ * restored pending compiles even if no message for it arrives. A ping to a local partition never leaves the process.
+ */
+export const keepPartitionsStarted = (interval: Duration.DurationInput): Effect.Effect<
+  void,
+  never,
+  Sharding.Sharding | Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const sharding = yield* Sharding.Sharding
+    const clientFor = yield* PartitionEntity.client
+    const partitions = Array.from({ length: PARTITIONS }, (_, p) => p)
+    const pingIfLocal = (p: number) =>
+      Effect.suspend(() => {
+        const entityId = EntityId.make(String(p))
+        const shardId = sharding.getShardId(entityId, PartitionEntity.getShardGroup(entityId))
+        if (!sharding.hasShardId(shardId)) return Effect.void
+        return clientFor(String(p)).Ping().pipe(Effect.timeout(interval), Effect.ignore)
+      })
+    yield* Effect.forEach(partitions, pingIfLocal, { concurrency: "unbounded", discard: true }).pipe(
+      Effect.zipRight(Effect.sleep(interval)),
+      Effect.forever,
+      Effect.forkScoped
+    )
+  })

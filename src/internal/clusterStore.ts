@@ -1,0 +1,78 @@
+/**
+ * Cluster mode's view of the Postgres bank table: one partition's banks at a time (a stored, indexed `partition`
+ * column computed by Postgres itself), and the one-time schema setup every runner does under an advisory lock so that
+ * runners started together on an empty database do not race creating tables.
+ *
+ * @internal
+ */
+import * as ShardingConfig from "@effect/cluster/ShardingConfig"
+import * as SqlMessageStorage from "@effect/cluster/SqlMessageStorage"
+import * as SqlRunnerStorage from "@effect/cluster/SqlRunnerStorage"
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Effect, Layer } from "effect"
+import {
+  BANKS_TABLE,
+  type BankStateStoreService,
+  bankStoreError,
+  type BankStoreError,
+  decodeRows,
+  makeSql
+} from "../BankStateStore.js"
+import { PARTITION_SQL } from "./clusterProtocol.js"
+
+/** The advisory lock held while a runner sets up the schema (the cluster's shard locks start at 1,000,001). */
+const SCHEMA_LOCK = 4242
+
+/** Its own migrations table, so the bank table's migration numbers stay the single-node store's alone. */
+const migrations = Migrator.fromRecord({
+  "1_bank_partition": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.zipRight(
+      sql.unsafe(
+        `ALTER TABLE ${BANKS_TABLE} ADD COLUMN IF NOT EXISTS partition SMALLINT GENERATED ALWAYS AS ${PARTITION_SQL} STORED`
+      ),
+      sql.unsafe(`CREATE INDEX IF NOT EXISTS ${BANKS_TABLE}_partition ON ${BANKS_TABLE} (partition)`)
+    ))
+})
+
+/**
+ * Migrates the bank table (the store's own migrations, then the partition column) and creates the cluster's tables,
+ * all under one advisory lock; returns the whole-table store (its `save` is the partitions' `save`).
+ */
+export const setupSchema = (shardingConfig: ShardingConfig.ShardingConfig["Type"]): Effect.Effect<
+  BankStateStoreService,
+  BankStoreError,
+  SqlClient.SqlClient
+> =>
+  Effect.scoped(Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const conn = yield* sql.reserve
+    yield* Effect.acquireRelease(
+      conn.executeRaw(`SELECT pg_advisory_lock(${SCHEMA_LOCK})`, []),
+      () => Effect.ignore(conn.executeRaw(`SELECT pg_advisory_unlock(${SCHEMA_LOCK})`, []))
+    )
+    const store = yield* makeSql
+    yield* Migrator.make({})({ loader: migrations, table: "compile_trigger_cluster_migrations" })
+    // Building the cluster's storage layers once creates their tables; the runner builds its own afterwards.
+    yield* Layer.build(Layer.mergeAll(SqlMessageStorage.layer, SqlRunnerStorage.layer)).pipe(
+      Effect.provideService(ShardingConfig.ShardingConfig, shardingConfig)
+    )
+    return store
+  })).pipe(
+    Effect.catchAll((error): Effect.Effect<never, BankStoreError> =>
+      Effect.fail(error._tag === "BankStoreError" ? error : bankStoreError("open")(error))
+    )
+  )
+
+/** One partition's banks: `load` reads only its rows (by the index), `save` is the table's. */
+export const partitionStore = (
+  sql: SqlClient.SqlClient,
+  table: BankStateStoreService,
+  partition: number
+): BankStateStoreService => ({
+  load: sql<Record<string, unknown>>`SELECT * FROM ${sql(BANKS_TABLE)} WHERE partition = ${partition}`.pipe(
+    Effect.flatMap(decodeRows),
+    Effect.mapError(bankStoreError("load"))
+  ),
+  save: table.save
+})
