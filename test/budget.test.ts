@@ -11,6 +11,8 @@ import {
   CompileQueueOptionsError,
   CompileResult
 } from "../src/index.js"
+import { SharedBudget } from "../src/internal/compileQueue.js"
+import { globalBuckets } from "../src/internal/tokenBucket.js"
 import { queueLayer, TestEngine, testEngineLayer } from "./utils.js"
 
 const MINUTE = 60_000
@@ -320,4 +322,27 @@ describe("budget — random scenarios", () => {
         }))
       }
     }))
+})
+
+describe("global buckets shared by several queues (cluster mode: a runner's partitions)", () => {
+  it.scoped("two queues on one runner's 1,000 tokens/h: the third compile, in either queue, waits 12 minutes", () =>
+    Effect.gen(function*() {
+      const engine = yield* using(600)
+      const limits = { tokens: 1000, compiles: Infinity, bankTokens: Infinity, periodMillis: 60 * MINUTE }
+      const shared = globalBuckets(limits, yield* Clock.currentTimeMillis)
+      const open = CompileQueue.make({ budget: { tokens: 1000 } }).pipe(Effect.provideService(SharedBudget, shared))
+      const one = yield* open
+      const two = yield* open
+      yield* one.compileNow("a")
+      yield* two.compileNow("b")
+      yield* settle
+      yield* two.compileNow("c")
+      yield* settle
+      expect(engine.calls).toEqual(["a", "b"]) // 1,000 → 400 → -200, across both queues
+      expect((yield* one.stats).budget.tokensAvailable).toBe(-200)
+      expect((yield* two.stats).budget.tokensAvailable).toBe(-200)
+      yield* TestClock.adjust(12 * MINUTE + 1)
+      yield* settle
+      expect(engine.calls).toEqual(["a", "b", "c"])
+    }).pipe(Effect.provide(testEngineLayer)))
 })

@@ -148,7 +148,8 @@ const pageBanks = async (base: string): Promise<Map<string, BankJson>> => {
 
 const startCluster = async (
   database: string,
-  webhook: string
+  webhook: string,
+  extraEnv: Record<string, string> = {}
 ): Promise<Array<ServiceProcess & { readonly runnerAddress: string }>> =>
   Promise.all([0, 1, 2].map(async () => {
     const runnerAddress = `127.0.0.1:${await freePort()}`
@@ -160,7 +161,8 @@ const startCluster = async (
       COMPILE_CONCURRENCY: "2",
       COMPILE_FLUSH_INTERVAL: `${FLUSH_MS} millis`,
       LOG_LEVEL: "debug",
-      LOG_FORMAT: "json"
+      LOG_FORMAT: "json",
+      ...extraEnv
     }
     return Object.assign(await startService(env, 90_000, { command: ["npm", "start"], detached: true }), { runnerAddress })
   }))
@@ -327,7 +329,8 @@ describe.skipIf(pgUrl === "")("cluster mode: three runners over Postgres", () =>
     const receiver = await startReceiver()
     cleanup.push(receiver.close)
     const database = freshDatabase()
-    const nodes = await startCluster(database, receiver.url)
+    // A runner-wide budget (its partitions share it) and the compile history, routed and fanned out.
+    const nodes = await startCluster(database, receiver.url, { COMPILE_BUDGET_TOKENS: "1000000000" })
     cleanup.push(() => Promise.all(nodes.map((node) => node.stop(5000))))
     await settled(database)
 
@@ -351,6 +354,19 @@ describe.skipIf(pgUrl === "")("cluster mode: three runners over Postgres", () =>
     })
     expect(noOverlaps(receiver.calls)).toEqual([])
     expect(checkOutcome(banks, receiver.calls)).toEqual({ uncompiled: [], uncounted: [] })
+    const budget = await getJson(staying[1]!.base, "/v1/budget") as { tokens: { capacity: number }; deferredCount: number }
+    expect(budget.tokens.capacity).toBe(1_000_000_000)
+    expect(budget.deferredCount).toBe(0)
+    const history = await getJson(staying[1]!.base, "/v1/compiles?limit=1000", 10_000) as {
+      compiles: ReadonlyArray<{ bankId: string; endedAt: string }>
+    }
+    expect(history.compiles.length).toBeGreaterThan(0)
+    const times = history.compiles.map((record) => Date.parse(record.endedAt))
+    expect(times).toEqual([...times].sort((a, b) => b - a)) // merged over the partitions, newest first
+    const one = history.compiles[0]!.bankId
+    const own = await getJson(staying[0]!.base, `/v1/compiles?bankId=${one}`) as { compiles: ReadonlyArray<{ bankId: string }> }
+    expect(own.compiles.length).toBeGreaterThan(0)
+    expect(own.compiles.every((record) => record.bankId === one)).toBe(true)
     console.log(`cluster SIGTERM: the runner stopped in ${exit.at - stoppedAt} ms; ${receiver.calls.length} webhook calls`)
   }, 240_000)
 })
