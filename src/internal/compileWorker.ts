@@ -181,14 +181,13 @@ export const makeWorker = (rt: QueueRuntime, engine: CompileEngineService, traci
       rt.roomFreed()
       return compile(i, restore)
     })
+  // With a global budget: while it is spent, wait for it to open (then come round again); else the held head first.
   const next = (restore: Restore): Effect.Effect<void> =>
     Effect.suspend(() => {
+      const wait = rt.budgetWait()
+      if (wait !== undefined) return restore(wait)
       const held = rt.core.nextHeld()
       return held === -1 ? take(restore) : compile(held, restore)
     })
-  return Effect.forever(
-    Effect.uninterruptibleMask((restore) =>
-      rt.budgeted ? Effect.zipRight(restore(rt.budgetGate), next(restore)) : take(restore)
-    )
-  )
+  return Effect.forever(Effect.uninterruptibleMask(rt.budgeted ? next : take))
 }

@@ -210,13 +210,13 @@ export class QueueRuntime {
   }
 
   /**
-   * Workers pass while the global budget lets a compile start; otherwise they wait for its next crossing, on one
-   * timer for all of them (a charge meanwhile only moves the crossing later: they wake, look again, wait again).
+   * Undefined while the global budget lets a compile start; otherwise the wait for its next crossing, on one timer
+   * for all workers (a charge meanwhile only moves the crossing later: they wake, look again, wait again).
    */
-  readonly budgetGate: Effect.Effect<void> = Effect.suspend(() => {
+  budgetWait(): Effect.Effect<void> | undefined {
     const now = this.now()
     const opensAt = this.core.budget.opensAt(now)
-    if (opensAt <= now) return Effect.void
+    if (opensAt <= now) return undefined
     if (this.budgetSignal === undefined) {
       const wake = Deferred.unsafeMake<void>(FiberId.none)
       this.budgetSignal = wake
@@ -230,7 +230,7 @@ export class QueueRuntime {
       FiberSet.unsafeAdd(this.workers, fiber)
     }
     return waitOn(this.budgetSignal)
-  })
+  }
 
   /** (Re-)arms the one timer of the deferred banks for the earliest due one. */
   private armDeferTimer(): void {
