@@ -14,11 +14,11 @@
 import autocannon from "autocannon"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { partitionOf, PARTITIONS } from "../src/internal/clusterProtocol.js"
 import { ensureBuilt, root } from "../test/build.js"
+import { freePort } from "../test/e2e/harness.js"
 import { findPgBinDir, startPgCluster } from "../test/pgCluster.js"
 
 const argument = (name: string, fallback: number): number => {
@@ -32,16 +32,6 @@ const WARMUP = 2
 const SLICES = 5
 const BATCH_ITEMS = 1000
 const LATENCY_REQUESTS = 1000
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port")))
-    })
-  })
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 

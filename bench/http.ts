@@ -12,10 +12,10 @@
 import autocannon from "autocannon"
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { freePort } from "../test/e2e/harness.js"
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..")
 const argument = (name: string, fallback: number): number => {
@@ -27,16 +27,6 @@ const CONNECTIONS = argument("connections", 50)
 const WARMUP = 2
 const BANKS = 1000
 const BATCH_ITEMS = 1000
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port")))
-    })
-  })
 
 const start = async (script: string, env: Record<string, string>, probe: string, method = "GET") => {
   const port = await freePort()
