@@ -19,6 +19,7 @@ import {
 import { CompileError, type CompileEngineService, type CompileJob, type CompileResult } from "../CompileEngine.js"
 import * as CompileMetrics from "../CompileMetrics.js"
 import { DEFERRED, NOTHING, SKIPPED, WAIT_BUDGET } from "./compileCore.js"
+import { loopForever } from "./loop.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
 import { sleepMillis } from "./sleep.js"
 
@@ -189,5 +190,5 @@ export const makeWorker = (rt: QueueRuntime, engine: CompileEngineService, traci
       const held = rt.core.nextHeld()
       return held === -1 ? take(restore) : compile(held, restore)
     })
-  return Effect.forever(Effect.uninterruptibleMask(rt.budgeted ? next : take))
+  return loopForever(Effect.uninterruptibleMask(rt.budgeted ? next : take))
 }

@@ -34,6 +34,7 @@ import {
   TIMELINE
 } from "./compileCore.js"
 import type { CompileHistory } from "./compileHistory.js"
+import { loopForever } from "./loop.js"
 import { sleepMillis } from "./sleep.js"
 
 /** One shared empty tag list: metric hooks are cached per tag-array identity. */
@@ -278,7 +279,7 @@ export class QueueRuntime {
   // ---- staleness and the sweep ----
 
   /** Sleeps until the next staleness entry is due and marks it; waits for a signal while the timeline is empty. */
-  readonly watchStaleness: Effect.Effect<never> = Effect.forever(Effect.suspend(() => {
+  readonly watchStaleness: Effect.Effect<never> = loopForever(Effect.suspend(() => {
     const due = this.core.nextStaleDue
     if (due !== due) {
       const wake = Deferred.unsafeMake<void>(FiberId.none)
