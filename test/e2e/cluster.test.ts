@@ -347,8 +347,11 @@ describe.skipIf(pgUrl === "")("cluster mode: three runners over Postgres", () =>
       90_000
     ).catch((error) => {
       for (const node of nodes) {
-        const problems = node.output().split("\n").filter((line) => /"logLevel":"(WARN|ERROR|FATAL)"/.test(line))
-        console.log(`${node.runnerAddress}:\n${problems.slice(-15).join("\n")}`)
+        const problems = node.output().split("\n").filter((line) =>
+          /"logLevel":"(WARN|ERROR|FATAL)"/.test(line) && !line.includes("compile interrupted by shutdown") ||
+          /partition \d+: |[Ss]hard/.test(line)
+        )
+        console.log(`${node.runnerAddress}:\n${problems.slice(-60).join("\n")}`)
       }
       throw error
     })
