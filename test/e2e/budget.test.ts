@@ -4,10 +4,11 @@
  * The period is a day, so nothing refills noticeably while the test runs.
  */
 import { FetchHttpClient } from "@effect/platform"
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { CompileTriggerClient } from "../../src/CompileTriggerApi.js"
-import { eventually, type ServiceProcess, startService, startWebhook, type WebhookReceiver } from "./harness.js"
+import { eventually, type ServiceProcess, type WebhookReceiver } from "./harness.js"
+import { shareServiceWithWebhook } from "./sharedService.js"
 
 let service: ServiceProcess
 let webhook: WebhookReceiver
@@ -22,22 +23,15 @@ const json = async (method: string, path: string, body?: unknown) =>
   (await (await call(method, path, body)).json()) as Record<string, any>
 const budget = () => json("GET", "/v1/budget")
 
-beforeAll(async () => {
-  webhook = await startWebhook((bankId) => ({ status: 200, body: JSON.stringify({ bankId, tokensUsed: 600 }) }))
-  service = await startService({
-    COMPILE_WEBHOOK_URL: webhook.url,
-    COMPILE_BUDGET_TOKENS: "100000",
-    COMPILE_BUDGET_BANK_TOKENS: "5000",
-    COMPILE_BUDGET_PERIOD: "1 day",
-    COMPILE_SHUTDOWN_TIMEOUT: "0 seconds"
-  })
-}, 30_000)
-
-afterAll(async () => {
-  const exit = await service?.stop()
-  await webhook?.close()
-  expect(exit?.code).toBe(0)
-}, 20_000)
+shareServiceWithWebhook({
+  COMPILE_BUDGET_TOKENS: "100000",
+  COMPILE_BUDGET_BANK_TOKENS: "5000",
+  COMPILE_BUDGET_PERIOD: "1 day",
+  COMPILE_SHUTDOWN_TIMEOUT: "0 seconds"
+}, (bankId) => ({ status: 200, body: JSON.stringify({ bankId, tokensUsed: 600 }) }), (started, receiver) => {
+  service = started
+  webhook = receiver
+})
 
 describe("service: cost budget", () => {
   it("says its budget at startup", () => {

@@ -3,10 +3,11 @@
  * COMPILE_DEFAULT_ENABLED=false), with a real webhook receiver recording the jobs it is sent.
  */
 import { FetchHttpClient } from "@effect/platform"
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { CompileTriggerClient } from "../../src/CompileTriggerApi.js"
-import { eventually, type ServiceProcess, startService, startWebhook, type WebhookReceiver } from "./harness.js"
+import { eventually, type ServiceProcess, type WebhookReceiver } from "./harness.js"
+import { shareServiceWithWebhook } from "./sharedService.js"
 
 let service: ServiceProcess
 let webhook: WebhookReceiver
@@ -23,22 +24,15 @@ const bank = async (bankId: string) => {
   return response.status === 404 ? undefined : (await response.json()) as Record<string, unknown>
 }
 
-beforeAll(async () => {
-  webhook = await startWebhook()
-  service = await startService({
-    COMPILE_WEBHOOK_URL: webhook.url,
-    COMPILE_SIZE_THRESHOLD: "5",
-    COMPILE_DEFAULT_ENABLED: "false",
-    COMPILE_FORGET_THRESHOLD: "2",
-    COMPILE_FORGET_DELAY: "300 millis"
-  })
-}, 30_000)
-
-afterAll(async () => {
-  const exit = await service?.stop()
-  await webhook?.close()
-  expect(exit?.code).toBe(0)
-}, 20_000)
+shareServiceWithWebhook({
+  COMPILE_SIZE_THRESHOLD: "5",
+  COMPILE_DEFAULT_ENABLED: "false",
+  COMPILE_FORGET_THRESHOLD: "2",
+  COMPILE_FORGET_DELAY: "300 millis"
+}, undefined, (started, receiver) => {
+  service = started
+  webhook = receiver
+})
 
 describe("service: policies, forgets, jobs", () => {
   it("says its forget settings at startup", () => {

@@ -3,7 +3,7 @@
  * One service is shared by the tests of this file (they use distinct banks); each test is bounded in time.
  */
 import { FetchHttpClient } from "@effect/platform"
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
 import parsePrometheusTextFormat from "parse-prometheus-text-format"
 import { CompileTriggerClient } from "../../src/CompileTriggerApi.js"
@@ -11,10 +11,9 @@ import {
   defaultBehaviour,
   eventually,
   type ServiceProcess,
-  startService,
-  startWebhook,
   type WebhookReceiver
 } from "./harness.js"
+import { shareServiceWithWebhook } from "./sharedService.js"
 
 const API_TOKEN = "api-secret-token"
 const WEBHOOK_TOKEN = "webhook-secret-token"
@@ -84,32 +83,24 @@ const retainsTotal = async (): Promise<number> => {
   return Number(family?.metrics[0]?.value)
 }
 
-beforeAll(async () => {
-  webhook = await startWebhook((bankId) =>
-    bankId.startsWith("fail-")
-      ? { status: 500, body: "engine exploded" }
-      : bankId.startsWith("badjson-")
-      ? { status: 200, body: "{not json" }
-      : bankId.startsWith("slow-")
-      ? { status: 200, body: JSON.stringify({ bankId }), delayMs: 5_000 }
-      : defaultBehaviour(bankId)
-  )
-  service = await startService({
-    COMPILE_WEBHOOK_URL: webhook.url,
-    COMPILE_WEBHOOK_TOKEN: WEBHOOK_TOKEN,
-    API_TOKEN,
-    COMPILE_SIZE_THRESHOLD: String(THRESHOLD),
-    COMPILE_CONCURRENCY: "2",
-    COMPILE_TIMEOUT: "500 millis",
-    COMPILE_SHUTDOWN_TIMEOUT: "2 seconds"
-  })
-}, 30_000)
-
-afterAll(async () => {
-  const exit = await service?.stop()
-  await webhook?.close()
-  expect(exit?.code).toBe(0)
-}, 20_000)
+shareServiceWithWebhook({
+  COMPILE_WEBHOOK_TOKEN: WEBHOOK_TOKEN,
+  API_TOKEN,
+  COMPILE_SIZE_THRESHOLD: String(THRESHOLD),
+  COMPILE_CONCURRENCY: "2",
+  COMPILE_TIMEOUT: "500 millis",
+  COMPILE_SHUTDOWN_TIMEOUT: "2 seconds"
+}, (bankId) =>
+  bankId.startsWith("fail-")
+    ? { status: 500, body: "engine exploded" }
+    : bankId.startsWith("badjson-")
+    ? { status: 200, body: "{not json" }
+    : bankId.startsWith("slow-")
+    ? { status: 200, body: JSON.stringify({ bankId }), delayMs: 5_000 }
+    : defaultBehaviour(bankId), (started, receiver) => {
+  service = started
+  webhook = receiver
+})
 
 describe("service (one process shared by these tests)", () => {
   it("starts on the given address with the webhook engine, and says so", () => {
