@@ -2,12 +2,22 @@ import { defineConfig } from "vitest/config"
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
     globalSetup: ["test/globalSetup.ts"],
     // Each file builds its own layers; a 2-core CI box runs two files at a time.
     maxWorkers: 2,
     minWorkers: 1,
     testTimeout: 30_000,
-    hookTimeout: 30_000
+    hookTimeout: 30_000,
+    projects: [
+      {
+        extends: true,
+        test: { name: "suite", include: ["test/**/*.test.ts"], exclude: ["test/e2e/cluster.test.ts"] }
+      },
+      {
+        // Three runner processes and Postgres: run after the rest, alone, so their lock deadlines are not starved.
+        extends: true,
+        test: { name: "cluster", include: ["test/e2e/cluster.test.ts"], sequence: { groupOrder: 1 } }
+      }
+    ]
   }
 })

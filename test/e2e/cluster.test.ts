@@ -167,17 +167,42 @@ const startCluster = async (
     return Object.assign(await startService(env, 90_000, { command: ["npm", "start"], detached: true }), { runnerAddress })
   }))
 
-/** Each of the three runners holds shards and every shard is held: the assignment settled. */
-const settled = (database: string) =>
+/** Which runner connection holds each shard lock (advisory locks 1,000,001 to 1,000,064 of this database). */
+const shardLocks = (database: string): string =>
+  psql(
+    database,
+    "SELECT count(DISTINCT pid) || ' ' || count(*) || ' ' || coalesce(string_agg(objid || ':' || pid, ',' ORDER BY objid), '') " +
+      "FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid > 1000000 AND " +
+      "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+  )
+
+/** When a node last took a partition over or handed one over (epoch ms; 0 if never), from its debug log. */
+const lastMove = (node: ServiceProcess): number => {
+  let last = 0
+  for (const line of node.output().split("\n")) {
+    if (!line.includes("taken over") && !line.includes("handing over")) continue
+    try {
+      last = Math.max(last, Date.parse((JSON.parse(line) as { timestamp: string }).timestamp))
+    } catch {
+      // not a log line
+    }
+  }
+  return last
+}
+
+/**
+ * The assignment settled: each of the three runners holds shards, every shard is held, the holders did not change
+ * for 2 seconds, and no partition moved in that time (the startup's rebalancing is over).
+ */
+const settled = (database: string, nodes: ReadonlyArray<ServiceProcess>) =>
   eventually(
-    async () =>
-      psql(
-        database,
-        // The shard locks are advisory locks 1,000,001 to 1,000,064, each held by one runner's lock connection.
-        "SELECT count(DISTINCT pid) || ' ' || count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND " +
-          "objid > 1000000 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-      ),
-    (value) => value === "3 64",
+    async () => {
+      const before = shardLocks(database)
+      await new Promise((resolve) => setTimeout(resolve, 2000))
+      const quiet = nodes.every((node) => Date.now() - lastMove(node) >= 2000)
+      return before.startsWith("3 64 ") && shardLocks(database) === before && quiet
+    },
+    (stable) => stable,
     60_000
   )
 
@@ -281,7 +306,7 @@ describe.skipIf(pgUrl === "")("cluster mode: three runners over Postgres", () =>
     const database = freshDatabase()
     const nodes = await startCluster(database, receiver.url)
     cleanup.push(() => Promise.all(nodes.map((node) => node.stop(5000))))
-    await settled(database)
+    await settled(database, nodes)
 
     await sendRetains(nodes)
     // Every retain was acknowledged more than one flush interval before the kill.
@@ -332,7 +357,7 @@ describe.skipIf(pgUrl === "")("cluster mode: three runners over Postgres", () =>
     // A runner-wide budget (its partitions share it) and the compile history, routed and fanned out.
     const nodes = await startCluster(database, receiver.url, { COMPILE_BUDGET_TOKENS: "1000000000" })
     cleanup.push(() => Promise.all(nodes.map((node) => node.stop(5000))))
-    await settled(database)
+    await settled(database, nodes)
 
     await sendRetains(nodes)
     const [leaving, ...staying] = nodes
