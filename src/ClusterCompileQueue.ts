@@ -22,6 +22,7 @@ import { PARTITIONS } from "./internal/clusterProtocol.js"
 import { keepPartitionsStarted, makeRouter } from "./internal/clusterRouter.js"
 import { runnerLayer } from "./internal/clusterRunner.js"
 import { setupSchema } from "./internal/clusterStore.js"
+import { budgetLimits } from "./internal/compileQueue.js"
 import { globalBuckets } from "./internal/tokenBucket.js"
 import { WriteAcks } from "./internal/writeAcks.js"
 
@@ -102,13 +103,7 @@ export const layer = (
     const Runner = runnerLayer(config)
     const local: LocalPartitions = new Map()
     // The runner's budget: every partition it owns draws on these global buckets (not kept across restarts).
-    const { budget } = resolved.right
-    const limits = {
-      tokens: budget.tokens,
-      compiles: budget.compiles,
-      bankTokens: budget.bankTokens,
-      periodMillis: Duration.toMillis(budget.period)
-    }
+    const limits = budgetLimits(resolved.right.budget)
     const buckets = globalBuckets(limits, yield* Clock.currentTimeMillis)
     const Owners = ownerLayer.pipe(Layer.provide(hostLayer(queueOptions, handoverTimeout, table, local, buckets)))
     const Router = Layer.scopedContext(Effect.gen(function*() {

@@ -11,14 +11,14 @@ import { BankStateStore, type BankStateStoreService } from "../BankStateStore.js
 import { CompileEngine } from "../CompileEngine.js"
 import * as CompileMetrics from "../CompileMetrics.js"
 import type { CompileQueueService } from "../CompileQueue.js"
-import { type CompileQueueOptions, resolve } from "../CompileQueueOptions.js"
+import { type CompileQueueOptions, resolve, type ResolvedCompileBudget } from "../CompileQueueOptions.js"
 import { type Answer, CompileCore, NOTHING } from "./compileCore.js"
 import { CompileHistory } from "./compileHistory.js"
 import { makeWorker } from "./compileWorker.js"
 import { invalidBankId, makeCompileNow, makeNotifyForget, makeNotifyRetain } from "./queueEntries.js"
 import { finalFlush, restore, writeBehind } from "./queuePersistence.js"
 import { NO_TAGS, QueueRuntime } from "./queueRuntime.js"
-import type { GlobalBuckets } from "./tokenBucket.js"
+import type { BudgetLimits, GlobalBuckets } from "./tokenBucket.js"
 
 /**
  * Closing: stop accepting, cancel the timers, let queued and running compiles finish for up to `shutdownTimeout`,
@@ -126,6 +126,14 @@ const service = (rt: QueueRuntime): CompileQueueService => {
   }
 }
 
+/** The resolved budget option as the core's limits (`Infinity` where unlimited). */
+export const budgetLimits = (budget: ResolvedCompileBudget): BudgetLimits => ({
+  tokens: budget.tokens,
+  compiles: budget.compiles,
+  bankTokens: budget.bankTokens,
+  periodMillis: Duration.toMillis(budget.period)
+})
+
 /**
  * Global budget buckets a queue shares with others instead of its own (cluster mode: every partition a runner owns
  * draws on the runner's budget). Its per-bank buckets and deferred banks stay its own.
@@ -152,12 +160,7 @@ export const make = (
       maxQueueSize: opts.maxQueueSize,
       persistent: Option.isSome(store), // only a queue with a store pays for change tracking
       offer: (i) => queue.unsafeOffer(i),
-      budget: {
-        tokens: opts.budget.tokens,
-        compiles: opts.budget.compiles,
-        bankTokens: opts.budget.bankTokens,
-        periodMillis: Duration.toMillis(opts.budget.period)
-      },
+      budget: budgetLimits(opts.budget),
       sharedBudget: Option.getOrUndefined(yield* Effect.serviceOption(SharedBudget))
     })
     // Made before the shutdown finalizer, so they are closed after it (finalizers run in reverse order).
