@@ -374,7 +374,7 @@ describe.skipIf(pgUrl === "")("cluster mode: three runners over Postgres", () =>
       for (const node of nodes) {
         const problems = node.output().split("\n").filter((line) =>
           /"logLevel":"(WARN|ERROR|FATAL)"/.test(line) && !line.includes("compile interrupted by shutdown") ||
-          /partition \d+: |[Ss]hard/.test(line)
+          /partition \d+: |Shard lock|Could not|unhealthy/.test(line)
         )
         console.log(`${node.runnerAddress}:\n${problems.slice(-60).join("\n")}`)
       }
