@@ -17,12 +17,13 @@ import type { BankStoreError } from "./BankStateStore.js"
 import type { CompileEngine } from "./CompileEngine.js"
 import { CompileQueue } from "./CompileQueue.js"
 import { type CompileQueueOptions, resolve } from "./CompileQueueOptions.js"
-import { hostLayer, type LocalPartitions, ownerLayer } from "./internal/clusterOwner.js"
+import { hostLayer, ownerLayer, PartitionHost } from "./internal/clusterOwner.js"
 import { PARTITIONS } from "./internal/clusterProtocol.js"
-import { keepPartitionsStarted, makeRouter } from "./internal/clusterRouter.js"
+import { makeRouter } from "./internal/clusterRouter.js"
 import { runnerLayer } from "./internal/clusterRunner.js"
 import { setupSchema } from "./internal/clusterStore.js"
 import { budgetLimits } from "./internal/compileQueue.js"
+import type { LocalPartitions } from "./internal/partitionSlots.js"
 import { globalBuckets } from "./internal/tokenBucket.js"
 import { WriteAcks } from "./internal/writeAcks.js"
 
@@ -68,8 +69,11 @@ export interface ClusterCompileQueueOptions {
   readonly shardingConfig?: Partial<ShardingConfig.ShardingConfig["Type"]> | undefined
 }
 
-/** How often a runner makes sure every partition it holds is started. */
-const KEEP_STARTED_INTERVAL = Duration.seconds(1)
+/**
+ * How often a runner starts the partitions assigned to it that do not run (one taken over from a dead runner must run
+ * its restored pending compiles with no message arriving) and hands over the ones no longer assigned.
+ */
+const RECONCILE_INTERVAL = Duration.millis(500)
 
 /**
  * This runner of the cluster, and a routed `CompileQueue`. Needs the user's `CompileEngine` and a Postgres `SqlClient`
@@ -105,10 +109,12 @@ export const layer = (
     // The runner's budget: every partition it owns draws on these global buckets (not kept across restarts).
     const limits = budgetLimits(resolved.right.budget)
     const buckets = globalBuckets(limits, yield* Clock.currentTimeMillis)
-    const Owners = ownerLayer.pipe(Layer.provide(hostLayer(queueOptions, handoverTimeout, table, local, buckets)))
+    const Owners = ownerLayer.pipe(Layer.provideMerge(hostLayer(queueOptions, handoverTimeout, table, local, buckets)))
     const Router = Layer.scopedContext(Effect.gen(function*() {
       const { acks, service } = yield* makeRouter(resolved.right.config, local, { limits, buckets })
-      yield* keepPartitionsStarted(KEEP_STARTED_INTERVAL)
+      // In the router's scope, closed first: while the partitions hand over at a stop, none is started again.
+      const { slots } = yield* PartitionHost
+      yield* slots.reconcile.pipe(Effect.zipRight(Effect.sleep(RECONCILE_INTERVAL)), Effect.forever, Effect.forkScoped)
       return Context.make(CompileQueue, service).pipe(Context.add(WriteAcks, acks))
     }))
     // The router is built after the owners and closed before them: its last writes still find their owners here.

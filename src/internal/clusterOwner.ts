@@ -1,41 +1,32 @@
 /**
- * The owner side of cluster mode: the partition entity. When this runner takes a partition's shard the entity starts,
- * builds a `CompileQueue` over that partition's banks (restored from Postgres) and answers the partition's RPCs; when
- * the shard goes (released, rebalanced, SIGTERM) the entity's scope closes the queue — running compiles finish or are
- * cut off within the hand-over timeout, then the final flush — before the cluster releases the shard lock, so a bank
- * is never compiled on two runners at once. Every partition queue shares the runner's engine permits.
+ * The owner side of cluster mode. The runner keeps a slot per partition (`partitionSlots.ts`): a partition's
+ * `CompileQueue` (restored from Postgres) runs in it while the cluster assigns the partition here and this runner
+ * holds the partition's lock. The partition entity is the way in: its RPCs go to the slot's queue (starting it if it
+ * is not running yet), and when its shard goes (released, rebalanced, SIGTERM) its close hands the partition over —
+ * running compiles finish or are cut off within the hand-over timeout, then the final flush, then the lock — before
+ * the cluster releases the shard lock. Every partition queue shares the runner's engine permits.
  *
  * @internal
  */
-import { Entity } from "@effect/cluster"
+import { Entity, EntityId, Sharding } from "@effect/cluster"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Deferred, Duration, Effect, Exit, FiberId, Layer, Option } from "effect"
 import { BankStateStore, type BankStateStoreService } from "../BankStateStore.js"
 import { CompileEngine, CompileError, type CompileEngineService } from "../CompileEngine.js"
 import { CompileQueue, type CompileQueueService } from "../CompileQueue.js"
 import type { CompileQueueOptions } from "../CompileQueueOptions.js"
-import { PARTITIONS, PartitionEntity } from "./clusterProtocol.js"
-import { SharedBudget } from "./compileQueue.js"
-import type { GlobalBuckets } from "./tokenBucket.js"
+import { PARTITIONS, PartitionEntity, PartitionMoved } from "./clusterProtocol.js"
 import { partitionStore } from "./clusterStore.js"
+import { SharedBudget } from "./compileQueue.js"
+import { pgPartitionLocks } from "./partitionLocks.js"
+import { type LocalPartitions, makePartitionSlots, type PartitionSlots } from "./partitionSlots.js"
+import type { GlobalBuckets } from "./tokenBucket.js"
 
-/** What every partition of this runner shares: the engine permits, the engine, the store, the options. */
+/** The runner's partition slots, and whether the cluster assigns a partition to this runner now. */
 export class PartitionHost extends Context.Tag("effect-compile-trigger/PartitionHost")<PartitionHost, {
-  /** `COMPILE_CONCURRENCY` permits for the whole runner, across its partitions. */
-  readonly permits: Effect.Semaphore
-  /** The user's engine under the compile timeout (which starts once a permit is held). */
-  readonly engine: CompileEngineService
-  readonly storeFor: (partition: number) => BankStateStoreService
-  readonly options: CompileQueueOptions
-  readonly handoverTimeout: Duration.Duration
-  /** The queues of the partitions running here, while they run: the router calls them directly. */
-  readonly local: LocalPartitions
-  /** The runner's global budget buckets, drawn on by all its partitions (their per-bank buckets are their own). */
-  readonly budget: GlobalBuckets
+  readonly slots: PartitionSlots
+  readonly isAssigned: (partition: number) => boolean
 }>() {}
-
-/** Partition number → its queue, for the partitions this runner runs now (added once restored, removed first at close). */
-export type LocalPartitions = Map<number, CompileQueueService>
 
 const withTimeout = (
   engine: CompileEngineService,
@@ -50,41 +41,66 @@ const withTimeout = (
       })
   }
 
-/** Builds the host from the service's queue options and the runner's budget buckets. */
+/** The partition queues' options: the runner's permits bound the compiles; the hand-over bounds the close. */
+const partitionOptions = (queueOptions: CompileQueueOptions): CompileQueueOptions => {
+  const maxQueueSize = queueOptions.maxQueueSize ?? 100
+  return {
+    ...queueOptions,
+    // One partition may use every permit; the permits bound the runner.
+    concurrency: queueOptions.concurrency ?? 1,
+    compileTimeout: undefined,
+    maxQueueSize: maxQueueSize <= 0 ? 0 : Math.ceil(maxQueueSize / PARTITIONS),
+    // The hand-over (`closeGate`) waits for the running compiles first; then whatever is left is cut off at once.
+    shutdownTimeout: 0
+  }
+}
+
+/**
+ * The runner's partition slots over the queue options, the bank table and the runner's budget buckets. Closing it
+ * hands over every partition still running here; it closes before the cluster releases the runner's shard locks.
+ */
 export const hostLayer = (
   queueOptions: CompileQueueOptions,
   handoverTimeout: Duration.DurationInput,
   table: BankStateStoreService,
   local: LocalPartitions,
   budget: GlobalBuckets
-): Layer.Layer<PartitionHost, never, CompileEngine | SqlClient.SqlClient> =>
-  Layer.effect(
+): Layer.Layer<PartitionHost, never, CompileEngine | SqlClient.SqlClient | Sharding.Sharding> =>
+  Layer.scoped(
     PartitionHost,
     Effect.gen(function*() {
-      const engine = yield* CompileEngine
       const sql = yield* SqlClient.SqlClient
-      const concurrency = queueOptions.concurrency ?? 1
-      const maxQueueSize = queueOptions.maxQueueSize ?? 100
-      return {
-        permits: yield* Effect.makeSemaphore(concurrency),
-        engine: withTimeout(
-          engine,
-          queueOptions.compileTimeout === undefined ? Option.none() : Option.some(Duration.decode(queueOptions.compileTimeout))
-        ),
-        storeFor: (partition) => partitionStore(sql, table, partition),
-        handoverTimeout: Duration.decode(handoverTimeout),
-        local,
-        budget,
-        options: {
-          ...queueOptions,
-          // One partition may use every permit; the permits bound the runner.
-          concurrency,
-          compileTimeout: undefined,
-          maxQueueSize: maxQueueSize <= 0 ? 0 : Math.ceil(maxQueueSize / PARTITIONS),
-          // The hand-over (`gate`) waits for the running compiles first; then whatever is left is cut off at once.
-          shutdownTimeout: 0
-        }
+      const sharding = yield* Sharding.Sharding
+      const permits = yield* Effect.makeSemaphore(queueOptions.concurrency ?? 1)
+      const engine = withTimeout(
+        yield* CompileEngine,
+        queueOptions.compileTimeout === undefined ? Option.none() : Option.some(Duration.decode(queueOptions.compileTimeout))
+      )
+      const options = partitionOptions(queueOptions)
+      const isAssigned = (partition: number): boolean => {
+        const entityId = EntityId.make(String(partition))
+        return sharding.hasShardId(sharding.getShardId(entityId, PartitionEntity.getShardGroup(entityId)))
       }
+      const build = (partition: number) =>
+        Effect.gen(function*() {
+          const gate = makeGate(permits, engine)
+          const queue = yield* CompileQueue.make(options).pipe(
+            Effect.provideService(CompileEngine, { run: gate.run }),
+            Effect.provideService(BankStateStore, partitionStore(sql, table, partition)),
+            Effect.provideService(SharedBudget, budget)
+          )
+          return { queue, closeGate: gate.close }
+        })
+      const slots = makePartitionSlots({
+        partitions: PARTITIONS,
+        locks: yield* pgPartitionLocks,
+        isAssigned,
+        build,
+        local,
+        handoverTimeout
+      })
+      yield* Effect.addFinalizer(() => slots.stopAll)
+      return { slots, isAssigned }
     })
   )
 
@@ -108,7 +124,7 @@ const makeGate = (permits: Effect.Semaphore, engine: CompileEngineService) => {
         return restore(engine.run(bankId, job)).pipe(Effect.ensuring(Effect.zipRight(permits.release(1), leave)))
       })
     )
-  const close = (timeout: Duration.Duration): Effect.Effect<boolean> =>
+  const close = (timeout: Duration.DurationInput): Effect.Effect<boolean> =>
     Effect.suspend(() => {
       closing = true
       if (active === 0) return Effect.succeed(true)
@@ -118,80 +134,89 @@ const makeGate = (permits: Effect.Semaphore, engine: CompileEngineService) => {
   return { run, close }
 }
 
-const handlers = (queue: CompileQueueService) =>
-  PartitionEntity.of({
-    Write: ({ payload }) =>
-      Effect.sync(() => {
-        for (const [bankId, count] of payload.retains) queue.unsafeNotifyRetain(bankId, count)
-        for (const [bankId, count] of payload.forgets) queue.unsafeNotifyForget(bankId, count)
-      }),
-    Ping: () => Effect.void,
-    BankState: ({ payload }) => Effect.map(queue.bankState(payload.bankId), Option.getOrNull),
-    SetPolicy: ({ payload }) => queue.setPolicy(payload.bankId, payload.policy),
-    ClearPolicy: ({ payload }) => queue.clearPolicy(payload.bankId),
-    PolicyOf: ({ payload }) => Effect.map(queue.policyOf(payload.bankId), Option.getOrNull),
-    ConfigFor: ({ payload }) => queue.configFor(payload.bankId),
-    CompileNow: ({ payload }) => queue.compileNow(payload.bankId),
-    Stats: () =>
-      Effect.map(queue.stats, (stats) => ({
-        banks: stats.banks,
-        pending: stats.pending,
-        running: stats.running,
-        queued: stats.queued,
-        capacity: Number.isFinite(stats.capacity) ? stats.capacity : null,
-        deferred: stats.budget.deferred
-      })),
-    ListBanks: ({ payload }) =>
-      Effect.map(
-        queue.listBanks({
-          status: payload.status ?? undefined,
-          limit: payload.limit,
-          cursor: payload.cursor ?? undefined
-        }),
-        (page) => ({ banks: page.banks, nextCursor: Option.getOrNull(page.nextCursor) })
-      ),
-    Banks: ({ payload }) =>
-      Effect.map(payload.status === "running" ? queue.runningBanks : queue.pendingBanks, (ids) => Array.from(ids)),
-    State: () => Effect.map(queue.state, (state) => Array.from(state.values())),
-    Sweep: () => queue.sweepNow,
-    Drain: ({ payload }) =>
-      queue.drain({ timeout: payload.timeoutMillis }).pipe(Effect.as(true), Effect.orElseSucceed(() => false)),
-    Budget: () => queue.budget,
-    RecentCompiles: ({ payload }) =>
-      queue.recentCompiles({
-        limit: payload.limit,
-        bankId: payload.bankId ?? undefined,
-        outcome: payload.outcome ?? undefined
-      }),
-    RunningCompiles: ({ payload }) => queue.runningCompiles(payload.bankId ?? undefined)
+/** How long a call waits between attempts to start a partition assigned here whose lock the last owner still holds. */
+const START_RETRY = Duration.millis(100)
+
+/**
+ * The partition's queue here: started if need be; while the last owner still hands it over, the call waits; once the
+ * partition is no longer assigned here, `PartitionMoved` (the router asks again, and reaches the new owner).
+ */
+const queueOf = (host: PartitionHost["Type"], partition: number): Effect.Effect<CompileQueueService, PartitionMoved> =>
+  Effect.flatMap(host.slots.start(partition), (queue) => {
+    if (queue !== undefined) return Effect.succeed(queue)
+    if (!host.isAssigned(partition)) return Effect.fail(new PartitionMoved({ partition }))
+    return Effect.zipRight(Effect.sleep(START_RETRY), queueOf(host, partition))
   })
 
-/** The partition entity on this runner: one queue per partition it owns, alive until its shard goes. */
+const handlers = (queue: Effect.Effect<CompileQueueService, PartitionMoved>) => {
+  const on = <A, E>(f: (queue: CompileQueueService) => Effect.Effect<A, E>) => Effect.flatMap(queue, f)
+  return PartitionEntity.of({
+    Write: ({ payload }) =>
+      on((queue) =>
+        Effect.sync(() => {
+          for (const [bankId, count] of payload.retains) queue.unsafeNotifyRetain(bankId, count)
+          for (const [bankId, count] of payload.forgets) queue.unsafeNotifyForget(bankId, count)
+        })
+      ),
+    Ping: () => on(() => Effect.void),
+    BankState: ({ payload }) => on((queue) => Effect.map(queue.bankState(payload.bankId), Option.getOrNull)),
+    SetPolicy: ({ payload }) => on((queue) => queue.setPolicy(payload.bankId, payload.policy)),
+    ClearPolicy: ({ payload }) => on((queue) => queue.clearPolicy(payload.bankId)),
+    PolicyOf: ({ payload }) => on((queue) => Effect.map(queue.policyOf(payload.bankId), Option.getOrNull)),
+    ConfigFor: ({ payload }) => on((queue) => queue.configFor(payload.bankId)),
+    CompileNow: ({ payload }) => on((queue) => queue.compileNow(payload.bankId)),
+    Stats: () =>
+      on((queue) =>
+        Effect.map(queue.stats, (stats) => ({
+          banks: stats.banks,
+          pending: stats.pending,
+          running: stats.running,
+          queued: stats.queued,
+          capacity: Number.isFinite(stats.capacity) ? stats.capacity : null,
+          deferred: stats.budget.deferred
+        }))
+      ),
+    ListBanks: ({ payload }) =>
+      on((queue) =>
+        Effect.map(
+          queue.listBanks({ status: payload.status ?? undefined, limit: payload.limit, cursor: payload.cursor ?? undefined }),
+          (page) => ({ banks: page.banks, nextCursor: Option.getOrNull(page.nextCursor) })
+        )
+      ),
+    Banks: ({ payload }) =>
+      on((queue) =>
+        Effect.map(payload.status === "running" ? queue.runningBanks : queue.pendingBanks, (ids) => Array.from(ids))
+      ),
+    State: () => on((queue) => Effect.map(queue.state, (state) => Array.from(state.values()))),
+    Sweep: () => on((queue) => queue.sweepNow),
+    Drain: ({ payload }) =>
+      on((queue) =>
+        queue.drain({ timeout: payload.timeoutMillis }).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
+      ),
+    Budget: () => on((queue) => queue.budget),
+    RecentCompiles: ({ payload }) =>
+      on((queue) =>
+        queue.recentCompiles({
+          limit: payload.limit,
+          bankId: payload.bankId ?? undefined,
+          outcome: payload.outcome ?? undefined
+        })
+      ),
+    RunningCompiles: ({ payload }) => on((queue) => queue.runningCompiles(payload.bankId ?? undefined))
+  })
+}
+
+/**
+ * The partition entity on this runner: a way into the partition's slot. Its build does no I/O, so the cluster
+ * registers it at once; its close (the shard leaving, or the runner stopping) hands the partition over.
+ */
 export const ownerLayer = PartitionEntity.toLayer(
   Effect.gen(function*() {
-    const address = yield* Entity.CurrentAddress
-    const partition = Number(address.entityId)
+    const partition = Number((yield* Entity.CurrentAddress).entityId)
     const host = yield* PartitionHost
-    const gate = makeGate(host.permits, host.engine)
-    const queue = yield* CompileQueue.make(host.options).pipe(
-      Effect.provideService(CompileEngine, { run: gate.run }),
-      Effect.provideService(BankStateStore, host.storeFor(partition)),
-      Effect.provideService(SharedBudget, host.budget)
-    )
-    yield* Effect.logDebug(`partition ${partition}: taken over`)
-    host.local.set(partition, queue)
-    // Added after the queue, so it runs before the queue's own close (which then cuts off what is left, and flushes).
-    // From its first step on, the router sends this partition's calls through the cluster (to the next owner).
-    yield* Effect.addFinalizer(() =>
-      Effect.flatMap(Effect.zipRight(Effect.sync(() => host.local.delete(partition)), gate.close(host.handoverTimeout)), (finished) =>
-        Effect.logDebug(
-          `partition ${partition}: handing over${
-            finished ? "" : `; compiles still running after ${Duration.format(host.handoverTimeout)} are cut off`
-          }`
-        ))
-    )
-    return handlers(queue)
+    yield* Effect.addFinalizer(() => host.slots.stop(partition))
+    return handlers(queueOf(host, partition))
   }),
-  // Never reaped for idleness: a taken-over partition's pending banks must compile with no message arriving.
+  // Not reaped for idleness: closing the entity hands its partition over, and that is for the shard's moves alone.
   { maxIdleTime: Duration.infinity, concurrency: "unbounded" }
 )

@@ -46,32 +46,53 @@ export const PartitionPage = Schema.Struct({
 })
 
 /**
+ * The partition is no longer assigned to the runner a call reached (its shard moved while the call was on its way):
+ * the router asks again, and the cluster sends the call to the new owner.
+ */
+export class PartitionMoved extends Schema.TaggedError<PartitionMoved>()("PartitionMoved", {
+  partition: Schema.Number
+}) {}
+
+/**
  * One entity per partition; its id is the partition number. Not persisted: a `Write` is answered once the owner's
  * queue counted it (durable at the owner's next flush), and the cluster re-sends it to the next owner when the runner
  * it went to becomes unavailable.
  */
 export const PartitionEntity = Entity.make("CompileTriggerPartition", [
-  Rpc.make("Write", { payload: { retains: Counts, forgets: Counts } }),
-  Rpc.make("Ping"),
-  Rpc.make("BankState", { payload: BankIdPayload, success: Schema.NullOr(BankCompileState) }),
-  Rpc.make("SetPolicy", { payload: { bankId: Schema.String, policy: BankPolicy }, error: BankPolicyError }),
-  Rpc.make("ClearPolicy", { payload: BankIdPayload }),
-  Rpc.make("PolicyOf", { payload: BankIdPayload, success: Schema.NullOr(BankPolicy) }),
-  Rpc.make("ConfigFor", { payload: BankIdPayload, success: CompileTriggerConfig }),
-  Rpc.make("CompileNow", { payload: BankIdPayload }),
-  Rpc.make("Stats", { success: PartitionStats }),
+  Rpc.make("Write", { payload: { retains: Counts, forgets: Counts }, error: PartitionMoved }),
+  Rpc.make("Ping", { error: PartitionMoved }),
+  Rpc.make("BankState", { payload: BankIdPayload, success: Schema.NullOr(BankCompileState), error: PartitionMoved }),
+  Rpc.make("SetPolicy", {
+    payload: { bankId: Schema.String, policy: BankPolicy },
+    error: Schema.Union(BankPolicyError, PartitionMoved)
+  }),
+  Rpc.make("ClearPolicy", { payload: BankIdPayload, error: PartitionMoved }),
+  Rpc.make("PolicyOf", { payload: BankIdPayload, success: Schema.NullOr(BankPolicy), error: PartitionMoved }),
+  Rpc.make("ConfigFor", { payload: BankIdPayload, success: CompileTriggerConfig, error: PartitionMoved }),
+  Rpc.make("CompileNow", { payload: BankIdPayload, error: PartitionMoved }),
+  Rpc.make("Stats", { success: PartitionStats, error: PartitionMoved }),
   Rpc.make("ListBanks", {
     payload: { status: Schema.NullOr(BankStatus), limit: Schema.Number, cursor: Schema.NullOr(Schema.String) },
-    success: PartitionPage
+    success: PartitionPage,
+    error: PartitionMoved
   }),
-  Rpc.make("Banks", { payload: { status: Schema.NullOr(BankStatus) }, success: Schema.Array(Schema.String) }),
-  Rpc.make("State", { success: Schema.Array(BankCompileState) }),
-  Rpc.make("Sweep", { success: Schema.Number }),
-  Rpc.make("Drain", { payload: { timeoutMillis: Schema.Number }, success: Schema.Boolean }),
-  Rpc.make("Budget", { success: CompileBudgetState }),
+  Rpc.make("Banks", {
+    payload: { status: Schema.NullOr(BankStatus) },
+    success: Schema.Array(Schema.String),
+    error: PartitionMoved
+  }),
+  Rpc.make("State", { success: Schema.Array(BankCompileState), error: PartitionMoved }),
+  Rpc.make("Sweep", { success: Schema.Number, error: PartitionMoved }),
+  Rpc.make("Drain", { payload: { timeoutMillis: Schema.Number }, success: Schema.Boolean, error: PartitionMoved }),
+  Rpc.make("Budget", { success: CompileBudgetState, error: PartitionMoved }),
   Rpc.make("RecentCompiles", {
     payload: { limit: Schema.Number, bankId: Schema.NullOr(Schema.String), outcome: Schema.NullOr(CompileOutcome) },
-    success: Schema.Array(CompileRecord)
+    success: Schema.Array(CompileRecord),
+    error: PartitionMoved
   }),
-  Rpc.make("RunningCompiles", { payload: { bankId: Schema.NullOr(Schema.String) }, success: Schema.Array(RunningCompile) })
+  Rpc.make("RunningCompiles", {
+    payload: { bankId: Schema.NullOr(Schema.String) },
+    success: Schema.Array(RunningCompile),
+    error: PartitionMoved
+  })
 ]).annotate(ClusterSchema.ClientTracingEnabled, false) // a client span per routed retain batch costs more than the batch

@@ -6,7 +6,6 @@
  *
  * @internal
  */
-import { EntityId, Sharding } from "@effect/cluster"
 import {
   Cause,
   Clock,
@@ -18,8 +17,7 @@ import {
   FiberId,
   Option,
   Runtime,
-  Schedule,
-  type Scope
+  Schedule
 } from "effect"
 import type { AlreadyProcessingMessage, MailboxFull, PersistenceError } from "@effect/cluster/ClusterError"
 import type { BankCompileState } from "../BankCompileState.js"
@@ -27,10 +25,10 @@ import { BankPolicyError, validatePolicy } from "../BankPolicy.js"
 import type { BankPage, CompileQueueService, CompileQueueStats } from "../CompileQueue.js"
 import type { CompileTriggerConfig } from "../CompileTriggerConfig.js"
 import { CompileBudgetState } from "../CompileBudget.js"
-import { PARTITIONS, PartitionEntity, partitionOf } from "./clusterProtocol.js"
+import { PARTITIONS, PartitionEntity, type PartitionMoved, partitionOf } from "./clusterProtocol.js"
 import { globalBucketStates, globalLevels } from "./compileCore.js"
 import type { BudgetLimits, GlobalBuckets } from "./tokenBucket.js"
-import type { LocalPartitions } from "./clusterOwner.js"
+import type { LocalPartitions } from "./partitionSlots.js"
 import { invalidBankId } from "./queueEntries.js"
 import { WriteAcks, WriteNotConfirmed } from "./writeAcks.js"
 
@@ -53,18 +51,23 @@ class Lane {
 const isClusterError = (error: unknown): boolean => {
   const tag = (error as { readonly _tag?: unknown } | null)?._tag
   return tag === "MailboxFull" || tag === "AlreadyProcessingMessage" || tag === "PersistenceError" ||
-    tag === "RpcClientError" || tag === "TimeoutException"
+    tag === "RpcClientError" || tag === "TimeoutException" || tag === "PartitionMoved"
 }
 
-type ClusterErrors = MailboxFull | AlreadyProcessingMessage | PersistenceError
+type ClusterErrors = MailboxFull | AlreadyProcessingMessage | PersistenceError | PartitionMoved
 
-/** An owner's answer: a full mailbox retried, bounded by ROUTE_TIMEOUT; the cluster's own errors are defects. */
+const retried = (error: unknown): boolean => {
+  const tag = (error as { readonly _tag?: unknown } | null)?._tag
+  return tag === "MailboxFull" || tag === "PartitionMoved"
+}
+
+/**
+ * An owner's answer. A full mailbox, or a partition that moved while the call was on its way, is asked again (the
+ * cluster resolves the owner anew), bounded by ROUTE_TIMEOUT; the cluster's own errors are defects.
+ */
 const routed = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, Exclude<E, ClusterErrors>, R> =>
   effect.pipe(
-    Effect.retry({
-      while: (error) => (error as { readonly _tag?: unknown })._tag === "MailboxFull",
-      schedule: Schedule.spaced(Duration.millis(50))
-    }),
+    Effect.retry({ while: retried, schedule: Schedule.spaced(Duration.millis(50)) }),
     Effect.timeout(ROUTE_TIMEOUT),
     Effect.catchIf(isClusterError, (error) => Effect.die(error))
   ) as unknown as Effect.Effect<A, Exclude<E, ClusterErrors>, R>
@@ -316,31 +319,4 @@ export const makeRouter = (config: CompileTriggerConfig, local: LocalPartitions,
       }).pipe(Effect.interruptible, Effect.timeout(ROUTE_TIMEOUT), Effect.ignore)
     )
     return { service, acks: WriteAcks.of({ settle }) }
-  })
-
-/**
- * Keeps every partition whose shard this runner holds started: a partition taken over from a dead runner must run its
- * restored pending compiles even if no message for it arrives. A ping to a local partition never leaves the process.
- */
-export const keepPartitionsStarted = (interval: Duration.DurationInput): Effect.Effect<
-  void,
-  never,
-  Sharding.Sharding | Scope.Scope
-> =>
-  Effect.gen(function*() {
-    const sharding = yield* Sharding.Sharding
-    const clientFor = yield* PartitionEntity.client
-    const partitions = Array.from({ length: PARTITIONS }, (_, p) => p)
-    const pingIfLocal = (p: number) =>
-      Effect.suspend(() => {
-        const entityId = EntityId.make(String(p))
-        const shardId = sharding.getShardId(entityId, PartitionEntity.getShardGroup(entityId))
-        if (!sharding.hasShardId(shardId)) return Effect.void
-        return clientFor(String(p)).Ping().pipe(Effect.timeout(interval), Effect.ignore)
-      })
-    yield* Effect.forEach(partitions, pingIfLocal, { concurrency: "unbounded", discard: true }).pipe(
-      Effect.zipRight(Effect.sleep(interval)),
-      Effect.forever,
-      Effect.forkScoped
-    )
   })

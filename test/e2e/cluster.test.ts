@@ -261,6 +261,52 @@ const handovers = (nodes: ReadonlyArray<ServiceProcess>, since: number) =>
     }
   })
 
+/**
+ * Each node's spells of running a partition, from its debug log ("taken over" once its lock is held and its banks
+ * restored, to "handed over" once its lock is released; a killed node's open spells end at the kill): the partitions
+ * two nodes ran at once, by more than 50 ms of logging slack.
+ */
+const ranOnTwoNodes = (nodes: ReadonlyArray<ServiceProcess>, killed?: { readonly node: ServiceProcess; readonly at: number }) => {
+  const spells = new Map<number, Array<{ node: number; from: number; to: number }>>()
+  nodes.forEach((node, index) => {
+    const open = new Map<number, number>()
+    for (const line of node.output().split("\n")) {
+      if (!line.includes("partition ")) continue
+      let entry: { message: unknown; timestamp: string }
+      try {
+        entry = JSON.parse(line) as { message: unknown; timestamp: string }
+      } catch {
+        continue
+      }
+      const move = /^partition (\d+): (taken over|handed over)/.exec(String(entry.message))
+      if (move === null) continue
+      const partition = Number(move[1])
+      const at = Date.parse(entry.timestamp)
+      if (move[2] === "taken over") {
+        open.set(partition, at)
+        continue
+      }
+      spells.set(partition, [...(spells.get(partition) ?? []), { node: index, from: open.get(partition) ?? 0, to: at }])
+      open.delete(partition)
+    }
+    const end = node === killed?.node ? killed.at : Infinity
+    for (const [partition, from] of open) {
+      spells.set(partition, [...(spells.get(partition) ?? []), { node: index, from, to: end }])
+    }
+  })
+  const twice: Array<string> = []
+  for (const [partition, list] of spells) {
+    for (const a of list) {
+      for (const b of list) {
+        if (a.node >= b.node) continue
+        const overlap = Math.min(a.to, b.to) - Math.max(a.from, b.from)
+        if (overlap > 50) twice.push(`partition ${partition} on nodes ${a.node} and ${b.node} for ${overlap} ms`)
+      }
+    }
+  }
+  return twice
+}
+
 const noOverlaps = (calls: ReadonlyArray<Call>) => {
   const byBank = new Map<string, Array<Call>>()
   for (const call of calls) byBank.set(call.bankId, [...(byBank.get(call.bankId) ?? []), call])
@@ -343,6 +389,7 @@ describe.skipIf(pgUrl === "")("cluster mode: three runners over Postgres", () =>
         .toBe(true)
     }
     expect(noOverlaps(receiver.calls)).toEqual([])
+    expect(ranOnTwoNodes(nodes, { node: victim, at: killedAt })).toEqual([])
     expect(checkOutcome(banks, receiver.calls)).toEqual({ uncompiled: [], uncounted: [] })
     console.log(
       `cluster SIGKILL: ${inFlight} compiles in flight at the kill, ${cutOff.length} cut off; ` +
@@ -381,6 +428,7 @@ describe.skipIf(pgUrl === "")("cluster mode: three runners over Postgres", () =>
       throw error
     })
     expect(noOverlaps(receiver.calls)).toEqual([])
+    expect(ranOnTwoNodes(nodes)).toEqual([])
     expect(checkOutcome(banks, receiver.calls)).toEqual({ uncompiled: [], uncounted: [] })
     const budget = await getJson(staying[1]!.base, "/v1/budget") as { tokens: { capacity: number }; deferredCount: number }
     expect(budget.tokens.capacity).toBe(1_000_000_000)

@@ -1,0 +1,89 @@
+/**
+ * The fence under cluster mode's partitions: a partition's queue runs on a runner only while that runner holds the
+ * partition's own Postgres advisory lock, on one connection the runner keeps for it. The cluster's shard lock says
+ * which runner *should* run a partition; this lock makes sure the previous one has stopped (and flushed) first — the
+ * shard lock alone does not, see `partitionSlots.ts`.
+ *
+ * @internal
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Connection } from "@effect/sql/SqlConnection"
+import { Duration, Effect, ExecutionStrategy, Exit, Scope } from "effect"
+
+/** The partition locks of one runner. Each call is one round trip on the runner's lock connection. */
+export interface PartitionLocks {
+  /** Takes the partition's lock if no other runner holds it; true when this runner holds it now. */
+  readonly tryAcquire: (partition: number) => Effect.Effect<boolean, SqlError>
+  readonly release: (partition: number) => Effect.Effect<void, SqlError>
+  /** The partitions whose locks this runner's connection holds, as Postgres sees them. */
+  readonly held: Effect.Effect<ReadonlySet<number>, SqlError>
+}
+
+/**
+ * The first key of the two-key advisory locks (`pg_try_advisory_lock(int, int)`, a key space apart from the single-key
+ * locks the cluster takes for its shards); the second key is the partition.
+ */
+const LOCK_CLASS = 0x45435431 // "ECT1"
+
+/**
+ * The locks on a connection reserved for them. Session locks: they go with the connection, so a killed runner's
+ * partitions are free as soon as Postgres sees its socket close. After a failed call the connection is given up (its
+ * locks released first, in case it still works) and the next call reserves another: the runner's `held` is then
+ * empty, and the partitions it ran are cut off at the next reconcile.
+ */
+export const pgPartitionLocks: Effect.Effect<PartitionLocks, never, SqlClient.SqlClient | Scope.Scope> = Effect.gen(
+  function*() {
+    const sql = yield* SqlClient.SqlClient
+    const outer = yield* Effect.scope
+    const mutex = yield* Effect.makeSemaphore(1)
+    let current: { readonly conn: Connection; readonly scope: Scope.CloseableScope } | undefined
+    const reserve = Effect.gen(function*() {
+      const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
+      const conn = yield* Effect.tapError(Scope.extend(sql.reserve, scope), () => Scope.close(scope, Exit.void))
+      yield* Scope.addFinalizer(
+        scope,
+        conn.executeRaw("SELECT pg_advisory_unlock_all()", []).pipe(
+          Effect.interruptible,
+          Effect.timeout(Duration.seconds(2)),
+          Effect.ignore
+        )
+      )
+      current = { conn, scope }
+      return conn
+    })
+    const giveUp = Effect.suspend(() => {
+      const given = current
+      current = undefined
+      return given === undefined ? Effect.void : Scope.close(given.scope, Exit.void)
+    })
+    const onConnection = <A>(f: (conn: Connection) => Effect.Effect<A, SqlError>) =>
+      mutex.withPermits(1)(
+        Effect.suspend(() => current === undefined ? reserve : Effect.succeed(current.conn)).pipe(
+          Effect.flatMap(f),
+          Effect.tapError(() => giveUp)
+        )
+      )
+    return {
+      tryAcquire: (partition) =>
+        onConnection((conn) =>
+          Effect.map(
+            conn.executeValues(`SELECT pg_try_advisory_lock(${LOCK_CLASS}, ${partition})`, []),
+            (rows) => rows[0]?.[0] === true
+          )
+        ),
+      release: (partition) =>
+        onConnection((conn) => Effect.asVoid(conn.executeRaw(`SELECT pg_advisory_unlock(${LOCK_CLASS}, ${partition})`, []))),
+      held: onConnection((conn) =>
+        Effect.map(
+          conn.executeValues(
+            "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 " +
+              `AND classid = ${LOCK_CLASS} AND pid = pg_backend_pid()`,
+            []
+          ),
+          (rows) => new Set(rows.map((row) => Number(row[0])))
+        )
+      )
+    }
+  }
+)

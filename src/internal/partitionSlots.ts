@@ -1,0 +1,153 @@
+/**
+ * Where a partition's queue runs in cluster mode, and when it starts and stops. The cluster's shard assignment says
+ * which runner should run a partition; a partition runs here only while it is assigned here **and** this runner holds
+ * the partition's lock (`partitionLocks.ts`), and a runner gives the lock up only after its queue closed and flushed.
+ *
+ * Why the second lock: @effect/cluster 0.60 builds an entity before it registers it, and a shard released while an
+ * entity of it is being built does not wait for that entity — the build goes on, and the entity then runs on a runner
+ * that no longer holds the shard while the next holder starts its own. Here a late start finds the lock taken (or
+ * takes it first and makes the next holder wait), and `reconcile` stops what is no longer assigned.
+ *
+ * @internal
+ */
+import { type Duration, Effect, Exit, Scope } from "effect"
+import type { CompileQueueService } from "../CompileQueue.js"
+import type { PartitionLocks } from "./partitionLocks.js"
+
+/** A partition's queue while it runs, and the way to stop its compiles from starting. */
+export interface PartitionRun {
+  readonly queue: CompileQueueService
+  /** No compile starts any more; waits for the running ones up to `timeout`: false when some were still running. */
+  readonly closeGate: (timeout: Duration.DurationInput) => Effect.Effect<boolean>
+}
+
+/** Partition number → its queue, for the partitions running here (set once restored, removed first at a stop). */
+export type LocalPartitions = Map<number, CompileQueueService>
+
+export interface PartitionSlotsOptions<E> {
+  readonly partitions: number
+  readonly locks: PartitionLocks
+  /** Whether the cluster assigns the partition to this runner now. */
+  readonly isAssigned: (partition: number) => boolean
+  /** Builds the partition's queue in the scope (restoring its banks); closing the scope closes it and flushes. */
+  readonly build: (partition: number) => Effect.Effect<PartitionRun, E, Scope.Scope>
+  readonly local: LocalPartitions
+  /** How long a stopping partition's running compiles may go on before they are cut off. */
+  readonly handoverTimeout: Duration.DurationInput
+}
+
+export interface PartitionSlots {
+  /** Starts the partition if it is assigned here and its lock is free: its queue, or undefined when it cannot run here. */
+  readonly start: (partition: number) => Effect.Effect<CompileQueueService | undefined>
+  /**
+   * Hands the partition over: no new compile, the running ones finish (up to the hand-over timeout; at once when
+   * `cutOff`), the queue closes and flushes, the lock goes.
+   */
+  readonly stop: (partition: number, cutOff?: boolean) => Effect.Effect<void>
+  /** Starts the assigned partitions, stops the ones no longer assigned, cuts off the ones whose lock was lost. */
+  readonly reconcile: Effect.Effect<void>
+  /** Stops every partition running here. */
+  readonly stopAll: Effect.Effect<void>
+}
+
+interface Slot {
+  /** One start or stop at a time. */
+  readonly mutex: Effect.Semaphore
+  running: { readonly run: PartitionRun; readonly scope: Scope.CloseableScope } | undefined
+}
+
+export const makePartitionSlots = <E>(options: PartitionSlotsOptions<E>): PartitionSlots => {
+  const { build, isAssigned, local, locks } = options
+  const slots: ReadonlyArray<Slot> = Array.from(
+    { length: options.partitions },
+    () => ({ mutex: Effect.unsafeMakeSemaphore(1), running: undefined })
+  )
+  const exclusive = <A>(slot: Slot, effect: Effect.Effect<A>) => Effect.uninterruptible(slot.mutex.withPermits(1)(effect))
+
+  const launch = (partition: number, slot: Slot) =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      // Interruptible: the queue's fibers inherit it (an uninterruptible worker would never let the queue close).
+      const exit = yield* Effect.exit(Scope.extend(Effect.interruptible(build(partition)), scope))
+      if (Exit.isFailure(exit)) {
+        yield* Scope.close(scope, exit)
+        yield* Effect.ignore(locks.release(partition))
+        yield* Effect.logWarning(`partition ${partition}: could not start here`, exit.cause)
+        return undefined
+      }
+      slot.running = { run: exit.value, scope }
+      local.set(partition, exit.value.queue)
+      yield* Effect.logDebug(`partition ${partition}: taken over`)
+      return exit.value.queue
+    })
+
+  const start = (partition: number) =>
+    Effect.suspend(() => {
+      const slot = slots[partition]!
+      return exclusive(
+        slot,
+        Effect.suspend(() => {
+          if (slot.running !== undefined) return Effect.succeed(slot.running.run.queue)
+          if (!isAssigned(partition)) return Effect.succeed(undefined)
+          return locks.tryAcquire(partition).pipe(
+            Effect.catchAll((error) => Effect.as(Effect.logWarning(`partition ${partition}: lock unavailable`, error), false)),
+            Effect.flatMap((acquired) => acquired ? launch(partition, slot) : Effect.succeed(undefined))
+          )
+        })
+      )
+    })
+
+  /** Stops the partition's run (only `expected`, when given: a run started since is left alone). */
+  const stopRun = (partition: number, cutOff: boolean, expected?: Slot["running"]) =>
+    Effect.suspend(() => {
+      const slot = slots[partition]!
+      return exclusive(
+        slot,
+        Effect.suspend(() => {
+          const running = slot.running
+          if (running === undefined || (expected !== undefined && running !== expected)) return Effect.void
+          // From here on the router sends this partition's calls through the cluster (to the next owner).
+          local.delete(partition)
+          return Effect.gen(function*() {
+            yield* Effect.logDebug(`partition ${partition}: handing over${cutOff ? " (its lock was lost: cut off)" : ""}`)
+            const finished = yield* running.run.closeGate(cutOff ? 0 : options.handoverTimeout)
+            // The queue cuts off what still runs (the banks stay pending for the next owner) and flushes.
+            yield* Scope.close(running.scope, Exit.void)
+            slot.running = undefined
+            yield* Effect.ignore(locks.release(partition))
+            yield* Effect.logDebug(
+              `partition ${partition}: handed over${finished ? "" : "; compiles still running were cut off"}`
+            )
+          })
+        })
+      )
+    })
+
+  const everyPartition = (f: (partition: number) => Effect.Effect<unknown>) =>
+    Effect.forEach(slots, (_, partition) => f(partition), { concurrency: "unbounded", discard: true })
+
+  /**
+   * Judged against a look at the locks taken after noting what runs: a run is cut off as lost only if it ran before
+   * the look and its lock was not in it.
+   */
+  const reconcile = Effect.suspend(() => {
+    const before = slots.map((slot) => slot.running)
+    return Effect.flatMap(Effect.orElseSucceed(locks.held, () => new Set<number>()), (held) =>
+      everyPartition((partition) => {
+        const running = slots[partition]!.running
+        if (running !== undefined && running === before[partition] && !held.has(partition)) {
+          return stopRun(partition, true, running)
+        }
+        if (running !== undefined && !isAssigned(partition)) return stopRun(partition, false, running)
+        if (running === undefined && isAssigned(partition)) return start(partition)
+        return Effect.void
+      }))
+  })
+
+  return {
+    start,
+    stop: (partition, cutOff = false) => stopRun(partition, cutOff),
+    reconcile,
+    stopAll: everyPartition((partition) => stopRun(partition, false))
+  }
+}
