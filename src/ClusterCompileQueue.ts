@@ -62,7 +62,8 @@ export interface ClusterCompileQueueOptions {
   /**
    * When a partition leaves this runner (its shard moves, or the runner stops), how long its running compiles may go
    * on before they are cut off and left pending for the next owner (default 5 seconds); queued ones are not started.
-   * The shard lock is released only after that, so a bank never compiles on two runners at once.
+   * The partition's lock and the shard lock are released only after that, so a bank never compiles on two runners at
+   * once.
    */
   readonly handoverTimeout?: Duration.DurationInput | undefined
   /** Overrides of `defaultShardingConfig` (its address fields are set from the options above). */
