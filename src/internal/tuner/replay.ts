@@ -148,6 +148,7 @@ export const queueOptions = (settings: TuneSettings, model: EngineModel): Compil
   sweepInterval: Duration.millis(model.sweepIntervalMillis),
   retry: { maxAttempts: 1 }, // the model engine never fails
   shutdownTimeout: 0,
+  historyCapacity: 0, // nothing reads recentCompiles: no ring entry per compile
   ...(settings.budgetTokens === null && settings.budgetCompiles === null ? {} : {
     budget: {
       ...(settings.budgetTokens === null ? {} : { tokens: settings.budgetTokens }),
