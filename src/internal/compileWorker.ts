@@ -13,7 +13,6 @@ import {
   FiberSet,
   HashMap,
   Option,
-  Queue,
   Random
 } from "effect"
 import { CompileError, type CompileEngineService, type CompileJob, type CompileResult } from "../CompileEngine.js"
@@ -178,7 +177,7 @@ export const makeWorker = (rt: QueueRuntime, engine: CompileEngineService, traci
     )
   }
   const take = (restore: Restore): Effect.Effect<void> =>
-    Effect.flatMap(restore(Queue.take(rt.queue)), (i) => {
+    Effect.flatMap(restore(rt.queue.take), (i) => {
       rt.roomFreed()
       return compile(i, restore)
     })

@@ -1,6 +1,6 @@
 /**
  * The Effect shell around the compile core, shared by the entry points, the workers, the timers and persistence:
- * it carries out the core's answers (the bounded `Queue`, metrics, logs, the `drain`/shutdown/timeline wake-ups),
+ * it carries out the core's answers (the bank queue, metrics, logs, the `drain`/shutdown/timeline wake-ups),
  * and owns the staleness watcher, the sweep and the retry re-offer.
  *
  * @internal
@@ -15,7 +15,6 @@ import {
   FiberId,
   FiberSet,
   type MetricLabel,
-  Queue,
   Runtime
 } from "effect"
 import * as CompileMetrics from "../CompileMetrics.js"
@@ -33,6 +32,7 @@ import {
   RECHECK,
   TIMELINE
 } from "./compileCore.js"
+import type { BankQueue } from "./bankQueue.js"
 import type { CompileHistory } from "./compileHistory.js"
 import { loopForever } from "./loop.js"
 import { sleepMillis } from "./sleep.js"
@@ -52,7 +52,7 @@ const waitOn = (deferred: Deferred.Deferred<void>): Effect.Effect<void> => Defer
 
 export interface QueueRuntimeParts {
   readonly core: CompileCore
-  readonly queue: Queue.Queue<number>
+  readonly queue: BankQueue
   readonly opts: ResolvedCompileQueueOptions
   /** The runtime the layer was built with: the synchronous entry points log through it. */
   readonly runtime: Runtime.Runtime<never>
@@ -67,7 +67,7 @@ export interface QueueRuntimeParts {
 
 export class QueueRuntime {
   readonly core: CompileCore
-  readonly queue: Queue.Queue<number>
+  readonly queue: BankQueue
   readonly opts: ResolvedCompileQueueOptions
   readonly clock: Clock.Clock
   readonly retries: FiberSet.FiberSet
