@@ -25,6 +25,49 @@ class Floats {
   sorted(): Float64Array {
     return this.data.subarray(0, this.length).sort()
   }
+
+  /** The values, to be reordered in place. */
+  get values(): Float64Array {
+    return this.data.subarray(0, this.length)
+  }
+}
+
+/** Partition rounds after which `select` sorts what is left (inputs that defeat a median-of-three pivot). */
+const SELECT_ROUNDS = 64
+
+/**
+ * The value a sort would put at index `k`, found by reordering `data[from, to)` around it (Hoare's FIND): nothing
+ * greater before it, nothing smaller after — so a later call for a higher index may start at `k + 1`.
+ */
+const select = (data: Float64Array, k: number, from: number, to: number): number => {
+  let lo = from
+  let hi = to - 1
+  for (let round = 0; lo < hi; round++) {
+    if (round === SELECT_ROUNDS) {
+      data.subarray(lo, hi + 1).sort()
+      break
+    }
+    const a = data[lo]!
+    const b = data[(lo + hi) >>> 1]!
+    const c = data[hi]!
+    const pivot = a < b ? (b < c ? b : a < c ? c : a) : a < c ? a : b < c ? c : b
+    let i = lo
+    let j = hi
+    while (i <= j) {
+      while (data[i]! < pivot) i++
+      while (data[j]! > pivot) j--
+      if (i <= j) {
+        const t = data[i]!
+        data[i++] = data[j]!
+        data[j--] = t
+      }
+    }
+    // Now data[lo..j] <= pivot <= data[i..hi], and everything strictly between j and i equals the pivot.
+    if (k <= j) hi = j
+    else if (k >= i) lo = i
+    else break
+  }
+  return data[k]!
 }
 
 /** Delays in milliseconds, each with a weight (memories); percentiles interpolate linearly between order statistics. */
@@ -53,6 +96,28 @@ export class WeightedDelays {
    */
   quantiles(ps: ReadonlyArray<number>): Array<number> {
     if (this.total === 0) return ps.map(() => NaN)
+    return this.heavyDelays.length === 0 ? this.interpolate(ps, this.selected()) : this.interpolate(ps, this.merged())
+  }
+
+  /**
+   * Light samples only (every retain of at most EXPAND_UP_TO memories): order statistics by selection, a tenth of
+   * the time of sorting a month's million delays, and the very same values.
+   */
+  private selected(): (rank: number) => number {
+    const light = this.light.values
+    let from = 0
+    let current = NaN
+    return (rank) => {
+      if (rank >= from) {
+        current = select(light, rank, from, light.length)
+        from = rank + 1
+      }
+      return current
+    }
+  }
+
+  /** Both runs sorted and walked in step. */
+  private merged(): (rank: number) => number {
     const light = this.light.sorted()
     const order = this.heavyDelays.map((_, n) => n).sort((a, b) => this.heavyDelays[a]! - this.heavyDelays[b]!)
     // Walk both sorted runs in step: `valueAt(rank)` for increasing ranks.
@@ -76,6 +141,11 @@ export class WeightedDelays {
       }
       return current
     }
+    return valueAt
+  }
+
+  /** Each quantile between the values at its two ranks; `valueAt` is asked for ranks in increasing order. */
+  private interpolate(ps: ReadonlyArray<number>, valueAt: (rank: number) => number): Array<number> {
     const wanted = ps.map((p, n) => ({ p, n })).sort((a, b) => a.p - b.p)
     const out = new Array<number>(ps.length)
     for (const { n, p } of wanted) {
