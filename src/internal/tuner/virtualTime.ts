@@ -125,9 +125,12 @@ export class VirtualClock implements Clock.Clock {
   sleep(duration: Duration.Duration): Effect.Effect<void> {
     const millis = Duration.toMillis(duration)
     if (!Number.isFinite(millis)) return Effect.never
-    return Effect.async<void>((resume) => {
-      this.timers.push({ due: this.now + Math.max(0, millis), seq: this.seq++, fire: () => resume(Effect.void) })
-    })
+    return Effect.async<void>((resume) => this.after(millis, () => resume(Effect.void)))
+  }
+
+  /** Calls `fire` when the driver reaches `millis` from now (a timer without a fiber of its own). */
+  after(millis: number, fire: () => void): void {
+    this.timers.push({ due: this.now + Math.max(0, millis), seq: this.seq++, fire })
   }
 
   /** When the earliest timer is due; `Infinity` when none is set. */
