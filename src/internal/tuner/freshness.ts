@@ -159,61 +159,73 @@ export class WeightedDelays {
   }
 }
 
-/**
- * Each retain event's next retain of the same bank (-1: none), so that a bank's memories waiting for a compile are
- * the chain from its oldest unconsumed retain — a FIFO that costs nothing per retain. Built once per workload.
- */
-export const retainChains = (banks: Int32Array, counts: Int32Array, length: number, bankCount: number) => {
-  const next = new Int32Array(length).fill(-1)
-  const first = new Int32Array(bankCount).fill(-1)
-  const last = new Int32Array(bankCount).fill(-1)
-  for (let n = 0; n < length; n++) {
-    if (counts[n]! <= 0) continue
-    const bank = banks[n]!
-    if (last[bank] === -1) first[bank] = n
-    else next[last[bank]!] = n
-    last[bank] = n
-  }
-  return { next, first }
+/** Each bank's retains in time order, laid end to end: bank b's are `times`/`counts` at [start[b], start[b + 1]). */
+export interface BankRetains {
+  readonly start: Int32Array
+  readonly times: Float64Array
+  readonly counts: Int32Array
 }
 
 /**
- * Per bank, the memories retained and not yet consumed, oldest first: the bank's oldest unconsumed retain event and
- * how many of its memories are left. A compile consumes from there along the chain; the caller only ever consumes
- * memories that were retained already (a compile takes at most the bank's counter).
+ * Every retain event grouped by bank, so that a bank's memories waiting for a compile are its run from the oldest
+ * unconsumed retain — a FIFO that costs nothing per retain, and a compile reads adjacent memory (following a chain
+ * through the whole log cost a cache miss per memory). Built once per workload.
+ */
+export const bankRetains = (
+  banks: Int32Array,
+  times: Float64Array,
+  counts: Int32Array,
+  length: number,
+  bankCount: number
+): BankRetains => {
+  const start = new Int32Array(bankCount + 1)
+  for (let n = 0; n < length; n++) if (counts[n]! > 0) start[banks[n]! + 1]!++
+  for (let bank = 0; bank < bankCount; bank++) start[bank + 1]! += start[bank]!
+  const fill = start.slice(0, bankCount)
+  const byBankTimes = new Float64Array(start[bankCount]!)
+  const byBankCounts = new Int32Array(start[bankCount]!)
+  for (let n = 0; n < length; n++) {
+    if (counts[n]! <= 0) continue
+    const at = fill[banks[n]!]!++
+    byBankTimes[at] = times[n]!
+    byBankCounts[at] = counts[n]!
+  }
+  return { start, times: byBankTimes, counts: byBankCounts }
+}
+
+/**
+ * Per bank, the memories retained and not yet consumed, oldest first: the position of the bank's oldest unconsumed
+ * retain in its run and how many of its memories are left. A compile consumes from there; the caller only ever
+ * consumes memories that were retained already (a compile takes at most the bank's counter).
  */
 export class MemoryBacklog {
   private readonly head: Int32Array
   private readonly headLeft: Int32Array
 
-  constructor(
-    private readonly chains: { readonly next: Int32Array; readonly first: Int32Array },
-    private readonly times: Float64Array,
-    private readonly counts: Int32Array
-  ) {
-    this.head = chains.first.slice()
-    this.headLeft = new Int32Array(chains.first.length)
-    for (let bank = 0; bank < this.head.length; bank++) {
-      const n = this.head[bank]!
-      if (n !== -1) this.headLeft[bank] = counts[n]!
+  constructor(private readonly retains: BankRetains) {
+    const banks = retains.start.length - 1
+    this.head = retains.start.slice(0, banks)
+    this.headLeft = new Int32Array(banks)
+    for (let bank = 0; bank < banks; bank++) {
+      if (retains.start[bank]! < retains.start[bank + 1]!) this.headLeft[bank] = retains.counts[this.head[bank]!]!
     }
   }
 
   /** The `memories` oldest of the bank were consumed by a compile that ended at `now`: their delays go to `delays`. */
   consumed(bank: number, memories: number, now: number, delays: WeightedDelays): void {
-    const { counts, times } = this
-    const next = this.chains.next
+    const { counts, start, times } = this.retains
+    const end = start[bank + 1]!
     let n = this.head[bank]!
     let left = this.headLeft[bank]!
     let wanted = memories
-    while (wanted > 0 && n !== -1) {
+    while (wanted > 0 && n < end) {
       const taken = left <= wanted ? left : wanted
       delays.add(now - times[n]!, taken)
       wanted -= taken
       left -= taken
       if (left === 0) {
-        n = next[n]!
-        left = n === -1 ? 0 : counts[n]!
+        n++
+        left = n < end ? counts[n]! : 0
       }
     }
     this.head[bank] = n

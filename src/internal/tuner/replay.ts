@@ -8,7 +8,7 @@ import { Cause, Duration, Effect, Exit, Layer, Logger, LogLevel, Scope } from "e
 import { CompileEngine, type CompileJob, CompileResult } from "../../CompileEngine.js"
 import { CompileQueue, type CompileQueueService } from "../../CompileQueue.js"
 import type { CompileQueueOptions } from "../../CompileQueueOptions.js"
-import { MemoryBacklog, retainChains, WeightedDelays } from "./freshness.js"
+import { bankRetains, type BankRetains, MemoryBacklog, WeightedDelays } from "./freshness.js"
 import { VirtualClock, VirtualScheduler } from "./virtualTime.js"
 
 const DAY = 86_400_000
@@ -87,7 +87,7 @@ class Recorder {
 
   constructor(workload: Workload, days: number, readonly start: number) {
     const banks = workload.bankIds.length
-    this.backlog = new MemoryBacklog(chainsOf(workload), workload.times, workload.counts)
+    this.backlog = new MemoryBacklog(retainsOf(workload))
     this.compiledBanks = new Uint8Array(banks)
     this.dailyCompiles = new Float64Array(days)
     this.dailyTokens = new Float64Array(days)
@@ -187,7 +187,7 @@ const feed = (
     else clock.now = time
     const bank = banks[n]!
     const count = counts[n]!
-    if (count > 0) retain(bankIds[bank]!, count) // its memories wait in the backlog from here (see retainChains)
+    if (count > 0) retain(bankIds[bank]!, count) // its memories wait in the backlog from here (see bankRetains)
     else forget(bankIds[bank]!, -count)
     if (!scheduler.idle) scheduler.flush() // fibers the event woke: a worker taking a queued bank, the watcher
     if ((n & PROGRESS_EVERY) === PROGRESS_EVERY && onProgress !== undefined) onProgress(n + 1)
@@ -288,13 +288,13 @@ const totals = (workload: Workload): WorkloadTotals => {
   return found
 }
 
-const chainsCache = new WeakMap<Workload, ReturnType<typeof retainChains>>()
+const retainsCache = new WeakMap<Workload, BankRetains>()
 
-const chainsOf = (workload: Workload): ReturnType<typeof retainChains> => {
-  let chains = chainsCache.get(workload)
-  if (chains === undefined) {
-    chains = retainChains(workload.banks, workload.counts, workload.length, workload.bankIds.length)
-    chainsCache.set(workload, chains)
+const retainsOf = (workload: Workload): BankRetains => {
+  let retains = retainsCache.get(workload)
+  if (retains === undefined) {
+    retains = bankRetains(workload.banks, workload.times, workload.counts, workload.length, workload.bankIds.length)
+    retainsCache.set(workload, retains)
   }
-  return chains
+  return retains
 }
