@@ -189,5 +189,6 @@ export const makeWorker = (rt: QueueRuntime, engine: CompileEngineService, traci
       const held = rt.core.nextHeld()
       return held === -1 ? take(restore) : compile(held, restore)
     })
-  return loopForever(Effect.uninterruptibleMask(rt.budgeted ? next : take))
+  // Uninterruptible throughout, interruptible only where `restore` says (the waits): one mask for the worker's life.
+  return Effect.uninterruptibleMask((restore) => loopForever((rt.budgeted ? next : take)(restore)))
 }
