@@ -141,8 +141,15 @@ export const budgetLimits = (budget: ResolvedCompileBudget): BudgetLimits => ({
  */
 export class SharedBudget extends Context.Tag("effect-compile-trigger/SharedBudget")<SharedBudget, GlobalBuckets>() {}
 
+/** What only this package's own callers set (the tuner's replay); `CompileQueue.make` leaves it out. */
+export interface InternalOptions {
+  /** See `QueueRuntime.compileLogs` (default true). */
+  readonly compileLogs?: boolean | undefined
+}
+
 export const make = (
-  options?: CompileQueueOptions
+  options?: CompileQueueOptions,
+  internal?: InternalOptions
 ): Effect.Effect<CompileQueueService, never, CompileEngine | Scope.Scope> =>
   Effect.gen(function*() {
     const opts = yield* Effect.orDie(resolve(options))
@@ -175,7 +182,8 @@ export const make = (
       clock: yield* Effect.clock,
       retries,
       workers,
-      history: new CompileHistory(opts.historyCapacity)
+      history: new CompileHistory(opts.historyCapacity),
+      compileLogs: internal?.compileLogs
     })
 
     if (Option.isSome(store)) yield* restore(rt, store.value)

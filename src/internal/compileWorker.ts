@@ -78,7 +78,7 @@ const succeeded = (rt: QueueRuntime, i: number, taken: number, now: number, resu
     return Effect.logError(`compile reported an error: ${result.error}`)
   }
   CompileMetrics.compilesSucceeded.unsafeUpdate(1, NO_TAGS)
-  return Effect.logDebug(`compile finished; ${taken} memories consumed`)
+  return rt.compileLogs ? Effect.logDebug(`compile finished; ${taken} memories consumed`) : Effect.void
 }
 
 const failed = (rt: QueueRuntime, i: number, now: number, cause: Cause.Cause<CompileError>): Effect.Effect<void> => {
@@ -169,12 +169,12 @@ export const makeWorker = (rt: QueueRuntime, engine: CompileEngineService, traci
     const job = rt.core.job(i, taken)
     const bankId = job.bankId
     rt.history.started(job, startedAt)
+    const run = restore(runEngine(bankId, job))
     // Set on the worker fiber without restoring (the next compile overwrites it): half the cost of annotateLogs.
-    return FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set<string, unknown>("bankId", bankId)).pipe(
-      Effect.zipRight(restore(runEngine(bankId, job))),
-      Effect.exit,
-      Effect.flatMap((exit) => finish(rt, i, taken, startedAt, exit))
-    )
+    const annotated = rt.compileLogs
+      ? Effect.zipRight(FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set<string, unknown>("bankId", bankId)), run)
+      : run
+    return Effect.flatMap(Effect.exit(annotated), (exit) => finish(rt, i, taken, startedAt, exit))
   }
   const take = (restore: Restore): Effect.Effect<void> =>
     Effect.flatMap(restore(rt.queue.take), (i) => {

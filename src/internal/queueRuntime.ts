@@ -63,6 +63,8 @@ export interface QueueRuntimeParts {
   readonly history: CompileHistory
   /** The workers: the global budget's timer lives with them, so it still opens during the shutdown grace period. */
   readonly workers: FiberSet.FiberSet
+  /** See `QueueRuntime.compileLogs` (default true). */
+  readonly compileLogs?: boolean | undefined
 }
 
 export class QueueRuntime {
@@ -73,6 +75,11 @@ export class QueueRuntime {
   readonly retries: FiberSet.FiberSet
   readonly history: CompileHistory
   readonly workers: FiberSet.FiberSet
+  /**
+   * False: the workers neither annotate a compile's logs with its bank nor log each finished compile at debug level
+   * (the tuner's replay, whose logging is off, saves a FiberRef update and a log call per compile).
+   */
+  readonly compileLogs: boolean
   /** True once the shutdown deadline passed and compiles are being interrupted. */
   interruptingCompiles = false
   /**
@@ -104,6 +111,7 @@ export class QueueRuntime {
     this.retries = parts.retries
     this.history = parts.history
     this.workers = parts.workers
+    this.compileLogs = parts.compileLogs ?? true
     this.budgeted = parts.core.budget.globalLimited
     this.runSync = Runtime.runSync(parts.runtime)
     this.runFork = Runtime.runFork(parts.runtime)

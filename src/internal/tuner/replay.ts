@@ -6,8 +6,9 @@
  */
 import { Cause, Duration, Effect, Exit, Layer, Logger, LogLevel, Scope } from "effect"
 import { CompileEngine, type CompileJob, CompileResult } from "../../CompileEngine.js"
-import { CompileQueue, type CompileQueueService } from "../../CompileQueue.js"
+import type { CompileQueueService } from "../../CompileQueue.js"
 import type { CompileQueueOptions } from "../../CompileQueueOptions.js"
+import { make as makeQueue } from "../compileQueue.js"
 import { bankRetains, type BankRetains, MemoryBacklog, WeightedDelays } from "./freshness.js"
 import { VirtualClock, VirtualScheduler } from "./virtualTime.js"
 
@@ -234,7 +235,8 @@ export const replay = (
   const engine = modelEngine(model, bankIndexOf(workload), clock, recorder)
   const scope = Effect.runSync(Scope.make())
   const queue = runNow(
-    CompileQueue.make(queueOptions(settings, model)).pipe(Effect.provide(engine), Scope.extend(scope)),
+    // `CompileQueue.make` itself, with the per-compile logs off (the replay's logging is off anyway).
+    makeQueue(queueOptions(settings, model), { compileLogs: false }).pipe(Effect.provide(engine), Scope.extend(scope)),
     clock,
     scheduler
   )
