@@ -286,18 +286,20 @@ export class QueueRuntime {
 
   // ---- staleness and the sweep ----
 
-  /** Sleeps until the next staleness entry is due and marks it; waits for a signal while the timeline is empty. */
+  /**
+   * Marks the staleness entries due by now, then sleeps until the next one (on the clock the queue was built with);
+   * waits for a signal while the timeline is empty. One round per wake-up: every compile gives its bank an entry.
+   */
   readonly watchStaleness: Effect.Effect<never> = loopForever(Effect.suspend(() => {
+    const now = this.now()
+    if (this.core.nextStaleDue <= now) this.core.staleDue(now)
     const due = this.core.nextStaleDue
     if (due !== due) {
       const wake = Deferred.unsafeMake<void>(FiberId.none)
       this.timelineSignal = wake
       return waitOn(wake)
     }
-    const now = this.now()
-    if (due > now) return sleepMillis(due - now)
-    this.core.staleDue(now)
-    return Effect.void
+    return sleepMillis(due - now, this.clock)
   }))
 
   /** Queues every idle bank that triggers now (or was asked for by compileNow); exact, from one clock read. */
