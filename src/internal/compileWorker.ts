@@ -17,6 +17,7 @@ import {
 } from "effect"
 import { CompileError, type CompileEngineService, type CompileJob, type CompileResult } from "../CompileEngine.js"
 import * as CompileMetrics from "../CompileMetrics.js"
+import type { Taker } from "./bankQueue.js"
 import { DEFERRED, NOTHING, SKIPPED, WAIT_BUDGET } from "./compileCore.js"
 import { loopForever } from "./loop.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
@@ -176,19 +177,26 @@ export const makeWorker = (rt: QueueRuntime, engine: CompileEngineService, traci
       : run
     return Effect.flatMap(Effect.exit(annotated), (exit) => finish(rt, i, taken, startedAt, exit))
   }
-  const take = (restore: Restore): Effect.Effect<void> =>
-    Effect.flatMap(restore(rt.queue.take), (i) => {
+  const take = (restore: Restore, taker: Taker): Effect.Effect<void> =>
+    Effect.flatMap(restore(taker.take), (i) => {
       rt.roomFreed()
       return compile(i, restore)
     })
   // With a global budget: while it is spent, wait for it to open (then come round again); else the held head first.
-  const next = (restore: Restore): Effect.Effect<void> =>
+  const next = (restore: Restore, taker: Taker): Effect.Effect<void> =>
     Effect.suspend(() => {
       const wait = rt.budgetWait()
       if (wait !== undefined) return restore(wait)
       const held = rt.core.nextHeld()
-      return held === -1 ? take(restore) : compile(held, restore)
+      return held === -1 ? take(restore, taker) : compile(held, restore)
     })
   // Uninterruptible throughout, interruptible only where `restore` says (the waits): one mask for the worker's life.
-  return Effect.uninterruptibleMask((restore) => loopForever((rt.budgeted ? next : take)(restore)))
+  // Each worker fiber (the effect runs `concurrency` times) has its own taker, released as it stops.
+  return Effect.suspend(() => {
+    const taker = rt.queue.taker()
+    return Effect.ensuring(
+      Effect.uninterruptibleMask((restore) => loopForever((rt.budgeted ? next : take)(restore, taker))),
+      taker.release
+    )
+  })
 }
