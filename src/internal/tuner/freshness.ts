@@ -10,8 +10,12 @@ const EXPAND_UP_TO = 32
 
 /** A growable Float64Array. */
 class Floats {
-  data = new Float64Array(1024)
+  data: Float64Array
   length = 0
+
+  constructor(capacity: number) {
+    this.data = new Float64Array(Math.max(1024, capacity))
+  }
 
   push(value: number): void {
     if (this.length === this.data.length) {
@@ -72,12 +76,17 @@ const select = (data: Float64Array, k: number, from: number, to: number): number
 
 /** Delays in milliseconds, each with a weight (memories); percentiles interpolate linearly between order statistics. */
 export class WeightedDelays {
-  private readonly light = new Floats()
+  private readonly light: Floats
   private readonly heavyDelays: Array<number> = []
   private readonly heavyWeights: Array<number> = []
   /** Total weight. */
   total = 0
   max = 0
+
+  /** @param expected how many memories will be added, if known (the buffer is sized once instead of doubling). */
+  constructor(expected = 0) {
+    this.light = new Floats(expected)
+  }
 
   add(delay: number, weight: number): void {
     this.total += weight

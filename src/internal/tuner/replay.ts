@@ -78,7 +78,7 @@ export interface ReplayMeasures {
 /** The replay's measurements, filled in by the model engine. */
 class Recorder {
   readonly backlog: MemoryBacklog
-  readonly delays = new WeightedDelays()
+  readonly delays: WeightedDelays
   readonly compiledBanks: Uint8Array
   readonly dailyCompiles: Float64Array
   readonly dailyTokens: Float64Array
@@ -89,6 +89,7 @@ class Recorder {
   constructor(workload: Workload, days: number, readonly start: number) {
     const banks = workload.bankIds.length
     this.backlog = new MemoryBacklog(retainsOf(workload))
+    this.delays = new WeightedDelays(totals(workload).memories) // at most every retained memory is compiled
     this.compiledBanks = new Uint8Array(banks)
     this.dailyCompiles = new Float64Array(days)
     this.dailyTokens = new Float64Array(days)
