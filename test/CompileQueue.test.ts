@@ -1,6 +1,22 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, DateTime, Deferred, Effect, Exit, Fiber, Metric, Option, Queue, TestClock, Tracer } from "effect"
-import { CompileError, CompileMetrics, CompileQueue, CompileResult } from "../src/index.js"
+import {
+  Cause,
+  DateTime,
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Logger,
+  LogLevel,
+  Metric,
+  Option,
+  Queue,
+  TestClock,
+  Tracer
+} from "effect"
+import { CompileEngine, CompileError, CompileMetrics, CompileQueue, CompileResult } from "../src/index.js"
+import { make as makeQueue } from "../src/internal/compileQueue.js"
 import { captureLogs, instant, queueLayer, retain, TestEngine } from "./utils.js"
 
 const DAY = 86_400_000
@@ -577,6 +593,45 @@ describe("CompileQueue — observability", () => {
       Effect.provide(layer)
     )
   })
+})
+
+describe("CompileQueue — the internal compileLogs option", () => {
+  const run = (compileLogs: boolean | undefined) => {
+    const { layer, logs } = captureLogs()
+    const engine = Layer.succeed(CompileEngine, {
+      run: (bankId) =>
+        bankId === "bad"
+          ? Effect.fail(new CompileError({ bankId, message: "nope" }))
+          : Effect.as(Effect.logInfo(`engine ran ${bankId}`), new CompileResult({ bankId }))
+    })
+    return Effect.gen(function*() {
+      const queue = yield* makeQueue({ config: { sizeThreshold: 1 }, retry: { maxAttempts: 1 } }, { compileLogs })
+      queue.unsafeNotifyRetain("a")
+      queue.unsafeNotifyRetain("bad")
+      yield* queue.drain()
+      return logs
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(engine),
+      Logger.withMinimumLogLevel(LogLevel.Debug),
+      Effect.provide(layer)
+    )
+  }
+
+  it.effect("by default a compile's logs carry its bankId and each finished compile logs a debug line", () =>
+    Effect.gen(function*() {
+      const logs = yield* run(undefined)
+      expect(logs.find((log) => log.message === "engine ran a")!.annotations.bankId).toBe("a")
+      expect(logs.some((log) => log.level === "DEBUG" && log.message.startsWith("compile finished"))).toBe(true)
+    }))
+
+  it.effect("false (the tuner's replay): no annotation, no debug line per compile; failures are still logged", () =>
+    Effect.gen(function*() {
+      const logs = yield* run(false)
+      expect(logs.find((log) => log.message === "engine ran a")!.annotations.bankId).toBeUndefined()
+      expect(logs.some((log) => log.message.startsWith("compile finished"))).toBe(false)
+      expect(logs.some((log) => log.level === "ERROR" && log.message.includes("nope"))).toBe(true)
+    }))
 })
 
 describe("CompileQueue — sweep fairness", () => {

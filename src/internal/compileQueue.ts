@@ -1,10 +1,10 @@
 /**
- * Builds the compile queue service: the synchronous core (`compileCore.ts`) under a thin Effect runtime — the bounded
- * `Queue`, the worker, retry and background fibers, persistence, and the graceful shutdown finalizer.
+ * Builds the compile queue service: the synchronous core (`compileCore.ts`) under a thin Effect runtime — the bank
+ * queue (`bankQueue.ts`), the worker, retry and background fibers, persistence, and the graceful shutdown finalizer.
  *
  * @internal
  */
-import { Context, Duration, Effect, Either, FiberSet, Option, Queue, type Scope } from "effect"
+import { Context, Duration, Effect, Either, FiberSet, Option, type Scope } from "effect"
 import type { BankCompileState } from "../BankCompileState.js"
 import { BankPolicyError, type BankPolicyInput, validatePolicy } from "../BankPolicy.js"
 import { BankStateStore, type BankStateStoreService } from "../BankStateStore.js"
@@ -12,6 +12,7 @@ import { CompileEngine } from "../CompileEngine.js"
 import * as CompileMetrics from "../CompileMetrics.js"
 import type { CompileQueueService } from "../CompileQueue.js"
 import { type CompileQueueOptions, resolve, type ResolvedCompileBudget } from "../CompileQueueOptions.js"
+import { BankQueue } from "./bankQueue.js"
 import { type Answer, CompileCore, NOTHING } from "./compileCore.js"
 import { CompileHistory } from "./compileHistory.js"
 import { makeWorker } from "./compileWorker.js"
@@ -39,7 +40,7 @@ const shutdown = (
     const finished = yield* rt.quiet.pipe(Effect.interruptible, Effect.timeout(rt.opts.shutdownTimeout), Effect.option)
     rt.interruptingCompiles = true
     yield* FiberSet.clear(workers)
-    yield* Queue.shutdown(rt.queue) // what it discards stays "pending" in the table (and in a store)
+    yield* rt.queue.shutdown // what it discards stays "pending" in the table (and in a store)
     CompileMetrics.queueSize.unsafeModify(-rt.core.queueShutDown(), NO_TAGS)
     rt.publishBudgetWaiting() // banks waiting for budget stay pending, but this queue no longer waits for it
     if (Option.isSome(store)) yield* finalFlush(rt, store.value)
@@ -140,8 +141,15 @@ export const budgetLimits = (budget: ResolvedCompileBudget): BudgetLimits => ({
  */
 export class SharedBudget extends Context.Tag("effect-compile-trigger/SharedBudget")<SharedBudget, GlobalBuckets>() {}
 
+/** What only this package's own callers set (the tuner's replay); `CompileQueue.make` leaves it out. */
+export interface InternalOptions {
+  /** See `QueueRuntime.compileLogs` (default true). */
+  readonly compileLogs?: boolean | undefined
+}
+
 export const make = (
-  options?: CompileQueueOptions
+  options?: CompileQueueOptions,
+  internal?: InternalOptions
 ): Effect.Effect<CompileQueueService, never, CompileEngine | Scope.Scope> =>
   Effect.gen(function*() {
     const opts = yield* Effect.orDie(resolve(options))
@@ -150,9 +158,7 @@ export const make = (
     // A span costs ~8 µs a compile; with Effect's built-in tracer nothing collects it, so only trace when an
     // application installed a tracer of its own (OpenTelemetry etc.).
     const tracing = (yield* Effect.tracer) !== Effect.runSync(Effect.tracer)
-    const queue = yield* (Number.isFinite(opts.maxQueueSize)
-      ? Queue.bounded<number>(opts.maxQueueSize)
-      : Queue.unbounded<number>())
+    const queue = new BankQueue(opts.maxQueueSize)
     const core = new CompileCore({
       config: opts.config,
       maxAttempts: opts.maxAttempts,
@@ -176,7 +182,8 @@ export const make = (
       clock: yield* Effect.clock,
       retries,
       workers,
-      history: new CompileHistory(opts.historyCapacity)
+      history: new CompileHistory(opts.historyCapacity),
+      compileLogs: internal?.compileLogs
     })
 
     if (Option.isSome(store)) yield* restore(rt, store.value)

@@ -13,11 +13,11 @@ import {
   FiberSet,
   HashMap,
   Option,
-  Queue,
   Random
 } from "effect"
 import { CompileError, type CompileEngineService, type CompileJob, type CompileResult } from "../CompileEngine.js"
 import * as CompileMetrics from "../CompileMetrics.js"
+import type { Taker } from "./bankQueue.js"
 import { DEFERRED, NOTHING, SKIPPED, WAIT_BUDGET } from "./compileCore.js"
 import { loopForever } from "./loop.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
@@ -79,7 +79,7 @@ const succeeded = (rt: QueueRuntime, i: number, taken: number, now: number, resu
     return Effect.logError(`compile reported an error: ${result.error}`)
   }
   CompileMetrics.compilesSucceeded.unsafeUpdate(1, NO_TAGS)
-  return Effect.logDebug(`compile finished; ${taken} memories consumed`)
+  return rt.compileLogs ? Effect.logDebug(`compile finished; ${taken} memories consumed`) : Effect.void
 }
 
 const failed = (rt: QueueRuntime, i: number, now: number, cause: Cause.Cause<CompileError>): Effect.Effect<void> => {
@@ -170,25 +170,33 @@ export const makeWorker = (rt: QueueRuntime, engine: CompileEngineService, traci
     const job = rt.core.job(i, taken)
     const bankId = job.bankId
     rt.history.started(job, startedAt)
+    const run = restore(runEngine(bankId, job))
     // Set on the worker fiber without restoring (the next compile overwrites it): half the cost of annotateLogs.
-    return FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set<string, unknown>("bankId", bankId)).pipe(
-      Effect.zipRight(restore(runEngine(bankId, job))),
-      Effect.exit,
-      Effect.flatMap((exit) => finish(rt, i, taken, startedAt, exit))
-    )
+    const annotated = rt.compileLogs
+      ? Effect.zipRight(FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set<string, unknown>("bankId", bankId)), run)
+      : run
+    return Effect.flatMap(Effect.exit(annotated), (exit) => finish(rt, i, taken, startedAt, exit))
   }
-  const take = (restore: Restore): Effect.Effect<void> =>
-    Effect.flatMap(restore(Queue.take(rt.queue)), (i) => {
+  const take = (restore: Restore, taker: Taker): Effect.Effect<void> =>
+    Effect.flatMap(restore(taker.take), (i) => {
       rt.roomFreed()
       return compile(i, restore)
     })
   // With a global budget: while it is spent, wait for it to open (then come round again); else the held head first.
-  const next = (restore: Restore): Effect.Effect<void> =>
+  const next = (restore: Restore, taker: Taker): Effect.Effect<void> =>
     Effect.suspend(() => {
       const wait = rt.budgetWait()
       if (wait !== undefined) return restore(wait)
       const held = rt.core.nextHeld()
-      return held === -1 ? take(restore) : compile(held, restore)
+      return held === -1 ? take(restore, taker) : compile(held, restore)
     })
-  return loopForever(Effect.uninterruptibleMask(rt.budgeted ? next : take))
+  // Uninterruptible throughout, interruptible only where `restore` says (the waits): one mask for the worker's life.
+  // Each worker fiber (the effect runs `concurrency` times) has its own taker, released as it stops.
+  return Effect.suspend(() => {
+    const taker = rt.queue.taker()
+    return Effect.ensuring(
+      Effect.uninterruptibleMask((restore) => loopForever((rt.budgeted ? next : take)(restore, taker))),
+      taker.release
+    )
+  })
 }

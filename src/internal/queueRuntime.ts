@@ -1,6 +1,6 @@
 /**
  * The Effect shell around the compile core, shared by the entry points, the workers, the timers and persistence:
- * it carries out the core's answers (the bounded `Queue`, metrics, logs, the `drain`/shutdown/timeline wake-ups),
+ * it carries out the core's answers (the bank queue, metrics, logs, the `drain`/shutdown/timeline wake-ups),
  * and owns the staleness watcher, the sweep and the retry re-offer.
  *
  * @internal
@@ -15,7 +15,6 @@ import {
   FiberId,
   FiberSet,
   type MetricLabel,
-  Queue,
   Runtime
 } from "effect"
 import * as CompileMetrics from "../CompileMetrics.js"
@@ -33,6 +32,7 @@ import {
   RECHECK,
   TIMELINE
 } from "./compileCore.js"
+import type { BankQueue } from "./bankQueue.js"
 import type { CompileHistory } from "./compileHistory.js"
 import { loopForever } from "./loop.js"
 import { sleepMillis } from "./sleep.js"
@@ -52,7 +52,7 @@ const waitOn = (deferred: Deferred.Deferred<void>): Effect.Effect<void> => Defer
 
 export interface QueueRuntimeParts {
   readonly core: CompileCore
-  readonly queue: Queue.Queue<number>
+  readonly queue: BankQueue
   readonly opts: ResolvedCompileQueueOptions
   /** The runtime the layer was built with: the synchronous entry points log through it. */
   readonly runtime: Runtime.Runtime<never>
@@ -63,16 +63,23 @@ export interface QueueRuntimeParts {
   readonly history: CompileHistory
   /** The workers: the global budget's timer lives with them, so it still opens during the shutdown grace period. */
   readonly workers: FiberSet.FiberSet
+  /** See `QueueRuntime.compileLogs` (default true). */
+  readonly compileLogs?: boolean | undefined
 }
 
 export class QueueRuntime {
   readonly core: CompileCore
-  readonly queue: Queue.Queue<number>
+  readonly queue: BankQueue
   readonly opts: ResolvedCompileQueueOptions
   readonly clock: Clock.Clock
   readonly retries: FiberSet.FiberSet
   readonly history: CompileHistory
   readonly workers: FiberSet.FiberSet
+  /**
+   * False: the workers neither annotate a compile's logs with its bank nor log each finished compile at debug level
+   * (the tuner's replay, whose logging is off, saves a FiberRef update and a log call per compile).
+   */
+  readonly compileLogs: boolean
   /** True once the shutdown deadline passed and compiles are being interrupted. */
   interruptingCompiles = false
   /**
@@ -104,6 +111,7 @@ export class QueueRuntime {
     this.retries = parts.retries
     this.history = parts.history
     this.workers = parts.workers
+    this.compileLogs = parts.compileLogs ?? true
     this.budgeted = parts.core.budget.globalLimited
     this.runSync = Runtime.runSync(parts.runtime)
     this.runFork = Runtime.runFork(parts.runtime)
@@ -278,18 +286,20 @@ export class QueueRuntime {
 
   // ---- staleness and the sweep ----
 
-  /** Sleeps until the next staleness entry is due and marks it; waits for a signal while the timeline is empty. */
+  /**
+   * Marks the staleness entries due by now, then sleeps until the next one (on the clock the queue was built with);
+   * waits for a signal while the timeline is empty. One round per wake-up: every compile gives its bank an entry.
+   */
   readonly watchStaleness: Effect.Effect<never> = loopForever(Effect.suspend(() => {
+    const now = this.now()
+    if (this.core.nextStaleDue <= now) this.core.staleDue(now)
     const due = this.core.nextStaleDue
     if (due !== due) {
       const wake = Deferred.unsafeMake<void>(FiberId.none)
       this.timelineSignal = wake
       return waitOn(wake)
     }
-    const now = this.now()
-    if (due > now) return sleepMillis(due - now)
-    this.core.staleDue(now)
-    return Effect.void
+    return sleepMillis(due - now, this.clock)
   }))
 
   /** Queues every idle bank that triggers now (or was asked for by compileNow); exact, from one clock read. */

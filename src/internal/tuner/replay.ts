@@ -6,9 +6,10 @@
  */
 import { Cause, Duration, Effect, Exit, Layer, Logger, LogLevel, Scope } from "effect"
 import { CompileEngine, type CompileJob, CompileResult } from "../../CompileEngine.js"
-import { CompileQueue, type CompileQueueService } from "../../CompileQueue.js"
+import type { CompileQueueService } from "../../CompileQueue.js"
 import type { CompileQueueOptions } from "../../CompileQueueOptions.js"
-import { MemoryBacklog, retainChains, WeightedDelays } from "./freshness.js"
+import { make as makeQueue } from "../compileQueue.js"
+import { bankRetains, type BankRetains, MemoryBacklog, WeightedDelays } from "./freshness.js"
 import { VirtualClock, VirtualScheduler } from "./virtualTime.js"
 
 const DAY = 86_400_000
@@ -77,7 +78,7 @@ export interface ReplayMeasures {
 /** The replay's measurements, filled in by the model engine. */
 class Recorder {
   readonly backlog: MemoryBacklog
-  readonly delays = new WeightedDelays()
+  readonly delays: WeightedDelays
   readonly compiledBanks: Uint8Array
   readonly dailyCompiles: Float64Array
   readonly dailyTokens: Float64Array
@@ -87,7 +88,8 @@ class Recorder {
 
   constructor(workload: Workload, days: number, readonly start: number) {
     const banks = workload.bankIds.length
-    this.backlog = new MemoryBacklog(chainsOf(workload), workload.times, workload.counts)
+    this.backlog = new MemoryBacklog(retainsOf(workload))
+    this.delays = new WeightedDelays(totals(workload).memories) // at most every retained memory is compiled
     this.compiledBanks = new Uint8Array(banks)
     this.dailyCompiles = new Float64Array(days)
     this.dailyTokens = new Float64Array(days)
@@ -105,14 +107,14 @@ class Recorder {
   }
 }
 
-/** The model engine: waits `compileSeconds` of virtual time, then records the compile and reports its tokens. */
+/** The model engine: takes `compileSeconds` of virtual time, then records the compile and reports its tokens. */
 const modelEngine = (
   model: EngineModel,
   bankIndex: ReadonlyMap<string, number>,
   clock: VirtualClock,
   recorder: Recorder
 ): Layer.Layer<CompileEngine> => {
-  const latency = Duration.millis(Math.round(model.compileSeconds * 1000))
+  const latency = Math.round(model.compileSeconds * 1000)
   const template = new CompileResult({ bankId: "" })
   // The class constructor merges defaults field by field (~10 µs even unvalidated): copy a valid template instead,
   // and reuse a bank's last result while its tokens are the same (most compiles take exactly the size threshold).
@@ -127,11 +129,13 @@ const modelEngine = (
     results[bank] = result
     return result
   }
-  const wait = clock.sleep(latency) // an Effect is a description: one for every compile
+  // The compile ends on a timer of the virtual clock that records it and resumes the worker with its result: no
+  // sleep and continuation in between (the time and order are the same: the driver runs each timer's fibers before
+  // the next timer).
   return CompileEngine.layer((bankId, job) =>
-    Duration.isZero(latency)
+    latency === 0
       ? Effect.sync(() => finish(bankId, job))
-      : Effect.flatMap(wait, () => Effect.succeed(finish(bankId, job)))
+      : Effect.async<CompileResult>((resume) => clock.after(latency, () => resume(Effect.succeed(finish(bankId, job)))))
   )
 }
 
@@ -148,6 +152,7 @@ export const queueOptions = (settings: TuneSettings, model: EngineModel): Compil
   sweepInterval: Duration.millis(model.sweepIntervalMillis),
   retry: { maxAttempts: 1 }, // the model engine never fails
   shutdownTimeout: 0,
+  historyCapacity: 0, // nothing reads recentCompiles: no ring entry per compile
   ...(settings.budgetTokens === null && settings.budgetCompiles === null ? {} : {
     budget: {
       ...(settings.budgetTokens === null ? {} : { tokens: settings.budgetTokens }),
@@ -184,7 +189,7 @@ const feed = (
     else clock.now = time
     const bank = banks[n]!
     const count = counts[n]!
-    if (count > 0) retain(bankIds[bank]!, count) // its memories wait in the backlog from here (see retainChains)
+    if (count > 0) retain(bankIds[bank]!, count) // its memories wait in the backlog from here (see bankRetains)
     else forget(bankIds[bank]!, -count)
     if (!scheduler.idle) scheduler.flush() // fibers the event woke: a worker taking a queued bank, the watcher
     if ((n & PROGRESS_EVERY) === PROGRESS_EVERY && onProgress !== undefined) onProgress(n + 1)
@@ -231,7 +236,8 @@ export const replay = (
   const engine = modelEngine(model, bankIndexOf(workload), clock, recorder)
   const scope = Effect.runSync(Scope.make())
   const queue = runNow(
-    CompileQueue.make(queueOptions(settings, model)).pipe(Effect.provide(engine), Scope.extend(scope)),
+    // `CompileQueue.make` itself, with the per-compile logs off (the replay's logging is off anyway).
+    makeQueue(queueOptions(settings, model), { compileLogs: false }).pipe(Effect.provide(engine), Scope.extend(scope)),
     clock,
     scheduler
   )
@@ -285,13 +291,13 @@ const totals = (workload: Workload): WorkloadTotals => {
   return found
 }
 
-const chainsCache = new WeakMap<Workload, ReturnType<typeof retainChains>>()
+const retainsCache = new WeakMap<Workload, BankRetains>()
 
-const chainsOf = (workload: Workload): ReturnType<typeof retainChains> => {
-  let chains = chainsCache.get(workload)
-  if (chains === undefined) {
-    chains = retainChains(workload.banks, workload.counts, workload.length, workload.bankIds.length)
-    chainsCache.set(workload, chains)
+const retainsOf = (workload: Workload): BankRetains => {
+  let retains = retainsCache.get(workload)
+  if (retains === undefined) {
+    retains = bankRetains(workload.banks, workload.times, workload.counts, workload.length, workload.bankIds.length)
+    retainsCache.set(workload, retains)
   }
-  return chains
+  return retains
 }
