@@ -83,6 +83,9 @@ export const makePartitionSlots = <E>(options: PartitionSlotsOptions<E>): Partit
 
   const start = (partition: number) =>
     Effect.suspend(() => {
+      // Running and not being stopped (a stop removes it first): every call for the partition, without the mutex.
+      const queue = local.get(partition)
+      if (queue !== undefined) return Effect.succeed(queue)
       const slot = slots[partition]!
       return exclusive(
         slot,
