@@ -176,19 +176,25 @@ const shardLocks = (database: string): string =>
       "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
   )
 
-/** When a node last took a partition over or handed one over (epoch ms; 0 if never), from its debug log. */
-const lastMove = (node: ServiceProcess): number => {
-  let last = 0
+/** A node's partition moves, from its debug log: when (epoch ms) it took a partition over, began or ended a hand-over. */
+const partitionMoves = (node: ServiceProcess) => {
+  const moves: Array<{ partition: number; move: string; at: number }> = []
   for (const line of node.output().split("\n")) {
-    if (!line.includes("taken over") && !line.includes("handing over")) continue
+    if (!line.includes("partition ")) continue
     try {
-      last = Math.max(last, Date.parse((JSON.parse(line) as { timestamp: string }).timestamp))
+      const entry = JSON.parse(line) as { message: unknown; timestamp: string }
+      const found = /^partition (\d+): (taken over|handing over|handed over)/.exec(String(entry.message))
+      if (found !== null) moves.push({ partition: Number(found[1]), move: found[2]!, at: Date.parse(entry.timestamp) })
     } catch {
       // not a log line
     }
   }
-  return last
+  return moves
 }
+
+/** When a node last took a partition over or began handing one over (epoch ms; 0 if never). */
+const lastMove = (node: ServiceProcess): number =>
+  Math.max(0, ...partitionMoves(node).filter(({ move }) => move !== "handed over").map(({ at }) => at))
 
 /**
  * The assignment settled: each of the three runners holds shards, every shard is held, the holders did not change
@@ -240,24 +246,12 @@ const answersForEveryBank = async (bases: ReadonlyArray<string>, since: number, 
 /** When each survivor took partitions over and handed them over, in ms after `since` (from their debug logs). */
 const handovers = (nodes: ReadonlyArray<ServiceProcess>, since: number) =>
   nodes.map((node) => {
-    const times = { takenOver: [] as Array<number>, handedOver: [] as Array<number> }
-    for (const line of node.output().split("\n")) {
-      if (!line.includes("partition ")) continue
-      try {
-        const entry = JSON.parse(line) as { message: unknown; timestamp: string }
-        const at = Date.parse(entry.timestamp) - since
-        if (at < 0) continue
-        const message = String(entry.message)
-        if (message.includes("taken over")) times.takenOver.push(at)
-        else if (message.includes("handing over")) times.handedOver.push(at)
-      } catch {
-        // not a log line
-      }
-    }
+    const after = partitionMoves(node).filter(({ at }) => at >= since)
+    const takenOver = after.filter(({ move }) => move === "taken over").map(({ at }) => at - since)
     return {
-      takenOver: times.takenOver.length,
-      lastTakenOverMs: Math.max(0, ...times.takenOver),
-      handedOver: times.handedOver.length
+      takenOver: takenOver.length,
+      lastTakenOverMs: Math.max(0, ...takenOver),
+      handedOver: after.filter(({ move }) => move === "handing over").length
     }
   })
 
@@ -268,31 +262,18 @@ const handovers = (nodes: ReadonlyArray<ServiceProcess>, since: number) =>
  */
 const ranOnTwoNodes = (nodes: ReadonlyArray<ServiceProcess>, killed?: { readonly node: ServiceProcess; readonly at: number }) => {
   const spells = new Map<number, Array<{ node: number; from: number; to: number }>>()
+  const add = (partition: number, spell: { node: number; from: number; to: number }) =>
+    spells.set(partition, [...(spells.get(partition) ?? []), spell])
   nodes.forEach((node, index) => {
     const open = new Map<number, number>()
-    for (const line of node.output().split("\n")) {
-      if (!line.includes("partition ")) continue
-      let entry: { message: unknown; timestamp: string }
-      try {
-        entry = JSON.parse(line) as { message: unknown; timestamp: string }
-      } catch {
-        continue
-      }
-      const move = /^partition (\d+): (taken over|handed over)/.exec(String(entry.message))
-      if (move === null) continue
-      const partition = Number(move[1])
-      const at = Date.parse(entry.timestamp)
-      if (move[2] === "taken over") {
-        open.set(partition, at)
-        continue
-      }
-      spells.set(partition, [...(spells.get(partition) ?? []), { node: index, from: open.get(partition) ?? 0, to: at }])
+    for (const { at, move, partition } of partitionMoves(node)) {
+      if (move === "taken over") open.set(partition, at)
+      if (move !== "handed over") continue
+      add(partition, { node: index, from: open.get(partition) ?? 0, to: at })
       open.delete(partition)
     }
     const end = node === killed?.node ? killed.at : Infinity
-    for (const [partition, from] of open) {
-      spells.set(partition, [...(spells.get(partition) ?? []), { node: index, from, to: end }])
-    }
+    for (const [partition, from] of open) add(partition, { node: index, from, to: end })
   })
   const twice: Array<string> = []
   for (const [partition, list] of spells) {
