@@ -66,6 +66,11 @@ export interface ClusterCompileQueueOptions {
    * once.
    */
   readonly handoverTimeout?: Duration.DurationInput | undefined
+  /**
+   * `durable`: a write is confirmed once the flush holding it committed at the partition's owner (see
+   * `CompileTriggerServer`'s `ackMode`); `memory` (default): once the owner counted it.
+   */
+  readonly ackMode?: "memory" | "durable" | undefined
   /** Overrides of `defaultShardingConfig` (its address fields are set from the options above). */
   readonly shardingConfig?: Partial<ShardingConfig.ShardingConfig["Type"]> | undefined
 }
@@ -110,9 +115,12 @@ export const layer = (
     // The runner's budget: every partition it owns draws on these global buckets (not kept across restarts).
     const limits = budgetLimits(resolved.right.budget)
     const buckets = globalBuckets(limits, yield* Clock.currentTimeMillis)
-    const Owners = ownerLayer.pipe(Layer.provideMerge(hostLayer(queueOptions, handoverTimeout, table, local, buckets)))
+    const durable = options.ackMode === "durable"
+    const Owners = ownerLayer.pipe(
+      Layer.provideMerge(hostLayer({ queueOptions, handoverTimeout, table, local, budget: buckets, durable }))
+    )
     const Router = Layer.scopedContext(Effect.gen(function*() {
-      const { acks, service } = yield* makeRouter(resolved.right.config, local, { limits, buckets })
+      const { acks, service } = yield* makeRouter(resolved.right.config, local, { limits, buckets }, durable)
       // In the router's scope, closed first: while the partitions hand over at a stop, none is started again.
       const { slots } = yield* PartitionHost
       yield* slots.reconcile.pipe(Effect.zipRight(Effect.sleep(RECONCILE_INTERVAL)), Effect.forever, Effect.forkScoped)

@@ -72,6 +72,26 @@ export const storeFlushFailures = Metric.counter("compile_trigger_store_flush_fa
   incremental: true
 })
 
+/** Banks changed in memory and not yet stored, over every queue of the process: what a crash now would lose. */
+export const storeUnflushed = Metric.gauge("compile_trigger_store_unflushed_changes", {
+  description: "Banks changed in memory and not yet written to the store"
+})
+
+/** The oldest unflushed change is at most this old, in seconds (the maximum over the process's queues). */
+export const storeOldestUnflushed = Metric.gauge("compile_trigger_store_oldest_unflushed_seconds", {
+  description: "Upper bound on the age of the oldest change not yet written to the store, in seconds"
+})
+
+/** When a flush last committed, in Unix seconds (the oldest over the process's queues). */
+export const storeLastFlushSuccess = Metric.gauge("compile_trigger_store_last_flush_success_timestamp_seconds", {
+  description: "When a flush of bank state to the store last committed, in Unix seconds"
+})
+
+/** 1 while every flush commits; 0 from a failed flush until the next one that commits. */
+export const storeHealthy = Metric.gauge("compile_trigger_store_healthy", {
+  description: "1 while flushes of bank state to the store succeed, 0 while they fail"
+})
+
 /** LLM tokens compiles reported using (`CompileResult.tokensUsed`, successful or with `error`). */
 export const tokensUsed = Metric.counter("compile_trigger_tokens_used_total", {
   description: "LLM tokens used by compiles (CompileResult.tokensUsed)",

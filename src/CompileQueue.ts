@@ -7,11 +7,13 @@
 import { type Cause, Context, type Duration, type Effect, Layer, type Option, type Scope } from "effect"
 import type { BankCompileState, BankStatus } from "./BankCompileState.js"
 import type { BankPolicy, BankPolicyError, BankPolicyInput } from "./BankPolicy.js"
+import type { BankStoreError } from "./BankStateStore.js"
 import type { CompileBudgetState } from "./CompileBudget.js"
 import type { CompileEngine } from "./CompileEngine.js"
 import type { CompileRecord, RecentCompilesOptions, RunningCompile } from "./CompileHistory.js"
 import type { CompileQueueOptions } from "./CompileQueueOptions.js"
 import type { CompileTriggerConfig } from "./CompileTriggerConfig.js"
+import type { StoreHealth } from "./StoreHealth.js"
 import * as internal from "./internal/compileQueue.js"
 
 /**
@@ -32,6 +34,8 @@ export interface CompileQueueStats {
   readonly capacity: number
   /** The cost budget now (`Infinity` where unlimited); `CompileQueue.budget` has the details. */
   readonly budget: CompileQueueBudgetStats
+  /** The write-behind to the `BankStateStore`; absent without a store. */
+  readonly store?: StoreHealth | undefined
 }
 
 /**
@@ -97,6 +101,12 @@ export interface CompileQueueService {
   readonly configFor: (bankId: string) => Effect.Effect<CompileTriggerConfig>
   /** Queues the bank regardless of thresholds; a running bank is queued again when its compile ends. */
   readonly compileNow: (bankId: string) => Effect.Effect<void>
+  /**
+   * Waits until every change made before the call is stored: the next flush of the write-behind takes it, and runs at
+   * once (callers that wait together share one flush). Fails with `BankStoreError` when that flush fails (the changes
+   * stay in memory, and later flushes retry them). Succeeds at once without a store.
+   */
+  readonly flush: Effect.Effect<void, BankStoreError>
   /** Waits until no bank is pending or running (default timeout 5 seconds). */
   readonly drain: (options?: { readonly timeout?: Duration.DurationInput }) => Effect.Effect<
     void,
@@ -132,11 +142,15 @@ export interface CompileQueueService {
  * @since 0.1.0
  */
 export class CompileQueue extends Context.Tag("CompileQueue")<CompileQueue, CompileQueueService>() {
-  /** Builds the service in the current scope. Invalid options are a defect naming the option. */
-  static make: (options?: CompileQueueOptions) => Effect.Effect<CompileQueueService, never, CompileEngine | Scope.Scope> =
-    internal.make
+  /**
+   * Builds the service in the current scope, restoring the state of a `BankStateStore` in context first (failing with
+   * `BankStoreError` when it cannot be read). Invalid options are a defect naming the option.
+   */
+  static make: (
+    options?: CompileQueueOptions
+  ) => Effect.Effect<CompileQueueService, BankStoreError, CompileEngine | Scope.Scope> = internal.make
 
   /** The service as a layer; its scope is the queue's lifetime. */
-  static layer = (options?: CompileQueueOptions): Layer.Layer<CompileQueue, never, CompileEngine> =>
+  static layer = (options?: CompileQueueOptions): Layer.Layer<CompileQueue, BankStoreError, CompileEngine> =>
     Layer.scoped(CompileQueue, internal.make(options))
 }

@@ -21,6 +21,7 @@ import { BankPolicy } from "./BankPolicy.js"
 import { CompileOutcome, CompileRecord, RunningCompile } from "./CompileHistory.js"
 import { CompileBudgetState } from "./CompileBudget.js"
 import { CompileTriggerConfig } from "./CompileTriggerConfig.js"
+import { StoreHealth } from "./StoreHealth.js"
 import { isValidBatch } from "./internal/httpFastPath.js"
 
 /** Largest request body the service reads. */
@@ -215,7 +216,9 @@ export class QueueStats extends Schema.Class<QueueStats>("QueueStats")({
   /** Most banks that may wait in the queue; `null` when unbounded. */
   capacity: Schema.NullOr(Schema.NonNegativeInt),
   /** Banks the service knows. */
-  banks: Schema.NonNegativeInt
+  banks: Schema.NonNegativeInt,
+  /** The write-behind to the store (`null` without one). */
+  store: Schema.NullOr(StoreHealth)
 }) {}
 
 const ListBanksParams = Schema.Struct({
@@ -255,7 +258,12 @@ const ListCompilesParams = Schema.Struct({
  * @since 0.1.0
  */
 export class Health extends Schema.Class<Health>("Health")({
-  status: Schema.Literal("ok", "ready")
+  /** `degraded`: ready, but flushes to the store fail (`ACK_MODE=memory` keeps answering writes from memory). */
+  status: Schema.Literal("ok", "ready", "degraded"),
+  /** `/readyz` with a store: the write-behind's state. */
+  store: Schema.optional(StoreHealth),
+  /** Why the service is degraded. */
+  message: Schema.optional(Schema.String)
 }) {}
 
 // --- errors -----------------------------------------------------------------------------------------------------
@@ -300,7 +308,19 @@ export class Unauthorized extends Schema.TaggedError<Unauthorized>()(
  */
 export class NotReady extends Schema.TaggedError<NotReady>()(
   "NotReady",
-  { state: Schema.Literal("starting", "shutting_down"), message: Schema.String },
+  { state: Schema.Literal("starting", "shutting_down", "store_unhealthy"), message: Schema.String },
+  HttpApiSchema.annotations({ status: 503 })
+) {}
+
+/**
+ * `ACK_MODE=durable`: the write was counted in memory, but the flush that should have stored it failed, so it is not
+ * acknowledged. Later flushes still retry it: after a retry of the request it may count twice.
+ *
+ * @since 0.1.0
+ */
+export class StoreUnavailable extends Schema.TaggedError<StoreUnavailable>()(
+  "StoreUnavailable",
+  { message: Schema.String },
   HttpApiSchema.annotations({ status: 503 })
 ) {}
 
@@ -355,12 +375,14 @@ export class BanksGroup extends HttpApiGroup.make("banks")
       .setPayload(RetainPayload)
       .addSuccess(BankCompileState, { status: 202 })
       .addError(NotReady)
+      .addError(StoreUnavailable)
   )
   .add(
     HttpApiEndpoint.post("retainBatch", "/retains")
       .setPayload(BatchRetainPayload)
       .addSuccess(BatchRetainResponse, { status: 202 })
       .addError(NotReady)
+      .addError(StoreUnavailable)
   )
   .add(
     HttpApiEndpoint.post("forget", "/banks/:bankId/forget")
@@ -368,6 +390,7 @@ export class BanksGroup extends HttpApiGroup.make("banks")
       .setPayload(ForgetPayload)
       .addSuccess(BankCompileState, { status: 202 })
       .addError(NotReady)
+      .addError(StoreUnavailable)
   )
   .add(
     HttpApiEndpoint.put("setPolicy", "/banks/:bankId/policy")
@@ -375,6 +398,7 @@ export class BanksGroup extends HttpApiGroup.make("banks")
       .setPayload(PolicyRequest)
       .addSuccess(PolicyResponse)
       .addError(NotReady)
+      .addError(StoreUnavailable)
   )
   .add(
     HttpApiEndpoint.get("getPolicy", "/banks/:bankId/policy")
@@ -386,12 +410,14 @@ export class BanksGroup extends HttpApiGroup.make("banks")
     HttpApiEndpoint.del("deletePolicy", "/banks/:bankId/policy")
       .setPath(bankPath)
       .addSuccess(HttpApiSchema.NoContent)
+      .addError(StoreUnavailable)
   )
   .add(
     HttpApiEndpoint.post("compile", "/banks/:bankId/compile")
       .setPath(bankPath)
       .addSuccess(BankCompileState, { status: 202 })
       .addError(NotReady)
+      .addError(StoreUnavailable)
   )
   .add(
     HttpApiEndpoint.get("getBank", "/banks/:bankId")

@@ -42,6 +42,7 @@ import {
   PolicyResponse,
   QueueStats,
   RetainPayload,
+  StoreUnavailable,
   Unauthorized
 } from "./CompileTriggerApi.js"
 import { CompileQueue } from "./CompileQueue.js"
@@ -51,6 +52,7 @@ import { encodeBankState, isValidBatch, isValidRetain } from "./internal/httpFas
 import { isJsonMediaType } from "./internal/jsonGuards.js"
 import { WriteAcks } from "./internal/writeAcks.js"
 import { PrometheusMetrics } from "./PrometheusMetrics.js"
+import * as StoreHealth from "./StoreHealth.js"
 
 /**
  * `starting` until the server listens, `ready` while it serves, `shutting_down` from the stop signal on.
@@ -77,7 +79,25 @@ export interface ServerOptions {
   readonly apiToken: Option.Option<Redacted.Redacted>
   /** How long requests already received may take to finish at shutdown before their connections are cut (default 5 s). */
   readonly requestDrainTimeout?: Duration.DurationInput | undefined
+  /**
+   * `memory` (default): a write is answered once counted. `durable`: once the flush holding it committed to the
+   * store (`CompileQueue.flush`); `503 StoreUnavailable` when it could not be stored.
+   */
+  readonly ackMode?: "memory" | "durable" | undefined
 }
+
+/**
+ * Options of the API's handlers.
+ *
+ * @since 0.1.0
+ */
+export interface ApiOptions {
+  /** See `ServerOptions.ackMode`. */
+  readonly ackMode?: "memory" | "durable" | undefined
+}
+
+/** A durable write not stored within this long is answered 503 (it stays counted and may still be stored). */
+const DURABLE_ACK_TIMEOUT = Duration.seconds(10)
 
 // --- auth ---------------------------------------------------------------------------------------------------------
 
@@ -135,7 +155,7 @@ const countBody = (
     Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError)
   )
 
-const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
+const BanksLive = (options: ApiOptions) => HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
   Effect.gen(function*() {
     const queue = yield* CompileQueue
     // With an application tracer, a bank route's request span names its bank (without one there is no span: `layer`).
@@ -154,14 +174,30 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
         Option.isNone(policy)
           ? Effect.fail(new PolicyNotFound({ bankId, message: `bank ${JSON.stringify(bankId)} has no policy` }))
           : Effect.map(queue.configFor(bankId), (effective) => new PolicyResponse({ policy: policy.value, effective }, true)))
-    // Cluster mode: a write is answered once the owner of its bank's partition confirmed it (single-node: none).
+    // Cluster mode: a write is answered once the owner of its bank's partition confirmed it (durably, when the
+    // runner acknowledges durably). Single node: at once, or once stored in durable mode.
     const acks = Option.getOrUndefined(yield* Effect.serviceOption(WriteAcks))
-    const confirmed = (bankIds: Iterable<string>): Effect.Effect<void, NotReady> =>
-      acks === undefined ? Effect.void : Effect.mapError(acks.settle(bankIds), (error) =>
-        new NotReady({ state: "starting", message: error.message }))
-    const afterWrite = acks === undefined
+    const stored = queue.flush.pipe(
+      Effect.timeoutFail({
+        duration: DURABLE_ACK_TIMEOUT,
+        onTimeout: () => new StoreUnavailable({ message: `not stored within ${Duration.format(DURABLE_ACK_TIMEOUT)}` })
+      }),
+      Effect.catchTag("BankStoreError", (error) =>
+        Effect.fail(new StoreUnavailable({ message: `counted, but not stored: ${error.message}` })))
+    )
+    const confirmed = (bankIds: Iterable<string>): Effect.Effect<void, NotReady | StoreUnavailable> =>
+      acks !== undefined
+        ? Effect.mapError(acks.settle(bankIds), (error) => new NotReady({ state: "starting", message: error.message }))
+        : options.ackMode === "durable"
+        ? stored
+        : Effect.void
+    const confirmsNothing = acks === undefined && options.ackMode !== "durable"
+    const afterWrite = confirmsNothing
       ? stateAfterWrite
       : (bankId: string) => Effect.zipRight(confirmed([bankId]), stateAfterWrite(bankId))
+    // Policies and compileNow are not routed through WriteAcks: in durable mode they wait for the store alone.
+    const afterChange = <A, E>(effect: Effect.Effect<A, E>) =>
+      acks === undefined && options.ackMode === "durable" ? Effect.zipLeft(effect, stored) : effect
     return handlers
       .handleRaw("retain", ({ path, request }) =>
         forBank(
@@ -184,10 +220,11 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
           // The payload was decoded by the same Schema: only a closed queue leaves the policy unset.
           Effect.zipRight(policyResponse(path.bankId)),
           Effect.catchAll(() => Effect.fail(shuttingDown)),
+          afterChange,
           (effect) => forBank(path.bankId, effect)
         ))
       .handle("getPolicy", ({ path }) => forBank(path.bankId, policyResponse(path.bankId)))
-      .handle("deletePolicy", ({ path }) => forBank(path.bankId, queue.clearPolicy(path.bankId)))
+      .handle("deletePolicy", ({ path }) => forBank(path.bankId, afterChange(queue.clearPolicy(path.bankId))))
       .handleRaw("retainBatch", ({ request }) =>
         readJson(request, MAX_BODY_BYTES).pipe(
           Effect.flatMap((body) =>
@@ -205,13 +242,13 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
               retains += count
             }
             const response = new BatchRetainResponse({ accepted: payload.length, retains }, true)
-            return acks === undefined
+            return confirmsNothing
               ? Effect.succeed(response)
               : Effect.as(confirmed(payload.map((item) => item.bankId)), response)
           })
         ))
       .handle("compile", ({ path }) =>
-        forBank(path.bankId, Effect.zipRight(queue.compileNow(path.bankId), stateAfterWrite(path.bankId))))
+        forBank(path.bankId, Effect.zipRight(afterChange(queue.compileNow(path.bankId)), stateAfterWrite(path.bankId))))
       .handle("getBank", ({ path }) =>
         forBank(path.bankId, Effect.flatMap(
           queue.bankState(path.bankId),
@@ -233,7 +270,8 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
             running: stats.running,
             size: stats.queued,
             capacity: Number.isFinite(stats.capacity) ? stats.capacity : null,
-            banks: stats.banks
+            banks: stats.banks,
+            store: stats.store ?? null
           }, true)))
       .handle("listCompiles", ({ urlParams }) =>
         Effect.zipWith(
@@ -244,19 +282,36 @@ const BanksLive = HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
       .handle("budget", () => queue.budget)
   }))
 
-const HealthLive = HttpApiBuilder.group(CompileTriggerApi, "health", (handlers) =>
+/** `/readyz` reads the queue's store health at most this long (cluster mode asks every partition's owner). */
+const READINESS_READ_TIMEOUT = Duration.seconds(2)
+
+const HealthLive = (options: ApiOptions) => HttpApiBuilder.group(CompileTriggerApi, "health", (handlers) =>
   Effect.gen(function*() {
     const queue = yield* CompileQueue
     const lifecycle = yield* Lifecycle
     const metrics = yield* PrometheusMetrics
     const ok = new Health({ status: "ok" })
     const ready = new Health({ status: "ready" })
+    // Ready while flushes work. While they fail: 503 in durable mode (no write can be acknowledged), degraded but
+    // ready in memory mode (writes are still counted, and stored once the store is back).
+    const readyWithStore = Effect.flatMap(
+      Effect.timeoutOption(Effect.map(queue.stats, (stats) => stats.store), READINESS_READ_TIMEOUT),
+      (read): Effect.Effect<Health, NotReady> => {
+        const store = Option.getOrUndefined(read)
+        if (store === undefined) return Effect.succeed(ready)
+        if (store.healthy) return Effect.succeed(new Health({ status: "ready", store }, true))
+        const message = StoreHealth.describe(store)
+        return options.ackMode === "durable"
+          ? Effect.fail(new NotReady({ state: "store_unhealthy", message }))
+          : Effect.succeed(new Health({ status: "degraded", store, message }, true))
+      }
+    )
     return handlers
       .handle("healthz", () => Effect.succeed(ok))
       .handle("readyz", () =>
         Effect.flatMap(Ref.get(lifecycle), (state) =>
           state === "ready"
-            ? Effect.succeed(ready)
+            ? readyWithStore
             : Effect.fail(
               new NotReady({
                 state,
@@ -349,10 +404,11 @@ const guardRequests = (app: HttpApp.Default): HttpApp.Default =>
  * @since 0.1.0
  */
 export const apiLayer = (
-  apiToken: Option.Option<Redacted.Redacted>
+  apiToken: Option.Option<Redacted.Redacted>,
+  options: ApiOptions = {}
 ): Layer.Layer<HttpApi.Api, never, CompileQueue | Lifecycle> =>
   HttpApiBuilder.api(CompileTriggerApi).pipe(
-    Layer.provide([BanksLive, HealthLive]),
+    Layer.provide([BanksLive(options), HealthLive(options)]),
     Layer.provide([authorizationLayer(apiToken), PrometheusMetrics.layer])
   )
 
@@ -375,7 +431,7 @@ export const layer = (options: ServerOptions): Layer.Layer<never, HttpServerErro
       Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
       Layer.provide(Dashboard.layer),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
-      Layer.provide(apiLayer(options.apiToken)),
+      Layer.provide(apiLayer(options.apiToken, { ackMode: options.ackMode })),
       Layer.provide(NodeHttpServer.layer(() => server, { host: options.host, port: options.port })),
       // find-my-way's default (100) would 404 a valid 200-character bank id, or a percent-encoded one.
       Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 1024 })),

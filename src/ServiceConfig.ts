@@ -47,6 +47,11 @@ export interface ServiceConfig {
   readonly shutdownTimeout: Duration.Duration
   /** How often changed banks are written to the store. */
   readonly flushInterval: Duration.Duration
+  /**
+   * `ACK_MODE`: `memory` (default) answers a write once it is counted in memory (a crash loses at most the last flush
+   * interval); `durable` answers it once the flush holding it committed (503 when the store fails).
+   */
+  readonly ackMode: AckMode
   readonly engine: EngineSettings
   /** When set, every `/v1` route requires `Authorization: Bearer <token>`. */
   readonly apiToken: Option.Option<Redacted.Redacted>
@@ -55,6 +60,13 @@ export interface ServiceConfig {
   /** `COMPILE_BUDGET_*`: the cost budget (each limit `None` when unset: unlimited). */
   readonly budget: BudgetSettings
 }
+
+/**
+ * When a write is acknowledged: once counted in memory, or once stored.
+ *
+ * @since 0.1.0
+ */
+export type AckMode = "memory" | "durable"
 
 /**
  * @since 0.1.0
@@ -280,6 +292,7 @@ export const config: Config.Config<ServiceConfig> = Config.all({
   compileTimeout: durationVariable("COMPILE_TIMEOUT", false, defaults.compileTimeout),
   shutdownTimeout: durationVariable("COMPILE_SHUTDOWN_TIMEOUT", true, defaults.shutdownTimeout),
   flushInterval: durationVariable("COMPILE_FLUSH_INTERVAL", false, defaults.flushInterval),
+  ackMode: withDefault(variable("ACK_MODE", oneOf("memory", "durable")), "memory" as const),
   engine,
   apiToken: secret("API_TOKEN"),
   logging,
@@ -305,6 +318,7 @@ export const describe = (config: ServiceConfig): string =>
     `compileTimeout=${Duration.format(config.compileTimeout)}`,
     `shutdownTimeout=${Duration.format(config.shutdownTimeout)}`,
     `flushInterval=${Duration.format(config.flushInterval)}`,
+    `ackMode=${config.ackMode}`,
     `budget=${describeBudget(config.budget)}`
   ].join(" ")
 

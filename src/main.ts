@@ -66,7 +66,8 @@ const ClusterQueue = (config: ServiceConfig.ServiceConfig, cluster: ServiceConfi
       ClusterCompileQueue.layer({
         queue: queueOptions(config),
         runnerAddress: cluster.runnerAddress,
-        handoverTimeout: cluster.handoverTimeout
+        handoverTimeout: cluster.handoverTimeout,
+        ackMode: config.ackMode
       }).pipe(
         Layer.provide(Engine(config)),
         // Named after the runner, so that pg_stat_activity (and pg_locks' shard locks) say which runner is which.
@@ -91,7 +92,8 @@ const Http = (config: ServiceConfig.ServiceConfig) =>
     host: config.host,
     port: config.port,
     apiToken: config.apiToken,
-    requestDrainTimeout: REQUEST_DRAIN_TIMEOUT
+    requestDrainTimeout: REQUEST_DRAIN_TIMEOUT,
+    ackMode: config.ackMode
   })
 
 /**

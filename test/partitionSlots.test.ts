@@ -6,27 +6,45 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber } from "effect"
 import type { CompileQueueService } from "../src/CompileQueue.js"
+import { SqlError } from "@effect/sql/SqlError"
 import type { PartitionLocks } from "../src/internal/partitionLocks.js"
 import { type LocalPartitions, makePartitionSlots } from "../src/internal/partitionSlots.js"
 
-/** Locks shared by the runners of this file; `lose` drops a runner's locks as a dropped connection would. */
-const memoryLocks = (holders: Map<number, string>, runner: string): PartitionLocks & { readonly lose: () => void } => ({
-  tryAcquire: (partition) =>
-    Effect.sync(() => {
-      const holder = holders.get(partition)
-      if (holder !== undefined && holder !== runner) return false
-      holders.set(partition, runner)
-      return true
-    }),
-  release: (partition) =>
-    Effect.sync(() => {
-      if (holders.get(partition) === runner) holders.delete(partition)
-    }),
-  held: Effect.sync(() => new Set(Array.from(holders).filter(([, holder]) => holder === runner).map(([p]) => p))),
-  lose: () => {
-    for (const [partition, holder] of holders) if (holder === runner) holders.delete(partition)
+/**
+ * Locks shared by the runners of this file; `lose` drops a runner's locks as a dropped connection would, and while
+ * `unreachable` every call fails as with Postgres down.
+ */
+const memoryLocks = (holders: Map<number, string>, runner: string) => {
+  const control = { unreachable: false }
+  const reachable = <A>(f: () => A) =>
+    Effect.suspend(() => control.unreachable ? Effect.fail(new SqlError({ message: "unreachable" })) : Effect.sync(f))
+  const locks: PartitionLocks = {
+    tryAcquire: (partition) =>
+      reachable(() => {
+        const holder = holders.get(partition)
+        if (holder !== undefined && holder !== runner) return false
+        holders.set(partition, runner)
+        return true
+      }),
+    release: (partition) =>
+      reachable(() => {
+        if (holders.get(partition) === runner) holders.delete(partition)
+      }),
+    held: reachable(() => new Set(Array.from(holders).filter(([, holder]) => holder === runner).map(([p]) => p))),
+    ensure: (partition) =>
+      reachable(() => {
+        const holder = holders.get(partition)
+        if (holder !== undefined) return holder === runner
+        holders.set(partition, runner)
+        return true
+      })
   }
-})
+  return Object.assign(control, locks, {
+    lose: () => {
+      for (const [partition, holder] of holders) if (holder === runner) holders.delete(partition)
+    }
+  })
+}
 
 /** The world of one test: who the cluster assigns each partition to, the locks, and what happened in order. */
 const makeWorld = () => {
@@ -128,7 +146,7 @@ describe("partition slots", () => {
       expect(world.events).toEqual(["a runs 2", "a flushed 2", "b runs 2"])
     }))
 
-  it.effect("a runner whose locks were lost cuts its partitions off at once", () =>
+  it.effect("a runner whose locks another runner took cuts its partitions off at once", () =>
     Effect.gen(function*() {
       const world = makeWorld()
       const a = world.runner("a")
@@ -136,11 +154,41 @@ describe("partition slots", () => {
       world.assignedTo.set(3, "a")
       yield* a.slots.reconcile
       a.locks.lose()
+      world.holders.set(0, "b")
+      world.holders.set(3, "b")
       world.assignedTo.delete(0)
       world.assignedTo.delete(3)
       yield* a.slots.reconcile
       expect(a.gateTimeouts).toEqual([0, 0])
       expect(a.local.size).toBe(0)
+    }))
+
+  it.effect("a lock lost with its connection (a Postgres restart) and still free is taken again: nothing stops", () =>
+    Effect.gen(function*() {
+      const world = makeWorld()
+      const a = world.runner("a")
+      world.assignedTo.set(0, "a")
+      world.assignedTo.set(3, "a")
+      yield* a.slots.reconcile
+      a.locks.lose()
+      yield* a.slots.reconcile
+      expect(a.gateTimeouts).toEqual([])
+      expect(a.local.size).toBe(2)
+      expect(world.holders.get(0)).toBe("a")
+      expect(world.events).toEqual(["a runs 0", "a runs 3"])
+    }))
+
+  it.effect("a look at the locks that fails (Postgres unreachable) stops nothing", () =>
+    Effect.gen(function*() {
+      const world = makeWorld()
+      const a = world.runner("a")
+      world.assignedTo.set(0, "a")
+      yield* a.slots.reconcile
+      a.locks.lose()
+      a.locks.unreachable = true
+      yield* a.slots.reconcile
+      expect(a.gateTimeouts).toEqual([])
+      expect(a.local.size).toBe(1)
     }))
 
   it.effect("a failed restore frees the lock and leaves the partition not running", () =>

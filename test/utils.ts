@@ -71,7 +71,7 @@ const openGateFirst = Layer.scopedDiscard(Effect.gen(function*() {
 
 /** The queue under test with the test engine; provide it around the whole test body. */
 export const queueLayer = (options?: CompileQueueOptions): Layer.Layer<CompileQueue | TestEngine> =>
-  openGateFirst.pipe(Layer.provideMerge(CompileQueue.layer(options)), Layer.provideMerge(testEngineLayer))
+  openGateFirst.pipe(Layer.provideMerge(Layer.orDie(CompileQueue.layer(options))), Layer.provideMerge(testEngineLayer))
 
 export interface CapturedLog {
   readonly level: LogLevel.LogLevel["label"]

@@ -80,6 +80,11 @@ export class BankTable {
   private dirty = new Int32Array(INITIAL_CAPACITY)
   private dirtyCount = 0
 
+  /** How many banks are marked changed. */
+  get dirtyBanks(): number {
+    return this.dirtyCount
+  }
+
   /** Marks a bank changed since the last flush; a bank is listed once however often it changes. */
   markDirty(i: number): void {
     const state = this.state[i]!

@@ -11,22 +11,32 @@
 import { Entity, EntityId, Sharding } from "@effect/cluster"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Deferred, Duration, Effect, Exit, FiberId, Layer, Option } from "effect"
-import { BankStateStore, type BankStateStoreService } from "../BankStateStore.js"
+import { BankStateStore, type BankStateStoreService, bankStoreError, BankStoreError } from "../BankStateStore.js"
 import { CompileEngine, CompileError, type CompileEngineService } from "../CompileEngine.js"
-import { CompileQueue, type CompileQueueService } from "../CompileQueue.js"
+import type { CompileQueueService } from "../CompileQueue.js"
 import type { CompileQueueOptions } from "../CompileQueueOptions.js"
 import { PARTITIONS, PartitionEntity, PartitionMoved } from "./clusterProtocol.js"
 import { partitionStore } from "./clusterStore.js"
-import { SharedBudget } from "./compileQueue.js"
-import { pgPartitionLocks } from "./partitionLocks.js"
+import { make as makeQueue, SharedBudget } from "./compileQueue.js"
+import { type PartitionLocks, pgPartitionLocks } from "./partitionLocks.js"
 import { type LocalPartitions, makePartitionSlots, type PartitionSlots } from "./partitionSlots.js"
 import type { GlobalBuckets } from "./tokenBucket.js"
 
-/** The runner's partition slots, and whether the cluster assigns a partition to this runner now. */
+/**
+ * The runner's partition slots, whether the cluster assigns a partition to this runner now, and whether a `Write` is
+ * answered only once stored.
+ */
 export class PartitionHost extends Context.Tag("effect-compile-trigger/PartitionHost")<PartitionHost, {
   readonly slots: PartitionSlots
   readonly isAssigned: (partition: number) => boolean
+  readonly durable: boolean
 }>() {}
+
+/**
+ * A partition queue's flush at close retries this long while Postgres fails, holding the partition (and its lock):
+ * its changes are not dropped for a short outage, and the next owner does not compile again what it compiled.
+ */
+const PARTITION_FINAL_FLUSH_TIMEOUT = Duration.seconds(20)
 
 const withTimeout = (
   engine: CompileEngineService,
@@ -55,16 +65,24 @@ const partitionOptions = (queueOptions: CompileQueueOptions): CompileQueueOption
   }
 }
 
+export interface HostOptions {
+  readonly queueOptions: CompileQueueOptions
+  readonly handoverTimeout: Duration.DurationInput
+  /** The whole bank table (its `save` is every partition's). */
+  readonly table: BankStateStoreService
+  readonly local: LocalPartitions
+  /** The runner's global budget buckets, shared by its partitions. */
+  readonly budget: GlobalBuckets
+  /** `Write` answers once the owner's flush stored it. */
+  readonly durable: boolean
+}
+
 /**
  * The runner's partition slots over the queue options, the bank table and the runner's budget buckets. Closing it
  * hands over every partition still running here; it closes before the cluster releases the runner's shard locks.
  */
 export const hostLayer = (
-  queueOptions: CompileQueueOptions,
-  handoverTimeout: Duration.DurationInput,
-  table: BankStateStoreService,
-  local: LocalPartitions,
-  budget: GlobalBuckets
+  { budget, durable, handoverTimeout, local, queueOptions, table }: HostOptions
 ): Layer.Layer<PartitionHost, never, CompileEngine | SqlClient.SqlClient | Sharding.Sharding> =>
   Layer.scoped(
     PartitionHost,
@@ -81,28 +99,48 @@ export const hostLayer = (
         const entityId = EntityId.make(String(partition))
         return sharding.hasShardId(sharding.getShardId(entityId, PartitionEntity.getShardGroup(entityId)))
       }
+      const locks = yield* pgPartitionLocks
       const build = (partition: number) =>
         Effect.gen(function*() {
           const gate = makeGate(permits, engine)
-          const queue = yield* CompileQueue.make(options).pipe(
+          const queue = yield* makeQueue(options, { finalFlushTimeout: PARTITION_FINAL_FLUSH_TIMEOUT }).pipe(
             Effect.provideService(CompileEngine, { run: gate.run }),
-            Effect.provideService(BankStateStore, partitionStore(sql, table, partition)),
+            Effect.provideService(BankStateStore, fenced(partitionStore(sql, table, partition), locks, partition)),
             Effect.provideService(SharedBudget, budget)
           )
           return { queue, closeGate: gate.close }
         })
-      const slots = makePartitionSlots({
-        partitions: PARTITIONS,
-        locks: yield* pgPartitionLocks,
-        isAssigned,
-        build,
-        local,
-        handoverTimeout
-      })
+      const slots = makePartitionSlots({ partitions: PARTITIONS, locks, isAssigned, build, local, handoverTimeout })
       yield* Effect.addFinalizer(() => slots.stopAll)
-      return { slots, isAssigned }
+      return { slots, isAssigned, durable }
     })
   )
+
+/**
+ * A partition's store that writes only while this runner holds the partition's lock. After a failed write (the
+ * connection, or Postgres, went away: and the lock with it) the next one first makes sure of the lock, taking it
+ * again if no other runner did; a runner that lost it keeps its changes unwritten rather than overwrite the rows of
+ * the partition's new owner (they are lost when the partition is cut off, and the close says how many).
+ */
+const fenced = (store: BankStateStoreService, locks: PartitionLocks, partition: number): BankStateStoreService => {
+  let suspect = false
+  const lockLost = new BankStoreError({
+    operation: "save",
+    message: `partition ${partition}: another runner holds its lock now; its changes here are not written`
+  })
+  const checked = Effect.suspend(() =>
+    !suspect ? Effect.void : Effect.flatMap(Effect.mapError(locks.ensure(partition), bankStoreError("save")), (held) =>
+      held ? Effect.void : Effect.fail(lockLost))
+  )
+  return {
+    ...store,
+    save: (banks) =>
+      Effect.zipRight(checked, store.save(banks)).pipe(
+        Effect.tapErrorCause(() => Effect.sync(() => { suspect = true })),
+        Effect.tap(() => Effect.sync(() => { suspect = false }))
+      )
+  }
+}
 
 /**
  * One partition's way into the engine. While it is open a compile takes a runner permit and runs; once the partition
@@ -148,16 +186,15 @@ const queueOf = (host: PartitionHost["Type"], partition: number): Effect.Effect<
     return Effect.zipRight(Effect.sleep(START_RETRY), queueOf(host, partition))
   })
 
-const handlers = (queue: Effect.Effect<CompileQueueService, PartitionMoved>) => {
+const handlers = (queue: Effect.Effect<CompileQueueService, PartitionMoved>, durable: boolean) => {
   const on = <A, E>(f: (queue: CompileQueueService) => Effect.Effect<A, E>) => Effect.flatMap(queue, f)
   return PartitionEntity.of({
     Write: ({ payload }) =>
-      on((queue) =>
-        Effect.sync(() => {
-          for (const [bankId, count] of payload.retains) queue.unsafeNotifyRetain(bankId, count)
-          for (const [bankId, count] of payload.forgets) queue.unsafeNotifyForget(bankId, count)
-        })
-      ),
+      on((queue) => {
+        for (const [bankId, count] of payload.retains) queue.unsafeNotifyRetain(bankId, count)
+        for (const [bankId, count] of payload.forgets) queue.unsafeNotifyForget(bankId, count)
+        return durable ? queue.flush : Effect.void
+      }),
     Ping: () => on(() => Effect.void),
     BankState: ({ payload }) => on((queue) => Effect.map(queue.bankState(payload.bankId), Option.getOrNull)),
     SetPolicy: ({ payload }) => on((queue) => queue.setPolicy(payload.bankId, payload.policy)),
@@ -173,7 +210,8 @@ const handlers = (queue: Effect.Effect<CompileQueueService, PartitionMoved>) => 
           running: stats.running,
           queued: stats.queued,
           capacity: Number.isFinite(stats.capacity) ? stats.capacity : null,
-          deferred: stats.budget.deferred
+          deferred: stats.budget.deferred,
+          store: stats.store ?? null
         }))
       ),
     ListBanks: ({ payload }) =>
@@ -215,7 +253,7 @@ export const ownerLayer = PartitionEntity.toLayer(
     const partition = Number((yield* Entity.CurrentAddress).entityId)
     const host = yield* PartitionHost
     yield* Effect.addFinalizer(() => host.slots.stop(partition))
-    return handlers(queueOf(host, partition))
+    return handlers(queueOf(host, partition), host.durable)
   }),
   // Not reaped for idleness: closing the entity hands its partition over, and that is for the shard's moves alone.
   { maxIdleTime: Duration.infinity, concurrency: "unbounded" }

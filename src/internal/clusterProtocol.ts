@@ -12,7 +12,9 @@ import { BankCompileState, BankStatus } from "../BankCompileState.js"
 import { BankPolicy, BankPolicyError } from "../BankPolicy.js"
 import { CompileBudgetState } from "../CompileBudget.js"
 import { CompileOutcome, CompileRecord, RunningCompile } from "../CompileHistory.js"
+import { BankStoreError } from "../BankStateStore.js"
 import { CompileTriggerConfig } from "../CompileTriggerConfig.js"
+import { StoreHealth } from "../StoreHealth.js"
 
 /** Partitions of the bank space: the same on every runner, forever (a bank's partition is stored with it). */
 export const PARTITIONS = 64
@@ -37,7 +39,9 @@ export const PartitionStats = Schema.Struct({
   queued: Schema.Number,
   capacity: Schema.NullOr(Schema.Number),
   /** Banks deferred by their own token budget. */
-  deferred: Schema.Number
+  deferred: Schema.Number,
+  /** The partition queue's write-behind. */
+  store: Schema.NullOr(StoreHealth)
 })
 
 export const PartitionPage = Schema.Struct({
@@ -55,11 +59,11 @@ export class PartitionMoved extends Schema.TaggedError<PartitionMoved>()("Partit
 
 /**
  * One entity per partition; its id is the partition number. Not persisted: a `Write` is answered once the owner's
- * queue counted it (durable at the owner's next flush), and the cluster re-sends it to the next owner when the runner
- * it went to becomes unavailable.
+ * queue counted it (and, when the runner acknowledges durably, once the owner's flush stored it: `BankStoreError`
+ * when it could not), and the cluster re-sends it to the next owner when the runner it went to becomes unavailable.
  */
 export const PartitionEntity = Entity.make("CompileTriggerPartition", [
-  Rpc.make("Write", { payload: { retains: Counts, forgets: Counts }, error: PartitionMoved }),
+  Rpc.make("Write", { payload: { retains: Counts, forgets: Counts }, error: Schema.Union(PartitionMoved, BankStoreError) }),
   Rpc.make("Ping", { error: PartitionMoved }),
   Rpc.make("BankState", { payload: BankIdPayload, success: Schema.NullOr(BankCompileState), error: PartitionMoved }),
   Rpc.make("SetPolicy", {

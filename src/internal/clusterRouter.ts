@@ -24,6 +24,7 @@ import type { BankCompileState } from "../BankCompileState.js"
 import { BankPolicyError, validatePolicy } from "../BankPolicy.js"
 import type { BankPage, CompileQueueService, CompileQueueStats } from "../CompileQueue.js"
 import type { CompileTriggerConfig } from "../CompileTriggerConfig.js"
+import { combine, type StoreHealth } from "../StoreHealth.js"
 import { CompileBudgetState } from "../CompileBudget.js"
 import { PARTITIONS, PartitionEntity, type PartitionMoved, partitionOf } from "./clusterProtocol.js"
 import { globalBucketStates, globalLevels } from "./compileCore.js"
@@ -78,7 +79,12 @@ export interface RunnerBudget {
   readonly buckets: GlobalBuckets
 }
 
-export const makeRouter = (config: CompileTriggerConfig, local: LocalPartitions, runnerBudget: RunnerBudget) =>
+export const makeRouter = (
+  config: CompileTriggerConfig,
+  local: LocalPartitions,
+  runnerBudget: RunnerBudget,
+  durable: boolean
+) =>
   Effect.gen(function*() {
     const clientFor = yield* PartitionEntity.client
     const clients = Array.from({ length: PARTITIONS }, (_, p) => clientFor(String(p)))
@@ -142,15 +148,26 @@ export const makeRouter = (config: CompileTriggerConfig, local: LocalPartitions,
       }
     }
 
+    /** Durable: a write counted here, by a partition this runner runs, is confirmed once that queue stored it. */
+    const storedHere = (queue: CompileQueueService, p: number): Effect.Effect<void, WriteNotConfirmed> =>
+      Effect.mapError(queue.flush, (error) =>
+        new WriteNotConfirmed({ message: `partition ${p} counted the write but did not store it: ${error.message}` }))
+
     const settle = (bankIds: Iterable<string>): Effect.Effect<void, WriteNotConfirmed> => {
-      const acks = new Set<Ack>()
+      const waits: Array<Effect.Effect<void, WriteNotConfirmed>> = []
+      const seen = new Set<number>()
       for (const bankId of bankIds) {
         if (typeof bankId !== "string") continue
-        const ack = lanes[partitionOf(bankId)]!.latest
-        if (ack !== undefined) acks.add(ack)
+        const p = partitionOf(bankId)
+        if (seen.has(p)) continue
+        seen.add(p)
+        const ack = lanes[p]!.latest
+        if (ack !== undefined) waits.push(Deferred.await(ack))
+        const queue = durable ? local.get(p) : undefined
+        if (queue !== undefined) waits.push(storedHere(queue, p))
       }
-      if (acks.size === 0) return Effect.void
-      return Effect.forEach(acks, Deferred.await, { discard: true })
+      if (waits.length === 0) return Effect.void
+      return Effect.all(waits, { concurrency: "unbounded", discard: true })
     }
 
     const owner = (bankId: string) => clients[partitionOf(bankId)]!
@@ -162,7 +179,9 @@ export const makeRouter = (config: CompileTriggerConfig, local: LocalPartitions,
       everyPartition((p) => routed(clients[p]!.Stats())),
       (all) => {
         let banks = 0, pending = 0, running = 0, queued = 0, capacity = 0, deferred = 0
+        const stores: Array<StoreHealth> = []
         for (const s of all) {
+          if (s.store !== null) stores.push(s.store)
           banks += s.banks
           pending += s.pending
           running += s.running
@@ -177,7 +196,8 @@ export const makeRouter = (config: CompileTriggerConfig, local: LocalPartitions,
           running,
           queued,
           capacity,
-          budget: { ...globalLevels(runnerBudget.buckets, now), deferred }
+          budget: { ...globalLevels(runnerBudget.buckets, now), deferred },
+          store: combine(stores)
         }
       }
     )
@@ -304,6 +324,10 @@ export const makeRouter = (config: CompileTriggerConfig, local: LocalPartitions,
             Effect.map(routed(owner(bankId).BankState({ bankId })), Option.fromNullable)
         ),
       sweepNow: Effect.map(everyPartition((p) => routed(clients[p]!.Sweep())), (all) => all.reduce((a, b) => a + b, 0)),
+      // What this runner holds in memory: its partitions' changes (writes to other owners are theirs to store).
+      flush: Effect.suspend(() =>
+        Effect.forEach(Array.from(local.values()), (queue) => queue.flush, { concurrency: "unbounded", discard: true })
+      ),
       listBanks,
       stats,
       budget,

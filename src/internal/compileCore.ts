@@ -781,6 +781,11 @@ export class CompileCore {
     return banks
   }
 
+  /** Banks changed since the last `changed()` (0 without a store). */
+  get unflushed(): number {
+    return this.table.dirtyBanks
+  }
+
   /** The banks changed since the last call, oldest change first (empty without a store). */
   changed(): Int32Array {
     return this.table.takeDirty()

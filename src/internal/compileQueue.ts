@@ -7,7 +7,7 @@
 import { Context, Duration, Effect, Either, FiberSet, Option, type Scope } from "effect"
 import type { BankCompileState } from "../BankCompileState.js"
 import { BankPolicyError, type BankPolicyInput, validatePolicy } from "../BankPolicy.js"
-import { BankStateStore, type BankStateStoreService } from "../BankStateStore.js"
+import { BankStateStore, type BankStoreError } from "../BankStateStore.js"
 import { CompileEngine } from "../CompileEngine.js"
 import * as CompileMetrics from "../CompileMetrics.js"
 import type { CompileQueueService } from "../CompileQueue.js"
@@ -17,9 +17,14 @@ import { type Answer, CompileCore, NOTHING } from "./compileCore.js"
 import { CompileHistory } from "./compileHistory.js"
 import { makeWorker } from "./compileWorker.js"
 import { invalidBankId, makeCompileNow, makeNotifyForget, makeNotifyRetain } from "./queueEntries.js"
-import { finalFlush, restore, writeBehind } from "./queuePersistence.js"
+import { supervised } from "./loop.js"
+import { restore } from "./queuePersistence.js"
 import { NO_TAGS, QueueRuntime } from "./queueRuntime.js"
 import type { BudgetLimits, GlobalBuckets } from "./tokenBucket.js"
+import { WriteBehind } from "./writeBehind.js"
+
+/** The flush at close gets this long by default (on top of `shutdownTimeout`), retrying while the store fails. */
+const FINAL_FLUSH_TIMEOUT = Duration.seconds(10)
 
 /**
  * Closing: stop accepting, cancel the timers, let queued and running compiles finish for up to `shutdownTimeout`,
@@ -29,7 +34,8 @@ const shutdown = (
   rt: QueueRuntime,
   workers: FiberSet.FiberSet,
   background: FiberSet.FiberSet,
-  store: Option.Option<BankStateStoreService>
+  writer: WriteBehind | undefined,
+  finalFlushTimeout: Duration.Duration
 ): Effect.Effect<void> =>
   Effect.gen(function*() {
     rt.core.close()
@@ -43,7 +49,14 @@ const shutdown = (
     yield* rt.queue.shutdown // what it discards stays "pending" in the table (and in a store)
     CompileMetrics.queueSize.unsafeModify(-rt.core.queueShutDown(), NO_TAGS)
     rt.publishBudgetWaiting() // banks waiting for budget stay pending, but this queue no longer waits for it
-    if (Option.isSome(store)) yield* finalFlush(rt, store.value)
+    const unstored = writer === undefined ? 0 : yield* writer.final(finalFlushTimeout)
+    if (unstored > 0) {
+      yield* Effect.logError(
+        `compile queue closed with ${unstored} changed banks not stored: the store failed for the whole ${
+          Duration.format(finalFlushTimeout)
+        } of the final flush`
+      )
+    }
     yield* Effect.logDebug(
       Option.isSome(finished)
         ? "compile queue closed; every started compile finished"
@@ -92,7 +105,7 @@ const policyMethods = (rt: QueueRuntime) => {
 }
 
 /** The service's methods over a running queue. */
-const service = (rt: QueueRuntime): CompileQueueService => {
+const service = (rt: QueueRuntime, writer: WriteBehind | undefined): CompileQueueService => {
   const { core } = rt
   const unsafeNotifyRetain = makeNotifyRetain(rt)
   const unsafeCompileNow = makeCompileNow(rt)
@@ -121,7 +134,11 @@ const service = (rt: QueueRuntime): CompileQueueService => {
     sweepNow: rt.sweep,
     recentCompiles: (options) => Effect.sync(() => rt.history.recent(options)),
     runningCompiles: (bankId) => Effect.sync(() => rt.history.running(bankId)),
-    stats: rt.read(() => ({ ...core.counts(), budget: core.budgetCounts(rt.now()) })),
+    stats: rt.read(() => {
+      writer?.publish()
+      return { ...core.counts(), budget: core.budgetCounts(rt.now()), store: writer?.health() }
+    }),
+    flush: writer === undefined ? Effect.void : writer.flush,
     budget: rt.read(() => core.budgetState(rt.now())),
     config: core.config
   }
@@ -145,12 +162,14 @@ export class SharedBudget extends Context.Tag("effect-compile-trigger/SharedBudg
 export interface InternalOptions {
   /** See `QueueRuntime.compileLogs` (default true). */
   readonly compileLogs?: boolean | undefined
+  /** How long the flush at close retries while the store fails (default FINAL_FLUSH_TIMEOUT). */
+  readonly finalFlushTimeout?: Duration.Duration | undefined
 }
 
 export const make = (
   options?: CompileQueueOptions,
   internal?: InternalOptions
-): Effect.Effect<CompileQueueService, never, CompileEngine | Scope.Scope> =>
+): Effect.Effect<CompileQueueService, BankStoreError, CompileEngine | Scope.Scope> =>
   Effect.gen(function*() {
     const opts = yield* Effect.orDie(resolve(options))
     const engine = yield* CompileEngine
@@ -187,12 +206,14 @@ export const make = (
     })
 
     if (Option.isSome(store)) yield* restore(rt, store.value)
-    yield* Effect.addFinalizer(() => shutdown(rt, workers, background, store))
+    const writer = Option.isSome(store) ? new WriteBehind(rt, store.value) : undefined
+    const finalFlushTimeout = internal?.finalFlushTimeout ?? FINAL_FLUSH_TIMEOUT
+    yield* Effect.addFinalizer(() => shutdown(rt, workers, background, writer, finalFlushTimeout))
 
     const worker = makeWorker(rt, engine, tracing)
     for (let n = 0; n < opts.concurrency; n++) yield* FiberSet.run(workers, worker)
-    yield* FiberSet.run(background, rt.sweepLoop)
-    yield* FiberSet.run(background, rt.watchStaleness)
-    if (Option.isSome(store)) yield* FiberSet.run(background, writeBehind(rt, store.value))
-    return service(rt)
+    yield* FiberSet.run(background, supervised("the staleness sweep", rt.sweepLoop))
+    yield* FiberSet.run(background, supervised("the staleness watcher", rt.watchStaleness))
+    if (writer !== undefined) yield* FiberSet.run(background, writer.loop)
+    return service(rt, writer)
   })

@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { Effect } from "effect"
+import { Cause, Effect } from "effect"
 
 /**
  * Runs `round` again and again, like `Effect.forever` without its `yieldNow` after every round. That yield is one
@@ -14,4 +14,18 @@ import { Effect } from "effect"
 export const loopForever = <E, R>(round: Effect.Effect<unknown, E, R>): Effect.Effect<never, E, R> => {
   const loop: Effect.Effect<never, E, R> = Effect.flatMap(round, () => loop)
   return loop
+}
+
+/**
+ * Runs a long-lived loop that must never end but by interruption: if it ends anyway (a defect, a bug), logs at ERROR
+ * what ended it and starts it again.
+ */
+export const supervised = <R>(name: string, loop: Effect.Effect<never, unknown, R>): Effect.Effect<never, never, R> => {
+  // The fiber's own interruption never reaches the handler: only an end from within the loop does.
+  const run: Effect.Effect<never, never, R> = Effect.catchAllCause(
+    loop,
+    (cause: Cause.Cause<unknown>) =>
+      Effect.zipRight(Effect.logError(`${name} stopped unexpectedly; starting it again`, cause), run)
+  )
+  return run
 }

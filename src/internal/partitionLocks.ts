@@ -16,6 +16,12 @@ export interface PartitionLocks {
   /** Takes the partition's lock if no other runner holds it; true when this runner holds it now. */
   readonly tryAcquire: (partition: number) => Effect.Effect<boolean, SqlError>
   readonly release: (partition: number) => Effect.Effect<void, SqlError>
+  /**
+   * True when this runner holds the partition's lock, taking it again if it was lost with a connection (a Postgres
+   * restart ends every session) and no other runner took it meanwhile. Never takes a lock it holds already: a session
+   * lock taken twice would need two unlocks.
+   */
+  readonly ensure: (partition: number) => Effect.Effect<boolean, SqlError>
   /** The partitions whose locks this runner's connection holds, as Postgres sees them. */
   readonly held: Effect.Effect<ReadonlySet<number>, SqlError>
 }
@@ -25,6 +31,10 @@ export interface PartitionLocks {
  * locks the cluster takes for its shards); the second key is the partition.
  */
 const LOCK_CLASS = 0x45435431 // "ECT1"
+
+/** The partition locks this session holds. */
+const heldQuery = "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 " +
+  `AND classid = ${LOCK_CLASS} AND pid = pg_backend_pid()`
 
 /**
  * The locks on a connection reserved for them. Session locks: they go with the connection, so a killed runner's
@@ -72,15 +82,22 @@ export const pgPartitionLocks: Effect.Effect<PartitionLocks, never, SqlClient.Sq
             (rows) => rows[0]?.[0] === true
           )
         ),
+      ensure: (partition) =>
+        onConnection((conn) =>
+          Effect.map(
+            conn.executeValues(
+              `SELECT CASE WHEN EXISTS (${heldQuery} AND objid = ${partition}) THEN true ` +
+                `ELSE pg_try_advisory_lock(${LOCK_CLASS}, ${partition}) END`,
+              []
+            ),
+            (rows) => rows[0]?.[0] === true
+          )
+        ),
       release: (partition) =>
         onConnection((conn) => Effect.asVoid(conn.executeRaw(`SELECT pg_advisory_unlock(${LOCK_CLASS}, ${partition})`, []))),
       held: onConnection((conn) =>
         Effect.map(
-          conn.executeValues(
-            "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 " +
-              `AND classid = ${LOCK_CLASS} AND pid = pg_backend_pid()`,
-            []
-          ),
+          conn.executeValues(heldQuery, []),
           (rows) => new Set(rows.map((row) => Number(row[0])))
         )
       )

@@ -10,7 +10,7 @@
  *
  * @internal
  */
-import { type Duration, Effect, Exit, Scope } from "effect"
+import { type Duration, Effect, Exit, Option, Scope } from "effect"
 import type { CompileQueueService } from "../CompileQueue.js"
 import type { PartitionLocks } from "./partitionLocks.js"
 
@@ -44,7 +44,10 @@ export interface PartitionSlots {
    * `cutOff`), the queue closes and flushes, the lock goes.
    */
   readonly stop: (partition: number, cutOff?: boolean) => Effect.Effect<void>
-  /** Starts the assigned partitions, stops the ones no longer assigned, cuts off the ones whose lock was lost. */
+  /**
+   * Starts the assigned partitions, stops the ones no longer assigned, takes lost locks again where it can and cuts off
+   * the partitions whose lock another runner took.
+   */
   readonly reconcile: Effect.Effect<void>
   /** Stops every partition running here. */
   readonly stopAll: Effect.Effect<void>
@@ -130,16 +133,29 @@ export const makePartitionSlots = <E>(options: PartitionSlotsOptions<E>): Partit
     Effect.forEach(slots, (_, partition) => f(partition), { concurrency: "unbounded", discard: true })
 
   /**
-   * Judged against a look at the locks taken after noting what runs: a run is cut off as lost only if it ran before
-   * the look and its lock was not in it.
+   * A running partition whose lock the last look did not find: taken again when no other runner took it meanwhile (a
+   * Postgres restart ends every session, and with it every lock, while the partitions run on), else cut off. When
+   * Postgres cannot be asked, nothing is decided: the next round looks again.
+   */
+  const lockMissing = (partition: number, running: NonNullable<Slot["running"]>) =>
+    Effect.flatMap(Effect.option(locks.ensure(partition)), (held) => {
+      if (Option.isNone(held)) return Effect.void
+      if (!held.value) return stopRun(partition, true, running)
+      const retaken = Effect.logInfo(`partition ${partition}: its lock went with its connection; taken again`)
+      return isAssigned(partition) ? retaken : Effect.zipRight(retaken, stopRun(partition, false, running))
+    })
+
+  /**
+   * Judged against a look at the locks taken after noting what runs: a run's lock is missing only if it ran before
+   * the look and its lock was not in it. A look that fails (Postgres unreachable) judges no lock missing.
    */
   const reconcile = Effect.suspend(() => {
     const before = slots.map((slot) => slot.running)
-    return Effect.flatMap(Effect.orElseSucceed(locks.held, () => new Set<number>()), (held) =>
+    return Effect.flatMap(Effect.option(locks.held), (look) =>
       everyPartition((partition) => {
         const running = slots[partition]!.running
-        if (running !== undefined && running === before[partition] && !held.has(partition)) {
-          return stopRun(partition, true, running)
+        if (running !== undefined && running === before[partition] && Option.isSome(look) && !look.value.has(partition)) {
+          return lockMissing(partition, running)
         }
         if (running !== undefined && !isAssigned(partition)) return stopRun(partition, false, running)
         if (running === undefined && isAssigned(partition)) return start(partition)

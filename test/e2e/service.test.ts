@@ -169,7 +169,8 @@ describe("service (one process shared by these tests)", () => {
 
     const queue = await (await get("/v1/queue")).json() as Record<string, unknown>
     expect(queue).toMatchObject({ capacity: 10_000 })
-    expect(Object.keys(queue).sort()).toEqual(["banks", "capacity", "pending", "running", "size"])
+    expect(Object.keys(queue).sort()).toEqual(["banks", "capacity", "pending", "running", "size", "store"])
+    expect(queue.store).toMatchObject({ healthy: true, unhealthySince: null, consecutiveFailures: 0, lastError: null })
     expect((await get("/v1/banks/never-seen")).status).toBe(404)
   })
 
@@ -240,7 +241,7 @@ describe("service (one process shared by these tests)", () => {
     }
     expect(await bank("auth-1")).toBeUndefined()
     expect((await fetch(`${service.base}/healthz`)).status).toBe(200)
-    expect(await (await fetch(`${service.base}/readyz`)).json()).toEqual({ status: "ready" })
+    expect(await (await fetch(`${service.base}/readyz`)).json()).toMatchObject({ status: "ready", store: { healthy: true } })
     expect((await fetch(`${service.base}/metrics`)).status).toBe(200)
   })
 

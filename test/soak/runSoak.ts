@@ -195,7 +195,7 @@ const openQueue = (options: SoakOptions, engine: CompileEngineService, budget?: 
     }
     const scope = yield* Scope.make()
     const context = yield* Layer.buildWithScope(
-      CompileQueue.layer(queueOptions).pipe(Layer.provide(Layer.succeed(CompileEngine, engine))),
+      CompileQueue.layer(queueOptions).pipe(Layer.provide(Layer.succeed(CompileEngine, engine)), Layer.orDie),
       scope
     )
     return { queue: Context.get(context, CompileQueue), scope }

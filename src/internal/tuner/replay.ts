@@ -237,7 +237,11 @@ export const replay = (
   const scope = Effect.runSync(Scope.make())
   const queue = runNow(
     // `CompileQueue.make` itself, with the per-compile logs off (the replay's logging is off anyway).
-    makeQueue(queueOptions(settings, model), { compileLogs: false }).pipe(Effect.provide(engine), Scope.extend(scope)),
+    makeQueue(queueOptions(settings, model), { compileLogs: false }).pipe(
+      Effect.provide(engine),
+      Effect.orDie, // no store: nothing to restore
+      Scope.extend(scope)
+    ),
     clock,
     scheduler
   )

@@ -1,0 +1,279 @@
+/**
+ * The write-behind of one queue's bank state: a loop that flushes the core's changed banks to the store every
+ * `flushInterval`, that no store failure can stop, and that flushes at once (group commit) while callers of `flush`
+ * wait for their changes to be stored. It keeps the store's health for stats, metrics and readiness.
+ *
+ * Why it cannot stop: a failed flush of any kind — a typed error, a defect (@effect/sql turns a failed COMMIT or
+ * ROLLBACK into one), a thrown exception, an interruption from a dead connection — is caught, logged, counted, and
+ * retried with a backoff capped at `MAX_BACKOFF`; its banks stay listed as changed until a flush commits them. Only
+ * the queue's close ends the loop, and the final flush then retries within its own deadline.
+ *
+ * @internal
+ */
+import { Cause, DateTime, Deferred, Duration, Effect, Exit, FiberId, Option } from "effect"
+import { type BankStateStoreService, BankStoreError } from "../BankStateStore.js"
+import * as CompileMetrics from "../CompileMetrics.js"
+import { StoreHealth } from "../StoreHealth.js"
+import { loopForever, supervised } from "./loop.js"
+import { flush } from "./queuePersistence.js"
+import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
+import { sleepMillis } from "./sleep.js"
+
+/** Retries after failed flushes wait twice as long each time, up to this (or the flush interval, if longer). */
+const MAX_BACKOFF_MILLIS = 5_000
+/** A flush that has not ended after this long counts as failed; the next one starts (it may still end later). */
+const FLUSH_TIMEOUT = Duration.seconds(30)
+/** Failures are logged at WARN; once the store has failed for this long, at ERROR. */
+const ERROR_AFTER_MILLIS = 30_000
+
+type Waiters = Deferred.Deferred<void, BankStoreError>
+
+/** Every write-behind running in this process: the process-wide gauges are computed over them. */
+const running = new Set<WriteBehind>()
+
+/** The failure's own message, without a stack: the log line says which flush failed, and when. */
+const messageOf = (cause: Cause.Cause<unknown>): string => {
+  if (Cause.isInterruptedOnly(cause)) return "the flush was interrupted (its connection went away)"
+  const error = Cause.squash(cause)
+  const message = error instanceof Error ? error.message : String(error)
+  const inner = (error as { readonly cause?: unknown } | null)?.cause
+  const detail = inner instanceof Error && inner.message !== message ? `: ${inner.message}` : ""
+  return `${message}${detail}${Cause.isDie(cause) ? " (a defect)" : ""}`
+}
+
+export class WriteBehind {
+  /** When the last committed flush took its changes: every change before it is stored. */
+  private storedUpTo: number
+  private lastSuccessAt: number
+  private failingSince: number | undefined = undefined
+  private consecutiveFailures = 0
+  private failures = 0
+  private lastError: string | undefined = undefined
+  /** Banks in the flush under way. */
+  private inFlight = 0
+  /** Completed when the flush under way ends (it may outlive its timeout: the final flush waits for it). */
+  private flightEnded: Deferred.Deferred<void> | undefined = undefined
+  /** Callers of `flush` waiting for the next flush to take the change list. */
+  private waiters: Waiters | undefined = undefined
+  /** Wakes the loop from its interval sleep when a caller waits (not while it backs off after a failure). */
+  private wake: Deferred.Deferred<void> | undefined = undefined
+  /** Set by the close: the final flush's outcome answers every later `flush`. */
+  private closedWith: Exit.Exit<void, BankStoreError> | undefined = undefined
+  /** Last published to the process-wide unflushed gauge. */
+  private publishedUnflushed = 0
+
+  constructor(private readonly rt: QueueRuntime, private readonly store: BankStateStoreService) {
+    this.storedUpTo = this.lastSuccessAt = rt.now()
+    running.add(this)
+  }
+
+  // ---- reading ----
+
+  get unflushed(): number {
+    return this.rt.core.unflushed + this.inFlight
+  }
+
+  health(): StoreHealth {
+    const now = this.rt.now()
+    const unflushed = this.unflushed
+    return new StoreHealth({
+      healthy: this.failingSince === undefined,
+      unhealthySince: this.failingSince === undefined ? null : DateTime.unsafeMake(this.failingSince),
+      unflushed,
+      oldestUnflushedSeconds: unflushed === 0 ? 0 : Math.max(0, now - this.storedUpTo) / 1000,
+      lastFlushAt: DateTime.unsafeMake(this.lastSuccessAt),
+      consecutiveFailures: this.consecutiveFailures,
+      failures: this.failures,
+      lastError: this.failingSince === undefined ? null : this.lastError ?? null
+    }, true)
+  }
+
+  /** The store gauges: this queue's share of the unflushed sum, and the extremes over every queue of the process. */
+  publish(): void {
+    const unflushed = this.unflushed
+    CompileMetrics.storeUnflushed.unsafeModify(unflushed - this.publishedUnflushed, NO_TAGS)
+    this.publishedUnflushed = unflushed
+    const now = this.rt.now()
+    let oldest = 0
+    let lastSuccess = Infinity
+    let healthy = 1
+    for (const writer of running) {
+      if (writer.unflushed > 0) oldest = Math.max(oldest, now - writer.storedUpTo)
+      lastSuccess = Math.min(lastSuccess, writer.lastSuccessAt)
+      if (writer.failingSince !== undefined) healthy = 0
+    }
+    CompileMetrics.storeOldestUnflushed.unsafeUpdate(oldest / 1000, NO_TAGS)
+    CompileMetrics.storeLastFlushSuccess.unsafeUpdate(lastSuccess / 1000, NO_TAGS)
+    CompileMetrics.storeHealthy.unsafeUpdate(healthy, NO_TAGS)
+  }
+
+  // ---- waiting for a flush ----
+
+  /** Waits for a flush that takes every change made before this call; fails when that flush fails. */
+  readonly flush: Effect.Effect<void, BankStoreError> = Effect.suspend(() => {
+    if (this.closedWith !== undefined) return this.closedWith
+    const waiters = this.waiters ??= Deferred.unsafeMake<void, BankStoreError>(FiberId.none)
+    if (this.wake !== undefined) Deferred.unsafeDone(this.wake, Exit.void)
+    return Deferred.await(waiters)
+  })
+
+  // ---- the loop ----
+
+  /** Flushes every interval (at once while callers wait) until the queue closes. */
+  readonly loop: Effect.Effect<never> = Effect.suspend(() => {
+    const interval = Duration.toMillis(this.rt.opts.flushInterval)
+    const maxBackoff = Math.max(interval, MAX_BACKOFF_MILLIS)
+    let delay = interval
+    const round = Effect.zipRight(
+      Effect.suspend(() => this.waitFor(delay, delay === interval)),
+      Effect.map(this.attempt, (ok) => {
+        delay = ok ? interval : Math.min(delay * 2, maxBackoff)
+      })
+    )
+    return supervised("the write-behind of bank state", loopForever(round))
+  })
+
+  /** Sleeps `millis`; with `wakeable`, a caller of `flush` ends the sleep (and one already waiting skips it). */
+  private waitFor(millis: number, wakeable: boolean): Effect.Effect<void> {
+    if (!wakeable) return sleepMillis(millis, this.rt.clock)
+    if (this.waiters !== undefined) return Effect.void
+    const wake = this.wake = Deferred.unsafeMake<void>(FiberId.none)
+    return Effect.raceFirst(sleepMillis(millis, this.rt.clock), Deferred.await(wake)).pipe(
+      Effect.ensuring(Effect.sync(() => {
+        if (this.wake === wake) this.wake = undefined
+      }))
+    )
+  }
+
+  /**
+   * One flush, whatever happens to it: true when it committed. The callers waiting when it took the change list
+   * learn its outcome; if the loop itself is interrupted (the close), they wait on for the final flush.
+   */
+  private readonly attempt: Effect.Effect<boolean> = Effect.suspend(() => {
+    const batch = this.waiters
+    this.waiters = undefined
+    const takenAt = this.rt.now()
+    return this.timedFlush.pipe(
+      Effect.exit,
+      Effect.flatMap((exit) => Exit.isSuccess(exit) ? this.succeeded(takenAt, batch) : this.failed(exit.cause, batch)),
+      Effect.onInterrupt(() => Effect.sync(() => this.keepWaiting(batch)))
+    )
+  })
+
+  /**
+   * The flush, bounded by FLUSH_TIMEOUT. A transaction's BEGIN and COMMIT are uninterruptible, so a flush stuck on a
+   * silent connection is left to end on its own (`disconnect`) rather than waited for; its banks are listed again
+   * when it does end.
+   */
+  private readonly timedFlush: Effect.Effect<void, unknown> = Effect.suspend(() => {
+    const counted = Effect.suspend(() => {
+      this.inFlight = this.rt.core.unflushed
+      const ended = this.flightEnded = Deferred.unsafeMake<void>(FiberId.none)
+      return flush(this.rt, this.store).pipe(Effect.ensuring(Effect.sync(() => {
+        this.inFlight = 0
+        this.flightEnded = undefined
+        Deferred.unsafeDone(ended, Exit.void)
+      })))
+    })
+    return counted.pipe(Effect.disconnect, Effect.timeoutFail({
+      duration: FLUSH_TIMEOUT,
+      onTimeout: () => new BankStoreError({ operation: "save", message: `a flush did not end within ${Duration.format(FLUSH_TIMEOUT)}` })
+    }))
+  })
+
+  private succeeded(takenAt: number, batch: Waiters | undefined): Effect.Effect<boolean> {
+    const wasFailing = this.failingSince
+    const failed = this.consecutiveFailures
+    this.storedUpTo = takenAt
+    this.lastSuccessAt = this.rt.now()
+    this.failingSince = undefined
+    this.consecutiveFailures = 0
+    this.lastError = undefined
+    if (batch !== undefined) Deferred.unsafeDone(batch, Exit.void)
+    this.publish()
+    if (wasFailing === undefined) return Effect.succeed(true)
+    const seconds = Math.round((this.lastSuccessAt - wasFailing) / 100) / 10
+    return Effect.as(
+      Effect.logInfo(`flushing bank state works again, after ${seconds} s and ${failed} failed flushes`),
+      true
+    )
+  }
+
+  private failed(cause: Cause.Cause<unknown>, batch: Waiters | undefined): Effect.Effect<boolean> {
+    const now = this.rt.now()
+    this.failingSince ??= now
+    this.consecutiveFailures++
+    this.failures++
+    this.lastError = messageOf(cause)
+    CompileMetrics.storeFlushFailures.unsafeUpdate(1, NO_TAGS)
+    const error = new BankStoreError({ operation: "save", message: this.lastError })
+    if (batch !== undefined) Deferred.unsafeDone(batch, Exit.fail(error))
+    this.publish()
+    const failingFor = now - this.failingSince
+    const line = `flushing bank state failed (${this.consecutiveFailures} in a row, for ${
+      Math.round(failingFor / 1000)
+    } s; ${this.unflushed} changes unflushed, kept for the next flush): ${this.lastError}`
+    // The whole cause once per outage; one line per failure after that.
+    const log = failingFor >= ERROR_AFTER_MILLIS
+      ? Effect.logError(line)
+      : this.consecutiveFailures === 1
+      ? Effect.logWarning(line, cause)
+      : Effect.logWarning(line)
+    return Effect.as(log, false)
+  }
+
+  /** Callers whose flush was cut off wait for the next one. */
+  private keepWaiting(batch: Waiters | undefined): void {
+    if (batch === undefined) return
+    const later = this.waiters
+    this.waiters = batch
+    if (later !== undefined) Effect.runFork(Deferred.completeWith(later, Deferred.await(batch)))
+  }
+
+  // ---- the close ----
+
+  /**
+   * The flush at close, after the loop stopped and the compiles finished or were cut off: retried until it commits or
+   * `deadline` passes. Answers every caller still waiting, and every later one; returns the changes left unstored.
+   */
+  final(deadline: Duration.Duration): Effect.Effect<number> {
+    const interval = Math.min(Duration.toMillis(this.rt.opts.flushInterval), 1_000)
+    const tryOnce: Effect.Effect<boolean> = Effect.suspend(() => {
+      const batch = this.waiters
+      this.waiters = undefined
+      return Effect.flatMap(Effect.exit(this.timedFlush), (exit) => {
+        if (Exit.isSuccess(exit)) return this.succeeded(this.rt.now(), batch)
+        this.keepWaiting(batch)
+        return this.failed(exit.cause, undefined)
+      })
+    })
+    const retry: Effect.Effect<void> = Effect.flatMap(tryOnce, (ok) =>
+      ok ? Effect.void : Effect.zipRight(sleepMillis(interval, this.rt.clock), retry))
+    // A flush the loop left running (past its timeout, or when the loop was stopped) ends first.
+    const previous = Effect.suspend(() => this.flightEnded === undefined ? Effect.void : Deferred.await(this.flightEnded))
+    return Effect.zipRight(previous, retry).pipe(
+      Effect.interruptible,
+      Effect.timeout(deadline),
+      Effect.ignore,
+      Effect.zipRight(Effect.sync(() => this.close()))
+    )
+  }
+
+  private close(): number {
+    const left = this.unflushed
+    this.closedWith = left === 0 ? Exit.void : Exit.fail(
+      new BankStoreError({ operation: "save", message: `the queue closed with ${left} changes unflushed: ${this.lastError}` })
+    )
+    if (this.waiters !== undefined) Deferred.unsafeDone(this.waiters, this.closedWith)
+    this.waiters = undefined
+    this.publish()
+    running.delete(this)
+    CompileMetrics.storeUnflushed.unsafeModify(-this.publishedUnflushed, NO_TAGS)
+    this.publishedUnflushed = 0
+    return left
+  }
+}
+
+/** Used by reads that may find no store: `None` without one. */
+export const healthOf = (writer: WriteBehind | undefined): Option.Option<StoreHealth> =>
+  writer === undefined ? Option.none() : Option.some(writer.health())
