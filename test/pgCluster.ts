@@ -11,6 +11,8 @@ import { join } from "node:path"
 export interface PgCluster {
   readonly url: string
   readonly stop: () => void
+  /** Stops the server at once (`-m immediate`: every session ends as in a crash), then starts it again on its port. */
+  readonly restart: (downMillis?: number) => Promise<void>
 }
 
 export const findPgBinDir = (): string | undefined => {
@@ -53,13 +55,20 @@ export const startPgCluster = async (): Promise<PgCluster | undefined> => {
     chownSync(dir, id("-u"), id("-g"))
   }
   run("initdb", ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync"])
-  run("pg_ctl", [
-    "-D", data, "-l", join(dir, "log"), "-w", "-t", "60",
-    "-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`,
-    "start"
-  ])
+  const start = () =>
+    run("pg_ctl", [
+      "-D", data, "-l", join(dir, "log"), "-w", "-t", "60",
+      "-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`,
+      "start"
+    ])
+  start()
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    restart: async (downMillis = 0) => {
+      run("pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"])
+      await new Promise((resolve) => setTimeout(resolve, downMillis))
+      start()
+    },
     stop: () => {
       try {
         run("pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"])
