@@ -68,3 +68,4 @@ export {
   type StoredLevel
 } from "./BankStateStore.js"
 export * as DryRunEngine from "./DryRunEngine.js"
+export * as StoreHealth from "./StoreHealth.js"

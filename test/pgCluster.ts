@@ -13,6 +13,8 @@ export interface PgCluster {
   readonly stop: () => void
   /** Stops the server at once (`-m immediate`: every session ends as in a crash), then starts it again on its port. */
   readonly restart: (downMillis?: number) => Promise<void>
+  /** Stops the server at once and leaves it down (`restart` starts it again; `stop` still cleans up). */
+  readonly stopServer: () => void
 }
 
 export const findPgBinDir = (): string | undefined => {
@@ -62,16 +64,21 @@ export const startPgCluster = async (): Promise<PgCluster | undefined> => {
       "start"
     ])
   start()
+  // Stopping a stopped server is not an error here: the next start or the clean-up follows either way.
+  const stopServer = () => {
+    if (existsSync(join(data, "postmaster.pid"))) run("pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"])
+  }
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     restart: async (downMillis = 0) => {
-      run("pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"])
+      stopServer()
       await new Promise((resolve) => setTimeout(resolve, downMillis))
       start()
     },
+    stopServer,
     stop: () => {
       try {
-        run("pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"])
+        stopServer()
       } finally {
         rmSync(dir, { recursive: true, force: true })
       }

@@ -129,6 +129,27 @@
     $("q-pending").textContent = number(queue.pending)
     $("q-running").textContent = number(queue.running)
     $("q-banks").textContent = number(queue.banks)
+    renderStore(queue.store)
+  }
+
+  /** The write-behind: healthy or failing, what a crash now would lose, and since when it fails. */
+  const renderStore = (store) => {
+    $("store-card").hidden = store === null || store === undefined
+    $("store-alert").hidden = store == null || store.healthy
+    if (store == null) return
+    $("store-state").textContent = store.healthy ? "healthy" : "failing"
+    $("store-state").className = store.healthy ? "figure" : "figure error-text"
+    const unflushed = `${number(store.unflushed)} unflushed`
+    $("store-detail").textContent = store.unflushed === 0 ? "every change stored" : `${unflushed}, oldest ≤ ${
+      Math.ceil(store.oldestUnflushedSeconds)
+    } s`
+    $("store-detail").className = store.healthy ? "sub" : "sub warn"
+    if (!store.healthy) {
+      $("store-alert").textContent = `The store has failed since ${
+        new Date(store.unhealthySince).toLocaleTimeString("en-GB")
+      } (${number(store.consecutiveFailures)} flushes in a row): ${unflushed} changes are only in memory and would be ` +
+        `lost by a crash. Last error: ${store.lastError}`
+    }
   }
 
   /** A counter's value in Prometheus text: the sum of its series. */

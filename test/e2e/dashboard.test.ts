@@ -15,6 +15,7 @@ import type { Browser, Page } from "playwright-core"
 import { CompileTriggerClient } from "../../src/CompileTriggerApi.js"
 import { CompileRecord } from "../../src/index.js"
 import { chromiumAvailable, externalRequests, launchChromium, openRecordedPage, type RecordedPage } from "../browser.js"
+import { startPgCluster } from "../pgCluster.js"
 import { eventually, type ServiceProcess, startService, startWebhook, type WebhookReceiver } from "./harness.js"
 
 const THRESHOLD = 3
@@ -223,6 +224,36 @@ describe.skipIf(!runBrowser)("dashboard (headless Chromium)", () => {
     } finally {
       await recorded?.page.context().close()
       await service.stop()
+    }
+  }, 120_000)
+
+  it("with its store down: the store card says failing, and an alert says what a crash would lose; then healthy again", async () => {
+    const pg = await startPgCluster()
+    if (pg === undefined) throw new Error("PostgreSQL server binaries not found: .ci/run installs them")
+    const service = await startService({ DATABASE_URL: pg.url, COMPILE_SIZE_THRESHOLD: "1000", COMPILE_FLUSH_INTERVAL: "200 millis" })
+    let recorded: RecordedPage | undefined
+    try {
+      recorded = await openRecordedPage(browser)
+      const { page } = recorded
+      await page.goto(`${service.base}/`)
+      await page.locator("#store-card").waitFor({ state: "visible" })
+      expect(await text(page, "store-state")).toBe("healthy")
+      expect(await page.locator("#store-alert").isHidden()).toBe(true)
+      pg.stopServer()
+      for (let n = 0; n < 3; n++) await retain(service, `kept-${n}`, 1)
+      await expect.poll(() => text(page, "store-state"), { timeout: 15_000 }).toBe("failing")
+      expect(await text(page, "store-detail")).toMatch(/^3 unflushed, oldest ≤ \d+ s$/)
+      expect(await text(page, "store-alert")).toMatch(/^The store has failed since .*: 3 unflushed changes are only in memory/)
+      await page.screenshot({ path: screenshotPath.replace(/\.png$/, "-store.png"), fullPage: true })
+      await pg.restart()
+      await expect.poll(() => text(page, "store-state"), { timeout: 20_000 }).toBe("healthy")
+      expect(await text(page, "store-detail")).toBe("every change stored")
+      expect(await page.locator("#store-alert").isHidden()).toBe(true)
+      expect(recorded.consoleErrors).toEqual([])
+    } finally {
+      await recorded?.page.context().close()
+      await service.stop()
+      pg.stop()
     }
   }, 120_000)
 
