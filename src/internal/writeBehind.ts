@@ -36,8 +36,10 @@ const messageOf = (cause: Cause.Cause<unknown>): string => {
   if (Cause.isInterruptedOnly(cause)) return "the flush was interrupted (its connection went away)"
   const error = Cause.squash(cause)
   const message = error instanceof Error ? error.message : String(error)
+  // A driver error wrapped by @effect/sql: its own words ("database or disk is full", "ECONNREFUSED") say the most.
   const inner = (error as { readonly cause?: unknown } | null)?.cause
-  const detail = inner instanceof Error && inner.message !== message ? `: ${inner.message}` : ""
+  const innerText = inner instanceof Error ? inner.message || (inner as { readonly code?: string }).code : undefined
+  const detail = innerText !== undefined && innerText !== message ? `: ${innerText}` : ""
   return `${message}${detail}${Cause.isDie(cause) ? " (a defect)" : ""}`
 }
 
