@@ -10,7 +10,7 @@
  *
  * @internal
  */
-import { Cause, DateTime, Deferred, Duration, Effect, Exit, FiberId, Option } from "effect"
+import { Cause, DateTime, Deferred, Duration, Effect, Exit, FiberId } from "effect"
 import { type BankStateStoreService, BankStoreError } from "../BankStateStore.js"
 import * as CompileMetrics from "../CompileMetrics.js"
 import { StoreHealth } from "../StoreHealth.js"
@@ -51,10 +51,11 @@ export class WriteBehind {
   private consecutiveFailures = 0
   private failures = 0
   private lastError: string | undefined = undefined
-  /** Banks in the flush under way. */
+  /** Banks in the flushes under way (one, or more when one outlived its timeout). */
   private inFlight = 0
-  /** Completed when the flush under way ends (it may outlive its timeout: the final flush waits for it). */
-  private flightEnded: Deferred.Deferred<void> | undefined = undefined
+  private flights = 0
+  /** Completed when no flush is under way any more (the final flush waits for one that outlived its timeout). */
+  private flightsEnded: Deferred.Deferred<void> | undefined = undefined
   /** Callers of `flush` waiting for the next flush to take the change list. */
   private waiters: Waiters | undefined = undefined
   /** Wakes the loop from its interval sleep when a caller waits (not while it backs off after a failure). */
@@ -152,12 +153,17 @@ export class WriteBehind {
    * learn its outcome; if the loop itself is interrupted (the close), they wait on for the final flush.
    */
   private readonly attempt: Effect.Effect<boolean> = Effect.suspend(() => {
-    const batch = this.waiters
+    let batch = this.waiters
     this.waiters = undefined
     const takenAt = this.rt.now()
+    const answer = (exit: Exit.Exit<void, unknown>) => {
+      const answered = batch
+      batch = undefined
+      return Exit.isSuccess(exit) ? this.succeeded(takenAt, answered) : this.failed(exit.cause, answered)
+    }
     return this.timedFlush.pipe(
       Effect.exit,
-      Effect.flatMap((exit) => Exit.isSuccess(exit) ? this.succeeded(takenAt, batch) : this.failed(exit.cause, batch)),
+      Effect.flatMap(answer),
       Effect.onInterrupt(() => Effect.sync(() => this.keepWaiting(batch)))
     )
   })
@@ -169,18 +175,30 @@ export class WriteBehind {
    */
   private readonly timedFlush: Effect.Effect<void, unknown> = Effect.suspend(() => {
     const counted = Effect.suspend(() => {
-      this.inFlight = this.rt.core.unflushed
-      const ended = this.flightEnded = Deferred.unsafeMake<void>(FiberId.none)
-      return flush(this.rt, this.store).pipe(Effect.ensuring(Effect.sync(() => {
-        this.inFlight = 0
-        this.flightEnded = undefined
-        Deferred.unsafeDone(ended, Exit.void)
-      })))
+      const banks = this.rt.core.unflushed
+      this.inFlight += banks
+      this.flights++
+      return flush(this.rt, this.store).pipe(Effect.ensuring(Effect.sync(() => this.landed(banks))))
     })
     return counted.pipe(Effect.disconnect, Effect.timeoutFail({
       duration: FLUSH_TIMEOUT,
       onTimeout: () => new BankStoreError({ operation: "save", message: `a flush did not end within ${Duration.format(FLUSH_TIMEOUT)}` })
     }))
+  })
+
+  /** A flush of `banks` ended, whatever its outcome (failed ones listed their banks as changed again). */
+  private landed(banks: number): void {
+    this.inFlight -= banks
+    if (--this.flights > 0 || this.flightsEnded === undefined) return
+    Deferred.unsafeDone(this.flightsEnded, Exit.void)
+    this.flightsEnded = undefined
+  }
+
+  /** Waits until no flush is under way. */
+  private readonly noFlightLeft: Effect.Effect<void> = Effect.suspend(() => {
+    if (this.flights === 0) return Effect.void
+    this.flightsEnded ??= Deferred.unsafeMake<void>(FiberId.none)
+    return Deferred.await(this.flightsEnded)
   })
 
   private succeeded(takenAt: number, batch: Waiters | undefined): Effect.Effect<boolean> {
@@ -229,7 +247,7 @@ export class WriteBehind {
     if (batch === undefined) return
     const later = this.waiters
     this.waiters = batch
-    if (later !== undefined) Effect.runFork(Deferred.completeWith(later, Deferred.await(batch)))
+    if (later !== undefined) Deferred.unsafeDone(later, Deferred.await(batch))
   }
 
   // ---- the close ----
@@ -240,20 +258,10 @@ export class WriteBehind {
    */
   final(deadline: Duration.Duration): Effect.Effect<number> {
     const interval = Math.min(Duration.toMillis(this.rt.opts.flushInterval), 1_000)
-    const tryOnce: Effect.Effect<boolean> = Effect.suspend(() => {
-      const batch = this.waiters
-      this.waiters = undefined
-      return Effect.flatMap(Effect.exit(this.timedFlush), (exit) => {
-        if (Exit.isSuccess(exit)) return this.succeeded(this.rt.now(), batch)
-        this.keepWaiting(batch)
-        return this.failed(exit.cause, undefined)
-      })
-    })
-    const retry: Effect.Effect<void> = Effect.flatMap(tryOnce, (ok) =>
+    const retry: Effect.Effect<void> = Effect.flatMap(this.attempt, (ok) =>
       ok ? Effect.void : Effect.zipRight(sleepMillis(interval, this.rt.clock), retry))
     // A flush the loop left running (past its timeout, or when the loop was stopped) ends first.
-    const previous = Effect.suspend(() => this.flightEnded === undefined ? Effect.void : Deferred.await(this.flightEnded))
-    return Effect.zipRight(previous, retry).pipe(
+    return Effect.zipRight(this.noFlightLeft, retry).pipe(
       Effect.interruptible,
       Effect.timeout(deadline),
       Effect.ignore,
@@ -264,7 +272,7 @@ export class WriteBehind {
   private close(): number {
     const left = this.unflushed
     this.closedWith = left === 0 ? Exit.void : Exit.fail(
-      new BankStoreError({ operation: "save", message: `the queue closed with ${left} changes unflushed: ${this.lastError}` })
+      new BankStoreError({ operation: "save", message: `the queue closed with ${left} changes unflushed: ${this.lastError ?? "the final flush did not end"}` })
     )
     if (this.waiters !== undefined) Deferred.unsafeDone(this.waiters, this.closedWith)
     this.waiters = undefined
@@ -275,7 +283,3 @@ export class WriteBehind {
     return left
   }
 }
-
-/** Used by reads that may find no store: `None` without one. */
-export const healthOf = (writer: WriteBehind | undefined): Option.Option<StoreHealth> =>
-  writer === undefined ? Option.none() : Option.some(writer.health())
