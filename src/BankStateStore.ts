@@ -85,10 +85,22 @@ const BUDGET_TABLE = "compile_trigger_budget"
 /** Rows per INSERT: 11 parameters a row stays under SQLite's 32,766 and Postgres' 65,535 parameter limits. */
 const BATCH = 1000
 
-const errorMessage = (error: unknown): string =>
+const ownMessage = (error: unknown): string =>
   error instanceof Error ? error.message : typeof error === "object" && error !== null && "message" in error
     ? String(error.message)
     : String(error)
+
+/**
+ * The error's message, and its cause's (the driver's own words: "database or disk is full", "ECONNREFUSED") when
+ * @effect/sql wrapped one in a message of its own ("Failed to acquire connection").
+ */
+const errorMessage = (error: unknown): string => {
+  const own = ownMessage(error)
+  const cause = typeof error === "object" && error !== null && "cause" in error ? error.cause : undefined
+  if (typeof cause !== "object" || cause === null) return own
+  const detail = ownMessage(cause) || String((cause as { readonly code?: unknown }).code ?? "")
+  return detail === "" || own.includes(detail) ? own : `${own}: ${detail}`
+}
 
 const storeError = (operation: BankStoreError["operation"]) => (error: unknown) =>
   new BankStoreError({ operation, message: errorMessage(error) })

@@ -156,6 +156,37 @@ describe("write-behind", () => {
       yield* close
     }))
 
+  it.effect("a flush stuck past 30 s (an uninterruptible COMMIT on a silent connection) fails, and its banks go in the next", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const saved = new Map<string, PersistedBank>()
+      let calls = 0
+      const stuckOnce: BankStateStoreService = {
+        load: Effect.succeed([]),
+        save: (banks) =>
+          Effect.suspend(() => {
+            const stuck = calls++ === 0
+            const commit = Effect.sync(() => banks.forEach((bank) => saved.set(bank.bankId, bank)))
+            return stuck ? Effect.uninterruptible(Effect.zipRight(Deferred.await(gate), commit)) : commit
+          })
+      }
+      const { close, queue } = yield* openQueue(Layer.succeed(BankStateStore, stuckOnce), { flushInterval: "1 second" })
+      queue.unsafeNotifyRetain("stuck", 4)
+      yield* TestClock.adjust("1 second") // the first flush takes "stuck" and hangs
+      expect((yield* queue.stats).store).toMatchObject({ healthy: true, unflushed: 1 })
+      yield* TestClock.adjust("30 seconds")
+      expect((yield* queue.stats).store).toMatchObject({ healthy: false, unflushed: 1 })
+      expect((yield* queue.stats).store?.lastError).toContain("did not end within 30s")
+      yield* TestClock.adjust("2 seconds") // the retry writes the bank as it is now
+      expect(saved.get("stuck")?.memories).toBe(4)
+      expect((yield* queue.stats).store).toMatchObject({ healthy: true, unflushed: 0 })
+      yield* Deferred.succeed(gate, undefined) // the stuck flush ends at last: nothing breaks
+      queue.unsafeNotifyRetain("stuck")
+      yield* TestClock.adjust("1 second")
+      expect(saved.get("stuck")?.memories).toBe(5)
+      yield* close
+    }))
+
   it.effect("flush fails with BankStoreError when its flush fails; a later flush still stores the change", () =>
     Effect.gen(function*() {
       const { layer, saved } = scriptedStore(["fail"])

@@ -1,13 +1,13 @@
 /**
  * Durable state for the compile queue: restore from a `BankStateStore` before the queue accepts work, and one flush
- * of the core's changed banks (the write-behind, `writeBehind.ts`, runs it on a timer and at close). Never on the
- * retain path: a retain only sets a bank's dirty bit in the core.
+ * of the core's changes — taken, written, or put back (the write-behind, `writeBehind.ts`, runs it on a timer and at
+ * close). Never on the retain path: a retain only sets a bank's dirty bit in the core.
  *
  * @internal
  */
 import { Effect } from "effect"
 import type { BankStateStoreService, BankStoreError } from "../BankStateStore.js"
-import { NOTHING } from "./compileCore.js"
+import { type BudgetRow, NOTHING } from "./compileCore.js"
 import type { QueueRuntime } from "./queueRuntime.js"
 
 /** The stored global budget levels, when the store keeps them. */
@@ -36,31 +36,36 @@ export const restore = (rt: QueueRuntime, store: BankStateStoreService): Effect.
     }))
 
 /**
- * Writes the global budget levels when they changed. Whatever ends the write other than success (a failure, a
- * defect, an exception thrown by the store, an interruption) leaves them for the next flush.
+ * What one flush takes: the global budget levels (when they changed) and the banks changed since the last flush.
+ * Taking them clears their change marks; `putBack` marks them again.
  */
-const flushBudget = (rt: QueueRuntime, store: BankStateStoreService): Effect.Effect<void, BankStoreError> =>
-  Effect.suspend(() => {
-    const save = store.saveBudget
-    const row = save === undefined ? undefined : rt.core.budgetRow()
-    if (row === undefined || save === undefined) return Effect.void
-    return Effect.onError(Effect.suspend(() => save(row)), () => Effect.sync(() => rt.core.budgetUnsaved()))
-  })
+export interface FlushBatch {
+  readonly budget: BudgetRow | undefined
+  readonly banks: Int32Array
+}
+
+/** Takes the changes for one flush. */
+export const takeChanges = (rt: QueueRuntime, store: BankStateStoreService): FlushBatch => ({
+  budget: store.saveBudget === undefined ? undefined : rt.core.budgetRow(),
+  banks: rt.core.changed()
+})
+
+/** A flush of `batch` did not commit (or may never end): its changes are listed again for the next flush. */
+export const putBack = (rt: QueueRuntime, batch: FlushBatch): void => {
+  if (batch.budget !== undefined) rt.core.budgetUnsaved()
+  rt.core.unsaved(batch.banks)
+}
 
 /**
- * Writes the banks changed since the last flush; whatever ends the write other than success lists them again (banks
- * changed since are listed already).
+ * Writes a batch: the budget levels, then the banks (rows built from their state now). Whatever ends the write
+ * other than success (a failure, a defect, an exception thrown by the store, an interruption) puts the batch back.
  */
-const flushBanks = (rt: QueueRuntime, store: BankStateStoreService): Effect.Effect<number, BankStoreError> =>
+export const write = (rt: QueueRuntime, store: BankStateStoreService, batch: FlushBatch): Effect.Effect<void, BankStoreError> =>
   Effect.suspend(() => {
-    const changed = rt.core.changed()
-    if (changed.length === 0) return Effect.succeed(0)
-    return Effect.suspend(() => store.save(Array.from(changed, (i) => rt.core.row(i)))).pipe(
-      Effect.as(changed.length),
-      Effect.onError(() => Effect.sync(() => rt.core.unsaved(changed)))
-    )
-  })
-
-/** One flush: the budget levels, then the changed banks. Returns how many banks it wrote. */
-export const flush = (rt: QueueRuntime, store: BankStateStoreService): Effect.Effect<number, BankStoreError> =>
-  Effect.zipRight(flushBudget(rt, store), flushBanks(rt, store))
+    const saveBudget = batch.budget === undefined || store.saveBudget === undefined
+      ? Effect.void
+      : store.saveBudget(batch.budget)
+    const banks = batch.banks
+    const saveBanks = banks.length === 0 ? Effect.void : store.save(Array.from(banks, (i) => rt.core.row(i)))
+    return Effect.zipRight(saveBudget, saveBanks)
+  }).pipe(Effect.onError(() => Effect.sync(() => putBack(rt, batch))))

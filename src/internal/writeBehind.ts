@@ -15,7 +15,7 @@ import { type BankStateStoreService, BankStoreError } from "../BankStateStore.js
 import * as CompileMetrics from "../CompileMetrics.js"
 import { StoreHealth } from "../StoreHealth.js"
 import { loopForever, supervised } from "./loop.js"
-import { flush } from "./queuePersistence.js"
+import { putBack, takeChanges, write } from "./queuePersistence.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
 import { sleepMillis } from "./sleep.js"
 
@@ -169,26 +169,42 @@ export class WriteBehind {
   })
 
   /**
-   * The flush, bounded by FLUSH_TIMEOUT. A transaction's BEGIN and COMMIT are uninterruptible, so a flush stuck on a
-   * silent connection is left to end on its own (`disconnect`) rather than waited for; its banks are listed again
-   * when it does end.
+   * One flush, bounded by FLUSH_TIMEOUT. A transaction's BEGIN and COMMIT are uninterruptible, so a flush stuck on a
+   * silent connection is left to end on its own (`disconnect`) rather than waited for, and its changes are listed
+   * again at once: the next flush writes their state then. (Writing them twice is safe: a flush stuck in BEGIN is
+   * interrupted before it writes a row, and one stuck in COMMIT holds the rows' locks until it ends.)
    */
   private readonly timedFlush: Effect.Effect<void, unknown> = Effect.suspend(() => {
-    const counted = Effect.suspend(() => {
-      const banks = this.rt.core.unflushed
-      this.inFlight += banks
-      this.flights++
-      return flush(this.rt, this.store).pipe(Effect.ensuring(Effect.sync(() => this.landed(banks))))
-    })
-    return counted.pipe(Effect.disconnect, Effect.timeoutFail({
-      duration: FLUSH_TIMEOUT,
-      onTimeout: () => new BankStoreError({ operation: "save", message: `a flush did not end within ${Duration.format(FLUSH_TIMEOUT)}` })
-    }))
+    const batch = takeChanges(this.rt, this.store)
+    const banks = batch.banks.length
+    this.inFlight += banks
+    this.flights++
+    let timedOut = false
+    const flight = write(this.rt, this.store, batch).pipe(
+      Effect.ensuring(Effect.sync(() => {
+        if (!timedOut) this.inFlight -= banks
+        this.landed()
+      }))
+    )
+    return flight.pipe(
+      Effect.disconnect,
+      Effect.timeoutFail({
+        duration: FLUSH_TIMEOUT,
+        onTimeout: () => {
+          timedOut = true
+          this.inFlight -= banks
+          putBack(this.rt, batch)
+          return new BankStoreError({
+            operation: "save",
+            message: `a flush did not end within ${Duration.format(FLUSH_TIMEOUT)}`
+          })
+        }
+      })
+    )
   })
 
-  /** A flush of `banks` ended, whatever its outcome (failed ones listed their banks as changed again). */
-  private landed(banks: number): void {
-    this.inFlight -= banks
+  /** A flush ended, whatever its outcome (a failed one listed its changes again). */
+  private landed(): void {
     if (--this.flights > 0 || this.flightsEnded === undefined) return
     Deferred.unsafeDone(this.flightsEnded, Exit.void)
     this.flightsEnded = undefined
