@@ -60,6 +60,7 @@ export class WriteBehind {
   private waiters: Waiters | undefined = undefined
   /** Wakes the loop from its interval sleep when a caller waits (not while it backs off after a failure). */
   private wake: Deferred.Deferred<void> | undefined = undefined
+  private wakeScheduled = false
   /** Set by the close: the final flush's outcome answers every later `flush`. */
   private closedWith: Exit.Exit<void, BankStoreError> | undefined = undefined
   /** Last published to the process-wide unflushed gauge. */
@@ -116,9 +117,24 @@ export class WriteBehind {
   readonly flush: Effect.Effect<void, BankStoreError> = Effect.suspend(() => {
     if (this.closedWith !== undefined) return this.closedWith
     const waiters = this.waiters ??= Deferred.unsafeMake<void, BankStoreError>(FiberId.none)
-    if (this.wake !== undefined) Deferred.unsafeDone(this.wake, Exit.void)
+    this.scheduleWake()
     return Deferred.await(waiters)
   })
+
+  /**
+   * Wakes the loop once the requests Node has already read are handled: `setImmediate` runs after the event loop's
+   * I/O phase. Woken at once (a microtask), the loop would flush before Node reads the next request — with SQLite,
+   * whose driver never waits on I/O, every durable write got a flush of its own (26 % of memory mode's batch
+   * throughput, against 61 % when the writers of one turn share a flush).
+   */
+  private scheduleWake(): void {
+    if (this.wake === undefined || this.wakeScheduled) return
+    this.wakeScheduled = true
+    setImmediate(() => {
+      this.wakeScheduled = false
+      if (this.wake !== undefined) Deferred.unsafeDone(this.wake, Exit.void)
+    })
+  }
 
   // ---- the loop ----
 
