@@ -11,12 +11,22 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: "suite", include: ["test/**/*.test.ts"], exclude: ["test/e2e/cluster.test.ts"] }
+        test: {
+          name: "suite",
+          include: ["test/**/*.test.ts"],
+          exclude: ["test/e2e/cluster.test.ts", "test/e2e/clusterStore.test.ts"]
+        }
       },
       {
-        // Three runner processes and Postgres: run after the rest, alone, so their lock deadlines are not starved.
+        // Three runner processes and Postgres: run after the rest, alone, so their lock deadlines are not starved;
+        // one file at a time (one fork), never two clusters at once.
         extends: true,
-        test: { name: "cluster", include: ["test/e2e/cluster.test.ts"], sequence: { groupOrder: 1 } }
+        test: {
+          name: "cluster",
+          include: ["test/e2e/cluster.test.ts", "test/e2e/clusterStore.test.ts"],
+          sequence: { groupOrder: 1 },
+          poolOptions: { forks: { singleFork: true } }
+        }
       }
     ]
   }
