@@ -2,7 +2,7 @@
  * A throwaway PostgreSQL cluster on 127.0.0.1 in a temporary directory, for tests and benchmarks. Uses the server
  * binaries of Debian's packages (`.ci/run` installs them when missing).
  */
-import { execFileSync, spawnSync } from "node:child_process"
+import { execFile, execFileSync, spawnSync } from "node:child_process"
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
@@ -45,10 +45,10 @@ export const startPgCluster = async (): Promise<PgCluster | undefined> => {
   const port = await freePort()
   // initdb refuses to run as root: then the cluster runs as the postgres user.
   const asRoot = process.getuid?.() === 0
+  const commandLine = (command: string, args: Array<string>): [string, Array<string>] =>
+    asRoot ? ["runuser", ["-u", "postgres", "--", join(bin, command), ...args]] : [join(bin, command), args]
   const run = (command: string, args: Array<string>) => {
-    const [file, argv] = asRoot
-      ? ["runuser", ["-u", "postgres", "--", join(bin, command), ...args]]
-      : [join(bin, command), args]
+    const [file, argv] = commandLine(command, args)
     const result = spawnSync(file, argv, { encoding: "utf8", timeout: 60_000 })
     if (result.status !== 0) throw new Error(`${command} failed: ${result.stderr || result.stdout}`)
   }
@@ -57,23 +57,31 @@ export const startPgCluster = async (): Promise<PgCluster | undefined> => {
     chownSync(dir, id("-u"), id("-g"))
   }
   run("initdb", ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync"])
-  const start = () =>
-    run("pg_ctl", [
-      "-D", data, "-l", join(dir, "log"), "-w", "-t", "60",
-      "-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`,
-      "start"
-    ])
-  start()
+  const startArgs = [
+    "-D", data, "-l", join(dir, "log"), "-w", "-t", "60",
+    "-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`,
+    "start"
+  ]
+  const runAsync = (command: string, args: Array<string>) =>
+    new Promise<void>((resolve, reject) => {
+      const [file, argv] = commandLine(command, args)
+      execFile(file, argv, { timeout: 60_000 }, (error, stdout, stderr) =>
+        error === null ? resolve() : reject(new Error(`${command} failed: ${stderr || stdout}`)))
+    })
+  run("pg_ctl", startArgs)
   // Stopping a stopped server is not an error here: the next start or the clean-up follows either way.
+  const running = () => existsSync(join(data, "postmaster.pid"))
+  const stopArgs = ["-D", data, "-m", "immediate", "-w", "stop"]
   const stopServer = () => {
-    if (existsSync(join(data, "postmaster.pid"))) run("pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"])
+    if (running()) run("pg_ctl", stopArgs)
   }
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    // Asynchronous, so the test process (its load, its webhook receiver) goes on while Postgres stops and starts.
     restart: async (downMillis = 0) => {
-      stopServer()
+      if (running()) await runAsync("pg_ctl", stopArgs)
       await new Promise((resolve) => setTimeout(resolve, downMillis))
-      start()
+      await runAsync("pg_ctl", startArgs)
     },
     stopServer,
     stop: () => {

@@ -29,6 +29,8 @@ import type { GlobalBuckets } from "./tokenBucket.js"
 export class PartitionHost extends Context.Tag("effect-compile-trigger/PartitionHost")<PartitionHost, {
   readonly slots: PartitionSlots
   readonly isAssigned: (partition: number) => boolean
+  /** The queue still runs the partition here (a stop removes it before it closes the queue). */
+  readonly isRunning: (partition: number, queue: CompileQueueService) => boolean
   readonly durable: boolean
 }>() {}
 
@@ -112,34 +114,28 @@ export const hostLayer = (
         })
       const slots = makePartitionSlots({ partitions: PARTITIONS, locks, isAssigned, build, local, handoverTimeout })
       yield* Effect.addFinalizer(() => slots.stopAll)
-      return { slots, isAssigned, durable }
+      const isRunning = (partition: number, queue: CompileQueueService) => local.get(partition) === queue
+      return { slots, isAssigned, isRunning, durable }
     })
   )
 
 /**
- * A partition's store that writes only while this runner holds the partition's lock. After a failed write (the
- * connection, or Postgres, went away: and the lock with it) the next one first makes sure of the lock, taking it
- * again if no other runner did; a runner that lost it keeps its changes unwritten rather than overwrite the rows of
- * the partition's new owner (they are lost when the partition is cut off, and the close says how many).
+ * A partition's store that writes only while this runner holds the partition's lock: each write first makes sure of
+ * the lock (one round trip on the lock connection), taking it again if it went with a connection (a Postgres restart
+ * ends every session) and no other runner took it meanwhile. A runner that lost it keeps its changes unwritten rather
+ * than overwrite the rows of the partition's new owner (they are lost when the partition is cut off, and the close
+ * says how many).
  */
 const fenced = (store: BankStateStoreService, locks: PartitionLocks, partition: number): BankStateStoreService => {
-  let suspect = false
   const lockLost = new BankStoreError({
     operation: "save",
     message: `partition ${partition}: another runner holds its lock now; its changes here are not written`
   })
-  const checked = Effect.suspend(() =>
-    !suspect ? Effect.void : Effect.flatMap(Effect.mapError(locks.ensure(partition), bankStoreError("save")), (held) =>
-      held ? Effect.void : Effect.fail(lockLost))
+  const lockHeld = Effect.flatMap(
+    Effect.mapError(locks.ensure(partition), bankStoreError("save")),
+    (held) => held ? Effect.void : Effect.fail(lockLost)
   )
-  return {
-    ...store,
-    save: (banks) =>
-      Effect.zipRight(checked, store.save(banks)).pipe(
-        Effect.tapErrorCause(() => Effect.sync(() => { suspect = true })),
-        Effect.tap(() => Effect.sync(() => { suspect = false }))
-      )
-  }
+  return { ...store, save: (banks) => Effect.zipRight(lockHeld, store.save(banks)) }
 }
 
 /**
@@ -186,22 +182,34 @@ const queueOf = (host: PartitionHost["Type"], partition: number): Effect.Effect<
     return Effect.zipRight(Effect.sleep(START_RETRY), queueOf(host, partition))
   })
 
-const handlers = (queue: Effect.Effect<CompileQueueService, PartitionMoved>, durable: boolean) => {
+const handlers = (host: PartitionHost["Type"], partition: number) => {
+  const queue = queueOf(host, partition)
   const on = <A, E>(f: (queue: CompileQueueService) => Effect.Effect<A, E>) => Effect.flatMap(queue, f)
+  /**
+   * A change reaches the queue only while it still runs the partition: one that is stopping ignores what it is
+   * given (it stopped accepting), so the call is sent on to the next owner (`PartitionMoved`, which the router
+   * retries) instead of being answered as counted.
+   */
+  const change = <A, E>(f: (queue: CompileQueueService) => Effect.Effect<A, E>) =>
+    on((queue) =>
+      Effect.suspend((): Effect.Effect<A, E | PartitionMoved> =>
+        host.isRunning(partition, queue) ? f(queue) : Effect.fail(new PartitionMoved({ partition }))
+      )
+    )
   return PartitionEntity.of({
     Write: ({ payload }) =>
-      on((queue) => {
+      change((queue) => {
         for (const [bankId, count] of payload.retains) queue.unsafeNotifyRetain(bankId, count)
         for (const [bankId, count] of payload.forgets) queue.unsafeNotifyForget(bankId, count)
-        return durable ? queue.flush : Effect.void
+        return host.durable ? queue.flush : Effect.void
       }),
     Ping: () => on(() => Effect.void),
     BankState: ({ payload }) => on((queue) => Effect.map(queue.bankState(payload.bankId), Option.getOrNull)),
-    SetPolicy: ({ payload }) => on((queue) => queue.setPolicy(payload.bankId, payload.policy)),
-    ClearPolicy: ({ payload }) => on((queue) => queue.clearPolicy(payload.bankId)),
+    SetPolicy: ({ payload }) => change((queue) => queue.setPolicy(payload.bankId, payload.policy)),
+    ClearPolicy: ({ payload }) => change((queue) => queue.clearPolicy(payload.bankId)),
     PolicyOf: ({ payload }) => on((queue) => Effect.map(queue.policyOf(payload.bankId), Option.getOrNull)),
     ConfigFor: ({ payload }) => on((queue) => queue.configFor(payload.bankId)),
-    CompileNow: ({ payload }) => on((queue) => queue.compileNow(payload.bankId)),
+    CompileNow: ({ payload }) => change((queue) => queue.compileNow(payload.bankId)),
     Stats: () =>
       on((queue) =>
         Effect.map(queue.stats, (stats) => ({
@@ -253,7 +261,7 @@ export const ownerLayer = PartitionEntity.toLayer(
     const partition = Number((yield* Entity.CurrentAddress).entityId)
     const host = yield* PartitionHost
     yield* Effect.addFinalizer(() => host.slots.stop(partition))
-    return handlers(queueOf(host, partition), host.durable)
+    return handlers(host, partition)
   }),
   // Not reaped for idleness: closing the entity hands its partition over, and that is for the shard's moves alone.
   { maxIdleTime: Duration.infinity, concurrency: "unbounded" }
