@@ -372,7 +372,9 @@ export class BankStateStore extends Context.Tag("BankStateStore")<BankStateStore
    * Embedded SQLite in one file (its directory is created). Needs the optional peer `@effect/sql-sqlite-node`; the same
    * as `layer` from `effect-compile-trigger/SqliteBankStateStore`, which it imports when built.
    */
-  static sqlite = (options: { readonly filename: string }): Layer.Layer<BankStateStore, BankStoreError> =>
+  static sqlite = (
+    options: { readonly filename: string; readonly synchronous?: "normal" | "full" | undefined }
+  ): Layer.Layer<BankStateStore, BankStoreError> =>
     importLayer(
       "the SQLite bank state store",
       ["@effect/sql-sqlite-node"],
@@ -396,8 +398,8 @@ export class BankStateStore extends Context.Tag("BankStateStore")<BankStateStore
 
   /**
    * The service's choice: `DATABASE_URL=postgres://…` selects Postgres; otherwise SQLite at
-   * `$DATA_DIR/compile-trigger.db` (`DATA_DIR` defaults to `./data`). Logs which one it opened. Only the chosen
-   * driver is loaded.
+   * `$DATA_DIR/compile-trigger.db` (`DATA_DIR` defaults to `./data`), synced to disk at every commit when
+   * `ACK_MODE=durable`. Logs which one it opened. Only the chosen driver is loaded.
    */
   static layerConfig: Layer.Layer<BankStateStore, BankStoreError | ConfigError.ConfigError> = Layer.unwrapEffect(
     Effect.gen(function*() {
@@ -412,8 +414,11 @@ export class BankStateStore extends Context.Tag("BankStateStore")<BankStateStore
       }
       const dataDir = yield* Config.string("DATA_DIR").pipe(Config.withDefault("./data"))
       const filename = join(dataDir, "compile-trigger.db")
-      return BankStateStore.sqlite({ filename }).pipe(
-        Layer.tap(() => Effect.logInfo(`bank state: SQLite at ${filename}`))
+      // A durable acknowledgement is worth one only if the commit behind it is on disk.
+      const ackMode = yield* Config.literal("memory", "durable")("ACK_MODE").pipe(Config.withDefault("memory"))
+      const synchronous = ackMode === "durable" ? "full" : "normal"
+      return BankStateStore.sqlite({ filename, synchronous }).pipe(
+        Layer.tap(() => Effect.logInfo(`bank state: SQLite at ${filename} (synchronous=${synchronous})`))
       )
     })
   )

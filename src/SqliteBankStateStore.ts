@@ -5,20 +5,38 @@
  * @since 0.1.0
  */
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { Effect, Layer } from "effect"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Context, Effect, Layer } from "effect"
 import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
 import { BankStateStore, type BankStoreError } from "./BankStateStore.js"
+
+/**
+ * @since 0.1.0
+ */
+export interface SqliteStoreOptions {
+  readonly filename: string
+  /**
+   * SQLite's `synchronous` setting (the database runs in WAL mode). `normal` (default): a commit survives the
+   * process being killed, not an OS crash or a power loss. `full`: every commit is synced to disk first (each flush
+   * costs an fsync) — what `ACK_MODE=durable` uses.
+   */
+  readonly synchronous?: "normal" | "full" | undefined
+}
 
 /**
  * SQLite in one file; its directory is created.
  *
  * @since 0.1.0
  */
-export const layer = (options: { readonly filename: string }): Layer.Layer<BankStateStore, BankStoreError> =>
+export const layer = (options: SqliteStoreOptions): Layer.Layer<BankStateStore, BankStoreError> =>
   BankStateStore.fromClient(
     Layer.unwrapEffect(Effect.sync(() => {
       mkdirSync(dirname(options.filename), { recursive: true })
-      return SqliteClient.layer({ filename: options.filename })
+      const synchronous = options.synchronous === "full" ? "FULL" : "NORMAL"
+      // One connection: the setting holds for every later statement.
+      return SqliteClient.layer({ filename: options.filename }).pipe(
+        Layer.tap((context) => Context.get(context, SqlClient.SqlClient).unsafe(`PRAGMA synchronous = ${synchronous}`))
+      )
     }))
   )
