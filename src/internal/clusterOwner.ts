@@ -35,10 +35,10 @@ export class PartitionHost extends Context.Tag("effect-compile-trigger/Partition
 }>() {}
 
 /**
- * A partition queue's flush at close retries this long while Postgres fails, holding the partition (and its lock):
- * its changes are not dropped for a short outage, and the next owner does not compile again what it compiled.
+ * When the runner stops, its partitions' final flushes retry at most this long while Postgres fails (a hand-over
+ * while the runner lives retries until the flush lands, or another runner holds the partition).
  */
-const PARTITION_FINAL_FLUSH_TIMEOUT = Duration.seconds(20)
+const STOP_FLUSH_LIMIT = Duration.seconds(15)
 
 const withTimeout = (
   engine: CompileEngineService,
@@ -102,18 +102,27 @@ export const hostLayer = (
         return sharding.hasShardId(sharding.getShardId(entityId, PartitionEntity.getShardGroup(entityId)))
       }
       const locks = yield* pgPartitionLocks
+      // Completed STOP_FLUSH_LIMIT after the runner began to stop: the final flushes still failing give up then.
+      const stopDeadline = Deferred.unsafeMake<void>(FiberId.none)
       const build = (partition: number) =>
         Effect.gen(function*() {
           const gate = makeGate(permits, engine)
-          const queue = yield* makeQueue(options, { finalFlushTimeout: PARTITION_FINAL_FLUSH_TIMEOUT }).pipe(
+          const lockLost = Deferred.unsafeMake<void>(FiberId.none)
+          // A partition's changes are not dropped for an outage, however long: its final flush goes on until it lands.
+          const finalFlushUntil = Effect.raceFirst(Deferred.await(lockLost), Deferred.await(stopDeadline))
+          const store = fenced(partitionStore(sql, table, partition), locks, partition, lockLost)
+          const queue = yield* makeQueue(options, { finalFlushUntil }).pipe(
             Effect.provideService(CompileEngine, { run: gate.run }),
-            Effect.provideService(BankStateStore, fenced(partitionStore(sql, table, partition), locks, partition)),
+            Effect.provideService(BankStateStore, store),
             Effect.provideService(SharedBudget, budget)
           )
           return { queue, closeGate: gate.close }
         })
       const slots = makePartitionSlots({ partitions: PARTITIONS, locks, isAssigned, build, local, handoverTimeout })
-      yield* Effect.addFinalizer(() => slots.stopAll)
+      const armStopDeadline = Effect.forkDaemon(
+        Effect.zipRight(Effect.sleep(STOP_FLUSH_LIMIT), Deferred.succeed(stopDeadline, undefined))
+      )
+      yield* Effect.addFinalizer(() => Effect.zipRight(armStopDeadline, slots.stopAll))
       const isRunning = (partition: number, queue: CompileQueueService) => local.get(partition) === queue
       return { slots, isAssigned, isRunning, durable }
     })
@@ -123,17 +132,22 @@ export const hostLayer = (
  * A partition's store that writes only while this runner holds the partition's lock: each write first makes sure of
  * the lock (one round trip on the lock connection), taking it again if it went with a connection (a Postgres restart
  * ends every session) and no other runner took it meanwhile. A runner that lost it keeps its changes unwritten rather
- * than overwrite the rows of the partition's new owner (they are lost when the partition is cut off, and the close
- * says how many).
+ * than overwrite the rows of the partition's new owner, and completes `lockLost`: its final flush gives up (those
+ * changes are lost, and the close says how many).
  */
-const fenced = (store: BankStateStoreService, locks: PartitionLocks, partition: number): BankStateStoreService => {
-  const lockLost = new BankStoreError({
+const fenced = (
+  store: BankStateStoreService,
+  locks: PartitionLocks,
+  partition: number,
+  lockLost: Deferred.Deferred<void>
+): BankStateStoreService => {
+  const heldElsewhere = new BankStoreError({
     operation: "save",
     message: `partition ${partition}: another runner holds its lock now; its changes here are not written`
   })
   const lockHeld = Effect.flatMap(
     Effect.mapError(locks.ensure(partition), bankStoreError("save")),
-    (held) => held ? Effect.void : Effect.fail(lockLost)
+    (held) => held ? Effect.void : Effect.zipRight(Deferred.succeed(lockLost, undefined), Effect.fail(heldElsewhere))
   )
   return { ...store, save: (banks) => Effect.zipRight(lockHeld, store.save(banks)) }
 }

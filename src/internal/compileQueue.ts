@@ -19,6 +19,7 @@ import { makeWorker } from "./compileWorker.js"
 import { invalidBankId, makeCompileNow, makeNotifyForget, makeNotifyRetain } from "./queueEntries.js"
 import { supervised } from "./loop.js"
 import { restore } from "./queuePersistence.js"
+import { sleepMillis } from "./sleep.js"
 import { NO_TAGS, QueueRuntime } from "./queueRuntime.js"
 import type { BudgetLimits, GlobalBuckets } from "./tokenBucket.js"
 import { WriteBehind } from "./writeBehind.js"
@@ -35,7 +36,7 @@ const shutdown = (
   workers: FiberSet.FiberSet,
   background: FiberSet.FiberSet,
   writer: WriteBehind | undefined,
-  finalFlushTimeout: Duration.Duration
+  finalFlushUntil: Effect.Effect<void>
 ): Effect.Effect<void> =>
   Effect.gen(function*() {
     rt.core.close()
@@ -49,13 +50,9 @@ const shutdown = (
     yield* rt.queue.shutdown // what it discards stays "pending" in the table (and in a store)
     CompileMetrics.queueSize.unsafeModify(-rt.core.queueShutDown(), NO_TAGS)
     rt.publishBudgetWaiting() // banks waiting for budget stay pending, but this queue no longer waits for it
-    const unstored = writer === undefined ? 0 : yield* writer.final(finalFlushTimeout)
+    const unstored = writer === undefined ? 0 : yield* writer.final(finalFlushUntil)
     if (unstored > 0) {
-      yield* Effect.logError(
-        `compile queue closed with ${unstored} changed banks not stored: the store failed for the whole ${
-          Duration.format(finalFlushTimeout)
-        } of the final flush`
-      )
+      yield* Effect.logError(`compile queue closed with ${unstored} changed banks not stored: the final flush kept failing`)
     }
     yield* Effect.logDebug(
       Option.isSome(finished)
@@ -162,8 +159,11 @@ export class SharedBudget extends Context.Tag("effect-compile-trigger/SharedBudg
 export interface InternalOptions {
   /** See `QueueRuntime.compileLogs` (default true). */
   readonly compileLogs?: boolean | undefined
-  /** How long the flush at close retries while the store fails (default FINAL_FLUSH_TIMEOUT). */
-  readonly finalFlushTimeout?: Duration.Duration | undefined
+  /**
+   * Until when the flush at close retries while the store fails: by default for FINAL_FLUSH_TIMEOUT; with this, until
+   * the effect completes (a cluster partition: until another runner holds it, or the runner's stop deadline).
+   */
+  readonly finalFlushUntil?: Effect.Effect<void> | undefined
 }
 
 export const make = (
@@ -207,8 +207,8 @@ export const make = (
 
     if (Option.isSome(store)) yield* restore(rt, store.value)
     const writer = Option.isSome(store) ? new WriteBehind(rt, store.value) : undefined
-    const finalFlushTimeout = internal?.finalFlushTimeout ?? FINAL_FLUSH_TIMEOUT
-    yield* Effect.addFinalizer(() => shutdown(rt, workers, background, writer, finalFlushTimeout))
+    const finalFlushUntil = internal?.finalFlushUntil ?? sleepMillis(Duration.toMillis(FINAL_FLUSH_TIMEOUT), rt.clock)
+    yield* Effect.addFinalizer(() => shutdown(rt, workers, background, writer, finalFlushUntil))
 
     const worker = makeWorker(rt, engine, tracing)
     for (let n = 0; n < opts.concurrency; n++) yield* FiberSet.run(workers, worker)

@@ -9,7 +9,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Connection } from "@effect/sql/SqlConnection"
-import { Duration, Effect, ExecutionStrategy, Exit, Scope } from "effect"
+import { Clock, Duration, Effect, ExecutionStrategy, Exit, Scope } from "effect"
 
 /** The partition locks of one runner. Each call is one round trip on the runner's lock connection. */
 export interface PartitionLocks {
@@ -32,6 +32,13 @@ export interface PartitionLocks {
  */
 const LOCK_CLASS = 0x45435431 // "ECT1"
 
+/**
+ * After its lock connection failed, a runner takes no partition it does not run for this long once it is connected
+ * again. A Postgres restart frees every lock at once: the runners that ran the partitions (their queues may hold
+ * changes not yet stored) take theirs again first, within a reconcile pass or a flush retry.
+ */
+const RECONNECT_GRACE_MILLIS = 3_000
+
 /** The partition locks this session holds. */
 const heldQuery = "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 " +
   `AND classid = ${LOCK_CLASS} AND pid = pg_backend_pid()`
@@ -48,6 +55,9 @@ export const pgPartitionLocks: Effect.Effect<PartitionLocks, never, SqlClient.Sq
     const outer = yield* Effect.scope
     const mutex = yield* Effect.makeSemaphore(1)
     let current: { readonly conn: Connection; readonly scope: Scope.CloseableScope } | undefined
+    /** A connection was given up after a failure: the next one starts the grace. */
+    let lost = false
+    let graceUntil = 0
     const reserve = Effect.gen(function*() {
       const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
       const conn = yield* Effect.tapError(Scope.extend(sql.reserve, scope), () => Scope.close(scope, Exit.void))
@@ -60,11 +70,14 @@ export const pgPartitionLocks: Effect.Effect<PartitionLocks, never, SqlClient.Sq
         )
       )
       current = { conn, scope }
+      if (lost) graceUntil = (yield* Clock.currentTimeMillis) + RECONNECT_GRACE_MILLIS
+      lost = false
       return conn
     })
     const giveUp = Effect.suspend(() => {
       const given = current
       current = undefined
+      lost = true
       return given === undefined ? Effect.void : Scope.close(given.scope, Exit.void)
     })
     const onConnection = <A>(f: (conn: Connection) => Effect.Effect<A, SqlError>) =>
@@ -77,10 +90,11 @@ export const pgPartitionLocks: Effect.Effect<PartitionLocks, never, SqlClient.Sq
     return {
       tryAcquire: (partition) =>
         onConnection((conn) =>
-          Effect.map(
-            conn.executeValues(`SELECT pg_try_advisory_lock(${LOCK_CLASS}, ${partition})`, []),
-            (rows) => rows[0]?.[0] === true
-          )
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            now < graceUntil ? Effect.succeed(false) : Effect.map(
+              conn.executeValues(`SELECT pg_try_advisory_lock(${LOCK_CLASS}, ${partition})`, []),
+              (rows) => rows[0]?.[0] === true
+            ))
         ),
       ensure: (partition) =>
         onConnection((conn) =>

@@ -10,7 +10,7 @@
  *
  * @internal
  */
-import { type Duration, Effect, Exit, Option, Scope } from "effect"
+import { Duration, Effect, Exit, Option, Scope } from "effect"
 import type { CompileQueueService } from "../CompileQueue.js"
 import type { PartitionLocks } from "./partitionLocks.js"
 
@@ -57,13 +57,18 @@ interface Slot {
   /** One start or stop at a time. */
   readonly mutex: Effect.Semaphore
   running: { readonly run: PartitionRun; readonly scope: Scope.CloseableScope } | undefined
+  /** A reconcile pass started a stop that has not ended (its final flush may be waiting for Postgres). */
+  stopping: boolean
 }
+
+/** A reconcile pass waits this long for a stop it started; a longer one (its flush waits for Postgres) goes on alone. */
+const PASS_WAITS_FOR_STOP = Duration.seconds(1)
 
 export const makePartitionSlots = <E>(options: PartitionSlotsOptions<E>): PartitionSlots => {
   const { build, isAssigned, local, locks } = options
   const slots: ReadonlyArray<Slot> = Array.from(
     { length: options.partitions },
-    () => ({ mutex: Effect.unsafeMakeSemaphore(1), running: undefined })
+    (): Slot => ({ mutex: Effect.unsafeMakeSemaphore(1), running: undefined, stopping: false })
   )
   const exclusive = <A>(slot: Slot, effect: Effect.Effect<A>) => Effect.uninterruptible(slot.mutex.withPermits(1)(effect))
 
@@ -133,6 +138,25 @@ export const makePartitionSlots = <E>(options: PartitionSlotsOptions<E>): Partit
     Effect.forEach(slots, (_, partition) => f(partition), { concurrency: "unbounded", discard: true })
 
   /**
+   * A stop started by a reconcile pass, which waits for it only so long: a hand-over whose final flush waits for
+   * Postgres must not hold up the other partitions (nor the lock re-takes the flush needs). One at a time per slot.
+   */
+  const stopFromPass = (partition: number, cutOff: boolean, running: NonNullable<Slot["running"]>) =>
+    Effect.suspend(() => {
+      const slot = slots[partition]!
+      if (slot.stopping) return Effect.void
+      slot.stopping = true
+      return stopRun(partition, cutOff, running).pipe(
+        Effect.ensuring(Effect.sync(() => {
+          slot.stopping = false
+        })),
+        Effect.disconnect,
+        Effect.timeout(PASS_WAITS_FOR_STOP),
+        Effect.ignore
+      )
+    })
+
+  /**
    * A running partition whose lock the last look did not find: taken again when no other runner took it meanwhile (a
    * Postgres restart ends every session, and with it every lock, while the partitions run on), else cut off. When
    * Postgres cannot be asked, nothing is decided: the next round looks again.
@@ -140,9 +164,9 @@ export const makePartitionSlots = <E>(options: PartitionSlotsOptions<E>): Partit
   const lockMissing = (partition: number, running: NonNullable<Slot["running"]>) =>
     Effect.flatMap(Effect.option(locks.ensure(partition)), (held) => {
       if (Option.isNone(held)) return Effect.void
-      if (!held.value) return stopRun(partition, true, running)
+      if (!held.value) return stopFromPass(partition, true, running)
       const retaken = Effect.logInfo(`partition ${partition}: its lock went with its connection; taken again`)
-      return isAssigned(partition) ? retaken : Effect.zipRight(retaken, stopRun(partition, false, running))
+      return isAssigned(partition) ? retaken : Effect.zipRight(retaken, stopFromPass(partition, false, running))
     })
 
   /**
@@ -157,7 +181,7 @@ export const makePartitionSlots = <E>(options: PartitionSlotsOptions<E>): Partit
         if (running !== undefined && running === before[partition] && Option.isSome(look) && !look.value.has(partition)) {
           return lockMissing(partition, running)
         }
-        if (running !== undefined && !isAssigned(partition)) return stopRun(partition, false, running)
+        if (running !== undefined && !isAssigned(partition)) return stopFromPass(partition, false, running)
         if (running === undefined && isAssigned(partition)) return start(partition)
         return Effect.void
       }))

@@ -286,17 +286,16 @@ export class WriteBehind {
 
   /**
    * The flush at close, after the loop stopped and the compiles finished or were cut off: retried until it commits or
-   * `deadline` passes. Answers every caller still waiting, and every later one; returns the changes left unstored.
+   * `until` completes. Answers every caller still waiting, and every later one; returns the changes left unstored.
    */
-  final(deadline: Duration.Duration): Effect.Effect<number> {
+  final(until: Effect.Effect<void>): Effect.Effect<number> {
     const interval = Math.min(Duration.toMillis(this.rt.opts.flushInterval), 1_000)
     const retry: Effect.Effect<void> = Effect.flatMap(this.attempt, (ok) =>
       ok ? Effect.void : Effect.zipRight(sleepMillis(interval, this.rt.clock), retry))
     // A flush the loop left running (past its timeout, or when the loop was stopped) ends first.
     return Effect.zipRight(this.noFlightLeft, retry).pipe(
+      Effect.raceFirst(until),
       Effect.interruptible,
-      Effect.timeout(deadline),
-      Effect.ignore,
       Effect.zipRight(Effect.sync(() => this.close()))
     )
   }
