@@ -187,7 +187,10 @@ const BanksLive = (options: ApiOptions) => HttpApiBuilder.group(CompileTriggerAp
     )
     const confirmed = (bankIds: Iterable<string>): Effect.Effect<void, NotReady | StoreUnavailable> =>
       acks !== undefined
-        ? Effect.mapError(acks.settle(bankIds), (error) => new NotReady({ state: "starting", message: error.message }))
+        ? Effect.mapError(acks.settle(bankIds), (error) =>
+          error.notStored === true
+            ? new StoreUnavailable({ message: error.message })
+            : new NotReady({ state: "starting", message: error.message }))
         : options.ackMode === "durable"
         ? stored
         : Effect.void

@@ -114,7 +114,8 @@ export const makeRouter = (
               ack,
               Exit.isSuccess(exit) ? Exit.void : Exit.fail(
                 new WriteNotConfirmed({
-                  message: `the owner of partition ${p} did not confirm the write: ${Cause.pretty(exit.cause)}`
+                  message: `the owner of partition ${p} did not confirm the write: ${Cause.pretty(exit.cause)}`,
+                  notStored: Option.exists(Cause.failureOption(exit.cause), (error) => error._tag === "BankStoreError")
                 })
               )
             )
@@ -151,7 +152,10 @@ export const makeRouter = (
     /** Durable: a write counted here, by a partition this runner runs, is confirmed once that queue stored it. */
     const storedHere = (queue: CompileQueueService, p: number): Effect.Effect<void, WriteNotConfirmed> =>
       Effect.mapError(queue.flush, (error) =>
-        new WriteNotConfirmed({ message: `partition ${p} counted the write but did not store it: ${error.message}` }))
+        new WriteNotConfirmed({
+          message: `partition ${p} counted the write but did not store it: ${error.message}`,
+          notStored: true
+        }))
 
     const settle = (bankIds: Iterable<string>): Effect.Effect<void, WriteNotConfirmed> => {
       const waits: Array<Effect.Effect<void, WriteNotConfirmed>> = []

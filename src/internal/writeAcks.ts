@@ -7,8 +7,15 @@
  */
 import { Context, Data, type Effect } from "effect"
 
-/** The owner did not confirm in time (it is moving, or unreachable): the write may or may not have been counted. */
-export class WriteNotConfirmed extends Data.TaggedError("WriteNotConfirmed")<{ readonly message: string }> {}
+/**
+ * The owner did not confirm the write: it may or may not have been counted. `stored: false` when the owner counted
+ * it but could not store it (durable acknowledgements); otherwise the owner did not answer in time (it is moving, or
+ * unreachable).
+ */
+export class WriteNotConfirmed extends Data.TaggedError("WriteNotConfirmed")<{
+  readonly message: string
+  readonly notStored?: boolean | undefined
+}> {}
 
 export class WriteAcks extends Context.Tag("effect-compile-trigger/WriteAcks")<WriteAcks, {
   /**

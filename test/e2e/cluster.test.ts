@@ -120,6 +120,32 @@ describe.skipIf(pgUrl === "")("cluster mode: three runners over Postgres", () =>
     )
   }, 240_000)
 
+  it("ACK_MODE=durable: a runner killed right after the last 202 loses nothing acknowledged", async () => {
+    const receiver = await startReceiver(COMPILE_MS)
+    cleanup.push(receiver.close)
+    const database = freshDatabase(pgUrl)
+    // Flushes on a timer never come: only the durable acknowledgements store anything.
+    const nodes = await startCluster(database, receiver.url, { ACK_MODE: "durable", COMPILE_FLUSH_INTERVAL: "1 hour" })
+    cleanup.push(() => Promise.all(nodes.map((node) => node.stop(5000))))
+    await settled(database, nodes)
+
+    await sendRetains(nodes)
+    const [victim, ...survivors] = nodes
+    process.kill(-victim!.child.pid!, "SIGKILL")
+    const killedAt = Date.now()
+    await victim!.exited
+    const failover = await answersForEveryBank(survivors.map((node) => node.base), killedAt, 10_000)
+    expect(failover.unanswered).toBe(0)
+    const banks = await eventually(
+      () => allBanks(survivors[0]!.base),
+      (banks) => banks.size === BANKS && Array.from(banks.values()).every((bank) => bank.status === "idle"),
+      90_000
+    )
+    expect(noOverlaps(receiver.calls)).toEqual([])
+    expect(checkOutcome(banks, receiver.calls)).toEqual({ uncompiled: [], uncounted: [] })
+    console.log(`cluster durable SIGKILL: every partition answered ${failover.ms} ms after the kill`)
+  }, 240_000)
+
   it("SIGTERM: a graceful stop hands the runner's partitions over with nothing lost", async () => {
     const receiver = await startReceiver(COMPILE_MS)
     cleanup.push(receiver.close)
