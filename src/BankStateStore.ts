@@ -10,7 +10,7 @@ import { Cause, Config, type ConfigError, Context, Effect, Layer, Option, Redact
 import { join } from "node:path"
 import { BankStatus } from "./BankCompileState.js"
 import { BankPolicy } from "./BankPolicy.js"
-import { importLayer } from "./internal/optionalPeers.js"
+import { importLayer } from "./internal/service/optionalPeers.js"
 
 /**
  * One bank as stored. Times are epoch milliseconds; `status` "pending" or "running" means the bank still needs a

@@ -14,7 +14,7 @@ import type { CompileRecord, RecentCompilesOptions, RunningCompile } from "./Com
 import type { CompileQueueOptions } from "./CompileQueueOptions.js"
 import type { CompileTriggerConfig } from "./CompileTriggerConfig.js"
 import type { StoreHealth } from "./StoreHealth.js"
-import * as internal from "./internal/compileQueue.js"
+import * as internal from "./internal/runtime/compileQueue.js"
 
 /**
  * Counts of the queue right now.

@@ -22,7 +22,7 @@ import { CompileOutcome, CompileRecord, RunningCompile } from "./CompileHistory.
 import { CompileBudgetState } from "./CompileBudget.js"
 import { CompileTriggerConfig } from "./CompileTriggerConfig.js"
 import { StoreHealth } from "./StoreHealth.js"
-import { isValidBatch } from "./internal/httpFastPath.js"
+import { isValidBatch } from "./internal/http/fastPath.js"
 
 /** Largest request body the service reads. */
 export const MAX_BODY_BYTES = 1024 * 1024

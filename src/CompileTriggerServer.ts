@@ -46,11 +46,11 @@ import {
   Unauthorized
 } from "./CompileTriggerApi.js"
 import { CompileQueue } from "./CompileQueue.js"
-import * as Dashboard from "./internal/dashboard.js"
-import { readJson, withinDepth } from "./internal/httpBody.js"
-import { encodeBankState, isValidBatch, isValidRetain } from "./internal/httpFastPath.js"
-import { isJsonMediaType } from "./internal/jsonGuards.js"
-import { WriteAcks } from "./internal/writeAcks.js"
+import * as Dashboard from "./internal/http/dashboard.js"
+import { readJson, withinDepth } from "./internal/http/body.js"
+import { encodeBankState, isValidBatch, isValidRetain } from "./internal/http/fastPath.js"
+import { isJsonMediaType } from "./internal/http/jsonGuards.js"
+import { WriteAcks } from "./internal/runtime/writeAcks.js"
 import { PrometheusMetrics } from "./PrometheusMetrics.js"
 import * as StoreHealth from "./StoreHealth.js"
 
@@ -140,7 +140,7 @@ const decodeForget = Schema.decodeUnknown(ForgetPayload)
 const decodeBatch = Schema.decodeUnknown(BatchRetainPayload)
 
 /**
- * The retain and forget routes read their body themselves (see internal/httpBody.ts) and decode it with the
+ * The retain and forget routes read their body themselves (see internal/http/body.ts) and decode it with the
  * endpoint's payload Schema: the same bodies accepted, the same HttpApiDecodeError for the rest. A valid body skips
  * the Schema walk; any other gets the Schema's error.
  */

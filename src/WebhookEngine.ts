@@ -8,7 +8,7 @@ import { HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/
 import { Clock, Duration, Effect, Layer, Option, ParseResult, Redacted, Schema, Stream } from "effect"
 import { createHmac } from "node:crypto"
 import { CompileEngine, CompileError, type CompileJob, CompileResult } from "./CompileEngine.js"
-import { isJsonMediaType, MAX_JSON_DEPTH, nestedDeeperThan } from "./internal/jsonGuards.js"
+import { isJsonMediaType, MAX_JSON_DEPTH, nestedDeeperThan } from "./internal/http/jsonGuards.js"
 
 /**
  * @since 0.1.0

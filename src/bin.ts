@@ -7,7 +7,7 @@
  *
  * @internal
  */
-import { missingPeers, missingPeersMessage, SERVICE_PEERS, TUNER_PEERS } from "./internal/optionalPeers.js"
+import { missingPeers, missingPeersMessage, SERVICE_PEERS, TUNER_PEERS } from "./internal/service/optionalPeers.js"
 
 if (process.argv[2] === "tune") {
   const missing = missingPeers(TUNER_PEERS)

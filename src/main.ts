@@ -11,8 +11,8 @@ import { CompileQueue } from "./CompileQueue.js"
 import * as CompileTriggerServer from "./CompileTriggerServer.js"
 import * as DryRunEngine from "./DryRunEngine.js"
 import * as ServiceConfig from "./ServiceConfig.js"
-import { CLUSTER_PEERS, importLayer, TRACING_PEERS } from "./internal/optionalPeers.js"
-import { guardShutdownSignals } from "./internal/shutdownSignals.js"
+import { CLUSTER_PEERS, importLayer, TRACING_PEERS } from "./internal/service/optionalPeers.js"
+import { guardShutdownSignals } from "./internal/service/shutdownSignals.js"
 import * as WebhookEngine from "./WebhookEngine.js"
 
 /** Requests already received get this long to finish at shutdown, before the queue's own deadline starts. */

@@ -16,7 +16,7 @@ import {
   Tracer
 } from "effect"
 import { CompileEngine, CompileError, CompileMetrics, CompileQueue, CompileResult } from "../src/index.js"
-import { make as makeQueue } from "../src/internal/compileQueue.js"
+import { make as makeQueue } from "../src/internal/runtime/compileQueue.js"
 import { captureLogs, instant, queueLayer, retain, TestEngine } from "./utils.js"
 
 const DAY = 86_400_000

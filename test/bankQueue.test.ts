@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber } from "effect"
-import { BankQueue, type Taker } from "../src/internal/bankQueue.js"
+import { BankQueue, type Taker } from "../src/internal/runtime/bankQueue.js"
 
 /** A worker's wait as the workers run it: released when it ends, however it ends. */
 const waitOn = (taker: Taker) => Effect.ensuring(taker.take, taker.release)

@@ -11,8 +11,8 @@ import {
   CompileQueueOptionsError,
   CompileResult
 } from "../src/index.js"
-import { SharedBudget } from "../src/internal/compileQueue.js"
-import { globalBuckets } from "../src/internal/tokenBucket.js"
+import { SharedBudget } from "../src/internal/runtime/compileQueue.js"
+import { globalBuckets } from "../src/internal/core/tokenBucket.js"
 import { queueLayer, TestEngine, testEngineLayer } from "./utils.js"
 
 const MINUTE = 60_000

@@ -3,7 +3,7 @@
  * (`prepare`); when a source is newer — iterating with vitest alone — it is built again, once, before any test runs.
  */
 import { execFileSync } from "node:child_process"
-import { existsSync, readdirSync, statSync } from "node:fs"
+import { existsSync, readdirSync, rmSync, statSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -25,6 +25,8 @@ export const ensureBuilt = (): void => {
     statSync(join(root, "package.json")).mtimeMs
   )
   if (existsSync(built) && statSync(built).mtimeMs >= sources) return
+  // From scratch: a module moved or removed in src/ must not linger in dist/ (and in the packed tarball).
+  rmSync(join(root, "dist"), { recursive: true, force: true })
   execFileSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json"], {
     cwd: root,
     stdio: "inherit"

@@ -20,9 +20,9 @@ import {
   SKIPPED,
   TIMELINE,
   WAIT_BUDGET
-} from "../src/internal/compileCore.js"
-import type { BudgetLimits } from "../src/internal/tokenBucket.js"
-import { TokenBucket } from "../src/internal/tokenBucket.js"
+} from "../src/internal/core/compileCore.js"
+import type { BudgetLimits } from "../src/internal/core/tokenBucket.js"
+import { TokenBucket } from "../src/internal/core/tokenBucket.js"
 import { CompileTriggerConfig, type CompileTriggerConfigInput } from "../src/CompileTriggerConfig.js"
 
 const DAY = 86_400_000

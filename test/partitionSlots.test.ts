@@ -7,8 +7,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber } from "effect"
 import type { CompileQueueService } from "../src/CompileQueue.js"
 import { SqlError } from "@effect/sql/SqlError"
-import type { PartitionLocks } from "../src/internal/partitionLocks.js"
-import { type LocalPartitions, makePartitionSlots } from "../src/internal/partitionSlots.js"
+import type { PartitionLocks } from "../src/internal/cluster/partitionLocks.js"
+import { type LocalPartitions, makePartitionSlots } from "../src/internal/cluster/partitionSlots.js"
 
 /**
  * Locks shared by the runners of this file; `lose` drops a runner's locks as a dropped connection would, and while

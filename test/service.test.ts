@@ -7,7 +7,7 @@ import { ConfigProvider, DateTime, Duration, Effect, Either, FastCheck, Option, 
 import { BankCompileState } from "../src/BankCompileState.js"
 import { BankPolicy } from "../src/BankPolicy.js"
 import { BatchRetainRequest, MAX_BATCH_ITEMS, MAX_RETAIN_COUNT, RetainPayload } from "../src/CompileTriggerApi.js"
-import { encodeBankState, isValidBatch, isValidRetain } from "../src/internal/httpFastPath.js"
+import { encodeBankState, isValidBatch, isValidRetain } from "../src/internal/http/fastPath.js"
 import * as ServiceConfig from "../src/ServiceConfig.js"
 
 describe("fast paths", () => {

@@ -14,8 +14,8 @@
 import { describe, it } from "@effect/vitest"
 import { type BankCompileState, BankPolicy, compileReason, CompileTriggerConfig, shouldTrigger } from "../src/index.js"
 import { DateTime, FastCheck as fc } from "effect"
-import { type Answer, CompileCore, DELAY, RECHECK, SKIPPED } from "../src/internal/compileCore.js"
-import { MANUAL } from "../src/internal/bankTable.js"
+import { type Answer, CompileCore, DELAY, RECHECK, SKIPPED } from "../src/internal/core/compileCore.js"
+import { MANUAL } from "../src/internal/core/bankTable.js"
 import { type Command as ScenarioCommand, commandsOf, type Scenario, scenarioArb } from "./scenarios.js"
 import type { PolicyFields } from "./utils.js"
 

@@ -14,7 +14,7 @@ import {
   type PersistedBank
 } from "../src/BankStateStore.js"
 import * as CompileMetrics from "../src/CompileMetrics.js"
-import { supervised } from "../src/internal/loop.js"
+import { supervised } from "../src/internal/runtime/loop.js"
 import { CompileQueue } from "../src/CompileQueue.js"
 import { captureLogs, openQueue, queueLayer } from "./utils.js"
 

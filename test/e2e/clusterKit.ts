@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import { join } from "node:path"
-import { partitionOf } from "../../src/internal/clusterProtocol.js"
+import { partitionOf } from "../../src/internal/cluster/protocol.js"
 import { findPgBinDir } from "../pgCluster.js"
 import { eventually, freePort, type ServiceProcess, startService } from "./harness.js"
 

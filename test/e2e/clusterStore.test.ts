@@ -22,7 +22,7 @@
  * stored Postgres's rows hold the same counters as the runners' memory.
  */
 import { afterEach, describe, expect, inject, it } from "vitest"
-import { partitionOf } from "../../src/internal/clusterProtocol.js"
+import { partitionOf } from "../../src/internal/cluster/protocol.js"
 import { startPgCluster } from "../pgCluster.js"
 import {
   allBanks,

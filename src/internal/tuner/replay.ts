@@ -8,7 +8,7 @@ import { Cause, Duration, Effect, Exit, Layer, Logger, LogLevel, Scope } from "e
 import { CompileEngine, type CompileJob, CompileResult } from "../../CompileEngine.js"
 import type { CompileQueueService } from "../../CompileQueue.js"
 import type { CompileQueueOptions } from "../../CompileQueueOptions.js"
-import { make as makeQueue } from "../compileQueue.js"
+import { make as makeQueue } from "../runtime/compileQueue.js"
 import { bankRetains, type BankRetains, MemoryBacklog, WeightedDelays } from "./freshness.js"
 import { VirtualClock, VirtualScheduler } from "./virtualTime.js"
 

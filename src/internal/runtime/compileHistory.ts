@@ -6,8 +6,8 @@
  * @internal
  */
 import { DateTime, Option } from "effect"
-import type { CompileJob } from "../CompileEngine.js"
-import { CompileRecord, type CompileOutcome, type RecentCompilesOptions, RunningCompile } from "../CompileHistory.js"
+import type { CompileJob } from "../../CompileEngine.js"
+import { CompileRecord, type CompileOutcome, type RecentCompilesOptions, RunningCompile } from "../../CompileHistory.js"
 
 interface Entry {
   readonly job: CompileJob

@@ -6,8 +6,8 @@
  * @internal
  */
 import { Effect } from "effect"
-import type { BankStateStoreService, BankStoreError } from "../BankStateStore.js"
-import { type BudgetRow, NOTHING } from "./compileCore.js"
+import type { BankStateStoreService, BankStoreError } from "../../BankStateStore.js"
+import { type BudgetRow, NOTHING } from "../core/compileCore.js"
 import type { QueueRuntime } from "./queueRuntime.js"
 
 /** The stored global budget levels, when the store keeps them. */

@@ -16,13 +16,13 @@ import {
   type TriggerReason,
   triggerReason,
   triggers
-} from "../BankCompileState.js"
-import { type BankPolicy, effectiveConfig } from "../BankPolicy.js"
-import type { PersistedBank, PersistedBudget, StoredLevel } from "../BankStateStore.js"
-import { BudgetBucketState, CompileBudgetState, DeferredBank } from "../CompileBudget.js"
-import type { CompileJob } from "../CompileEngine.js"
-import type { BankPage, ListBanksOptions } from "../CompileQueue.js"
-import type { CompileTriggerConfig } from "../CompileTriggerConfig.js"
+} from "../../BankCompileState.js"
+import { type BankPolicy, effectiveConfig } from "../../BankPolicy.js"
+import type { PersistedBank, PersistedBudget, StoredLevel } from "../../BankStateStore.js"
+import { BudgetBucketState, CompileBudgetState, DeferredBank } from "../../CompileBudget.js"
+import type { CompileJob } from "../../CompileEngine.js"
+import type { BankPage, ListBanksOptions } from "../../CompileQueue.js"
+import type { CompileTriggerConfig } from "../../CompileTriggerConfig.js"
 import {
   BankTable,
   COUNTED,

@@ -18,8 +18,8 @@ import {
   type BankStoreError,
   decodeRows,
   makeSql
-} from "../BankStateStore.js"
-import { PARTITION_SQL } from "./clusterProtocol.js"
+} from "../../BankStateStore.js"
+import { PARTITION_SQL } from "./protocol.js"
 
 /** The advisory lock held while a runner sets up the schema (the cluster's shard locks start at 1,000,001). */
 const SCHEMA_LOCK = 4242

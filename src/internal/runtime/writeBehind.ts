@@ -11,9 +11,9 @@
  * @internal
  */
 import { Cause, DateTime, Deferred, Duration, Effect, Exit, FiberId } from "effect"
-import { type BankStateStoreService, BankStoreError } from "../BankStateStore.js"
-import * as CompileMetrics from "../CompileMetrics.js"
-import { StoreHealth } from "../StoreHealth.js"
+import { type BankStateStoreService, BankStoreError } from "../../BankStateStore.js"
+import * as CompileMetrics from "../../CompileMetrics.js"
+import { StoreHealth } from "../../StoreHealth.js"
 import { loopForever, supervised } from "./loop.js"
 import { putBack, takeChanges, write } from "./queuePersistence.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"

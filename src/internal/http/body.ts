@@ -12,7 +12,7 @@ import type { HttpServerRequest } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Effect } from "effect"
 import type { IncomingMessage } from "node:http"
-import { MalformedRequest, PayloadTooLarge } from "../CompileTriggerApi.js"
+import { MalformedRequest, PayloadTooLarge } from "../../CompileTriggerApi.js"
 import { MAX_JSON_DEPTH, nestedDeeperThan } from "./jsonGuards.js"
 
 const tooLarge = (maxBytes: number) =>

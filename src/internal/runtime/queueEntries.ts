@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { NOTHING } from "./compileCore.js"
+import { NOTHING } from "../core/compileCore.js"
 import type { QueueRuntime } from "./queueRuntime.js"
 
 /** Why a bank id is unusable, or undefined when it is fine. */

@@ -17,8 +17,8 @@ import {
   type MetricLabel,
   Runtime
 } from "effect"
-import * as CompileMetrics from "../CompileMetrics.js"
-import type { ResolvedCompileQueueOptions } from "../CompileQueueOptions.js"
+import * as CompileMetrics from "../../CompileMetrics.js"
+import type { ResolvedCompileQueueOptions } from "../../CompileQueueOptions.js"
 import {
   type Answer,
   BUDGET,
@@ -31,7 +31,7 @@ import {
   QUIET,
   RECHECK,
   TIMELINE
-} from "./compileCore.js"
+} from "../core/compileCore.js"
 import type { BankQueue } from "./bankQueue.js"
 import type { CompileHistory } from "./compileHistory.js"
 import { loopForever } from "./loop.js"

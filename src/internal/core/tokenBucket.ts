@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import type { StoredLevel } from "../BankStateStore.js"
+import type { StoredLevel } from "../../BankStateStore.js"
 
 /**
  * A bucket of `capacity` per `periodMillis`, refilled continuously, that may go negative.

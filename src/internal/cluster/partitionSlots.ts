@@ -11,7 +11,7 @@
  * @internal
  */
 import { Duration, Effect, Exit, Option, Scope } from "effect"
-import type { CompileQueueService } from "../CompileQueue.js"
+import type { CompileQueueService } from "../../CompileQueue.js"
 import type { PartitionLocks } from "./partitionLocks.js"
 
 /** A partition's queue while it runs, and the way to stop its compiles from starting. */

@@ -6,8 +6,8 @@
  * @internal
  */
 import { DateTime, Option } from "effect"
-import type { BankCompileState } from "../BankCompileState.js"
-import type { BankPolicy } from "../BankPolicy.js"
+import type { BankCompileState } from "../../BankCompileState.js"
+import type { BankPolicy } from "../../BankPolicy.js"
 
 const BANK_ID = /^[A-Za-z0-9._:-]{1,200}$/
 

@@ -15,10 +15,10 @@ import {
   Option,
   Random
 } from "effect"
-import { CompileError, type CompileEngineService, type CompileJob, type CompileResult } from "../CompileEngine.js"
-import * as CompileMetrics from "../CompileMetrics.js"
+import { CompileError, type CompileEngineService, type CompileJob, type CompileResult } from "../../CompileEngine.js"
+import * as CompileMetrics from "../../CompileMetrics.js"
 import type { Taker } from "./bankQueue.js"
-import { DEFERRED, NOTHING, SKIPPED, WAIT_BUDGET } from "./compileCore.js"
+import { DEFERRED, NOTHING, SKIPPED, WAIT_BUDGET } from "../core/compileCore.js"
 import { loopForever } from "./loop.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
 import { sleepMillis } from "./sleep.js"

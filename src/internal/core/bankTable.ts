@@ -7,8 +7,8 @@
  *
  * @internal
  */
-import type { BankPolicy } from "../BankPolicy.js"
-import type { CompileTriggerConfig } from "../CompileTriggerConfig.js"
+import type { BankPolicy } from "../../BankPolicy.js"
+import type { CompileTriggerConfig } from "../../CompileTriggerConfig.js"
 
 /**
  * One 16-bit word per bank holds its status and flags, so the retain path reads a single word to decide.
