@@ -1,8 +1,18 @@
 import { defineConfig } from "vitest/config"
 
+// The tiers of test/ (one folder per layer of src/internal/, helpers in test/support/):
+//   unit    core/, runtime/, http/, cluster/, tuner/: in-process only — no Postgres, Chromium, dist/ or packing, so no
+//           global setup (`npm run test:unit`, `npx vitest run --project unit`)
+//   suite   store/ (SQLite and a throwaway Postgres) and e2e/ (the package as built: processes, Chromium, the tarball)
+//   cluster the live cluster files of e2e/: after the rest, alone
+// `npm test` (and `npx vitest run`) runs all three.
+const unit = ["core", "runtime", "http", "cluster", "tuner"].map((tier) => `test/${tier}/**/*.test.ts`)
+const liveCluster = ["test/e2e/cluster.test.ts", "test/e2e/clusterStore.test.ts"]
+// Starts a throwaway Postgres and builds dist/ when a source is newer; per project, so the unit tier starts neither.
+const withPostgres = ["test/support/globalSetup.ts"]
+
 export default defineConfig({
   test: {
-    globalSetup: ["test/globalSetup.ts"],
     // Each file builds its own layers; a 2-core CI box runs two files at a time.
     maxWorkers: 2,
     minWorkers: 1,
@@ -12,9 +22,17 @@ export default defineConfig({
       {
         extends: true,
         test: {
+          name: "unit",
+          include: unit
+        }
+      },
+      {
+        extends: true,
+        test: {
           name: "suite",
           include: ["test/**/*.test.ts"],
-          exclude: ["test/e2e/cluster.test.ts", "test/e2e/clusterStore.test.ts"]
+          exclude: [...unit, ...liveCluster],
+          globalSetup: withPostgres
         }
       },
       {
@@ -23,7 +41,8 @@ export default defineConfig({
         extends: true,
         test: {
           name: "cluster",
-          include: ["test/e2e/cluster.test.ts", "test/e2e/clusterStore.test.ts"],
+          include: liveCluster,
+          globalSetup: withPostgres,
           sequence: { groupOrder: 1 },
           poolOptions: { forks: { singleFork: true } }
         }

@@ -3,7 +3,7 @@
  * 1-runner and a 3-runner cluster (beside the single-node service as the baseline), the p50/p99 of one retain routed
  * to a remote owner (and to a local one), and the failover time after a SIGKILL.
  *
- * A throwaway Postgres (test/pgCluster.ts), one database per cluster; runners are `node dist/bin.js` (built first)
+ * A throwaway Postgres (test/support/pgCluster.ts), one database per cluster; runners are `node dist/bin.js` (built first)
  * with CLUSTER_RUNNER_ADDRESS and DATABASE_URL, dry-run engine, size threshold 10^9 (no compile runs: the rows
  * measure routing and counting). On a 2-core machine the 3-runner row measures the routing overhead of three
  * processes sharing the cores, not scaling. Throughput rows are measured in alternating slices. Writes
@@ -17,9 +17,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { partitionOf, PARTITIONS } from "../src/internal/cluster/protocol.js"
-import { ensureBuilt, root } from "../test/build.js"
-import { freePort } from "../test/e2e/harness.js"
-import { findPgBinDir, startPgCluster } from "../test/pgCluster.js"
+import { ensureBuilt, root } from "../test/support/build.js"
+import { freePort } from "../test/support/harness.js"
+import { findPgBinDir, startPgCluster } from "../test/support/pgCluster.js"
 
 const argument = (name: string, fallback: number): number => {
   const index = process.argv.indexOf(`--${name}`)

@@ -22,8 +22,8 @@ import autocannon from "autocannon"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import { ensureBuilt } from "../test/build.js"
-import { type ServiceProcess, startService } from "../test/e2e/harness.js"
+import { ensureBuilt } from "../test/support/build.js"
+import { type ServiceProcess, startService } from "../test/support/harness.js"
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..")
 

@@ -1,8 +1,8 @@
 /**
- * `npm run fuzz`: the HTTP fuzz of test/fuzz/runFuzz.ts at full size against a real service process.
+ * `npm run fuzz`: the HTTP fuzz of test/support/fuzz/runFuzz.ts at full size against a real service process.
  * FUZZ_REQUESTS (default 200,000), FUZZ_SEED (default: random, printed), FUZZ_CONCURRENCY (default 16).
  */
-import { formatReport, runFuzz } from "../test/fuzz/runFuzz.js"
+import { formatReport, runFuzz } from "../test/support/fuzz/runFuzz.js"
 
 const number = (name: string, fallback: number) => {
   const raw = process.env[name]

@@ -15,7 +15,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { freePort } from "../test/e2e/harness.js"
+import { freePort } from "../test/support/harness.js"
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..")
 const argument = (name: string, fallback: number): number => {

@@ -1,9 +1,9 @@
 /**
- * `npm run soak`: the overload and shutdown soak at full size (100,000 banks, 2M retains); see test/soak/runSoak.ts.
+ * `npm run soak`: the overload and shutdown soak at full size (100,000 banks, 2M retains); see test/support/soak/runSoak.ts.
  * `npm run soak -- --reduced` runs the 10× smaller version that `npm test` runs. Exits 1 when a check fails.
  */
 import { Effect } from "effect"
-import { fullSoak, reducedSoak, runSoak } from "../test/soak/runSoak.js"
+import { fullSoak, reducedSoak, runSoak } from "../test/support/soak/runSoak.js"
 
 const options = process.argv.includes("--reduced") ? reducedSoak : fullSoak
 const started = Date.now()

@@ -17,7 +17,7 @@ import {
   CompileResult,
   type PersistedBank
 } from "../src/index.js"
-import { startPgCluster } from "../test/pgCluster.js"
+import { startPgCluster } from "../test/support/pgCluster.js"
 import type { Row } from "./common.js"
 
 export type StoreRow = Row

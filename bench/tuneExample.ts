@@ -1,14 +1,14 @@
 /**
- * Regenerates the README's worked example of the threshold tuner: runs `tune` on a synthetic month (the command in
- * the README), writes docs/tune-example.html and screenshots its charts with Chromium (test/browser.ts) into
+ * Regenerates the worked example of the threshold tuner (docs/tuner.md): runs `tune` on a synthetic month (the command in
+ * docs/tuner.md), writes docs/tune-example.html and screenshots its charts with Chromium (test/support/browser.ts) into
  * docs/tune-scatter.png and docs/tune-daily.png. `node --import tsx bench/tuneExample.ts` (after `npm run build`).
  */
 import { execFileSync } from "node:child_process"
 import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { pathToFileURL } from "node:url"
-import { externalRequests, launchChromium, openRecordedPage } from "../test/browser.js"
-import { root } from "../test/build.js"
+import { externalRequests, launchChromium, openRecordedPage } from "../test/support/browser.js"
+import { root } from "../test/support/build.js"
 
 const args = [
   "tune", "--synthetic", "--banks", "2000", "--days", "30", "--retains-per-day", "20000", "--forgets-per-day", "200",

@@ -1,4 +1,4 @@
-// The second half of `npm run build` (after tsc), also run by test/build.ts: the dashboard's static files, verbatim,
+// The second half of `npm run build` (after tsc), also run by test/support/build.ts: the dashboard's static files, verbatim,
 // from src/ui/ to dist/ui/, and the browser build of the pinned uPlot devDependency with its licence into
 // dist/ui/vendor/ — so the packed tarball serves the page with no runtime dependency and no network.
 import { cpSync, mkdirSync } from "node:fs"

@@ -238,6 +238,106 @@ export const makeMemory: Effect.Effect<BankStateStoreService> = Effect.sync(() =
   }
 })
 
+/** An upsert replaces every column of a bank already stored. */
+const ON_CONFLICT = `ON CONFLICT (bank_id) DO UPDATE SET
+        memories = excluded.memories,
+        last_compile_at = excluded.last_compile_at,
+        first_retain_at = excluded.first_retain_at,
+        consecutive_failures = excluded.consecutive_failures,
+        last_error = excluded.last_error,
+        status = excluded.status,
+        forgets = excluded.forgets,
+        policy = excluded.policy,
+        budget_level = excluded.budget_level,
+        budget_at = excluded.budget_at`
+
+/** One multi-row INSERT of these banks (at most `BATCH`: each row is eleven parameters). */
+const upsertRows = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBank>) =>
+  sql`INSERT INTO ${sql(TABLE)} ${
+    sql.insert(banks.map((bank) => ({
+      bank_id: bank.bankId,
+      memories: bank.memories,
+      last_compile_at: bank.lastCompileAt,
+      first_retain_at: bank.firstRetainAt,
+      consecutive_failures: bank.consecutiveFailures,
+      last_error: bank.lastError,
+      status: bank.status,
+      forgets: bank.forgets ?? 0,
+      policy: policyColumn(bank),
+      budget_level: bank.budget?.level ?? null,
+      budget_at: bank.budget?.at ?? null
+    })))
+  } ${sql.literal(ON_CONFLICT)}`
+
+// Postgres: one statement of eleven array parameters, however many banks (multi-row VALUES cost 1.4 s per 100k).
+const upsertUnnest = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBank>) =>
+  sql.unsafe(
+    `INSERT INTO ${TABLE}
+          (bank_id, memories, last_compile_at, first_retain_at, consecutive_failures, last_error, status, forgets, policy,
+            budget_level, budget_at)
+        SELECT * FROM UNNEST(
+          $1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::integer[], $6::text[], $7::text[], $8::bigint[], $9::text[],
+          $10::float8[], $11::bigint[]
+        )
+        ${ON_CONFLICT}`,
+    [
+      banks.map((bank) => bank.bankId),
+      banks.map((bank) => bank.memories),
+      banks.map((bank) => bank.lastCompileAt),
+      banks.map((bank) => bank.firstRetainAt),
+      banks.map((bank) => bank.consecutiveFailures),
+      banks.map((bank) => bank.lastError),
+      banks.map((bank) => bank.status),
+      banks.map((bank) => bank.forgets ?? 0),
+      banks.map(policyColumn),
+      banks.map((bank) => bank.budget?.level ?? null),
+      banks.map((bank) => bank.budget?.at ?? null)
+    ]
+  )
+
+/** `save`: every bank in one transaction, all or nothing; Postgres in one statement, other databases in batches. */
+const saveBanks = (sql: SqlClient.SqlClient) => (banks: ReadonlyArray<PersistedBank>) => {
+  if (banks.length === 0) return Effect.void
+  const saveAll = sql.onDialectOrElse({
+    pg: () => Effect.asVoid(upsertUnnest(sql, banks)),
+    orElse: () => {
+      const batches: Array<ReadonlyArray<PersistedBank>> = []
+      for (let from = 0; from < banks.length; from += BATCH) batches.push(banks.slice(from, from + BATCH))
+      return Effect.forEach(batches, (batch) => upsertRows(sql, batch), { discard: true })
+    }
+  })
+  return sql.withTransaction(saveAll).pipe(
+    Effect.mapError(storeError("save"))
+  )
+}
+
+/** `loadBudget`: the stored levels, or null when none were stored. */
+const loadBudgetLevels = (sql: SqlClient.SqlClient) =>
+  sql<Record<string, unknown>>`SELECT * FROM ${sql(BUDGET_TABLE)}`.pipe(
+    Effect.map((rows): PersistedBudget | null => {
+      if (rows.length === 0) return null
+      const level = (bucket: string) => {
+        const row = rows.find((row) => row.bucket === bucket)
+        return row === undefined ? null : levelFrom(row.level, row.at)
+      }
+      return { tokens: level("tokens"), compiles: level("compiles") }
+    }),
+    Effect.mapError(storeError("load"))
+  )
+
+/** `saveBudget`: the table holds exactly the limited buckets' levels afterwards (a limit turned off loses its row). */
+const saveBudgetLevels = (sql: SqlClient.SqlClient) => (budget: PersistedBudget) => {
+  const rows = (["tokens", "compiles"] as const).flatMap((bucket) => {
+    const level = budget[bucket]
+    return level === null ? [] : [{ bucket, level: level.level, at: level.at }]
+  })
+  const clear = sql`DELETE FROM ${sql(BUDGET_TABLE)}`
+  const write = rows.length === 0
+    ? clear
+    : Effect.zipRight(clear, sql`INSERT INTO ${sql(BUDGET_TABLE)} ${sql.insert(rows)}`)
+  return sql.withTransaction(write).pipe(Effect.asVoid, Effect.mapError(storeError("save")))
+}
+
 /**
  * The one SQL implementation, on any `SqlClient` (SQLite and Postgres are tested). Migrates its schema first.
  *
@@ -249,98 +349,14 @@ export const makeSql: Effect.Effect<BankStateStoreService, BankStoreError, SqlCl
     yield* Migrator.make({})({ loader: migrations, table: "compile_trigger_migrations" }).pipe(
       Effect.mapError(storeError("open"))
     )
-    const onConflict = `ON CONFLICT (bank_id) DO UPDATE SET
-        memories = excluded.memories,
-        last_compile_at = excluded.last_compile_at,
-        first_retain_at = excluded.first_retain_at,
-        consecutive_failures = excluded.consecutive_failures,
-        last_error = excluded.last_error,
-        status = excluded.status,
-        forgets = excluded.forgets,
-        policy = excluded.policy,
-        budget_level = excluded.budget_level,
-        budget_at = excluded.budget_at`
-    const upsert = (banks: ReadonlyArray<PersistedBank>) =>
-      sql`INSERT INTO ${sql(TABLE)} ${
-        sql.insert(banks.map((bank) => ({
-          bank_id: bank.bankId,
-          memories: bank.memories,
-          last_compile_at: bank.lastCompileAt,
-          first_retain_at: bank.firstRetainAt,
-          consecutive_failures: bank.consecutiveFailures,
-          last_error: bank.lastError,
-          status: bank.status,
-          forgets: bank.forgets ?? 0,
-          policy: policyColumn(bank),
-          budget_level: bank.budget?.level ?? null,
-          budget_at: bank.budget?.at ?? null
-        })))
-      } ${sql.literal(onConflict)}`
-    // Postgres: one statement of eleven array parameters, however many banks (multi-row VALUES cost 1.4 s per 100k).
-    const upsertUnnest = (banks: ReadonlyArray<PersistedBank>) =>
-      sql.unsafe(
-        `INSERT INTO ${TABLE}
-          (bank_id, memories, last_compile_at, first_retain_at, consecutive_failures, last_error, status, forgets, policy,
-            budget_level, budget_at)
-        SELECT * FROM UNNEST(
-          $1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::integer[], $6::text[], $7::text[], $8::bigint[], $9::text[],
-          $10::float8[], $11::bigint[]
-        )
-        ${onConflict}`,
-        [
-          banks.map((bank) => bank.bankId),
-          banks.map((bank) => bank.memories),
-          banks.map((bank) => bank.lastCompileAt),
-          banks.map((bank) => bank.firstRetainAt),
-          banks.map((bank) => bank.consecutiveFailures),
-          banks.map((bank) => bank.lastError),
-          banks.map((bank) => bank.status),
-          banks.map((bank) => bank.forgets ?? 0),
-          banks.map(policyColumn),
-          banks.map((bank) => bank.budget?.level ?? null),
-          banks.map((bank) => bank.budget?.at ?? null)
-        ]
-      )
-    const saveAll = (banks: ReadonlyArray<PersistedBank>) =>
-      sql.onDialectOrElse({
-        pg: () => Effect.asVoid(upsertUnnest(banks)),
-        orElse: () => {
-          const batches: Array<ReadonlyArray<PersistedBank>> = []
-          for (let from = 0; from < banks.length; from += BATCH) batches.push(banks.slice(from, from + BATCH))
-          return Effect.forEach(batches, upsert, { discard: true })
-        }
-      })
     return {
       load: sql<Record<string, unknown>>`SELECT * FROM ${sql(TABLE)}`.pipe(
         Effect.flatMap(decodeRows),
         Effect.mapError(storeError("load"))
       ),
-      save: (banks) => {
-        if (banks.length === 0) return Effect.void
-        return sql.withTransaction(saveAll(banks)).pipe(
-          Effect.mapError(storeError("save"))
-        )
-      },
-      loadBudget: sql<Record<string, unknown>>`SELECT * FROM ${sql(BUDGET_TABLE)}`.pipe(
-        Effect.map((rows): PersistedBudget | null => {
-          if (rows.length === 0) return null
-          const level = (bucket: string) => {
-            const row = rows.find((row) => row.bucket === bucket)
-            return row === undefined ? null : levelFrom(row.level, row.at)
-          }
-          return { tokens: level("tokens"), compiles: level("compiles") }
-        }),
-        Effect.mapError(storeError("load"))
-      ),
-      saveBudget: (budget) => {
-        const rows = (["tokens", "compiles"] as const).flatMap((bucket) => {
-          const level = budget[bucket]
-          return level === null ? [] : [{ bucket, level: level.level, at: level.at }]
-        })
-        const clear = sql`DELETE FROM ${sql(BUDGET_TABLE)}`
-        const write = rows.length === 0 ? clear : Effect.zipRight(clear, sql`INSERT INTO ${sql(BUDGET_TABLE)} ${sql.insert(rows)}`)
-        return sql.withTransaction(write).pipe(Effect.asVoid, Effect.mapError(storeError("save")))
-      }
+      save: saveBanks(sql),
+      loadBudget: loadBudgetLevels(sql),
+      saveBudget: saveBudgetLevels(sql)
     }
   }
 )
@@ -357,7 +373,10 @@ const openFailure = <A, E, R>(layer: Layer.Layer<A, E, R>): Layer.Layer<A, BankS
  *
  * @since 0.1.0
  */
-export class BankStateStore extends Context.Tag("BankStateStore")<BankStateStore, BankStateStoreService>() {
+export class BankStateStore extends Context.Tag("effect-compile-trigger/BankStateStore")<
+  BankStateStore,
+  BankStateStoreService
+>() {
   /** Keeps saved banks in this process's memory: survives rebuilding the queue layer, not a restart. */
   static memory: Layer.Layer<BankStateStore> = Layer.effect(BankStateStore, makeMemory)
 

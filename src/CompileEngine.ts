@@ -76,7 +76,7 @@ export interface CompileEngineService {
  *
  * @since 0.1.0
  */
-export class CompileEngine extends Context.Tag("CompileEngine")<CompileEngine, CompileEngineService>() {
+export class CompileEngine extends Context.Tag("effect-compile-trigger/CompileEngine")<CompileEngine, CompileEngineService>() {
   /** A layer from a plain `run` function. */
   static layer = (run: CompileEngineService["run"]): Layer.Layer<CompileEngine> => Layer.succeed(CompileEngine, { run })
 }

@@ -141,7 +141,7 @@ export interface CompileQueueService {
  *
  * @since 0.1.0
  */
-export class CompileQueue extends Context.Tag("CompileQueue")<CompileQueue, CompileQueueService>() {
+export class CompileQueue extends Context.Tag("effect-compile-trigger/CompileQueue")<CompileQueue, CompileQueueService>() {
   /**
    * Builds the service in the current scope, restoring the state of a `BankStateStore` in context first (failing with
    * `BankStoreError` when it cannot be read). Invalid options are a defect naming the option.

@@ -36,7 +36,7 @@ export interface CompileQueueOptions {
   readonly historyCapacity?: number | undefined
   /**
    * Cost budgets, as token buckets refilled continuously over `period` (default 1 hour). Every limit is optional, a
-   * positive integer; absent = unlimited. See the README's "Cost budgets".
+   * positive integer; absent = unlimited. See docs/library.md, "Cost budgets".
    */
   readonly budget?: CompileBudgetOptions | undefined
 }

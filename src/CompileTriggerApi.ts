@@ -22,7 +22,7 @@ import { CompileOutcome, CompileRecord, RunningCompile } from "./CompileHistory.
 import { CompileBudgetState } from "./CompileBudget.js"
 import { CompileTriggerConfig } from "./CompileTriggerConfig.js"
 import { StoreHealth } from "./StoreHealth.js"
-import { isValidBatch } from "./internal/http/fastPath.js"
+import { BANK_ID_PATTERN, isValidBatch } from "./internal/http/fastPath.js"
 
 /** Largest request body the service reads. */
 export const MAX_BODY_BYTES = 1024 * 1024
@@ -33,7 +33,7 @@ export const MAX_RETAIN_COUNT = 1_000_000
 /** Most items in one batch of retains. */
 export const MAX_BATCH_ITEMS = 1000
 
-const BANK_ID_JSON_SCHEMA = { type: "string", pattern: "^[A-Za-z0-9._:-]{1,200}$" } as const
+const BANK_ID_JSON_SCHEMA = { type: "string", pattern: BANK_ID_PATTERN } as const
 const COUNT_JSON_SCHEMA = { type: "integer", minimum: 1, maximum: MAX_RETAIN_COUNT } as const
 
 const strict = { parseOptions: { onExcessProperty: "error" } } as const
@@ -44,7 +44,7 @@ const strict = { parseOptions: { onExcessProperty: "error" } } as const
  * @since 0.1.0
  */
 export const BankId = Schema.String.pipe(
-  Schema.pattern(/^[A-Za-z0-9._:-]{1,200}$/, {
+  Schema.pattern(new RegExp(BANK_ID_PATTERN), {
     message: () => "bankId must be 1 to 200 characters of A-Z a-z 0-9 . _ : -"
   })
 ).annotations({ identifier: "BankId" })
@@ -354,7 +354,7 @@ export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()(
  *
  * @since 0.1.0
  */
-export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("Authorization", {
+export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("effect-compile-trigger/Authorization", {
   failure: Unauthorized,
   security: { bearer: HttpApiSecurity.bearer }
 }) {}

@@ -45,11 +45,12 @@ import {
   StoreUnavailable,
   Unauthorized
 } from "./CompileTriggerApi.js"
-import { CompileQueue } from "./CompileQueue.js"
+import { CompileQueue, type CompileQueueService } from "./CompileQueue.js"
 import * as Dashboard from "./internal/http/dashboard.js"
 import { readJson, withinDepth } from "./internal/http/body.js"
 import { encodeBankState, isValidBatch, isValidRetain } from "./internal/http/fastPath.js"
 import { isJsonMediaType } from "./internal/http/jsonGuards.js"
+import { appTracing } from "./internal/runtime/tracing.js"
 import { WriteAcks } from "./internal/runtime/writeAcks.js"
 import { PrometheusMetrics } from "./PrometheusMetrics.js"
 import * as StoreHealth from "./StoreHealth.js"
@@ -66,7 +67,7 @@ export type Readiness = "starting" | "ready" | "shutting_down"
  *
  * @since 0.1.0
  */
-export class Lifecycle extends Context.Tag("CompileTriggerServer/Lifecycle")<Lifecycle, Ref.Ref<Readiness>>() {}
+export class Lifecycle extends Context.Tag("effect-compile-trigger/Lifecycle")<Lifecycle, Ref.Ref<Readiness>>() {}
 
 /**
  * @since 0.1.0
@@ -155,28 +156,43 @@ const countBody = (
     Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError)
   )
 
-const BanksLive = (options: ApiOptions) => HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
-  Effect.gen(function*() {
-    const queue = yield* CompileQueue
-    // With an application tracer, a bank route's request span names its bank (without one there is no span: `layer`).
-    const tracing = (yield* Effect.tracer) !== Effect.runSync(Effect.tracer)
-    const forBank = <A, E, R>(bankId: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-      tracing ? Effect.zipRight(Effect.annotateCurrentSpan("bankId", bankId), effect) : effect
-    // After a retain or compileNow the bank exists, unless the queue has closed (then nothing was counted).
-    // The state is encoded by hand: the Schema encode of the response would cost more than the rest of the route.
-    const stateAfterWrite = (bankId: string): Effect.Effect<HttpServerResponse.HttpServerResponse, NotReady> =>
-      Effect.flatMap(queue.bankState(bankId), (state) =>
-        Option.isSome(state)
-          ? Effect.succeed(HttpServerResponse.unsafeJson(encodeBankState(state.value), { status: 202 }))
-          : Effect.fail(shuttingDown))
-    const policyResponse = (bankId: string) =>
-      Effect.flatMap(queue.policyOf(bankId), (policy) =>
-        Option.isNone(policy)
-          ? Effect.fail(new PolicyNotFound({ bankId, message: `bank ${JSON.stringify(bankId)} has no policy` }))
-          : Effect.map(queue.configFor(bankId), (effective) => new PolicyResponse({ policy: policy.value, effective }, true)))
-    // Cluster mode: a write is answered once the owner of its bank's partition confirmed it (durably, when the
-    // runner acknowledges durably). Single node: at once, or once stored in durable mode.
-    const acks = Option.getOrUndefined(yield* Effect.serviceOption(WriteAcks))
+/** The batch route's body, read and decoded the same way (a valid batch skips the Schema walk too). */
+const batchBody = (request: HttpServerRequest.HttpServerRequest) =>
+  readJson(request, MAX_BODY_BYTES).pipe(
+    Effect.flatMap((body) =>
+      isValidBatch(body, MAX_BATCH_ITEMS, MAX_RETAIN_COUNT)
+        ? Effect.succeed(body as typeof BatchRetainPayload.Type)
+        : Effect.flatMap(withinDepth(body), decodeBatch)
+    ),
+    Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError)
+  )
+
+/** Runs a bank route's effect, its request span (when there is one) naming the bank. */
+type ForBank = <A, E, R>(bankId: string, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+
+/** With an application tracer, a bank route's request span names its bank (without one there is no span: `layer`). */
+const bankSpans: Effect.Effect<ForBank> = Effect.map(appTracing, (tracing) => {
+  return <A, E, R>(bankId: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    tracing ? Effect.zipRight(Effect.annotateCurrentSpan("bankId", bankId), effect) : effect
+})
+
+/** When a change may be answered (see `acknowledgement`). */
+interface Acknowledgement {
+  /** Waits for these banks' writes; call it right after counting them (cluster mode captures the batches then). */
+  readonly confirmed: (bankIds: Iterable<string>) => Effect.Effect<void, NotReady | StoreUnavailable>
+  /** A write is answered as soon as it is counted: there is nothing to wait for. */
+  readonly confirmsNothing: boolean
+  /** A policy change or compileNow, answered once stored in durable single-node mode. */
+  readonly afterChange: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E | StoreUnavailable>
+}
+
+/**
+ * Cluster mode: a write is answered once the owner of its bank's partition confirmed it (durably, when the runner
+ * acknowledges durably). Single node: at once, or once stored in durable mode.
+ */
+const acknowledgement = (queue: CompileQueueService, options: ApiOptions): Effect.Effect<Acknowledgement> =>
+  Effect.map(Effect.serviceOption(WriteAcks), (found) => {
+    const acks = Option.getOrUndefined(found)
     const stored = queue.flush.pipe(
       Effect.timeoutFail({
         duration: DURABLE_ACK_TIMEOUT,
@@ -194,95 +210,164 @@ const BanksLive = (options: ApiOptions) => HttpApiBuilder.group(CompileTriggerAp
         : options.ackMode === "durable"
         ? stored
         : Effect.void
-    const confirmsNothing = acks === undefined && options.ackMode !== "durable"
-    const afterWrite = confirmsNothing
-      ? stateAfterWrite
-      : (bankId: string) => Effect.zipRight(confirmed([bankId]), stateAfterWrite(bankId))
-    // Policies and compileNow are not routed through WriteAcks: in durable mode they wait for the store alone.
-    const afterChange = <A, E>(effect: Effect.Effect<A, E>) =>
-      acks === undefined && options.ackMode === "durable" ? Effect.zipLeft(effect, stored) : effect
+    return {
+      confirmed,
+      confirmsNothing: acks === undefined && options.ackMode !== "durable",
+      // Policies and compileNow are not routed through WriteAcks: in durable mode they wait for the store alone.
+      afterChange: <A, E>(effect: Effect.Effect<A, E>) =>
+        acks === undefined && options.ackMode === "durable" ? Effect.zipLeft(effect, stored) : effect
+    }
+  })
+
+/**
+ * After a retain or compileNow the bank exists, unless the queue has closed (then nothing was counted). The state is
+ * encoded by hand: the Schema encode of the response would cost more than the rest of the route.
+ */
+const stateAfterWrite = (
+  queue: CompileQueueService,
+  bankId: string
+): Effect.Effect<HttpServerResponse.HttpServerResponse, NotReady> =>
+  Effect.flatMap(queue.bankState(bankId), (state) =>
+    Option.isSome(state)
+      ? Effect.succeed(HttpServerResponse.unsafeJson(encodeBankState(state.value), { status: 202 }))
+      : Effect.fail(shuttingDown))
+
+/** What a bank route that reads its own body is handed. */
+interface RawBankRequest {
+  readonly path: { readonly bankId: string }
+  readonly request: HttpServerRequest.HttpServerRequest
+}
+
+/**
+ * The write routes: retain, forget and a batch of retains read their body themselves, count it, and answer once the
+ * write is confirmed; compile asks for a compile now. Each but the batch answers with the bank's state.
+ */
+const writeRoutes = (queue: CompileQueueService, forBank: ForBank, ack: Acknowledgement) => {
+  const afterWrite = ack.confirmsNothing
+    ? (bankId: string) => stateAfterWrite(queue, bankId)
+    : (bankId: string) => Effect.zipRight(ack.confirmed([bankId]), stateAfterWrite(queue, bankId))
+  return {
+    retain: ({ path, request }: RawBankRequest) =>
+      forBank(
+        path.bankId,
+        Effect.flatMap(countBody(request, decodeRetain), (payload) => {
+          queue.unsafeNotifyRetain(path.bankId, payload.count ?? 1)
+          return afterWrite(path.bankId)
+        })
+      ),
+    forget: ({ path, request }: RawBankRequest) =>
+      forBank(
+        path.bankId,
+        Effect.flatMap(countBody(request, decodeForget), (payload) => {
+          queue.unsafeNotifyForget(path.bankId, payload.count ?? 1)
+          return afterWrite(path.bankId)
+        })
+      ),
+    retainBatch: ({ request }: { readonly request: HttpServerRequest.HttpServerRequest }) =>
+      Effect.flatMap(batchBody(request), (payload) => {
+        // `batchBody` checked the batch whole: a rejected batch counts nothing.
+        let retains = 0
+        for (const item of payload) {
+          const count = item.count ?? 1
+          queue.unsafeNotifyRetain(item.bankId, count)
+          retains += count
+        }
+        const response = new BatchRetainResponse({ accepted: payload.length, retains }, true)
+        return ack.confirmsNothing
+          ? Effect.succeed(response)
+          : Effect.as(ack.confirmed(payload.map((item) => item.bankId)), response)
+      }),
+    compile: HttpApiBuilder.handler(CompileTriggerApi, "banks", "compile", ({ path }) =>
+      forBank(
+        path.bankId,
+        Effect.zipRight(ack.afterChange(queue.compileNow(path.bankId)), stateAfterWrite(queue, path.bankId))
+      ))
+  }
+}
+
+/** The policy routes: set (answering the policy now in force), get, delete. */
+const policyRoutes = (queue: CompileQueueService, forBank: ForBank, ack: Acknowledgement) => {
+  const policyResponse = (bankId: string) =>
+    Effect.flatMap(queue.policyOf(bankId), (policy) =>
+      Option.isNone(policy)
+        ? Effect.fail(new PolicyNotFound({ bankId, message: `bank ${JSON.stringify(bankId)} has no policy` }))
+        : Effect.map(
+          queue.configFor(bankId),
+          (effective) => new PolicyResponse({ policy: policy.value, effective }, true)
+        ))
+  return {
+    setPolicy: HttpApiBuilder.handler(CompileTriggerApi, "banks", "setPolicy", ({ path, payload }) =>
+      queue.setPolicy(path.bankId, payload).pipe(
+        // The payload was decoded by the same Schema: only a closed queue leaves the policy unset.
+        Effect.zipRight(policyResponse(path.bankId)),
+        Effect.catchAll(() => Effect.fail(shuttingDown)),
+        ack.afterChange,
+        (effect) => forBank(path.bankId, effect)
+      )),
+    getPolicy: HttpApiBuilder.handler(CompileTriggerApi, "banks", "getPolicy", ({ path }) =>
+      forBank(path.bankId, policyResponse(path.bankId))),
+    deletePolicy: HttpApiBuilder.handler(CompileTriggerApi, "banks", "deletePolicy", ({ path }) =>
+      forBank(path.bankId, ack.afterChange(queue.clearPolicy(path.bankId))))
+  }
+}
+
+/** The read routes: one bank, a page of banks, the queue's counts, the compiles, the budget. */
+const readRoutes = (queue: CompileQueueService, forBank: ForBank) => ({
+  getBank: HttpApiBuilder.handler(CompileTriggerApi, "banks", "getBank", ({ path }) =>
+    forBank(path.bankId, Effect.flatMap(
+      queue.bankState(path.bankId),
+      Option.match({
+        onNone: () =>
+          Effect.fail(new BankNotFound({ bankId: path.bankId, message: `no bank ${JSON.stringify(path.bankId)}` })),
+        onSome: Effect.succeed
+      })
+    ))),
+  listBanks: HttpApiBuilder.handler(CompileTriggerApi, "banks", "listBanks", ({ urlParams }) =>
+    Effect.map(
+      queue.listBanks({ status: urlParams.status, limit: urlParams.limit, cursor: urlParams.cursor }),
+      (page) => new BankPage({ banks: page.banks, nextCursor: page.nextCursor }, true)
+    )),
+  queue: HttpApiBuilder.handler(CompileTriggerApi, "banks", "queue", () =>
+    Effect.map(queue.stats, (stats) =>
+      new QueueStats({
+        pending: stats.pending,
+        running: stats.running,
+        size: stats.queued,
+        capacity: Number.isFinite(stats.capacity) ? stats.capacity : null,
+        banks: stats.banks,
+        store: stats.store ?? null
+      }, true))),
+  listCompiles: HttpApiBuilder.handler(CompileTriggerApi, "banks", "listCompiles", ({ urlParams }) =>
+    Effect.zipWith(
+      queue.runningCompiles(urlParams.bankId),
+      queue.recentCompiles({ limit: urlParams.limit ?? 100, bankId: urlParams.bankId, outcome: urlParams.outcome }),
+      (running, compiles) => new CompileHistoryResponse({ running, compiles }, true)
+    )),
+  budget: HttpApiBuilder.handler(CompileTriggerApi, "banks", "budget", () => queue.budget)
+})
+
+/** `/v1`: the write, policy and read routes over the `CompileQueue`. */
+const BanksLive = (options: ApiOptions) => HttpApiBuilder.group(CompileTriggerApi, "banks", (handlers) =>
+  Effect.gen(function*() {
+    const queue = yield* CompileQueue
+    const forBank = yield* bankSpans
+    const ack = yield* acknowledgement(queue, options)
+    const writes = writeRoutes(queue, forBank, ack)
+    const policies = policyRoutes(queue, forBank, ack)
+    const reads = readRoutes(queue, forBank)
     return handlers
-      .handleRaw("retain", ({ path, request }) =>
-        forBank(
-          path.bankId,
-          Effect.flatMap(countBody(request, decodeRetain), (payload) => {
-            queue.unsafeNotifyRetain(path.bankId, payload.count ?? 1)
-            return afterWrite(path.bankId)
-          })
-        ))
-      .handleRaw("forget", ({ path, request }) =>
-        forBank(
-          path.bankId,
-          Effect.flatMap(countBody(request, decodeForget), (payload) => {
-            queue.unsafeNotifyForget(path.bankId, payload.count ?? 1)
-            return afterWrite(path.bankId)
-          })
-        ))
-      .handle("setPolicy", ({ path, payload }) =>
-        queue.setPolicy(path.bankId, payload).pipe(
-          // The payload was decoded by the same Schema: only a closed queue leaves the policy unset.
-          Effect.zipRight(policyResponse(path.bankId)),
-          Effect.catchAll(() => Effect.fail(shuttingDown)),
-          afterChange,
-          (effect) => forBank(path.bankId, effect)
-        ))
-      .handle("getPolicy", ({ path }) => forBank(path.bankId, policyResponse(path.bankId)))
-      .handle("deletePolicy", ({ path }) => forBank(path.bankId, afterChange(queue.clearPolicy(path.bankId))))
-      .handleRaw("retainBatch", ({ request }) =>
-        readJson(request, MAX_BODY_BYTES).pipe(
-          Effect.flatMap((body) =>
-            isValidBatch(body, MAX_BATCH_ITEMS, MAX_RETAIN_COUNT)
-              ? Effect.succeed(body as typeof BatchRetainPayload.Type)
-              : Effect.flatMap(withinDepth(body), decodeBatch)
-          ),
-          Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError),
-          Effect.flatMap((payload) => {
-            // Checked whole above: a rejected batch counts nothing.
-            let retains = 0
-            for (const item of payload) {
-              const count = item.count ?? 1
-              queue.unsafeNotifyRetain(item.bankId, count)
-              retains += count
-            }
-            const response = new BatchRetainResponse({ accepted: payload.length, retains }, true)
-            return confirmsNothing
-              ? Effect.succeed(response)
-              : Effect.as(confirmed(payload.map((item) => item.bankId)), response)
-          })
-        ))
-      .handle("compile", ({ path }) =>
-        forBank(path.bankId, Effect.zipRight(afterChange(queue.compileNow(path.bankId)), stateAfterWrite(path.bankId))))
-      .handle("getBank", ({ path }) =>
-        forBank(path.bankId, Effect.flatMap(
-          queue.bankState(path.bankId),
-          Option.match({
-            onNone: () =>
-              Effect.fail(new BankNotFound({ bankId: path.bankId, message: `no bank ${JSON.stringify(path.bankId)}` })),
-            onSome: Effect.succeed
-          })
-        )))
-      .handle("listBanks", ({ urlParams }) =>
-        Effect.map(
-          queue.listBanks({ status: urlParams.status, limit: urlParams.limit, cursor: urlParams.cursor }),
-          (page) => new BankPage({ banks: page.banks, nextCursor: page.nextCursor }, true)
-        ))
-      .handle("queue", () =>
-        Effect.map(queue.stats, (stats) =>
-          new QueueStats({
-            pending: stats.pending,
-            running: stats.running,
-            size: stats.queued,
-            capacity: Number.isFinite(stats.capacity) ? stats.capacity : null,
-            banks: stats.banks,
-            store: stats.store ?? null
-          }, true)))
-      .handle("listCompiles", ({ urlParams }) =>
-        Effect.zipWith(
-          queue.runningCompiles(urlParams.bankId),
-          queue.recentCompiles({ limit: urlParams.limit ?? 100, bankId: urlParams.bankId, outcome: urlParams.outcome }),
-          (running, compiles) => new CompileHistoryResponse({ running, compiles }, true)
-        ))
-      .handle("budget", () => queue.budget)
+      .handleRaw("retain", writes.retain)
+      .handleRaw("forget", writes.forget)
+      .handle("setPolicy", policies.setPolicy)
+      .handle("getPolicy", policies.getPolicy)
+      .handle("deletePolicy", policies.deletePolicy)
+      .handleRaw("retainBatch", writes.retainBatch)
+      .handle("compile", writes.compile)
+      .handle("getBank", reads.getBank)
+      .handle("listBanks", reads.listBanks)
+      .handle("queue", reads.queue)
+      .handle("listCompiles", reads.listCompiles)
+      .handle("budget", reads.budget)
   }))
 
 /** `/readyz` reads the queue's store health at most this long (cluster mode asks every partition's owner). */
@@ -417,7 +502,7 @@ export const apiLayer = (
 
 /**
  * Serves the API on `host:port` (Node's HTTP server) with `/openapi.json`, Swagger UI at `/docs` and the dashboard at
- * `/` and `/ui` (README "Dashboard"). Once listening it
+ * `/` and `/ui` (docs/service.md, "Dashboard"). Once listening it
  * is ready; when its scope closes it turns not-ready, stops accepting connections, lets requests already received
  * finish (up to `requestDrainTimeout`), then returns so the `CompileQueue` beneath it can shut down gracefully.
  *
@@ -471,6 +556,6 @@ export const layer = (options: ServerOptions): Layer.Layer<never, HttpServerErro
 
     // A request span costs several µs (the URL and every header become attributes); with Effect's built-in tracer
     // nothing collects it, so requests are traced only when the application installed a tracer of its own.
-    const tracing = (yield* Effect.tracer) !== Effect.runSync(Effect.tracer)
+    const tracing = yield* appTracing
     return Layer.provide(ready, tracing ? serve : HttpMiddleware.withTracerDisabledWhen(serve, () => true))
   }))

@@ -119,7 +119,7 @@ const compileMetricSeries = [
 /**
  * @since 0.1.0
  */
-export class PrometheusMetrics extends Context.Tag("PrometheusMetrics")<PrometheusMetrics, PrometheusMetricsService>() {
+export class PrometheusMetrics extends Context.Tag("effect-compile-trigger/PrometheusMetrics")<PrometheusMetrics, PrometheusMetricsService>() {
   /** Starts collecting the process metrics (prom-client's default collectors) in a registry of its own. */
   static make: Effect.Effect<PrometheusMetricsService> = Effect.gen(function*() {
     for (const metric of compileMetricSeries) yield* Metric.value(metric as Metric.Metric<unknown, unknown, unknown>)

@@ -277,7 +277,7 @@ export const logging: Config.Config<Pick<ServiceConfig, "logFormat" | "logLevel"
 })
 
 /**
- * The whole configuration, from environment variables (see the README's "Configuration" table).
+ * The whole configuration, from environment variables (see docs/service.md, "Configuration").
  *
  * @since 0.1.0
  */

@@ -23,7 +23,7 @@
  */
 import { afterEach, describe, expect, inject, it } from "vitest"
 import { partitionOf } from "../../src/internal/cluster/protocol.js"
-import { startPgCluster } from "../pgCluster.js"
+import { startPgCluster } from "../support/pgCluster.js"
 import {
   allBanks,
   bankId,
@@ -41,8 +41,8 @@ import {
   startCluster,
   startReceiver,
   THRESHOLD
-} from "./clusterKit.js"
-import { eventually, type ServiceProcess } from "./harness.js"
+} from "../support/clusterKit.js"
+import { eventually, type ServiceProcess } from "../support/harness.js"
 
 const pgUrl = inject("pgUrl")
 const BANKS = 640

@@ -14,9 +14,9 @@ import { dirname, join } from "node:path"
 import type { Browser, Page } from "playwright-core"
 import { CompileTriggerClient } from "../../src/CompileTriggerApi.js"
 import { CompileRecord } from "../../src/index.js"
-import { chromiumAvailable, externalRequests, launchChromium, openRecordedPage, type RecordedPage } from "../browser.js"
-import { startPgCluster } from "../pgCluster.js"
-import { eventually, type ServiceProcess, startService, startWebhook, type WebhookReceiver } from "./harness.js"
+import { chromiumAvailable, externalRequests, launchChromium, openRecordedPage, type RecordedPage } from "../support/browser.js"
+import { startPgCluster } from "../support/pgCluster.js"
+import { eventually, type ServiceProcess, startService, startWebhook, type WebhookReceiver } from "../support/harness.js"
 
 const THRESHOLD = 3
 const API_TOKEN = "dashboard-secret-token"
@@ -230,9 +230,10 @@ describe.skipIf(!runBrowser)("dashboard (headless Chromium)", () => {
   it("with its store down: the store card says failing, and an alert says what a crash would lose; then healthy again", async () => {
     const pg = await startPgCluster()
     if (pg === undefined) throw new Error("PostgreSQL server binaries not found: .ci/run installs them")
-    const service = await startService({ DATABASE_URL: pg.url, COMPILE_SIZE_THRESHOLD: "1000", COMPILE_FLUSH_INTERVAL: "200 millis" })
+    let service: ServiceProcess | undefined
     let recorded: RecordedPage | undefined
     try {
+      service = await startService({ DATABASE_URL: pg.url, COMPILE_SIZE_THRESHOLD: "1000", COMPILE_FLUSH_INTERVAL: "200 millis" })
       recorded = await openRecordedPage(browser)
       const { page } = recorded
       await page.goto(`${service.base}/`)
@@ -252,7 +253,7 @@ describe.skipIf(!runBrowser)("dashboard (headless Chromium)", () => {
       expect(recorded.consoleErrors).toEqual([])
     } finally {
       await recorded?.page.context().close()
-      await service.stop()
+      await service?.stop()
       pg.stop()
     }
   }, 120_000)

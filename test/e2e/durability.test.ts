@@ -6,7 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { eventually, spawnService, startService, startWebhook } from "./harness.js"
+import { eventually, spawnService, startService, startWebhook } from "../support/harness.js"
 
 const retain = (base: string, bankId: string, count: number) =>
   fetch(`${base}/v1/banks/${bankId}/retain`, {

@@ -17,7 +17,7 @@ import { execFileSync } from "node:child_process"
 import { mkdtempSync, rmdirSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { eventually, type ServiceProcess, startService } from "./harness.js"
+import { eventually, type ServiceProcess, startService } from "../support/harness.js"
 
 // --- a seeded generator -------------------------------------------------------------------------------------------
 

@@ -1,11 +1,11 @@
 /**
- * The HTTP fuzz (test/fuzz/runFuzz.ts) against the real service process: 20,000 requests, valid ones from the API's
+ * The HTTP fuzz (test/support/fuzz/runFuzz.ts) against the real service process: 20,000 requests, valid ones from the API's
  * Schemas and hostile ones from raw generators, every answer and the whole state checked (`npm run fuzz` runs more).
  * FUZZ_SEED reproduces a run; the seed is printed either way.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { getPriority, setPriority } from "node:os"
-import { formatReport, runFuzz } from "../fuzz/runFuzz.js"
+import { formatReport, runFuzz } from "../support/fuzz/runFuzz.js"
 
 const REQUESTS = 20_000
 

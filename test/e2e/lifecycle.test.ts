@@ -7,7 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { execFileSync, execSync } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { createServer } from "node:net"
-import { eventually, freePort, spawnService, startService, startWebhook } from "./harness.js"
+import { eventually, freePort, spawnService, startService, startWebhook } from "../support/harness.js"
 
 const retain = (base: string, bankId: string, count: number) =>
   fetch(`${base}/v1/banks/${bankId}/retain`, {

@@ -6,8 +6,8 @@ import { FetchHttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { CompileTriggerClient } from "../../src/CompileTriggerApi.js"
-import { eventually, type ServiceProcess, type WebhookReceiver } from "./harness.js"
-import { shareServiceWithWebhook } from "./sharedService.js"
+import { eventually, type ServiceProcess, type WebhookReceiver } from "../support/harness.js"
+import { shareServiceWithWebhook } from "../support/sharedService.js"
 
 let service: ServiceProcess
 let webhook: WebhookReceiver

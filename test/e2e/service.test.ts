@@ -12,8 +12,8 @@ import {
   eventually,
   type ServiceProcess,
   type WebhookReceiver
-} from "./harness.js"
-import { shareServiceWithWebhook } from "./sharedService.js"
+} from "../support/harness.js"
+import { shareServiceWithWebhook } from "../support/sharedService.js"
 
 const API_TOKEN = "api-secret-token"
 const WEBHOOK_TOKEN = "webhook-secret-token"

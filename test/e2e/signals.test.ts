@@ -7,7 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { type ServiceProcess, startService, startWebhook } from "./harness.js"
+import { type ServiceProcess, startService, startWebhook } from "../support/harness.js"
 
 const npmStart = { command: ["npm", "start"], detached: true } as const
 

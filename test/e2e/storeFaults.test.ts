@@ -32,8 +32,8 @@ import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import parsePrometheusTextFormat from "parse-prometheus-text-format"
-import { findPgBinDir, startPgCluster } from "../pgCluster.js"
-import { eventually, type ServiceProcess, startService, startWebhook, type WebhookReceiver } from "./harness.js"
+import { findPgBinDir, startPgCluster } from "../support/pgCluster.js"
+import { eventually, type ServiceProcess, startService, startWebhook, type WebhookReceiver } from "../support/harness.js"
 
 const FLUSH_MILLIS = 200
 /**

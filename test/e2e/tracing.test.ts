@@ -1,10 +1,10 @@
 /**
  * OpenTelemetry export end to end: the service with `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at an OTLP/HTTP receiver
- * in this process (`otlpCollector.ts`), which collects every span it is sent.
+ * in this process (`test/support/otlpCollector.ts`), which collects every span it is sent.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { eventually, spawnService, startService } from "./harness.js"
-import { startCollector } from "./otlpCollector.js"
+import { eventually, spawnService, startService } from "../support/harness.js"
+import { startCollector } from "../support/otlpCollector.js"
 
 describe.concurrent("OpenTelemetry export", () => {
   it("a retain request's span and its compile's span (with bankId) reach the OTLP receiver", async () => {

@@ -3,7 +3,7 @@
  * answer — over the size limit (declared or streamed), trickling past the read timeout, a redirect, not JSON, nested
  * too deeply — must fail the compile with a `CompileError` saying which, leave the bank's counter alone and be
  * retried as usual; a 100 MB answer must not grow the service's memory. Every call is signed with the current and the
- * previous secret, and is verified here exactly as a receiver would (the README's code: node:crypto,
+ * previous secret, and is verified here exactly as a receiver would (docs/service.md's code: node:crypto,
  * timingSafeEqual); the secrets never reach the log.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
@@ -13,7 +13,7 @@ import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { pathToFileURL } from "node:url"
-import { eventually, type ServiceProcess, startService } from "./harness.js"
+import { eventually, type ServiceProcess, startService } from "../support/harness.js"
 
 const API_TOKEN = "guards-api-token"
 const SECRET = "whsec-current-5f1d0c"
@@ -23,11 +23,11 @@ const HUGE = 100 * 1024 * 1024
 
 type Verify = (secret: string, headers: IncomingHttpHeaders, rawBody: string, toleranceSeconds?: number) => boolean
 
-/** The README's ten-line verification, run as written (extracted from the README, so the two cannot drift). */
+/** The ten-line verification of docs/service.md, run as written (extracted from the doc, so the two cannot drift). */
 const readmeVerify = async (): Promise<Verify> => {
-  const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8")
-  const code = /#### Signed webhook calls[\s\S]*?```js\n([\s\S]*?)```/.exec(readme)?.[1]
-  if (code === undefined) throw new Error("README: no verification example under 'Signed webhook calls'")
+  const doc = readFileSync(new URL("../../docs/service.md", import.meta.url), "utf8")
+  const code = /### Signed webhook calls[\s\S]*?```js\n([\s\S]*?)```/.exec(doc)?.[1]
+  if (code === undefined) throw new Error("docs/service.md: no verification example under 'Signed webhook calls'")
   const dir = mkdtempSync(join(tmpdir(), "ect-verify-"))
   writeFileSync(join(dir, "verify.mjs"), code)
   return ((await import(pathToFileURL(join(dir, "verify.mjs")).href)) as { verify: Verify }).verify

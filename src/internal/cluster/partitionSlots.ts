@@ -64,133 +64,164 @@ interface Slot {
 /** A reconcile pass waits this long for a stop it started; a longer one (its flush waits for Postgres) goes on alone. */
 const PASS_WAITS_FOR_STOP = Duration.seconds(1)
 
-export const makePartitionSlots = <E>(options: PartitionSlotsOptions<E>): PartitionSlots => {
-  const { build, isAssigned, local, locks } = options
-  const slots: ReadonlyArray<Slot> = Array.from(
-    { length: options.partitions },
-    (): Slot => ({ mutex: Effect.unsafeMakeSemaphore(1), running: undefined, stopping: false })
-  )
-  const exclusive = <A>(slot: Slot, effect: Effect.Effect<A>) => Effect.uninterruptible(slot.mutex.withPermits(1)(effect))
+/** One start or stop of the slot at a time, uninterruptible: once asked for, it runs to its end. */
+const exclusive = <A>(slot: Slot, effect: Effect.Effect<A>) =>
+  Effect.uninterruptible(slot.mutex.withPermits(1)(effect))
 
-  const launch = (partition: number, slot: Slot) =>
-    Effect.gen(function*() {
-      const scope = yield* Scope.make()
-      // Interruptible: the queue's fibers inherit it (an uninterruptible worker would never let the queue close).
-      const exit = yield* Effect.exit(Scope.extend(Effect.interruptible(build(partition)), scope))
-      if (Exit.isFailure(exit)) {
-        yield* Scope.close(scope, exit)
-        yield* Effect.ignore(locks.release(partition))
-        yield* Effect.logWarning(`partition ${partition}: could not start here`, exit.cause)
-        return undefined
-      }
-      slot.running = { run: exit.value, scope }
-      local.set(partition, exit.value.queue)
-      yield* Effect.logDebug(`partition ${partition}: taken over`)
-      return exit.value.queue
-    })
+/**
+ * Builds the partition's queue in a scope of its own, its lock taken: the queue, or undefined when the build failed
+ * (the lock is let go again).
+ */
+const launch = <E>(options: PartitionSlotsOptions<E>, partition: number, slot: Slot) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    // Interruptible: the queue's fibers inherit it (an uninterruptible worker would never let the queue close).
+    const exit = yield* Effect.exit(Scope.extend(Effect.interruptible(options.build(partition)), scope))
+    if (Exit.isFailure(exit)) {
+      yield* Scope.close(scope, exit)
+      yield* Effect.ignore(options.locks.release(partition))
+      yield* Effect.logWarning(`partition ${partition}: could not start here`, exit.cause)
+      return undefined
+    }
+    slot.running = { run: exit.value, scope }
+    options.local.set(partition, exit.value.queue)
+    yield* Effect.logDebug(`partition ${partition}: taken over`)
+    return exit.value.queue
+  })
 
-  const start = (partition: number) =>
-    Effect.suspend(() => {
-      // Running and not being stopped (a stop removes it first): every call for the partition, without the mutex.
-      const queue = local.get(partition)
-      if (queue !== undefined) return Effect.succeed(queue)
-      const slot = slots[partition]!
-      return exclusive(
-        slot,
-        Effect.suspend(() => {
-          if (slot.running !== undefined) return Effect.succeed(slot.running.run.queue)
-          if (!isAssigned(partition)) return Effect.succeed(undefined)
-          return locks.tryAcquire(partition).pipe(
-            Effect.catchAll((error) => Effect.as(Effect.logWarning(`partition ${partition}: lock unavailable`, error), false)),
-            Effect.flatMap((acquired) => acquired ? launch(partition, slot) : Effect.succeed(undefined))
+/** `PartitionSlots.start`: the running queue, or a new one when the partition is assigned here and its lock is free. */
+const start = <E>(options: PartitionSlotsOptions<E>, slots: ReadonlyArray<Slot>, partition: number) =>
+  Effect.suspend(() => {
+    // Running and not being stopped (a stop removes it first): every call for the partition, without the mutex.
+    const queue = options.local.get(partition)
+    if (queue !== undefined) return Effect.succeed(queue)
+    const slot = slots[partition]!
+    return exclusive(
+      slot,
+      Effect.suspend(() => {
+        if (slot.running !== undefined) return Effect.succeed(slot.running.run.queue)
+        if (!options.isAssigned(partition)) return Effect.succeed(undefined)
+        return options.locks.tryAcquire(partition).pipe(
+          Effect.catchAll((error) => Effect.as(Effect.logWarning(`partition ${partition}: lock unavailable`, error), false)),
+          Effect.flatMap((acquired) => acquired ? launch(options, partition, slot) : Effect.succeed(undefined))
+        )
+      })
+    )
+  })
+
+/** Stops the partition's run (only `expected`, when given: a run started since is left alone). */
+const stopRun = <E>(
+  options: PartitionSlotsOptions<E>,
+  slots: ReadonlyArray<Slot>,
+  partition: number,
+  cutOff: boolean,
+  expected?: Slot["running"]
+) =>
+  Effect.suspend(() => {
+    const slot = slots[partition]!
+    return exclusive(
+      slot,
+      Effect.suspend(() => {
+        const running = slot.running
+        if (running === undefined || (expected !== undefined && running !== expected)) return Effect.void
+        // From here on the router sends this partition's calls through the cluster (to the next owner).
+        options.local.delete(partition)
+        return Effect.gen(function*() {
+          yield* Effect.logDebug(`partition ${partition}: handing over${cutOff ? " (its lock was lost: cut off)" : ""}`)
+          const finished = yield* running.run.closeGate(cutOff ? 0 : options.handoverTimeout)
+          // The queue cuts off what still runs (the banks stay pending for the next owner) and flushes.
+          yield* Scope.close(running.scope, Exit.void)
+          slot.running = undefined
+          yield* Effect.ignore(options.locks.release(partition))
+          yield* Effect.logDebug(
+            `partition ${partition}: handed over${finished ? "" : "; compiles still running were cut off"}`
           )
         })
-      )
-    })
+      })
+    )
+  })
 
-  /** Stops the partition's run (only `expected`, when given: a run started since is left alone). */
-  const stopRun = (partition: number, cutOff: boolean, expected?: Slot["running"]) =>
-    Effect.suspend(() => {
-      const slot = slots[partition]!
-      return exclusive(
-        slot,
-        Effect.suspend(() => {
-          const running = slot.running
-          if (running === undefined || (expected !== undefined && running !== expected)) return Effect.void
-          // From here on the router sends this partition's calls through the cluster (to the next owner).
-          local.delete(partition)
-          return Effect.gen(function*() {
-            yield* Effect.logDebug(`partition ${partition}: handing over${cutOff ? " (its lock was lost: cut off)" : ""}`)
-            const finished = yield* running.run.closeGate(cutOff ? 0 : options.handoverTimeout)
-            // The queue cuts off what still runs (the banks stay pending for the next owner) and flushes.
-            yield* Scope.close(running.scope, Exit.void)
-            slot.running = undefined
-            yield* Effect.ignore(locks.release(partition))
-            yield* Effect.logDebug(
-              `partition ${partition}: handed over${finished ? "" : "; compiles still running were cut off"}`
-            )
-          })
-        })
-      )
-    })
+/**
+ * A stop started by a reconcile pass, which waits for it only so long: a hand-over whose final flush waits for
+ * Postgres must not hold up the other partitions (nor the lock re-takes the flush needs). One at a time per slot.
+ */
+const stopFromPass = <E>(
+  options: PartitionSlotsOptions<E>,
+  slots: ReadonlyArray<Slot>,
+  partition: number,
+  cutOff: boolean,
+  running: NonNullable<Slot["running"]>
+) =>
+  Effect.suspend(() => {
+    const slot = slots[partition]!
+    if (slot.stopping) return Effect.void
+    slot.stopping = true
+    return stopRun(options, slots, partition, cutOff, running).pipe(
+      Effect.ensuring(Effect.sync(() => {
+        slot.stopping = false
+      })),
+      Effect.disconnect,
+      Effect.timeout(PASS_WAITS_FOR_STOP),
+      Effect.ignore
+    )
+  })
 
-  const everyPartition = (f: (partition: number) => Effect.Effect<unknown>) =>
-    Effect.forEach(slots, (_, partition) => f(partition), { concurrency: "unbounded", discard: true })
+/**
+ * A running partition whose lock the last look did not find: taken again when no other runner took it meanwhile (a
+ * Postgres restart ends every session, and with it every lock, while the partitions run on), else cut off. When
+ * Postgres cannot be asked, nothing is decided: the next round looks again.
+ */
+const lockMissing = <E>(
+  options: PartitionSlotsOptions<E>,
+  slots: ReadonlyArray<Slot>,
+  partition: number,
+  running: NonNullable<Slot["running"]>
+) =>
+  Effect.flatMap(Effect.option(options.locks.ensure(partition)), (held) => {
+    if (Option.isNone(held)) return Effect.void
+    if (!held.value) return stopFromPass(options, slots, partition, true, running)
+    const retaken = Effect.logInfo(`partition ${partition}: its lock went with its connection; taken again`)
+    return options.isAssigned(partition)
+      ? retaken
+      : Effect.zipRight(retaken, stopFromPass(options, slots, partition, false, running))
+  })
 
-  /**
-   * A stop started by a reconcile pass, which waits for it only so long: a hand-over whose final flush waits for
-   * Postgres must not hold up the other partitions (nor the lock re-takes the flush needs). One at a time per slot.
-   */
-  const stopFromPass = (partition: number, cutOff: boolean, running: NonNullable<Slot["running"]>) =>
-    Effect.suspend(() => {
-      const slot = slots[partition]!
-      if (slot.stopping) return Effect.void
-      slot.stopping = true
-      return stopRun(partition, cutOff, running).pipe(
-        Effect.ensuring(Effect.sync(() => {
-          slot.stopping = false
-        })),
-        Effect.disconnect,
-        Effect.timeout(PASS_WAITS_FOR_STOP),
-        Effect.ignore
-      )
-    })
+/** Runs `f` for every partition at once. */
+const everyPartition = (slots: ReadonlyArray<Slot>, f: (partition: number) => Effect.Effect<unknown>) =>
+  Effect.forEach(slots, (_, partition) => f(partition), { concurrency: "unbounded", discard: true })
 
-  /**
-   * A running partition whose lock the last look did not find: taken again when no other runner took it meanwhile (a
-   * Postgres restart ends every session, and with it every lock, while the partitions run on), else cut off. When
-   * Postgres cannot be asked, nothing is decided: the next round looks again.
-   */
-  const lockMissing = (partition: number, running: NonNullable<Slot["running"]>) =>
-    Effect.flatMap(Effect.option(locks.ensure(partition)), (held) => {
-      if (Option.isNone(held)) return Effect.void
-      if (!held.value) return stopFromPass(partition, true, running)
-      const retaken = Effect.logInfo(`partition ${partition}: its lock went with its connection; taken again`)
-      return isAssigned(partition) ? retaken : Effect.zipRight(retaken, stopFromPass(partition, false, running))
-    })
-
-  /**
-   * Judged against a look at the locks taken after noting what runs: a run's lock is missing only if it ran before
-   * the look and its lock was not in it. A look that fails (Postgres unreachable) judges no lock missing.
-   */
-  const reconcile = Effect.suspend(() => {
+/**
+ * `PartitionSlots.reconcile`. Judged against a look at the locks taken after noting what runs: a run's lock is missing
+ * only if it ran before the look and its lock was not in it. A look that fails (Postgres unreachable) judges no lock
+ * missing.
+ */
+const reconcile = <E>(options: PartitionSlotsOptions<E>, slots: ReadonlyArray<Slot>) =>
+  Effect.suspend(() => {
     const before = slots.map((slot) => slot.running)
-    return Effect.flatMap(Effect.option(locks.held), (look) =>
-      everyPartition((partition) => {
+    return Effect.flatMap(Effect.option(options.locks.held), (look) =>
+      everyPartition(slots, (partition) => {
         const running = slots[partition]!.running
         if (running !== undefined && running === before[partition] && Option.isSome(look) && !look.value.has(partition)) {
-          return lockMissing(partition, running)
+          return lockMissing(options, slots, partition, running)
         }
-        if (running !== undefined && !isAssigned(partition)) return stopFromPass(partition, false, running)
-        if (running === undefined && isAssigned(partition)) return start(partition)
+        if (running !== undefined && !options.isAssigned(partition)) {
+          return stopFromPass(options, slots, partition, false, running)
+        }
+        if (running === undefined && options.isAssigned(partition)) return start(options, slots, partition)
         return Effect.void
       }))
   })
 
+/** One slot per partition, each running the partition's queue at most once at a time. */
+export const makePartitionSlots = <E>(options: PartitionSlotsOptions<E>): PartitionSlots => {
+  const slots: ReadonlyArray<Slot> = Array.from(
+    { length: options.partitions },
+    (): Slot => ({ mutex: Effect.unsafeMakeSemaphore(1), running: undefined, stopping: false })
+  )
   return {
-    start,
-    stop: (partition, cutOff = false) => stopRun(partition, cutOff),
-    reconcile,
-    stopAll: everyPartition((partition) => stopRun(partition, false))
+    start: (partition) => start(options, slots, partition),
+    stop: (partition, cutOff = false) => stopRun(options, slots, partition, cutOff),
+    reconcile: reconcile(options, slots),
+    stopAll: everyPartition(slots, (partition) => stopRun(options, slots, partition, false))
   }
 }

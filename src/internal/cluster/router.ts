@@ -30,7 +30,7 @@ import { PARTITIONS, PartitionEntity, type PartitionMoved, partitionOf } from ".
 import { globalBucketStates, globalLevels } from "../core/compileCore.js"
 import type { BudgetLimits, GlobalBuckets } from "../core/tokenBucket.js"
 import type { LocalPartitions } from "./partitionSlots.js"
-import { invalidBankId } from "../runtime/queueEntries.js"
+import { badCountMessage, invalidBankId, isCount } from "../core/inputRules.js"
 import { WriteAcks, WriteNotConfirmed } from "../runtime/writeAcks.js"
 
 /** A write or read the owner has not answered in this long fails (503 for a write: it may or may not count). */
@@ -79,6 +79,325 @@ export interface RunnerBudget {
   readonly buckets: GlobalBuckets
 }
 
+/** The RPC client of one partition's entity: its calls reach whichever runner owns the partition now. */
+type PartitionClient = ReturnType<Effect.Effect.Success<typeof PartitionEntity.client>>
+
+/** Every partition's client, by partition number. */
+type Clients = ReadonlyArray<PartitionClient>
+
+// --- write lanes: coalescing, send, settle ------------------------------------------------------------------------
+
+/** Why a retain or forget is ignored (a bad bank id or count), or undefined when it is counted. */
+const invalidWrite = (bankId: string, count: number): string | undefined =>
+  invalidBankId(bankId) ?? (isCount(count) ? undefined : badCountMessage(count))
+
+/**
+ * Sends the lane's open batch as one `Write` and completes its ack with the owner's answer, then the batch that
+ * collected meanwhile, and so on until none is open: then the lane stops sending (the next write starts it again).
+ */
+const sendLane = (lane: Lane, client: PartitionClient, p: number): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const ack = lane.open
+    if (ack === undefined) {
+      lane.sending = false
+      return Effect.void
+    }
+    const retains = Array.from(lane.retains)
+    const forgets = Array.from(lane.forgets)
+    lane.retains.clear()
+    lane.forgets.clear()
+    lane.open = undefined
+    return client.Write({ retains, forgets }).pipe(
+      routed,
+      Effect.exit,
+      Effect.flatMap((exit) => {
+        Deferred.unsafeDone(
+          ack,
+          Exit.isSuccess(exit) ? Exit.void : Exit.fail(
+            new WriteNotConfirmed({
+              message: `the owner of partition ${p} did not confirm the write: ${Cause.pretty(exit.cause)}`,
+              notStored: Option.exists(Cause.failureOption(exit.cause), (error) => error._tag === "BankStoreError")
+            })
+          )
+        )
+        return sendLane(lane, client, p)
+      })
+    )
+  })
+
+/**
+ * The coalescing side of the lanes: a retain or forget joins its partition's open batch, and the first write of an
+ * idle lane starts its sender. Synchronous, so that the HTTP route can settle right after it.
+ */
+const makeWrite = (
+  clients: Clients,
+  lanes: ReadonlyArray<Lane>,
+  local: LocalPartitions,
+  runtime: Runtime.Runtime<never>
+) => {
+  const runFork = Runtime.runFork(runtime)
+  const runSync = Runtime.runSync(runtime)
+  return (kind: "retains" | "forgets", bankId: string, count = 1): void => {
+    const invalid = invalidWrite(bankId, count)
+    if (invalid !== undefined) {
+      return runSync(Effect.logWarning(`ignored request for bank ${JSON.stringify(bankId)}: ${invalid}`))
+    }
+    const p = partitionOf(bankId)
+    // This runner owns the partition and runs its queue: counted here and now, no RPC.
+    const queue = local.get(p)
+    if (queue !== undefined) {
+      return kind === "retains" ? queue.unsafeNotifyRetain(bankId, count) : queue.unsafeNotifyForget(bankId, count)
+    }
+    const lane = lanes[p]!
+    const counts = lane[kind]
+    counts.set(bankId, (counts.get(bankId) ?? 0) + count)
+    lane.latest = lane.open ??= Deferred.unsafeMake<void, WriteNotConfirmed>(FiberId.none)
+    if (!lane.sending) {
+      lane.sending = true
+      // Yield first: the rest of a batch request (and concurrent requests) joins this RPC.
+      runFork(Effect.zipRight(Effect.yieldNow(), sendLane(lane, clients[p]!, p)))
+    }
+  }
+}
+
+/** Durable: a write counted here, by a partition this runner runs, is confirmed once that queue stored it. */
+const storedHere = (queue: CompileQueueService, p: number): Effect.Effect<void, WriteNotConfirmed> =>
+  Effect.mapError(queue.flush, (error) =>
+    new WriteNotConfirmed({
+      message: `partition ${p} counted the write but did not store it: ${error.message}`,
+      notStored: true
+    }))
+
+/**
+ * `WriteAcks.settle`: what to wait for is taken now, at the call (the batch holding each partition's latest write,
+ * and in durable mode the flush of a partition running here); the returned effect only waits.
+ */
+const makeSettle = (lanes: ReadonlyArray<Lane>, local: LocalPartitions, durable: boolean) =>
+  (bankIds: Iterable<string>): Effect.Effect<void, WriteNotConfirmed> => {
+    const waits: Array<Effect.Effect<void, WriteNotConfirmed>> = []
+    const seen = new Set<number>()
+    for (const bankId of bankIds) {
+      if (typeof bankId !== "string") continue
+      const p = partitionOf(bankId)
+      if (seen.has(p)) continue
+      seen.add(p)
+      const ack = lanes[p]!.latest
+      if (ack !== undefined) waits.push(Deferred.await(ack))
+      const queue = durable ? local.get(p) : undefined
+      if (queue !== undefined) waits.push(storedHere(queue, p))
+    }
+    if (waits.length === 0) return Effect.void
+    return Effect.all(waits, { concurrency: "unbounded", discard: true })
+  }
+
+/** At close: let the writes already taken reach their owners (bounded). */
+const lanesSent = (lanes: ReadonlyArray<Lane>): Effect.Effect<void> =>
+  Effect.forEach(
+    lanes,
+    (lane) => lane.latest === undefined ? Effect.void : Effect.ignore(Deferred.await(lane.latest)),
+    { discard: true }
+  ).pipe(Effect.interruptible, Effect.timeout(ROUTE_TIMEOUT), Effect.ignore)
+
+// --- the owner of one bank ----------------------------------------------------------------------------------------
+
+type OwnerCalls = "setPolicy" | "clearPolicy" | "policyOf" | "configFor" | "compileNow" | "bankState"
+
+/** The calls about one bank: its partition's queue answers them when it runs here, else its owner over RPC. */
+const ownerCalls = (clients: Clients, local: LocalPartitions): Pick<CompileQueueService, OwnerCalls> => {
+  const owner = (bankId: string) => clients[partitionOf(bankId)]!
+  const localOwner = (bankId: string) => local.get(partitionOf(bankId))
+  return {
+    // Checked here as the owner's queue checks it: bad input fails the same way, without a round trip.
+    setPolicy: (bankId, input) =>
+      Effect.suspend(() => {
+        const invalid = invalidBankId(bankId)
+        if (invalid !== undefined) return Effect.fail(new BankPolicyError({ bankId: String(bankId), message: invalid }))
+        const policy = validatePolicy(input)
+        if (policy._tag === "Left") return Effect.fail(new BankPolicyError({ bankId, message: policy.left }))
+        const queue = localOwner(bankId)
+        return queue !== undefined
+          ? queue.setPolicy(bankId, policy.right)
+          : routed(owner(bankId).SetPolicy({ bankId, policy: policy.right }))
+      }),
+    clearPolicy: (bankId) =>
+      Effect.suspend(() => localOwner(bankId)?.clearPolicy(bankId) ?? routed(owner(bankId).ClearPolicy({ bankId }))),
+    policyOf: (bankId) =>
+      Effect.suspend(() =>
+        localOwner(bankId)?.policyOf(bankId) ??
+          Effect.map(routed(owner(bankId).PolicyOf({ bankId })), Option.fromNullable)
+      ),
+    configFor: (bankId) =>
+      Effect.suspend(() => localOwner(bankId)?.configFor(bankId) ?? routed(owner(bankId).ConfigFor({ bankId }))),
+    compileNow: (bankId) =>
+      Effect.suspend(() => localOwner(bankId)?.compileNow(bankId) ?? routed(owner(bankId).CompileNow({ bankId }))),
+    bankState: (bankId) =>
+      Effect.suspend(() =>
+        localOwner(bankId)?.bankState(bankId) ??
+          Effect.map(routed(owner(bankId).BankState({ bankId })), Option.fromNullable)
+      )
+  }
+}
+
+// --- fan-out over every partition ---------------------------------------------------------------------------------
+
+/** Asks every partition at once; the answers in partition order. */
+const everyPartition = <A, E>(f: (p: number) => Effect.Effect<A, E>) =>
+  Effect.forEach(Array.from({ length: PARTITIONS }, (_, p) => p), f, { concurrency: "unbounded" })
+
+/** Every partition's counts, summed; the budget levels are this runner's (its partitions share its buckets). */
+const statsOfEveryPartition = (
+  clients: Clients,
+  runnerBudget: RunnerBudget,
+  now: () => number
+): Effect.Effect<CompileQueueStats> =>
+  Effect.map(
+    everyPartition((p) => routed(clients[p]!.Stats())),
+    (all) => {
+      let banks = 0, pending = 0, running = 0, queued = 0, capacity = 0, deferred = 0
+      const stores: Array<StoreHealth> = []
+      for (const s of all) {
+        if (s.store !== null) stores.push(s.store)
+        banks += s.banks
+        pending += s.pending
+        running += s.running
+        queued += s.queued
+        capacity += s.capacity === null ? Infinity : s.capacity
+        deferred += s.deferred
+      }
+      return {
+        banks,
+        pending,
+        running,
+        queued,
+        capacity,
+        budget: { ...globalLevels(runnerBudget.buckets, now()), deferred },
+        store: combine(stores)
+      }
+    }
+  )
+
+/** This runner's global levels; the deferred and waiting banks of every partition, wherever it runs. */
+const budgetOfEveryPartition = (
+  clients: Clients,
+  runnerBudget: RunnerBudget,
+  now: () => number
+): Effect.Effect<CompileBudgetState> =>
+  Effect.map(
+    everyPartition((p) => routed(clients[p]!.Budget())),
+    (all) => {
+      const at = now()
+      const { bankTokens, periodMillis } = runnerBudget.limits
+      const deferred = all.flatMap((state) => state.deferred)
+        .sort((a, b) => DateTime.toEpochMillis(a.dueAt) - DateTime.toEpochMillis(b.dueAt))
+        .slice(0, 1000)
+      return new CompileBudgetState({
+        periodSeconds: periodMillis / 1000,
+        ...globalBucketStates(runnerBudget.buckets, at),
+        bankTokens: Number.isFinite(bankTokens) ? bankTokens : null,
+        waiting: all.reduce((sum, state) => sum + state.waiting, 0),
+        deferredCount: all.reduce((sum, state) => sum + state.deferredCount, 0),
+        deferred
+      }, true)
+    }
+  )
+
+/** The pending and running banks, and every bank's state: every partition's, merged. */
+const banksOfEveryPartition = (
+  clients: Clients
+): Pick<CompileQueueService, "pendingBanks" | "runningBanks" | "state"> => ({
+  pendingBanks: Effect.map(
+    everyPartition((p) => routed(clients[p]!.Banks({ status: "pending" }))),
+    (all) => new Set(all.flat())
+  ),
+  runningBanks: Effect.map(
+    everyPartition((p) => routed(clients[p]!.Banks({ status: "running" }))),
+    (all) => new Set(all.flat())
+  ),
+  state: Effect.map(
+    everyPartition((p) => routed(clients[p]!.State())),
+    (all) => new Map(all.flat().map((bank) => [bank.bankId, bank] as const))
+  )
+})
+
+/** Pages walk the partitions in order; the cursor is `<partition>.<that partition's cursor>`. */
+const listBanksAcrossPartitions = (clients: Clients): CompileQueueService["listBanks"] => (options) =>
+  Effect.gen(function*() {
+    const limit = Math.min(1000, Math.max(1, Math.floor(options?.limit ?? 100)))
+    const match = /^(\d+)\.(.*)$/s.exec(options?.cursor ?? "")
+    let p = match === null ? 0 : Math.min(PARTITIONS, Number(match[1]))
+    let cursor: string | null = match === null || match[2] === "" ? null : match[2]!
+    const banks: Array<BankCompileState> = []
+    while (p < PARTITIONS && banks.length < limit) {
+      const page = yield* routed(
+        clients[p]!.ListBanks({ status: options?.status ?? null, limit: limit - banks.length, cursor })
+      )
+      banks.push(...page.banks)
+      if (page.nextCursor !== null) {
+        cursor = page.nextCursor
+        continue
+      }
+      p++
+      cursor = null
+    }
+    const nextCursor = p >= PARTITIONS ? Option.none() : Option.some(`${p}.${cursor ?? ""}`)
+    return { banks, nextCursor } satisfies BankPage
+  })
+
+/**
+ * The compiles, recent and running: one bank's from its owner; otherwise every partition's, merged (recent ones
+ * newest first, running ones in the order they started). A partition running here answers without RPC.
+ */
+const compilesOfEveryPartition = (
+  clients: Clients,
+  local: LocalPartitions
+): Pick<CompileQueueService, "recentCompiles" | "runningCompiles"> => ({
+  recentCompiles: (options) =>
+    Effect.suspend(() => {
+      const limit = options?.limit === undefined ? Number.MAX_SAFE_INTEGER : Math.max(0, Math.trunc(options.limit))
+      const ask = (p: number) =>
+        local.get(p)?.recentCompiles(options) ?? routed(clients[p]!.RecentCompiles({
+          limit,
+          bankId: options?.bankId ?? null,
+          outcome: options?.outcome ?? null
+        }))
+      if (options?.bankId !== undefined) return ask(partitionOf(options.bankId))
+      return Effect.map(everyPartition(ask), (all) =>
+        all.flat()
+          .sort((a, b) => DateTime.toEpochMillis(b.endedAt) - DateTime.toEpochMillis(a.endedAt))
+          .slice(0, limit))
+    }),
+  runningCompiles: (bankId) =>
+    Effect.suspend(() => {
+      const ask = (p: number) =>
+        local.get(p)?.runningCompiles(bankId) ?? routed(clients[p]!.RunningCompiles({ bankId: bankId ?? null }))
+      if (bankId !== undefined) return ask(partitionOf(bankId))
+      return Effect.map(everyPartition(ask), (all) =>
+        all.flat().sort((a, b) => DateTime.toEpochMillis(a.startedAt) - DateTime.toEpochMillis(b.startedAt)))
+    })
+})
+
+/** Drain and sweep every partition; flush what this runner holds. */
+const commandsToEveryPartition = (
+  clients: Clients,
+  local: LocalPartitions
+): Pick<CompileQueueService, "drain" | "sweepNow" | "flush"> => ({
+  drain: (options) =>
+    Effect.flatMap(
+      everyPartition((p) =>
+        routed(clients[p]!.Drain({ timeoutMillis: Duration.toMillis(options?.timeout ?? Duration.seconds(5)) }))
+      ),
+      (drained) => drained.every(Boolean) ? Effect.void : Effect.fail(new Cause.TimeoutException("drain timed out"))
+    ),
+  sweepNow: Effect.map(everyPartition((p) => routed(clients[p]!.Sweep())), (all) => all.reduce((a, b) => a + b, 0)),
+  // What this runner holds in memory: its partitions' changes (writes to other owners are theirs to store).
+  flush: Effect.suspend(() =>
+    Effect.forEach(Array.from(local.values()), (queue) => queue.flush, { concurrency: "unbounded", discard: true })
+  )
+})
+
+// --- the router ---------------------------------------------------------------------------------------------------
+
+/** The router's `CompileQueueService` and its `WriteAcks`, on one client per partition and one write lane each. */
 export const makeRouter = (
   config: CompileTriggerConfig,
   local: LocalPartitions,
@@ -90,261 +409,25 @@ export const makeRouter = (
     const clients = Array.from({ length: PARTITIONS }, (_, p) => clientFor(String(p)))
     const lanes = Array.from({ length: PARTITIONS }, () => new Lane())
     const runtime = yield* Effect.runtime<never>()
-    const runFork = Runtime.runFork(runtime)
     const runSync = Runtime.runSync(runtime)
-
-    const send = (p: number): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        const lane = lanes[p]!
-        const ack = lane.open
-        if (ack === undefined) {
-          lane.sending = false
-          return Effect.void
-        }
-        const retains = Array.from(lane.retains)
-        const forgets = Array.from(lane.forgets)
-        lane.retains.clear()
-        lane.forgets.clear()
-        lane.open = undefined
-        return clients[p]!.Write({ retains, forgets }).pipe(
-          routed,
-          Effect.exit,
-          Effect.flatMap((exit) => {
-            Deferred.unsafeDone(
-              ack,
-              Exit.isSuccess(exit) ? Exit.void : Exit.fail(
-                new WriteNotConfirmed({
-                  message: `the owner of partition ${p} did not confirm the write: ${Cause.pretty(exit.cause)}`,
-                  notStored: Option.exists(Cause.failureOption(exit.cause), (error) => error._tag === "BankStoreError")
-                })
-              )
-            )
-            return send(p)
-          })
-        )
-      })
-
-    const write = (kind: "retains" | "forgets", bankId: string, count = 1): void => {
-      const invalid = invalidBankId(bankId) ??
-        (count === 1 || (Number.isSafeInteger(count) && count > 0)
-          ? undefined
-          : `count must be a positive integer, got ${String(count)}`)
-      if (invalid !== undefined) {
-        return runSync(Effect.logWarning(`ignored request for bank ${JSON.stringify(bankId)}: ${invalid}`))
-      }
-      const p = partitionOf(bankId)
-      // This runner owns the partition and runs its queue: counted here and now, no RPC.
-      const queue = local.get(p)
-      if (queue !== undefined) {
-        return kind === "retains" ? queue.unsafeNotifyRetain(bankId, count) : queue.unsafeNotifyForget(bankId, count)
-      }
-      const lane = lanes[p]!
-      const counts = lane[kind]
-      counts.set(bankId, (counts.get(bankId) ?? 0) + count)
-      lane.latest = lane.open ??= Deferred.unsafeMake<void, WriteNotConfirmed>(FiberId.none)
-      if (!lane.sending) {
-        lane.sending = true
-        // Yield first: the rest of a batch request (and concurrent requests) joins this RPC.
-        runFork(Effect.zipRight(Effect.yieldNow(), send(p)))
-      }
-    }
-
-    /** Durable: a write counted here, by a partition this runner runs, is confirmed once that queue stored it. */
-    const storedHere = (queue: CompileQueueService, p: number): Effect.Effect<void, WriteNotConfirmed> =>
-      Effect.mapError(queue.flush, (error) =>
-        new WriteNotConfirmed({
-          message: `partition ${p} counted the write but did not store it: ${error.message}`,
-          notStored: true
-        }))
-
-    const settle = (bankIds: Iterable<string>): Effect.Effect<void, WriteNotConfirmed> => {
-      const waits: Array<Effect.Effect<void, WriteNotConfirmed>> = []
-      const seen = new Set<number>()
-      for (const bankId of bankIds) {
-        if (typeof bankId !== "string") continue
-        const p = partitionOf(bankId)
-        if (seen.has(p)) continue
-        seen.add(p)
-        const ack = lanes[p]!.latest
-        if (ack !== undefined) waits.push(Deferred.await(ack))
-        const queue = durable ? local.get(p) : undefined
-        if (queue !== undefined) waits.push(storedHere(queue, p))
-      }
-      if (waits.length === 0) return Effect.void
-      return Effect.all(waits, { concurrency: "unbounded", discard: true })
-    }
-
-    const owner = (bankId: string) => clients[partitionOf(bankId)]!
-    const localOwner = (bankId: string) => local.get(partitionOf(bankId))
-    const everyPartition = <A, E>(f: (p: number) => Effect.Effect<A, E>) =>
-      Effect.forEach(Array.from({ length: PARTITIONS }, (_, p) => p), f, { concurrency: "unbounded" })
-
-    const stats: Effect.Effect<CompileQueueStats> = Effect.map(
-      everyPartition((p) => routed(clients[p]!.Stats())),
-      (all) => {
-        let banks = 0, pending = 0, running = 0, queued = 0, capacity = 0, deferred = 0
-        const stores: Array<StoreHealth> = []
-        for (const s of all) {
-          if (s.store !== null) stores.push(s.store)
-          banks += s.banks
-          pending += s.pending
-          running += s.running
-          queued += s.queued
-          capacity += s.capacity === null ? Infinity : s.capacity
-          deferred += s.deferred
-        }
-        const now = runSync(Clock.currentTimeMillis)
-        return {
-          banks,
-          pending,
-          running,
-          queued,
-          capacity,
-          budget: { ...globalLevels(runnerBudget.buckets, now), deferred },
-          store: combine(stores)
-        }
-      }
-    )
-
-    /** This runner's global levels; the deferred and waiting banks of every partition, wherever it runs. */
-    const budget: Effect.Effect<CompileBudgetState> = Effect.map(
-      everyPartition((p) => routed(clients[p]!.Budget())),
-      (all) => {
-        const now = runSync(Clock.currentTimeMillis)
-        const { bankTokens, periodMillis } = runnerBudget.limits
-        const deferred = all.flatMap((state) => state.deferred)
-          .sort((a, b) => DateTime.toEpochMillis(a.dueAt) - DateTime.toEpochMillis(b.dueAt))
-          .slice(0, 1000)
-        return new CompileBudgetState({
-          periodSeconds: periodMillis / 1000,
-          ...globalBucketStates(runnerBudget.buckets, now),
-          bankTokens: Number.isFinite(bankTokens) ? bankTokens : null,
-          waiting: all.reduce((sum, state) => sum + state.waiting, 0),
-          deferredCount: all.reduce((sum, state) => sum + state.deferredCount, 0),
-          deferred
-        }, true)
-      }
-    )
-
-    /** One bank's records from its owner; otherwise every partition's, merged newest first. */
-    const recentCompiles: CompileQueueService["recentCompiles"] = (options) =>
-      Effect.suspend(() => {
-        const limit = options?.limit === undefined ? Number.MAX_SAFE_INTEGER : Math.max(0, Math.trunc(options.limit))
-        const ask = (p: number) =>
-          local.get(p)?.recentCompiles(options) ?? routed(clients[p]!.RecentCompiles({
-            limit,
-            bankId: options?.bankId ?? null,
-            outcome: options?.outcome ?? null
-          }))
-        if (options?.bankId !== undefined) return ask(partitionOf(options.bankId))
-        return Effect.map(everyPartition(ask), (all) =>
-          all.flat()
-            .sort((a, b) => DateTime.toEpochMillis(b.endedAt) - DateTime.toEpochMillis(a.endedAt))
-            .slice(0, limit))
-      })
-
-    const runningCompiles: CompileQueueService["runningCompiles"] = (bankId) =>
-      Effect.suspend(() => {
-        const ask = (p: number) =>
-          local.get(p)?.runningCompiles(bankId) ?? routed(clients[p]!.RunningCompiles({ bankId: bankId ?? null }))
-        if (bankId !== undefined) return ask(partitionOf(bankId))
-        return Effect.map(everyPartition(ask), (all) =>
-          all.flat().sort((a, b) => DateTime.toEpochMillis(a.startedAt) - DateTime.toEpochMillis(b.startedAt)))
-      })
-
-    /** Pages walk the partitions in order; the cursor is `<partition>.<that partition's cursor>`. */
-    const listBanks: CompileQueueService["listBanks"] = (options) =>
-      Effect.gen(function*() {
-        const limit = Math.min(1000, Math.max(1, Math.floor(options?.limit ?? 100)))
-        const match = /^(\d+)\.(.*)$/s.exec(options?.cursor ?? "")
-        let p = match === null ? 0 : Math.min(PARTITIONS, Number(match[1]))
-        let cursor: string | null = match === null || match[2] === "" ? null : match[2]!
-        const banks: Array<BankCompileState> = []
-        while (p < PARTITIONS && banks.length < limit) {
-          const page = yield* routed(
-            clients[p]!.ListBanks({ status: options?.status ?? null, limit: limit - banks.length, cursor })
-          )
-          banks.push(...page.banks)
-          if (page.nextCursor !== null) {
-            cursor = page.nextCursor
-            continue
-          }
-          p++
-          cursor = null
-        }
-        const nextCursor = p >= PARTITIONS ? Option.none() : Option.some(`${p}.${cursor ?? ""}`)
-        return { banks, nextCursor } satisfies BankPage
-      })
+    const now = () => runSync(Clock.currentTimeMillis)
+    const write = makeWrite(clients, lanes, local, runtime)
 
     const service: CompileQueueService = {
       notifyRetain: (bankId, count) => Effect.sync(() => write("retains", bankId, count)),
       unsafeNotifyRetain: (bankId, count) => write("retains", bankId, count),
       notifyForget: (bankId, count) => Effect.sync(() => write("forgets", bankId, count)),
       unsafeNotifyForget: (bankId, count) => write("forgets", bankId, count),
-      setPolicy: (bankId, input) =>
-        Effect.suspend(() => {
-          const invalid = invalidBankId(bankId)
-          if (invalid !== undefined) return Effect.fail(new BankPolicyError({ bankId: String(bankId), message: invalid }))
-          const policy = validatePolicy(input)
-          if (policy._tag === "Left") return Effect.fail(new BankPolicyError({ bankId, message: policy.left }))
-          const queue = localOwner(bankId)
-          return queue !== undefined
-            ? queue.setPolicy(bankId, policy.right)
-            : routed(owner(bankId).SetPolicy({ bankId, policy: policy.right }))
-        }),
-      clearPolicy: (bankId) =>
-        Effect.suspend(() => localOwner(bankId)?.clearPolicy(bankId) ?? routed(owner(bankId).ClearPolicy({ bankId }))),
-      policyOf: (bankId) =>
-        Effect.suspend(() =>
-          localOwner(bankId)?.policyOf(bankId) ??
-            Effect.map(routed(owner(bankId).PolicyOf({ bankId })), Option.fromNullable)
-        ),
-      configFor: (bankId) =>
-        Effect.suspend(() => localOwner(bankId)?.configFor(bankId) ?? routed(owner(bankId).ConfigFor({ bankId }))),
-      compileNow: (bankId) =>
-        Effect.suspend(() => localOwner(bankId)?.compileNow(bankId) ?? routed(owner(bankId).CompileNow({ bankId }))),
-      drain: (options) =>
-        Effect.flatMap(
-          everyPartition((p) =>
-            routed(clients[p]!.Drain({ timeoutMillis: Duration.toMillis(options?.timeout ?? Duration.seconds(5)) }))
-          ),
-          (drained) => drained.every(Boolean) ? Effect.void : Effect.fail(new Cause.TimeoutException("drain timed out"))
-        ),
-      pendingBanks: Effect.map(
-        everyPartition((p) => routed(clients[p]!.Banks({ status: "pending" }))),
-        (all) => new Set(all.flat())
-      ),
-      runningBanks: Effect.map(
-        everyPartition((p) => routed(clients[p]!.Banks({ status: "running" }))),
-        (all) => new Set(all.flat())
-      ),
-      state: Effect.map(
-        everyPartition((p) => routed(clients[p]!.State())),
-        (all) => new Map(all.flat().map((bank) => [bank.bankId, bank] as const))
-      ),
-      bankState: (bankId) =>
-        Effect.suspend(() =>
-          localOwner(bankId)?.bankState(bankId) ??
-            Effect.map(routed(owner(bankId).BankState({ bankId })), Option.fromNullable)
-        ),
-      sweepNow: Effect.map(everyPartition((p) => routed(clients[p]!.Sweep())), (all) => all.reduce((a, b) => a + b, 0)),
-      // What this runner holds in memory: its partitions' changes (writes to other owners are theirs to store).
-      flush: Effect.suspend(() =>
-        Effect.forEach(Array.from(local.values()), (queue) => queue.flush, { concurrency: "unbounded", discard: true })
-      ),
-      listBanks,
-      stats,
-      budget,
-      recentCompiles,
-      runningCompiles,
+      ...ownerCalls(clients, local),
+      ...commandsToEveryPartition(clients, local),
+      ...banksOfEveryPartition(clients),
+      ...compilesOfEveryPartition(clients, local),
+      listBanks: listBanksAcrossPartitions(clients),
+      stats: statsOfEveryPartition(clients, runnerBudget, now),
+      budget: budgetOfEveryPartition(clients, runnerBudget, now),
       config
     }
 
-    /** At close: let the writes already taken reach their owners (bounded). */
-    yield* Effect.addFinalizer(() =>
-      Effect.forEach(lanes, (lane) => lane.latest === undefined ? Effect.void : Effect.ignore(Deferred.await(lane.latest)), {
-        discard: true
-      }).pipe(Effect.interruptible, Effect.timeout(ROUTE_TIMEOUT), Effect.ignore)
-    )
-    return { service, acks: WriteAcks.of({ settle }) }
+    yield* Effect.addFinalizer(() => lanesSent(lanes))
+    return { service, acks: WriteAcks.of({ settle: makeSettle(lanes, local, durable) }) }
   })

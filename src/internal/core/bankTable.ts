@@ -7,6 +7,7 @@
  *
  * @internal
  */
+import type { TriggerReason } from "../../BankCompileState.js"
 import type { BankPolicy } from "../../BankPolicy.js"
 import type { CompileTriggerConfig } from "../../CompileTriggerConfig.js"
 
@@ -44,7 +45,14 @@ export const FORGET = 2
 export const MANUAL = 3
 export const RESTORED = 4
 
+/** A trigger reason as an index into REASON_NAMES; -1 for none. */
+export const reasonCode = (reason: TriggerReason | undefined): number =>
+  reason === undefined ? -1 : REASON_NAMES.indexOf(reason)
+
 const INITIAL_CAPACITY = 1024
+
+/** The most `consecutiveFailures` a bank counts (its column is 32-bit). */
+export const MAX_FAILURES = 0xffff_ffff
 
 export class BankTable {
   readonly index = new Map<string, number>()

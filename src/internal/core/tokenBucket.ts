@@ -209,7 +209,7 @@ export const globalBuckets = (limits: BudgetLimits, now: number): GlobalBuckets 
  * The queue's budget: the global buckets (absent when unlimited), the per-bank buckets that are not full, the
  * deferred banks, and since when each waiting bank has waited (for the time-waited histogram).
  */
-export class CompileBudget {
+export class BudgetBuckets {
   readonly tokens: TokenBucket | undefined
   readonly compiles: TokenBucket | undefined
   /** Sparse: per-bank buckets charged within the last period (absent: full). */

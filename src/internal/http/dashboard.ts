@@ -12,7 +12,7 @@ import { createRequire } from "node:module"
 import { fileURLToPath } from "node:url"
 
 /** dist/ui/ in the package (scripts/copy-ui.mjs fills it); src/ui/ when running from the sources. */
-const uiDir = fileURLToPath(new URL("../ui/", import.meta.url))
+const uiDir = fileURLToPath(new URL("../../ui/", import.meta.url))
 
 /** From the sources there is no vendor/ copy: take uPlot from the devDependency. */
 const vendorFile = (name: string, fromPackage: string): string => {

@@ -9,7 +9,10 @@ import { DateTime, Option } from "effect"
 import type { BankCompileState } from "../../BankCompileState.js"
 import type { BankPolicy } from "../../BankPolicy.js"
 
-const BANK_ID = /^[A-Za-z0-9._:-]{1,200}$/
+/** The API's bank id rule, once: 1 to 200 characters of `A–Z a–z 0–9 . _ : -` (the `BankId` Schema uses it too). */
+export const BANK_ID_PATTERN = "^[A-Za-z0-9._:-]{1,200}$"
+
+const BANK_ID = new RegExp(BANK_ID_PATTERN)
 
 /** Whether `value` is a plain JSON object whose keys are all in `allowed`. */
 const isStrictObject = (value: unknown, allowed: ReadonlySet<string>): value is Record<string, unknown> => {

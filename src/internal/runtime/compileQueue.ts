@@ -16,10 +16,12 @@ import { BankQueue } from "./bankQueue.js"
 import { type Answer, CompileCore, NOTHING } from "../core/compileCore.js"
 import { CompileHistory } from "./compileHistory.js"
 import { makeWorker } from "./compileWorker.js"
-import { invalidBankId, makeCompileNow, makeNotifyForget, makeNotifyRetain } from "./queueEntries.js"
+import { invalidBankId } from "../core/inputRules.js"
+import { makeCompileNow, makeNotifyForget, makeNotifyRetain } from "./queueEntries.js"
 import { supervised } from "./loop.js"
 import { restore } from "./queuePersistence.js"
 import { sleepMillis } from "./sleep.js"
+import { appTracing } from "./tracing.js"
 import { NO_TAGS, QueueRuntime } from "./queueRuntime.js"
 import type { BudgetLimits, GlobalBuckets } from "../core/tokenBucket.js"
 import { WriteBehind } from "./writeBehind.js"
@@ -164,6 +166,8 @@ export interface InternalOptions {
    * the effect completes (a cluster partition: until another runner holds it, or the runner's stop deadline).
    */
   readonly finalFlushUntil?: Effect.Effect<void> | undefined
+  /** Hands the core to a test, which checks its invariants between steps (the model test). */
+  readonly inspectCore?: ((core: CompileCore) => void) | undefined
 }
 
 export const make = (
@@ -174,9 +178,7 @@ export const make = (
     const opts = yield* Effect.orDie(resolve(options))
     const engine = yield* CompileEngine
     const store = yield* Effect.serviceOption(BankStateStore)
-    // A span costs ~8 µs a compile; with Effect's built-in tracer nothing collects it, so only trace when an
-    // application installed a tracer of its own (OpenTelemetry etc.).
-    const tracing = (yield* Effect.tracer) !== Effect.runSync(Effect.tracer)
+    const tracing = yield* appTracing // a span costs ~8 µs a compile
     const queue = new BankQueue(opts.maxQueueSize)
     const core = new CompileCore({
       config: opts.config,
@@ -188,6 +190,7 @@ export const make = (
       budget: budgetLimits(opts.budget),
       sharedBudget: Option.getOrUndefined(yield* Effect.serviceOption(SharedBudget))
     })
+    internal?.inspectCore?.(core)
     // Made before the shutdown finalizer, so they are closed after it (finalizers run in reverse order).
     const workers = yield* FiberSet.make()
     const retries = yield* FiberSet.make()

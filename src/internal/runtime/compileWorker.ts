@@ -18,7 +18,7 @@ import {
 import { CompileError, type CompileEngineService, type CompileJob, type CompileResult } from "../../CompileEngine.js"
 import * as CompileMetrics from "../../CompileMetrics.js"
 import type { Taker } from "./bankQueue.js"
-import { DEFERRED, NOTHING, SKIPPED, WAIT_BUDGET } from "../core/compileCore.js"
+import { type DEFERRED, NOTHING, type WAIT_BUDGET } from "../core/compileCore.js"
 import { loopForever } from "./loop.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
 import { sleepMillis } from "./sleep.js"
@@ -129,13 +129,24 @@ const finish = (
 }
 
 /** The budget held the bank at the head or deferred it: nothing runs; the gauge follows, a deferral arms its timer. */
-const waitedForBudget = (rt: QueueRuntime, i: number, answer: number): Effect.Effect<void> => {
+const waitedForBudget = (rt: QueueRuntime, i: number, answer: typeof WAIT_BUDGET | typeof DEFERRED): Effect.Effect<void> => {
   rt.fireSignals()
   rt.publishBudgetWaiting()
-  if (answer === WAIT_BUDGET) return Effect.void
+  if (answer._tag === "WaitBudget") return Effect.void
   CompileMetrics.queueSize.unsafeModify(-1, NO_TAGS)
   return Effect.annotateLogs(
     Effect.logDebug("compile deferred: the bank's own token budget is spent; queued again when it refills"),
+    "bankId",
+    rt.core.table.ids[i]!
+  )
+}
+
+/** A bank disabled while it waited in the queue: idle again, nothing runs. */
+const skipped = (rt: QueueRuntime, i: number): Effect.Effect<void> => {
+  rt.fireSignals()
+  rt.publishBudgetWaiting()
+  return Effect.annotateLogs(
+    Effect.logDebug("compile skipped: the bank was disabled while it waited in the queue"),
     "bankId",
     rt.core.table.ids[i]!
   )
@@ -150,22 +161,15 @@ export const makeWorker = (rt: QueueRuntime, engine: CompileEngineService, traci
   // Called synchronously where the bank was chosen, so two workers never start the same held bank.
   const compile = (i: number, restore: Restore): Effect.Effect<void> => {
     const startedAt = rt.now()
-    const taken = rt.core.start(i, startedAt)
-    if (taken === WAIT_BUDGET || taken === DEFERRED) return waitedForBudget(rt, i, taken)
+    const start = rt.core.start(i, startedAt)
+    if (start._tag === "WaitBudget" || start._tag === "Deferred") return waitedForBudget(rt, i, start)
     CompileMetrics.queueSize.unsafeModify(-1, NO_TAGS)
-    if (rt.core.waitedMillis >= 0) {
-      CompileMetrics.budgetWait.unsafeUpdate(rt.core.waitedMillis / 1000, NO_TAGS)
+    if (start._tag === "Skipped") return skipped(rt, i)
+    if (start.waitedMillis >= 0) {
+      CompileMetrics.budgetWait.unsafeUpdate(start.waitedMillis / 1000, NO_TAGS)
       rt.publishBudgetWaiting()
     }
-    if (taken === SKIPPED) {
-      rt.fireSignals()
-      rt.publishBudgetWaiting()
-      return Effect.annotateLogs(
-        Effect.logDebug("compile skipped: the bank was disabled while it waited in the queue"),
-        "bankId",
-        rt.core.table.ids[i]!
-      )
-    }
+    const taken = start.memories
     CompileMetrics.running.unsafeModify(1, NO_TAGS)
     const job = rt.core.job(i, taken)
     const bankId = job.bankId

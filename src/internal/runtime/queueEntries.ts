@@ -7,15 +7,8 @@
  * @internal
  */
 import { NOTHING } from "../core/compileCore.js"
+import { badCountMessage, invalidBankId, isCount } from "../core/inputRules.js"
 import type { QueueRuntime } from "./queueRuntime.js"
-
-/** Why a bank id is unusable, or undefined when it is fine. */
-export const invalidBankId = (bankId: unknown): string | undefined =>
-  typeof bankId !== "string" ?
-    `bank id must be a string, got ${typeof bankId}` :
-    bankId.length === 0 ?
-    "bank id must not be empty" :
-    undefined
 
 /** The bank's number, creating the bank; -1 (after a warning) for an invalid id. */
 const bankNumber = (rt: QueueRuntime, bankId: string): number => {
@@ -27,15 +20,14 @@ const bankNumber = (rt: QueueRuntime, bankId: string): number => {
   return -1
 }
 
-const badCount = (rt: QueueRuntime, bankId: string, count: number): void =>
-  rt.reject(bankId, `count must be a positive integer, got ${String(count)}`)
+const badCount = (rt: QueueRuntime, bankId: string, count: number): void => rt.reject(bankId, badCountMessage(count))
 
 export const makeNotifyRetain = (rt: QueueRuntime): (bankId: string, count?: number) => void => {
   const core = rt.core
   const index = core.table.index
   return (bankId, count = 1) => {
     if (!core.accepting) return
-    if (count !== 1 && !(Number.isSafeInteger(count) && count > 0)) return badCount(rt, bankId, count)
+    if (!isCount(count)) return badCount(rt, bankId, count)
     let i = index.get(bankId)
     if (i === undefined && (i = bankNumber(rt, bankId)) === -1) return
     if (!core.isCounted(i)) {
@@ -53,7 +45,7 @@ export const makeNotifyForget = (rt: QueueRuntime): (bankId: string, count?: num
   const index = core.table.index
   return (bankId, count = 1) => {
     if (!core.accepting) return
-    if (count !== 1 && !(Number.isSafeInteger(count) && count > 0)) return badCount(rt, bankId, count)
+    if (!isCount(count)) return badCount(rt, bankId, count)
     let i = index.get(bankId)
     if (i === undefined && (i = bankNumber(rt, bankId)) === -1) return
     const answer = core.forget(i, count)

@@ -292,10 +292,11 @@ export class WriteBehind {
     const interval = Math.min(Duration.toMillis(this.rt.opts.flushInterval), 1_000)
     const retry: Effect.Effect<void> = Effect.flatMap(this.attempt, (ok) =>
       ok ? Effect.void : Effect.zipRight(sleepMillis(interval, this.rt.clock), retry))
-    // A flush the loop left running (past its timeout, or when the loop was stopped) ends first.
-    return Effect.zipRight(this.noFlightLeft, retry).pipe(
-      Effect.raceFirst(until),
-      Effect.interruptible,
+    // A flush the loop left running (past its timeout, or when the loop was stopped) ends first. This runs in a
+    // finalizer, often of an interrupted fiber: only the raced children are interruptible (made interruptible here,
+    // the waiting fiber itself would take its pending interruption at once and skip the flush).
+    const flushed = Effect.interruptible(Effect.zipRight(this.noFlightLeft, retry))
+    return Effect.raceFirst(flushed, Effect.interruptible(until)).pipe(
       Effect.zipRight(Effect.sync(() => this.close()))
     )
   }

@@ -1,0 +1,43 @@
+/**
+ * The invariants of the core's state, as messages for what is broken: the simulation and the model test check them
+ * after every step. Each costs a pass over the table: for tests, never for the runtime.
+ *
+ * @internal
+ */
+import type { BankLifecycle } from "./bankLifecycle.js"
+import { PENDING, RUNNING, STATUS } from "./bankTable.js"
+
+/** Status words and the pending and running sets agree; the sets are disjoint. */
+const statusesAgree = (core: BankLifecycle, broken: Array<string>): void => {
+  const { pending, running, table } = core
+  for (let i = 0; i < table.size; i++) {
+    const status = table.state[i]! & STATUS
+    const id = table.ids[i]
+    if ((status === PENDING) !== pending.has(i)) broken.push(`${id}: status ${status} but pending set ${pending.has(i)}`)
+    if ((status === RUNNING) !== running.has(i)) broken.push(`${id}: status ${status} but running set ${running.has(i)}`)
+    if (pending.has(i) && running.has(i)) broken.push(`${id}: both pending and running`)
+    if (!(table.memories[i]! >= 0) || !(table.forgets[i]! >= 0)) broken.push(`${id}: a negative counter`)
+    if (table.reasons.has(i) && status !== PENDING && status !== RUNNING) broken.push(`${id}: a reason while idle`)
+    if (table.forgetsTaken.has(i) && status !== RUNNING) broken.push(`${id}: forgets taken while not running`)
+  }
+}
+
+/** Banks waiting for something (budget, room) are pending; the queue holds no more banks than are pending. */
+const waitersPending = (core: BankLifecycle, broken: Array<string>): void => {
+  const { gate, pending, table } = core
+  if (core.inQueue < 0) broken.push(`queue count ${core.inQueue} < 0`)
+  if (core.inQueue > pending.size) broken.push(`queue count ${core.inQueue} > ${pending.size} pending banks`)
+  for (const i of gate.held) if (!pending.has(i)) broken.push(`${table.ids[i]}: held for the budget but not pending`)
+  for (const { i } of gate.buckets.deferred.ordered(Infinity)) {
+    if (!pending.has(i)) broken.push(`${table.ids[i]}: deferred but not pending`)
+    if (gate.held.includes(i)) broken.push(`${table.ids[i]}: both deferred and held`)
+  }
+  for (const i of core.waitingForRoom) if (!pending.has(i)) broken.push(`${table.ids[i]}: waits for room but not pending`)
+}
+
+export const checkInvariants = (core: BankLifecycle): Array<string> => {
+  const broken: Array<string> = []
+  statusesAgree(core, broken)
+  waitersPending(core, broken)
+  return broken
+}

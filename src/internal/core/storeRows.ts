@@ -1,0 +1,80 @@
+/**
+ * The store-row codec of the bank table: a bank as a `PersistedBank` row, and the rows a store kept loaded back
+ * into the columns (banks stored as pending or running come back pending, to be queued again).
+ *
+ * @internal
+ */
+import { isStaleAt } from "../../BankCompileState.js"
+import { effectiveConfig } from "../../BankPolicy.js"
+import type { PersistedBank } from "../../BankStateStore.js"
+import { STATUS_NAMES, TIMELINE } from "./answers.js"
+import type { BankLifecycle } from "./bankLifecycle.js"
+import { COUNTED, IDLE, MAX_FAILURES, PENDING, POLICY, REQUESTED, RESTORED, STALE, STATUS } from "./bankTable.js"
+
+/** Loads one stored bank into the columns; returns its index. */
+const load = (core: BankLifecycle, bank: PersistedBank): number => {
+  const table = core.table
+  const i = table.index.get(bank.bankId) ?? table.add(bank.bankId)
+  table.memories[i] = bank.memories
+  table.lastCompileAt[i] = bank.lastCompileAt ?? NaN
+  table.firstRetainAt[i] = bank.firstRetainAt ?? NaN
+  table.consecutiveFailures[i] = Math.min(bank.consecutiveFailures, MAX_FAILURES)
+  if (bank.lastError !== null) table.lastError.set(i, bank.lastError)
+  table.state[i] = bank.firstRetainAt !== null ? COUNTED : 0
+  table.forgets[i] = bank.forgets ?? 0
+  if (bank.policy != null) {
+    table.policies.set(i, { policy: bank.policy, config: effectiveConfig(core.config, bank.policy) })
+    table.state[i]! |= POLICY // its staleness is computed exactly: no timeline entry
+  }
+  if (bank.budget != null) core.gate.buckets.restoreBank(i, core.bankCapacity(i), bank.budget.level, bank.budget.at)
+  return i
+}
+
+/** Loads stored banks at `now`. Returns the banks stored as pending or running, now pending again, in order. */
+export const restoreBanks = (core: BankLifecycle, banks: ReadonlyArray<PersistedBank>, now: number): Array<number> => {
+  const table = core.table
+  const due: Array<number> = []
+  const requeued: Array<number> = []
+  for (const bank of banks) {
+    const i = load(core, bank)
+    const reference = table.referenceTime(i)
+    if (reference === reference && (table.state[i]! & POLICY) === 0) {
+      if (isStaleAt(reference, now, core.stalenessMillis)) table.state[i]! |= STALE
+      else due.push(i)
+    }
+    if (bank.status !== "idle") requeued.push(i)
+  }
+  // The staleness timeline takes entries in due order.
+  due.sort((a, b) => table.referenceTime(a) - table.referenceTime(b))
+  for (const i of due) core.timeline.push(i, table.referenceTime(i) + core.stalenessMillis)
+  core.raise(TIMELINE)
+  for (const i of requeued) {
+    table.state[i]! |= REQUESTED
+    table.reasons.set(i, RESTORED)
+    core.setStatus(i, PENDING)
+  }
+  table.takeDirty() // what was just loaded is what is stored
+  return requeued
+}
+
+/** Bank `i` as a store row. */
+export const rowOf = (core: BankLifecycle, i: number): PersistedBank => {
+  const table = core.table
+  const state = table.state[i]!
+  const status = state & STATUS
+  const last = table.lastCompileAt[i]!
+  const first = table.firstRetainAt[i]!
+  return {
+    bankId: table.ids[i]!,
+    memories: table.memories[i]!,
+    lastCompileAt: last === last ? last : null,
+    firstRetainAt: first === first ? first : null,
+    consecutiveFailures: table.consecutiveFailures[i]!,
+    lastError: table.lastError.get(i) ?? null,
+    // A compileNow the queue could not take yet still needs a compile.
+    status: status === IDLE && (state & REQUESTED) !== 0 ? "pending" : STATUS_NAMES[status]!,
+    forgets: table.forgets[i]!,
+    policy: table.policies.get(i)?.policy ?? null,
+    budget: core.gate.bankRow(i)
+  }
+}

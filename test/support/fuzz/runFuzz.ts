@@ -1,0 +1,251 @@
+/**
+ * The HTTP fuzz run, shared by test/e2e/fuzz.test.ts (in `npm test`) and bench/fuzz.ts (`npm run fuzz`, larger).
+ * Against the real service process on loopback, in waves of concurrent requests (keep-alive agent).
+ *
+ * After every request: the answer is a 2xx or a 4xx with a JSON body; it is a 2xx exactly when the oracle says the
+ * request is valid (test/support/fuzz/requests.ts), and a 2xx batch answer reports the counts sent. After every wave (all its
+ * requests answered): every bank's state equals the model built from the accepted requests alone (count, idle, no
+ * error, no compile), no other bank exists, the queue is empty, `compile_trigger_retains_total` is the sum of the
+ * accepted retains, `/healthz` answers and the process is alive. Counters only grow, so any 4xx that changed
+ * anything — a count, a new bank, a queue entry — breaks the wave's comparison: the "nothing changed" check is exact,
+ * only batched.
+ */
+import { FastCheck as fc } from "effect"
+import { setPriority } from "node:os"
+import parsePrometheusTextFormat from "parse-prometheus-text-format"
+import { type ServiceProcess, startService } from "../harness.js"
+import { bankPool, type FuzzRequest, fuzzRequests, TOKEN } from "./requests.js"
+import { type Answer, makeAgent, send } from "./send.js"
+
+export interface FuzzOptions {
+  readonly requests: number
+  readonly seed: number
+  readonly concurrency: number
+  /** Requests per wave (the model is compared after each). */
+  readonly wave: number
+  /** Runs the service at this niceness, so that other tests sharing the machine keep their CPU (default 0). */
+  readonly niceness?: number | undefined
+  /** Called after each wave's checks with the requests done so far (progress for long runs). */
+  readonly onWave?: ((done: number, failures: number) => void) | undefined
+}
+
+export interface FuzzReport {
+  readonly seed: number
+  readonly requests: number
+  readonly seconds: number
+  readonly accepted: number
+  readonly retains: number
+  readonly banks: number
+  readonly byKind: Record<string, number>
+  readonly byStatus: Record<string, number>
+  /** Requests that got no answer (cut off by the client on purpose, or a transport error where one is allowed). */
+  readonly unanswered: number
+  readonly failures: ReadonlyArray<string>
+}
+
+/** The service under fuzz: auth on, and thresholds no count reaches, so no compile ever changes a bank. */
+export const fuzzServiceEnv: Record<string, string> = {
+  API_TOKEN: TOKEN,
+  COMPILE_SIZE_THRESHOLD: String(Number.MAX_SAFE_INTEGER),
+  COMPILE_STALENESS_DAYS: "36500",
+  LOG_LEVEL: "warn"
+}
+
+const auth = { authorization: `Bearer ${TOKEN}` }
+
+interface BankView {
+  readonly bankId: string
+  readonly memoriesSinceLastCompile: number
+  readonly lastCompileAt: string | null
+  readonly status: string
+  readonly consecutiveFailures: number
+  readonly lastError: string | null
+}
+
+const describeRequest = (fuzz: FuzzRequest): string => {
+  const body = fuzz.body.length > 300 ? `${fuzz.body.subarray(0, 300).toString("utf8")}… (${fuzz.body.length} bytes)` : fuzz.body.toString("utf8")
+  return `${fuzz.kind} ${fuzz.transport} ${fuzz.method} ${fuzz.path.slice(0, 200)} ${JSON.stringify(fuzz.headers).slice(0, 200)} ${JSON.stringify(body)}`
+}
+
+/** The per-request invariants; a string says what broke. */
+const checkAnswer = (fuzz: FuzzRequest, answer: Answer): string | undefined => {
+  const { status } = answer
+  if (!((status >= 200 && status < 300) || (status >= 400 && status < 500))) return `status ${status}`
+  // The dashboard's page (docs/service.md, "Dashboard") is HTML, served to anyone.
+  if (fuzz.method === "GET" && fuzz.path === "/") {
+    return status === 200 && (answer.contentType ?? "").startsWith("text/html") ? undefined : `GET / answered ${status}`
+  }
+  if (!(answer.contentType ?? "").startsWith("application/json")) return `status ${status} with content-type ${answer.contentType}`
+  let body: unknown
+  try {
+    body = JSON.parse(answer.body)
+  } catch {
+    return `status ${status} with a body that is not JSON: ${JSON.stringify(answer.body.slice(0, 100))}`
+  }
+  const ok = status < 300
+  switch (fuzz.expect._tag) {
+    case "read":
+      return undefined
+    case "reject":
+    case "noAnswer":
+      return ok ? `accepted (${status}) a request the oracle rejects: ${answer.body.slice(0, 200)}` : undefined
+    case "accept": {
+      if (!ok) return `rejected (${status}) a valid request: ${answer.body.slice(0, 300)}`
+      if (fuzz.path.startsWith("/v1/retains")) {
+        const { accepted, retains } = body as { accepted?: unknown; retains?: unknown }
+        const sum = fuzz.expect.counts.reduce((total, [, count]) => total + count, 0)
+        if (accepted !== fuzz.expect.counts.length || retains !== sum) {
+          return `batch answer ${answer.body} for ${fuzz.expect.counts.length} items / ${sum} retains`
+        }
+      } else if ((body as { bankId?: unknown }).bankId !== fuzz.expect.counts[0]![0]) {
+        return `answered ${answer.body.slice(0, 200)} for bank ${JSON.stringify(fuzz.expect.counts[0]![0])}`
+      }
+      return undefined
+    }
+  }
+}
+
+const getJson = async (base: string, path: string): Promise<unknown> => {
+  const response = await fetch(`${base}${path}`, { headers: auth })
+  if (response.status !== 200) throw new Error(`GET ${path}: ${response.status} ${await response.text()}`)
+  return response.json()
+}
+
+const allBanks = async (base: string): Promise<Array<BankView>> => {
+  const banks: Array<BankView> = []
+  let cursor: string | null = null
+  do {
+    const page = await getJson(base, `/v1/banks?limit=1000${cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`}`) as {
+      banks: Array<BankView>
+      nextCursor: string | null
+    }
+    banks.push(...page.banks)
+    cursor = page.nextCursor
+  } while (cursor !== null)
+  return banks
+}
+
+/** The wave invariants: the service's whole state against the model. */
+const checkState = async (service: ServiceProcess, model: Map<string, number>): Promise<Array<string>> => {
+  const problems: Array<string> = []
+  if (service.child.exitCode !== null || service.child.signalCode !== null) return ["the service process died"]
+  const health = await fetch(`${service.base}/healthz`)
+  if (health.status !== 200) problems.push(`/healthz answered ${health.status}`)
+  const banks = await allBanks(service.base)
+  const seen = new Set<string>()
+  for (const bank of banks) {
+    seen.add(bank.bankId)
+    const expected = model.get(bank.bankId)
+    if (expected === undefined) problems.push(`bank ${JSON.stringify(bank.bankId)} exists but no request for it was accepted`)
+    else if (bank.memoriesSinceLastCompile !== expected) {
+      problems.push(`bank ${JSON.stringify(bank.bankId)} counted ${bank.memoriesSinceLastCompile}, accepted ${expected}`)
+    }
+    if (bank.status !== "idle" || bank.lastCompileAt !== null || bank.consecutiveFailures !== 0 || bank.lastError !== null) {
+      problems.push(`bank ${JSON.stringify(bank.bankId)} changed state: ${JSON.stringify(bank)}`)
+    }
+  }
+  for (const bankId of model.keys()) if (!seen.has(bankId)) problems.push(`accepted bank ${JSON.stringify(bankId)} is missing`)
+  const queue = await getJson(service.base, "/v1/queue") as { pending: number; running: number; size: number; banks: number }
+  if (queue.pending !== 0 || queue.running !== 0 || queue.size !== 0 || queue.banks !== model.size) {
+    problems.push(`queue ${JSON.stringify(queue)} with ${model.size} banks accepted`)
+  }
+  const families = parsePrometheusTextFormat(await (await fetch(`${service.base}/metrics`)).text())
+  const total = Number(families.find((family) => family.name === "compile_trigger_retains_total")?.metrics[0]?.value)
+  const sum = [...model.values()].reduce((a, b) => a + b, 0)
+  if (total !== sum) problems.push(`compile_trigger_retains_total is ${total}, accepted retains sum to ${sum}`)
+  return problems
+}
+
+const MAX_FAILURES = 20
+
+/** Runs the fuzz against `service` (started by the caller with `fuzzServiceEnv`). */
+export const fuzzService = async (service: ServiceProcess, options: FuzzOptions): Promise<FuzzReport> => {
+  const started = Date.now()
+  const base = new URL(service.base)
+  const agent = makeAgent(options.concurrency)
+  const pool = bankPool(options.seed)
+  const arbitrary = fuzzRequests(pool)
+  const model = new Map<string, number>()
+  const byKind: Record<string, number> = {}
+  const byStatus: Record<string, number> = {}
+  const failures: Array<string> = []
+  let done = 0
+  let accepted = 0
+  let unanswered = 0
+  const fail = (problem: string) => {
+    if (failures.length < MAX_FAILURES) failures.push(problem)
+  }
+  try {
+    for (let wave = 0; done < options.requests && failures.length === 0; wave++) {
+      const size = Math.min(options.wave, options.requests - done)
+      const requests = fc.sample(arbitrary, { seed: options.seed + wave, numRuns: size })
+      let next = 0
+      const worker = async () => {
+        while (next < requests.length) {
+          const fuzz = requests[next++]!
+          byKind[fuzz.kind] = (byKind[fuzz.kind] ?? 0) + 1
+          const outcome = await send(base, agent, fuzz)
+          if (outcome._tag === "none") {
+            unanswered++
+            byStatus.none = (byStatus.none ?? 0) + 1
+            // Only a request cut off on purpose, one over the size limit (the server may answer 413 and close
+            // while the body is still being sent), or malformed HTTP the server reset may go without an answer.
+            const excused = fuzz.expect._tag === "noAnswer" || fuzz.body.length > 1024 * 1024 ||
+              (fuzz.transport === "raw" && outcome.reason === "reset by the server")
+            if (!excused) {
+              fail(`no answer (${outcome.reason}) to ${describeRequest(fuzz)}`)
+            }
+            continue
+          }
+          byStatus[outcome.answer.status] = (byStatus[outcome.answer.status] ?? 0) + 1
+          const problem = checkAnswer(fuzz, outcome.answer)
+          if (problem !== undefined) fail(`${problem} — wave ${wave} (seed ${options.seed + wave}): ${describeRequest(fuzz)}`)
+          if (fuzz.expect._tag === "accept" && outcome.answer.status < 300) {
+            accepted++
+            for (const [bankId, count] of fuzz.expect.counts) model.set(bankId, (model.get(bankId) ?? 0) + count)
+          }
+        }
+      }
+      await Promise.all(Array.from({ length: options.concurrency }, worker))
+      done += size
+      for (const problem of await checkState(service, model)) fail(`after wave ${wave} (seed ${options.seed + wave}): ${problem}`)
+      options.onWave?.(done, failures.length)
+    }
+  } finally {
+    agent.destroy()
+  }
+  return {
+    seed: options.seed,
+    requests: done,
+    seconds: (Date.now() - started) / 1000,
+    accepted,
+    retains: [...model.values()].reduce((a, b) => a + b, 0),
+    banks: model.size,
+    byKind,
+    byStatus,
+    unanswered,
+    failures
+  }
+}
+
+/** Starts the service, fuzzes it, checks its log holds no defect, stops it. */
+export const runFuzz = async (options: FuzzOptions): Promise<FuzzReport> => {
+  const service = await startService(fuzzServiceEnv, 120_000)
+  if (options.niceness) setPriority(service.child.pid!, options.niceness)
+  try {
+    const report = await fuzzService(service, options)
+    const defects = service.output().split("\n").filter((line) => /failed unexpectedly|ERROR/.test(line))
+    return defects.length === 0 ? report : { ...report, failures: [...report.failures, ...defects.slice(0, 5)] }
+  } finally {
+    await service.stop()
+  }
+}
+
+export const formatReport = (report: FuzzReport): string =>
+  [
+    `fuzz: ${report.requests} requests in ${report.seconds.toFixed(1)} s (seed ${report.seed}): ${report.accepted} accepted ` +
+    `(${report.retains} retains over ${report.banks} banks), ${report.unanswered} unanswered by design`,
+    `  kinds: ${JSON.stringify(report.byKind)}`,
+    `  statuses: ${JSON.stringify(report.byStatus)}`,
+    report.failures.length === 0 ? "  no invariant broken" : `  FAILURES:\n    ${report.failures.join("\n    ")}`
+  ].join("\n")
