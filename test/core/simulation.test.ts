@@ -21,6 +21,7 @@ import { DateTime, FastCheck as fc } from "effect"
 import { type Answer, CompileCore, DELAY, RECHECK } from "../../src/internal/core/compileCore.js"
 import { MANUAL } from "../../src/internal/core/bankTable.js"
 import { type Command as ScenarioCommand, commandsOf, type Scenario, scenarioArb } from "../support/scenarios.js"
+import { prng } from "../support/random.js"
 import type { PolicyFields } from "../support/utils.js"
 
 
@@ -42,13 +43,6 @@ const ensure = (ok: boolean, message: string): void => {
   if (!ok) fail(message)
 }
 
-/** mulberry32: the retry jitter, seeded per scenario. */
-const prng = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
 
 /** A cost budget for the simulation: the core's limits and what each compile uses. */
 interface SimBudget {

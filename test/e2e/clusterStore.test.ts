@@ -24,6 +24,7 @@
 import { afterEach, describe, expect, inject, it } from "vitest"
 import { partitionOf } from "../../src/internal/cluster/protocol.js"
 import { startPgCluster } from "../support/pgCluster.js"
+import { prng } from "../support/random.js"
 import {
   allBanks,
   bankId,
@@ -53,13 +54,8 @@ const LOAD_AFTER_MS = 6000
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** A small seeded generator (mulberry32) for the load's picks; the seed is printed with the figures. */
-const random = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
+/** The load's picks, seeded; the seed is printed with the figures. */
+const random = prng
 
 interface Sent {
   readonly items: ReadonlyArray<{ readonly bankId: string; readonly count: number }>

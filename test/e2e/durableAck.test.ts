@@ -18,21 +18,15 @@ import { mkdtempSync, rmdirSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { eventually, type ServiceProcess, startService } from "../support/harness.js"
+import { prng } from "../support/random.js"
 
 // --- a seeded generator -------------------------------------------------------------------------------------------
 
 const SEED = Number(process.env.DURABLE_ACK_SEED ?? Math.floor(Math.random() * 2 ** 31))
 
-/** mulberry32: small, fast, good enough to pick banks and moments reproducibly. */
+/** Seeded picks of banks and moments. */
 const generator = (seed: number) => {
-  let state = seed >>> 0
-  const next = (): number => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  const next = prng(seed)
   /** An integer in [min, max]. */
   const int = (min: number, max: number): number => min + Math.floor(next() * (max - min + 1))
   return { next, int }

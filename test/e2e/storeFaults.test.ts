@@ -33,6 +33,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import parsePrometheusTextFormat from "parse-prometheus-text-format"
 import { findPgBinDir, startPgCluster } from "../support/pgCluster.js"
+import { prng } from "../support/random.js"
 import { eventually, type ServiceProcess, startService, startWebhook, type WebhookReceiver } from "../support/harness.js"
 
 const FLUSH_MILLIS = 200
@@ -54,17 +55,7 @@ if (!pgInstalled && !process.env.CI) {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
-/** mulberry32: a seeded generator, so a failing run can be replayed (the seed is printed). */
-const seeded = (seed: number) => {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+const seeded = prng
 
 // ---- requests, and every answer's status ----
 

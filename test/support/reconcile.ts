@@ -122,14 +122,4 @@ export const makeBooks = (behavior: EngineBehavior = (bankId) => Effect.succeed(
   return books
 }
 
-/** A small seeded PRNG (mulberry32), so a workload is the same on every run. */
-export const prng = (seed: number): () => number => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { prng } from "./random.js"

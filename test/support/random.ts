@@ -1,0 +1,16 @@
+/**
+ * The tests' seeded random numbers (mulberry32): small, fast, and the same on every run of a seed, so a failing run
+ * replays from the seed it printed.
+ */
+
+/** A generator of numbers in [0, 1) from `seed`. */
+export const prng = (seed: number): () => number => {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
