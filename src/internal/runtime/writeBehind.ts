@@ -5,7 +5,7 @@
  *
  * Why it cannot stop: a failed flush of any kind — a typed error, a defect (@effect/sql turns a failed COMMIT or
  * ROLLBACK into one), a thrown exception, an interruption from a dead connection — is caught, logged, counted, and
- * retried with a backoff capped at `MAX_BACKOFF`; its banks stay listed as changed until a flush commits them. Only
+ * retried with a backoff capped at `MAX_BACKOFF_MILLIS`; its banks stay listed as changed until a flush commits them. Only
  * the queue's close ends the loop, and the final flush then retries within its own deadline.
  *
  * @internal
