@@ -186,6 +186,9 @@ export const BANKS_TABLE = TABLE
 /** @internal */
 export const bankStoreError = storeError
 
+/** @internal */
+export const describeError = errorMessage
+
 const migrations = Migrator.fromRecord({
   "1_create_banks": Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql`CREATE TABLE ${sql(TABLE)} (

@@ -22,6 +22,7 @@ import { PARTITIONS } from "./internal/cluster/protocol.js"
 import { makeRouter } from "./internal/cluster/router.js"
 import { runnerLayer } from "./internal/cluster/runner.js"
 import { setupSchema } from "./internal/cluster/store.js"
+import type { AckMode } from "./ServiceConfig.js"
 import { budgetLimits } from "./internal/runtime/compileQueue.js"
 import type { LocalPartitions } from "./internal/cluster/partitionSlots.js"
 import { globalBuckets } from "./internal/core/tokenBucket.js"
@@ -70,7 +71,7 @@ export interface ClusterCompileQueueOptions {
    * `durable`: a write is confirmed once the flush holding it committed at the partition's owner (see
    * `CompileTriggerServer`'s `ackMode`); `memory` (default): once the owner counted it.
    */
-  readonly ackMode?: "memory" | "durable" | undefined
+  readonly ackMode?: AckMode | undefined
   /** Overrides of `defaultShardingConfig` (its address fields are set from the options above). */
   readonly shardingConfig?: Partial<ShardingConfig.ShardingConfig["Type"]> | undefined
 }

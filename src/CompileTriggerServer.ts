@@ -53,6 +53,7 @@ import { isJsonMediaType } from "./internal/http/jsonGuards.js"
 import { appTracing } from "./internal/runtime/tracing.js"
 import { WriteAcks } from "./internal/runtime/writeAcks.js"
 import { PrometheusMetrics } from "./PrometheusMetrics.js"
+import type { AckMode } from "./ServiceConfig.js"
 import * as StoreHealth from "./StoreHealth.js"
 
 /**
@@ -84,7 +85,7 @@ export interface ServerOptions {
    * `memory` (default): a write is answered once counted. `durable`: once the flush holding it committed to the
    * store (`CompileQueue.flush`); `503 StoreUnavailable` when it could not be stored.
    */
-  readonly ackMode?: "memory" | "durable" | undefined
+  readonly ackMode?: AckMode | undefined
 }
 
 /**
@@ -94,7 +95,7 @@ export interface ServerOptions {
  */
 export interface ApiOptions {
   /** See `ServerOptions.ackMode`. */
-  readonly ackMode?: "memory" | "durable" | undefined
+  readonly ackMode?: AckMode | undefined
 }
 
 /** A durable write not stored within this long is answered 503 (it stays counted and may still be stored). */
@@ -178,10 +179,11 @@ const bankSpans: Effect.Effect<ForBank> = Effect.map(appTracing, (tracing) => {
 
 /** When a change may be answered (see `acknowledgement`). */
 interface Acknowledgement {
-  /** Waits for these banks' writes; call it right after counting them (cluster mode captures the batches then). */
-  readonly confirmed: (bankIds: Iterable<string>) => Effect.Effect<void, NotReady | StoreUnavailable>
-  /** A write is answered as soon as it is counted: there is nothing to wait for. */
-  readonly confirmsNothing: boolean
+  /**
+   * Waits for these banks' writes; call it right after counting them (cluster mode captures the batches then).
+   * Undefined when a write is answered as soon as it is counted.
+   */
+  readonly settle: ((bankIds: Iterable<string>) => Effect.Effect<void, NotReady | StoreUnavailable>) | undefined
   /** A policy change or compileNow, answered once stored in durable single-node mode. */
   readonly afterChange: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E | StoreUnavailable>
 }
@@ -201,21 +203,20 @@ const acknowledgement = (queue: CompileQueueService, options: ApiOptions): Effec
       Effect.catchTag("BankStoreError", (error) =>
         Effect.fail(new StoreUnavailable({ message: `counted, but not stored: ${error.message}` })))
     )
-    const confirmed = (bankIds: Iterable<string>): Effect.Effect<void, NotReady | StoreUnavailable> =>
-      acks !== undefined
-        ? Effect.mapError(acks.settle(bankIds), (error) =>
+    const durableHere = acks === undefined && options.ackMode === "durable"
+    const settle = acks !== undefined
+      ? (bankIds: Iterable<string>) =>
+        Effect.mapError(acks.settle(bankIds), (error) =>
           error.notStored === true
             ? new StoreUnavailable({ message: error.message })
             : new NotReady({ state: "starting", message: error.message }))
-        : options.ackMode === "durable"
-        ? stored
-        : Effect.void
+      : durableHere
+      ? () => stored
+      : undefined
     return {
-      confirmed,
-      confirmsNothing: acks === undefined && options.ackMode !== "durable",
+      settle,
       // Policies and compileNow are not routed through WriteAcks: in durable mode they wait for the store alone.
-      afterChange: <A, E>(effect: Effect.Effect<A, E>) =>
-        acks === undefined && options.ackMode === "durable" ? Effect.zipLeft(effect, stored) : effect
+      afterChange: <A, E>(effect: Effect.Effect<A, E>) => durableHere ? Effect.zipLeft(effect, stored) : effect
     }
   })
 
@@ -243,9 +244,10 @@ interface RawBankRequest {
  * write is confirmed; compile asks for a compile now. Each but the batch answers with the bank's state.
  */
 const writeRoutes = (queue: CompileQueueService, forBank: ForBank, ack: Acknowledgement) => {
-  const afterWrite = ack.confirmsNothing
+  const { settle } = ack
+  const afterWrite = settle === undefined
     ? (bankId: string) => stateAfterWrite(queue, bankId)
-    : (bankId: string) => Effect.zipRight(ack.confirmed([bankId]), stateAfterWrite(queue, bankId))
+    : (bankId: string) => Effect.zipRight(settle([bankId]), stateAfterWrite(queue, bankId))
   return {
     retain: ({ path, request }: RawBankRequest) =>
       forBank(
@@ -273,9 +275,9 @@ const writeRoutes = (queue: CompileQueueService, forBank: ForBank, ack: Acknowle
           retains += count
         }
         const response = new BatchRetainResponse({ accepted: payload.length, retains }, true)
-        return ack.confirmsNothing
+        return settle === undefined
           ? Effect.succeed(response)
-          : Effect.as(ack.confirmed(payload.map((item) => item.bankId)), response)
+          : Effect.as(settle(payload.map((item) => item.bankId)), response)
       }),
     compile: HttpApiBuilder.handler(CompileTriggerApi, "banks", "compile", ({ path }) =>
       forBank(

@@ -11,7 +11,7 @@
  * @internal
  */
 import { Cause, DateTime, Deferred, Duration, Effect, Exit, FiberId } from "effect"
-import { type BankStateStoreService, BankStoreError } from "../../BankStateStore.js"
+import { type BankStateStoreService, BankStoreError, describeError } from "../../BankStateStore.js"
 import * as CompileMetrics from "../../CompileMetrics.js"
 import { StoreHealth } from "../../StoreHealth.js"
 import { loopForever, supervised } from "./loop.js"
@@ -31,16 +31,13 @@ type Waiters = Deferred.Deferred<void, BankStoreError>
 /** Every write-behind running in this process: the process-wide gauges are computed over them. */
 const running = new Set<WriteBehind>()
 
-/** The failure's own message, without a stack: the log line says which flush failed, and when. */
+/**
+ * The failure's own message, without a stack (the log line says which flush failed, and when): the store's way of
+ * describing a driver error, which a defect (a failed COMMIT in @effect/sql) has not been through yet.
+ */
 const messageOf = (cause: Cause.Cause<unknown>): string => {
   if (Cause.isInterruptedOnly(cause)) return "the flush was interrupted (its connection went away)"
-  const error = Cause.squash(cause)
-  const message = error instanceof Error ? error.message : String(error)
-  // A driver error wrapped by @effect/sql: its own words ("database or disk is full", "ECONNREFUSED") say the most.
-  const inner = (error as { readonly cause?: unknown } | null)?.cause
-  const innerText = inner instanceof Error ? inner.message || (inner as { readonly code?: string }).code : undefined
-  const detail = innerText !== undefined && innerText !== message ? `: ${innerText}` : ""
-  return `${message}${detail}${Cause.isDie(cause) ? " (a defect)" : ""}`
+  return `${describeError(Cause.squash(cause))}${Cause.isDie(cause) ? " (a defect)" : ""}`
 }
 
 export class WriteBehind {
