@@ -42,7 +42,7 @@ console.log(`synthetic log: ${workload.length.toLocaleString("en-US")} events, $
 const hotPath = (): number => {
   const engine = CompileEngine.layer((bankId) => Effect.succeed(new CompileResult({ bankId })))
   return Effect.runSync(Effect.scoped(Effect.gen(function*() {
-    const queue = yield* CompileQueue.make({ config: { sizeThreshold: 1e9, stalenessDays: 1e6 }, maxQueueSize: 0 })
+    const queue = yield* CompileQueue.make({ config: { sizeThreshold: 1e9, stalenessDays: 3650 }, maxQueueSize: 0 })
     const { bankIds, banks, counts, length } = workload
     const started = performance.now()
     for (let n = 0; n < length; n++) queue.unsafeNotifyRetain(bankIds[banks[n]!]!, counts[n]!)

@@ -6,6 +6,7 @@
  */
 import { Either, Option, ParseResult, Schema } from "effect"
 import { CompileTriggerConfig, triggerFields } from "./CompileTriggerConfig.js"
+import { mustBe } from "./internal/core/inputRules.js"
 
 /**
  * Every field optional. `new BankPolicy({ sizeThreshold: -1 })` throws a `ParseError` naming the field, as the
@@ -25,7 +26,7 @@ export class BankPolicy extends Schema.Class<BankPolicy>("BankPolicy")({
    * Not a trigger setting: it decides when the bank's compiles may start, not whether it needs one.
    */
   bankTokens: Schema.optional(
-    Schema.Int.pipe(Schema.positive({ message: () => "bankTokens must be a positive integer" }))
+    Schema.Int.pipe(Schema.positive()).annotations({ message: mustBe("bankTokens", "a positive integer") })
   )
 }) {}
 

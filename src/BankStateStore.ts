@@ -43,6 +43,11 @@ export interface PersistedBank {
 export interface StoredLevel {
   readonly level: number
   readonly at: number
+  /**
+   * The limit the level was measured against (absent in rows stored before limits were): with it, a restart under
+   * another limit keeps what was spent (`capacity - level`), so a raised limit gives its new headroom at once.
+   */
+  readonly capacity?: number | undefined
 }
 
 /**
@@ -82,7 +87,7 @@ export interface BankStateStoreService {
 const TABLE = "compile_trigger_banks"
 /** The global budget's levels: one row per limited bucket ("tokens", "compiles"). */
 const BUDGET_TABLE = "compile_trigger_budget"
-/** Rows per INSERT: 11 parameters a row stays under SQLite's 32,766 and Postgres' 65,535 parameter limits. */
+/** Rows per INSERT: 12 parameters a row stays under SQLite's 32,766 and Postgres' 65,535 parameter limits. */
 const BATCH = 1000
 
 const ownMessage = (error: unknown): string =>
@@ -127,7 +132,7 @@ const policyFromColumn = (value: unknown): BankPolicy | null | undefined =>
 const fromRow = (row: Record<string, unknown>): PersistedBank | undefined => {
   const bank = bankFromRow(row)
   if (bank === undefined) return undefined
-  const budget = levelFrom(row.budget_level, row.budget_at)
+  const budget = levelFrom(row.budget_level, row.budget_at, row.budget_capacity)
   return budget === null ? bank : { ...bank, budget }
 }
 
@@ -151,11 +156,13 @@ const bankFromRow = (row: Record<string, unknown>): PersistedBank | undefined =>
   }
 }
 
-/** A stored level and its time; null unless both are readable numbers. */
-const levelFrom = (level: unknown, at: unknown): StoredLevel | null => {
+/** A stored level and its time (null unless both are readable numbers), and its limit when one was stored. */
+const levelFrom = (level: unknown, at: unknown, capacity: unknown): StoredLevel | null => {
   const value = toNumber(level)
   const time = toNumber(at)
-  return value !== null && Number.isFinite(value) && time !== null && Number.isFinite(time) ? { level: value, at: time } : null
+  if (value === null || !Number.isFinite(value) || time === null || !Number.isFinite(time)) return null
+  const limit = toNumber(capacity)
+  return limit !== null && limit > 0 && Number.isFinite(limit) ? { level: value, at: time, capacity: limit } : { level: value, at: time }
 }
 
 /**
@@ -189,6 +196,20 @@ export const bankStoreError = storeError
 /** @internal */
 export const describeError = errorMessage
 
+/**
+ * `host:port/database` of a Postgres URL, for logs and errors: never its user or password.
+ *
+ * @internal
+ */
+export const describeDatabase = (url: string): string => {
+  try {
+    const parsed = new URL(url)
+    return `${parsed.host || "localhost"}${parsed.pathname === "/" ? "" : parsed.pathname}`
+  } catch {
+    return "(an unparsable URL)"
+  }
+}
+
 const migrations = Migrator.fromRecord({
   "1_create_banks": Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql`CREATE TABLE ${sql(TABLE)} (
@@ -216,6 +237,13 @@ const migrations = Migrator.fromRecord({
         level DOUBLE PRECISION NOT NULL,
         at BIGINT NOT NULL
       )`
+    ], { discard: true })),
+  // Each level with the limit it was measured against: a restart under a raised limit keeps what was spent, not the
+  // level. Rows stored before keep NULL (their level is kept, cut to the limit).
+  "4_budget_limits": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.all([
+      sql`ALTER TABLE ${sql(TABLE)} ADD COLUMN budget_capacity DOUBLE PRECISION`,
+      sql`ALTER TABLE ${sql(BUDGET_TABLE)} ADD COLUMN capacity DOUBLE PRECISION`
     ], { discard: true }))
 })
 
@@ -252,9 +280,10 @@ const ON_CONFLICT = `ON CONFLICT (bank_id) DO UPDATE SET
         forgets = excluded.forgets,
         policy = excluded.policy,
         budget_level = excluded.budget_level,
-        budget_at = excluded.budget_at`
+        budget_at = excluded.budget_at,
+        budget_capacity = excluded.budget_capacity`
 
-/** One multi-row INSERT of these banks (at most `BATCH`: each row is eleven parameters). */
+/** One multi-row INSERT of these banks (at most `BATCH`: each row is twelve parameters). */
 const upsertRows = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBank>) =>
   sql`INSERT INTO ${sql(TABLE)} ${
     sql.insert(banks.map((bank) => ({
@@ -268,19 +297,20 @@ const upsertRows = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBank
       forgets: bank.forgets ?? 0,
       policy: policyColumn(bank),
       budget_level: bank.budget?.level ?? null,
-      budget_at: bank.budget?.at ?? null
+      budget_at: bank.budget?.at ?? null,
+      budget_capacity: bank.budget?.capacity ?? null
     })))
   } ${sql.literal(ON_CONFLICT)}`
 
-// Postgres: one statement of eleven array parameters, however many banks (multi-row VALUES cost 1.4 s per 100k).
+// Postgres: one statement of twelve array parameters, however many banks (multi-row VALUES cost 1.4 s per 100k).
 const upsertUnnest = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBank>) =>
   sql.unsafe(
     `INSERT INTO ${TABLE}
           (bank_id, memories, last_compile_at, first_retain_at, consecutive_failures, last_error, status, forgets, policy,
-            budget_level, budget_at)
+            budget_level, budget_at, budget_capacity)
         SELECT * FROM UNNEST(
           $1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::integer[], $6::text[], $7::text[], $8::bigint[], $9::text[],
-          $10::float8[], $11::bigint[]
+          $10::float8[], $11::bigint[], $12::float8[]
         )
         ${ON_CONFLICT}`,
     [
@@ -294,7 +324,8 @@ const upsertUnnest = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBa
       banks.map((bank) => bank.forgets ?? 0),
       banks.map(policyColumn),
       banks.map((bank) => bank.budget?.level ?? null),
-      banks.map((bank) => bank.budget?.at ?? null)
+      banks.map((bank) => bank.budget?.at ?? null),
+      banks.map((bank) => bank.budget?.capacity ?? null)
     ]
   )
 
@@ -321,7 +352,7 @@ const loadBudgetLevels = (sql: SqlClient.SqlClient) =>
       if (rows.length === 0) return null
       const level = (bucket: string) => {
         const row = rows.find((row) => row.bucket === bucket)
-        return row === undefined ? null : levelFrom(row.level, row.at)
+        return row === undefined ? null : levelFrom(row.level, row.at, row.capacity)
       }
       return { tokens: level("tokens"), compiles: level("compiles") }
     }),
@@ -332,7 +363,7 @@ const loadBudgetLevels = (sql: SqlClient.SqlClient) =>
 const saveBudgetLevels = (sql: SqlClient.SqlClient) => (budget: PersistedBudget) => {
   const rows = (["tokens", "compiles"] as const).flatMap((bucket) => {
     const level = budget[bucket]
-    return level === null ? [] : [{ bucket, level: level.level, at: level.at }]
+    return level === null ? [] : [{ bucket, level: level.level, at: level.at, capacity: level.capacity ?? null }]
   })
   const clear = sql`DELETE FROM ${sql(BUDGET_TABLE)}`
   const write = rows.length === 0
@@ -431,7 +462,7 @@ export class BankStateStore extends Context.Tag("effect-compile-trigger/BankStat
           return Layer.fail(new BankStoreError({ operation: "open", message: "DATABASE_URL must be a postgres:// URL" }))
         }
         return BankStateStore.pg({ url: url.value }).pipe(
-          Layer.tap(() => Effect.logInfo("bank state: Postgres (DATABASE_URL)"))
+          Layer.tap(() => Effect.logInfo(`bank state: Postgres at ${describeDatabase(Redacted.value(url.value))}`))
         )
       }
       const dataDir = yield* Config.string("DATA_DIR").pipe(Config.withDefault("./data"))

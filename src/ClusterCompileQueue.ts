@@ -118,12 +118,21 @@ export const layer = (
     const buckets = globalBuckets(limits, yield* Clock.currentTimeMillis)
     const durable = options.ackMode === "durable"
     const Owners = ownerLayer.pipe(
-      Layer.provideMerge(hostLayer({ queueOptions, handoverTimeout, table, local, budget: buckets, durable }))
+      Layer.provideMerge(hostLayer({
+        queueOptions,
+        handoverTimeout,
+        table,
+        local,
+        budget: buckets,
+        durable,
+        runner: `${options.runnerAddress.host}:${options.runnerAddress.port}`
+      }))
     )
     const Router = Layer.scopedContext(Effect.gen(function*() {
       const { acks, service } = yield* makeRouter(resolved.right.config, local, { limits, buckets }, durable)
       // In the router's scope, closed first: while the partitions hand over at a stop, none is started again.
-      const { slots } = yield* PartitionHost
+      const { beginStop, slots } = yield* PartitionHost
+      yield* Effect.addFinalizer(() => beginStop) // from here on, partitions that stop add up to the node's stop line
       yield* slots.reconcile.pipe(Effect.zipRight(Effect.sleep(RECONCILE_INTERVAL)), Effect.forever, Effect.forkScoped)
       return Context.make(CompileQueue, service).pipe(Context.add(WriteAcks, acks))
     }))

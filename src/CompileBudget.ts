@@ -48,7 +48,10 @@ export class CompileBudgetState extends Schema.Class<CompileBudgetState>("Compil
   compiles: Schema.NullOr(BudgetBucketState),
   /** The default per-bank limit; `null` when unlimited (a policy's `bankTokens` still applies). */
   bankTokens: Schema.NullOr(Schema.Number),
-  /** Banks at the head of the queue waiting for the global budget. */
+  /**
+   * Banks held for the global budget: while it is spent, every bank queued or waiting for a slot in the queue (no
+   * worker takes one before it opens); 0 while it lets compiles start.
+   */
   waiting: Schema.NonNegativeInt,
   /** How many banks are deferred. */
   deferredCount: Schema.NonNegativeInt,

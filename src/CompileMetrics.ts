@@ -12,9 +12,9 @@ export const retains = Metric.counter("compile_trigger_retains_total", {
   incremental: true
 })
 
-/** Retains ignored because the bank id or count was invalid. */
+/** Retains, forgets and compiles ignored: an invalid bank id or count, or a new bank past `maxBanks`. */
 export const retainsRejected = Metric.counter("compile_trigger_retains_rejected_total", {
-  description: "notifyRetain calls ignored for an invalid bank id or count",
+  description: "retains, forgets and compiles ignored: an invalid bank id or count, or a new bank past maxBanks",
   incremental: true
 })
 
@@ -98,9 +98,12 @@ export const tokensUsed = Metric.counter("compile_trigger_tokens_used_total", {
   incremental: true
 })
 
-/** Banks waiting for budget now: at the head of the queue (global budget spent) or deferred (own budget spent). */
+/**
+ * Banks waiting for budget now: held for the global budget (while it is spent, every queued bank) or deferred (their
+ * own budget spent). Exact at every read through the queue (`stats`, `budget`, …), as a scrape makes first.
+ */
 export const budgetWaiting = Metric.gauge("compile_trigger_budget_waiting", {
-  description: "Compiles waiting for budget (global or the bank's own)"
+  description: "Banks waiting for budget: held for the spent global budget, or deferred by their own"
 })
 
 /** How long a compile waited for budget before it started, in seconds (only compiles that waited). */

@@ -6,6 +6,7 @@
  */
 import { type Cause, Context, type Duration, type Effect, Layer, type Option, type Scope } from "effect"
 import type { BankCompileState, BankStatus } from "./BankCompileState.js"
+import type { BankLimitError } from "./BankLimit.js"
 import type { BankPolicy, BankPolicyError, BankPolicyInput } from "./BankPolicy.js"
 import type { BankStoreError } from "./BankStateStore.js"
 import type { CompileBudgetState } from "./CompileBudget.js"
@@ -36,6 +37,8 @@ export interface CompileQueueStats {
   readonly budget: CompileQueueBudgetStats
   /** The write-behind to the `BankStateStore`; absent without a store. */
   readonly store?: StoreHealth | undefined
+  /** True when the counts are a whole cluster's (`ClusterCompileQueue`: every partition asked); absent otherwise. */
+  readonly cluster?: boolean | undefined
 }
 
 /**
@@ -76,31 +79,45 @@ export interface ListBanksOptions {
  * @since 0.1.0
  */
 export interface CompileQueueService {
-  /** Counts `count` (default 1) new memories for the bank and queues it if it now needs a compile. Never fails or suspends. */
+  /**
+   * Counts `count` (default 1) new memories for the bank and queues it if it now needs a compile. Never fails or
+   * suspends: invalid input, or a new bank past `maxBanks`, is ignored with a warning (`unsafeCheckRoom` tells first).
+   */
   readonly notifyRetain: (bankId: string, count?: number) => Effect.Effect<void>
   /** `notifyRetain` for synchronous, non-Effect callers; uses the runtime and clock the layer was built with. */
   readonly unsafeNotifyRetain: (bankId: string, count?: number) => void
   /**
    * Counts `count` (default 1) forgotten memories for the bank. Once `forgetsSinceLastCompile` reaches the bank's
    * `forgetThreshold` it is queued `forgetDelaySeconds` later (0: before this returns); forgets in between join that
-   * compile. Never fails or suspends; invalid input is ignored with a warning.
+   * compile. Never fails or suspends; invalid input, or a new bank past `maxBanks`, is ignored with a warning.
    */
   readonly notifyForget: (bankId: string, count?: number) => Effect.Effect<void>
   /** `notifyForget` for synchronous, non-Effect callers; uses the runtime and clock the layer was built with. */
   readonly unsafeNotifyForget: (bankId: string, count?: number) => void
   /**
    * Replaces the bank's policy (creating the bank if new, with nothing counted) and re-checks it at once: an idle bank
-   * whose new rule holds is queued before this returns. An invalid bank id or field fails with `BankPolicyError` and
-   * changes nothing.
+   * whose new rule holds is queued before this returns. An invalid bank id or field fails with `BankPolicyError`, a
+   * new bank past `maxBanks` with `BankLimitError`; either changes nothing.
    */
-  readonly setPolicy: (bankId: string, policy: BankPolicyInput) => Effect.Effect<void, BankPolicyError>
+  readonly setPolicy: (bankId: string, policy: BankPolicyInput) => Effect.Effect<void, BankPolicyError | BankLimitError>
   /** Drops the bank's policy (it follows the queue's config again) and re-checks it like `setPolicy`. */
   readonly clearPolicy: (bankId: string) => Effect.Effect<void>
   readonly policyOf: (bankId: string) => Effect.Effect<Option.Option<BankPolicy>>
   /** The bank's effective config: its policy's fields over the queue's `config`. */
   readonly configFor: (bankId: string) => Effect.Effect<CompileTriggerConfig>
-  /** Queues the bank regardless of thresholds; a running bank is queued again when its compile ends. */
+  /**
+   * Queues the bank regardless of thresholds; a running bank is queued again when its compile ends. A new bank past
+   * `maxBanks` is ignored with a warning.
+   */
   readonly compileNow: (bankId: string) => Effect.Effect<void>
+  /**
+   * Whether writes naming `bankIds` would all be counted: `undefined` when every bank is known or fits under
+   * `maxBanks` (the new ones counted together), else a `BankLimitError` for the first that does not. Synchronous:
+   * checked and written in one step (as the HTTP routes do), the answer holds, so a batch is counted whole or not at
+   * all. In cluster mode only the partitions this runner runs are checked here; the owner of any other refuses a
+   * new bank itself (the HTTP routes learn it from the write's acknowledgement).
+   */
+  readonly unsafeCheckRoom: (bankIds: ReadonlyArray<string>) => BankLimitError | undefined
   /**
    * Waits until every change made before the call is stored: the next flush of the write-behind takes it, and runs at
    * once (callers that wait together share one flush). Fails with `BankStoreError` when that flush fails (the changes

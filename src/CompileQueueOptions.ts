@@ -4,6 +4,7 @@
  * @since 0.1.0
  */
 import { Duration, Either, Option, ParseResult, Schema } from "effect"
+import { DEFAULT_MAX_BANKS, HARD_MAX_BANKS } from "./BankLimit.js"
 import { CompileTriggerConfig, type CompileTriggerConfigInput } from "./CompileTriggerConfig.js"
 
 /**
@@ -28,12 +29,22 @@ export interface CompileQueueOptions {
     /** Delay before the 2nd attempt; doubled for each later one, times a random factor in [0.5, 1.5] (default 1 second). */
     readonly baseDelay?: Duration.DurationInput | undefined
   } | undefined
-  /** How long closing the scope lets in-flight and queued compiles finish before interrupting them (default 30 seconds). */
+  /**
+   * How long closing the scope lets in-flight and queued compiles finish before interrupting them (default 30
+   * seconds). Queued banks a spent cost budget will not let start before then are not waited for.
+   */
   readonly shutdownTimeout?: Duration.DurationInput | undefined
   /** With a `BankStateStore`: how often changed banks are written behind (default 1 second). */
   readonly flushInterval?: Duration.DurationInput | undefined
   /** Finished engine runs `recentCompiles` keeps, the oldest dropped first (default 1,000; 0 keeps none). */
   readonly historyCapacity?: number | undefined
+  /**
+   * The most banks the queue holds (default 1,000,000; at most `HARD_MAX_BANKS`, 16,777,216). A retain, forget,
+   * compileNow or policy naming a new bank past it is refused whole, nothing added or counted (`BankLimitError`,
+   * or a warning for the methods that never fail); banks the queue knows are never refused. Banks a store restores
+   * are all loaded, past it too. See docs/library.md, "How many banks".
+   */
+  readonly maxBanks?: number | undefined
   /**
    * Cost budgets, as token buckets refilled continuously over `period` (default 1 hour). Every limit is optional, a
    * positive integer; absent = unlimited. See docs/library.md, "Cost budgets".
@@ -94,6 +105,7 @@ export interface ResolvedCompileQueueOptions {
   readonly shutdownTimeout: Duration.Duration
   readonly flushInterval: Duration.Duration
   readonly historyCapacity: number
+  readonly maxBanks: number
   readonly budget: ResolvedCompileBudget
 }
 
@@ -194,6 +206,10 @@ export const resolve = (
     const shutdownTimeout = yield* duration("shutdownTimeout", options.shutdownTimeout, "30 seconds", true)
     const flushInterval = yield* duration("flushInterval", options.flushInterval, "1 second", false)
     const historyCapacity = yield* integer("historyCapacity", options.historyCapacity, 1000, 0)
+    const maxBanks = yield* integer("maxBanks", options.maxBanks, DEFAULT_MAX_BANKS, 1)
+    if (maxBanks > HARD_MAX_BANKS) {
+      return yield* invalid("maxBanks", `maxBanks must be at most ${HARD_MAX_BANKS} (HARD_MAX_BANKS), got ${maxBanks}`)
+    }
     const resolvedBudget = yield* budget(options.budget)
     return {
       budget: resolvedBudget,
@@ -206,6 +222,7 @@ export const resolve = (
       baseDelay,
       shutdownTimeout,
       flushInterval,
-      historyCapacity
+      historyCapacity,
+      maxBanks
     }
   })

@@ -22,6 +22,8 @@ import { CompileOutcome, CompileRecord, RunningCompile } from "./CompileHistory.
 import { CompileBudgetState } from "./CompileBudget.js"
 import { CompileTriggerConfig } from "./CompileTriggerConfig.js"
 import { StoreHealth } from "./StoreHealth.js"
+import { mustBe, quote } from "./internal/core/inputRules.js"
+import { apiDocs, documented, groupDocs } from "./internal/http/apiDocs.js"
 import { BANK_ID_PATTERN, isValidBatch } from "./internal/http/fastPath.js"
 
 /** Largest request body the service reads. */
@@ -43,25 +45,32 @@ const strict = { parseOptions: { onExcessProperty: "error" } } as const
  *
  * @since 0.1.0
  */
-export const BankId = Schema.String.pipe(
-  Schema.pattern(new RegExp(BANK_ID_PATTERN), {
-    message: () => "bankId must be 1 to 200 characters of A-Z a-z 0-9 . _ : -"
-  })
-).annotations({ identifier: "BankId" })
+export const BankId = Schema.String.pipe(Schema.pattern(new RegExp(BANK_ID_PATTERN))).annotations({
+  identifier: "BankId",
+  message: mustBe("bankId", "1 to 200 characters of A-Z a-z 0-9 . _ : -")
+})
 
 /**
  * How many memories one retain adds: an integer from 1 to 1,000,000 (default 1).
  *
  * @since 0.1.0
  */
-export const RetainCount = Schema.Number.pipe(
-  Schema.int({ message: () => `count must be an integer from 1 to ${MAX_RETAIN_COUNT}` }),
-  Schema.between(1, MAX_RETAIN_COUNT, { message: () => `count must be an integer from 1 to ${MAX_RETAIN_COUNT}` })
-).annotations({ identifier: "RetainCount" })
+export const RetainCount = Schema.Number.pipe(Schema.int(), Schema.between(1, MAX_RETAIN_COUNT)).annotations({
+  identifier: "RetainCount",
+  message: mustBe("count", `an integer from 1 to ${MAX_RETAIN_COUNT}`)
+})
+
+/** The message of a body that is not the JSON object a route takes (a Type issue; the fields say theirs). */
+const objectBody = (example: string) => (issue: { readonly actual: unknown }) =>
+  `the body must be a JSON object such as ${example}, got ${quote(issue.actual)}`
 
 /** `{ count? }` with an empty body meaning `{}`: the body of the retain and forget routes. */
 const countPayload = (identifier: string, what: string) => {
-  const request = Schema.Struct({ count: Schema.optional(RetainCount) }).annotations({ ...strict, identifier })
+  const request = Schema.Struct({ count: Schema.optional(RetainCount) }).annotations({
+    ...strict,
+    identifier,
+    message: objectBody(`{"count": 3} (or an empty body)`)
+  })
   // Decoded from `unknown` so that errors name only the object's problems.
   const payload = Schema.transformOrFail(
     Schema.Unknown.annotations({
@@ -75,7 +84,8 @@ const countPayload = (identifier: string, what: string) => {
     Schema.typeSchema(request),
     {
       strict: true,
-      decode: (body) => body === null ? ParseResult.succeed({}) : ParseResult.decodeUnknown(request)(body),
+      // `undefined` is an empty body (no JSON value at all); a JSON `null` is refused like any other non-object.
+      decode: (body) => body === undefined ? ParseResult.succeed({}) : ParseResult.decodeUnknown(request)(body),
       encode: ParseResult.succeed
     }
   )
@@ -119,7 +129,11 @@ export const ForgetPayload = forgetBody.payload
  *
  * @since 0.1.0
  */
-export const PolicyRequest = Schema.Struct(BankPolicy.fields).annotations({ ...strict, identifier: "PolicyRequest" })
+export const PolicyRequest = Schema.Struct(BankPolicy.fields).annotations({
+  ...strict,
+  identifier: "PolicyRequest",
+  message: objectBody(`{"sizeThreshold": 20}`)
+})
 
 /**
  * A bank's policy and the config it yields (policy over the service's defaults).
@@ -138,7 +152,8 @@ export class PolicyResponse extends Schema.Class<PolicyResponse>("PolicyResponse
  */
 export const BatchRetainItem = Schema.Struct({ bankId: BankId, count: Schema.optional(RetainCount) }).annotations({
   ...strict,
-  identifier: "BatchRetainItem"
+  identifier: "BatchRetainItem",
+  message: (issue) => `the item must be a JSON object such as {"bankId": "b-1", "count": 3}, got ${quote(issue.actual)}`
 })
 
 /**
@@ -146,9 +161,17 @@ export const BatchRetainItem = Schema.Struct({ bankId: BankId, count: Schema.opt
  *
  * @since 0.1.0
  */
-export const BatchRetainRequest = Schema.Array(BatchRetainItem).pipe(
-  Schema.minItems(1, { message: () => "the batch must have at least one item" }),
-  Schema.maxItems(MAX_BATCH_ITEMS, { message: () => `the batch must have at most ${MAX_BATCH_ITEMS} items` })
+export const BatchRetainRequest = Schema.Array(BatchRetainItem).annotations({
+  message: (issue) =>
+    `the body must be a JSON array of 1 to ${MAX_BATCH_ITEMS} items such as [{"bankId": "b-1", "count": 3}], ` +
+    `got ${quote(issue.actual)}`
+}).pipe(
+  Schema.minItems(1, { message: () => "the batch must have at least one item, got none" }),
+  Schema.maxItems(MAX_BATCH_ITEMS, {
+    // Schema computes a message before it knows it needs it: `actual` may not be an array here.
+    message: ({ actual }) =>
+      `the batch must have at most ${MAX_BATCH_ITEMS} items, got ${Array.isArray(actual) ? actual.length : 0}`
+  })
 ).annotations({ identifier: "BatchRetainRequest" })
 
 /**
@@ -218,18 +241,25 @@ export class QueueStats extends Schema.Class<QueueStats>("QueueStats")({
   /** Banks the service knows. */
   banks: Schema.NonNegativeInt,
   /** The write-behind to the store (`null` without one). */
-  store: Schema.NullOr(StoreHealth)
+  store: Schema.NullOr(StoreHealth),
+  /**
+   * `single`: every figure is this process's. `cluster`: these counts are the whole cluster's (the node asks every
+   * partition), while `/metrics` rates and the budget's levels are this node's.
+   */
+  mode: Schema.Literal("single", "cluster"),
+  /** The trigger settings in force for every bank without a policy (a policy's fields override them). */
+  defaults: CompileTriggerConfig
 }) {}
 
+/** A page size in a query string: 1 to 1,000. */
+const PageLimit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000)).annotations({
+  message: mustBe("limit", "an integer from 1 to 1000")
+})
+
 const ListBanksParams = Schema.Struct({
-  status: Schema.optional(BankStatus),
-  limit: Schema.optional(
-    Schema.NumberFromString.pipe(
-      Schema.int({ message: () => "limit must be an integer from 1 to 1000" }),
-      Schema.between(1, 1000, { message: () => "limit must be an integer from 1 to 1000" })
-    )
-  ),
-  cursor: Schema.optional(Schema.String)
+  status: Schema.optional(BankStatus.annotations({ message: mustBe("status", "one of idle, pending, running") })),
+  limit: Schema.optional(PageLimit),
+  cursor: Schema.optional(Schema.String.annotations({ message: mustBe("cursor", "one string") }))
 })
 
 /**
@@ -244,14 +274,11 @@ export class CompileHistoryResponse extends Schema.Class<CompileHistoryResponse>
 
 const ListCompilesParams = Schema.Struct({
   /** Finished compiles to return, 1 to 1,000 (default 100). */
-  limit: Schema.optional(
-    Schema.NumberFromString.pipe(
-      Schema.int({ message: () => "limit must be an integer from 1 to 1000" }),
-      Schema.between(1, 1000, { message: () => "limit must be an integer from 1 to 1000" })
-    )
-  ),
+  limit: Schema.optional(PageLimit),
   bankId: Schema.optional(BankId),
-  outcome: Schema.optional(CompileOutcome)
+  outcome: Schema.optional(
+    CompileOutcome.annotations({ message: mustBe("outcome", "one of success, reported_error, failure") })
+  )
 })
 
 /**
@@ -325,6 +352,24 @@ export class StoreUnavailable extends Schema.TaggedError<StoreUnavailable>()(
 ) {}
 
 /**
+ * The write or policy named a bank the service does not know yet, and it already holds its maximum number of banks
+ * (`COMPILE_MAX_BANKS`; in cluster mode, the bank's partition its share of it). Nothing was counted or changed: not
+ * even the other items of a batch (in cluster mode, those of other partitions may have been counted: see
+ * docs/service.md). Banks the service knows are never refused.
+ *
+ * @since 0.1.0
+ */
+export class BankLimitReached extends Schema.TaggedError<BankLimitReached>()(
+  "BankLimitReached",
+  {
+    message: Schema.String,
+    /** The bank refused (in a batch, the first). */
+    bankId: Schema.String
+  },
+  HttpApiSchema.annotations({ status: 507 })
+) {}
+
+/**
  * The body is not JSON, or not of the JSON content type.
  *
  * @since 0.1.0
@@ -368,75 +413,90 @@ const bankPath = Schema.Struct({ bankId: BankId })
  *
  * @since 0.1.0
  */
-export class BanksGroup extends HttpApiGroup.make("banks")
+export class BanksGroup extends HttpApiGroup.make("banks").annotateContext(groupDocs.banks)
   .add(
     HttpApiEndpoint.post("retain", "/banks/:bankId/retain")
+      .annotateContext(documented("retain", { optionalBody: true }))
       .setPath(bankPath)
       .setPayload(RetainPayload)
       .addSuccess(BankCompileState, { status: 202 })
       .addError(NotReady)
       .addError(StoreUnavailable)
+      .addError(BankLimitReached)
   )
   .add(
     HttpApiEndpoint.post("retainBatch", "/retains")
+      .annotateContext(documented("retainBatch"))
       .setPayload(BatchRetainPayload)
       .addSuccess(BatchRetainResponse, { status: 202 })
       .addError(NotReady)
       .addError(StoreUnavailable)
+      .addError(BankLimitReached)
   )
   .add(
     HttpApiEndpoint.post("forget", "/banks/:bankId/forget")
+      .annotateContext(documented("forget", { optionalBody: true }))
       .setPath(bankPath)
       .setPayload(ForgetPayload)
       .addSuccess(BankCompileState, { status: 202 })
       .addError(NotReady)
       .addError(StoreUnavailable)
+      .addError(BankLimitReached)
   )
   .add(
     HttpApiEndpoint.put("setPolicy", "/banks/:bankId/policy")
+      .annotateContext(documented("setPolicy"))
       .setPath(bankPath)
       .setPayload(PolicyRequest)
       .addSuccess(PolicyResponse)
       .addError(NotReady)
       .addError(StoreUnavailable)
+      .addError(BankLimitReached)
   )
   .add(
     HttpApiEndpoint.get("getPolicy", "/banks/:bankId/policy")
+      .annotateContext(documented("getPolicy"))
       .setPath(bankPath)
       .addSuccess(PolicyResponse)
       .addError(PolicyNotFound)
   )
   .add(
     HttpApiEndpoint.del("deletePolicy", "/banks/:bankId/policy")
+      .annotateContext(documented("deletePolicy"))
       .setPath(bankPath)
       .addSuccess(HttpApiSchema.NoContent)
       .addError(StoreUnavailable)
   )
   .add(
     HttpApiEndpoint.post("compile", "/banks/:bankId/compile")
+      .annotateContext(documented("compile"))
       .setPath(bankPath)
       .addSuccess(BankCompileState, { status: 202 })
       .addError(NotReady)
       .addError(StoreUnavailable)
+      .addError(BankLimitReached)
   )
   .add(
     HttpApiEndpoint.get("getBank", "/banks/:bankId")
+      .annotateContext(documented("getBank"))
       .setPath(bankPath)
       .addSuccess(BankCompileState)
       .addError(BankNotFound)
   )
   .add(
     HttpApiEndpoint.get("listBanks", "/banks")
+      .annotateContext(documented("listBanks"))
       .setUrlParams(ListBanksParams)
       .addSuccess(BankPage)
   )
-  .add(HttpApiEndpoint.get("queue", "/queue").addSuccess(QueueStats))
+  .add(HttpApiEndpoint.get("queue", "/queue").annotateContext(documented("queue")).addSuccess(QueueStats))
   .add(
     HttpApiEndpoint.get("listCompiles", "/compiles")
+      .annotateContext(documented("listCompiles"))
       .setUrlParams(ListCompilesParams)
       .addSuccess(CompileHistoryResponse)
   )
-  .add(HttpApiEndpoint.get("budget", "/budget").addSuccess(CompileBudgetState))
+  .add(HttpApiEndpoint.get("budget", "/budget").annotateContext(documented("budget")).addSuccess(CompileBudgetState))
   .middleware(Authorization)
   .prefix("/v1")
 {}
@@ -446,13 +506,15 @@ export class BanksGroup extends HttpApiGroup.make("banks")
  *
  * @since 0.1.0
  */
-export class HealthGroup extends HttpApiGroup.make("health")
-  .add(HttpApiEndpoint.get("healthz", "/healthz").addSuccess(Health))
-  .add(HttpApiEndpoint.get("readyz", "/readyz").addSuccess(Health).addError(NotReady))
+export class HealthGroup extends HttpApiGroup.make("health").annotateContext(groupDocs.health)
+  .add(HttpApiEndpoint.get("healthz", "/healthz").annotateContext(documented("healthz")).addSuccess(Health))
+  .add(HttpApiEndpoint.get("readyz", "/readyz").annotateContext(documented("readyz")).addSuccess(Health).addError(NotReady))
   .add(
-    HttpApiEndpoint.get("metrics", "/metrics").addSuccess(
-      Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: "text/plain; version=0.0.4" }))
-    )
+    HttpApiEndpoint.get("metrics", "/metrics")
+      .annotateContext(documented("metrics"))
+      .addSuccess(
+        Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: "text/plain; version=0.0.4" }))
+      )
   )
 {}
 
@@ -461,7 +523,7 @@ export class HealthGroup extends HttpApiGroup.make("health")
  *
  * @since 0.1.0
  */
-export class CompileTriggerApi extends HttpApi.make("compile-trigger")
+export class CompileTriggerApi extends HttpApi.make("compile-trigger").annotateContext(apiDocs)
   .add(BanksGroup)
   .add(HealthGroup)
   .addError(MalformedRequest)

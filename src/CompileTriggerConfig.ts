@@ -4,29 +4,54 @@
  * @since 0.1.0
  */
 import { Schema } from "effect"
+import { mustBe } from "./internal/core/inputRules.js"
 
 /** Milliseconds in one day: staleness is configured in days, measured in milliseconds. */
 export const MILLIS_PER_DAY = 86_400_000
 
 /**
+ * Largest `stalenessDays`: 10 years. Longer is no staleness rule at all (set `stalenessMinMemories` or `enabled`
+ * instead), and the bound keeps every deadline computed from it a valid date.
+ *
+ * @since 0.1.0
+ */
+export const MAX_STALENESS_DAYS = 3650
+
+/**
+ * Largest `forgetDelaySeconds`: 10 years (315,360,000 s), for the same reason.
+ *
+ * @since 0.1.0
+ */
+export const MAX_FORGET_DELAY_SECONDS = 315_360_000
+
+/**
  * The six settings, unset: one definition of each field's validation, shared by `CompileTriggerConfig` (which fills
- * in the defaults) and `BankPolicy` (where every field is optional).
+ * in the defaults) and `BankPolicy` (where every field is optional). Each names itself and the value it got when it
+ * refuses one (`sizeThreshold must be a non-negative integer, got -1`).
  *
  * @since 0.1.0
  */
 export const triggerFields = {
   /** Whether the rule (and the sweep) may queue a bank at all; `compileNow` compiles regardless. */
-  enabled: Schema.Boolean,
+  enabled: Schema.Boolean.annotations({ message: mustBe("enabled", "true or false") }),
   /** Compile once this many memories arrived since the last compile. */
-  sizeThreshold: Schema.NonNegativeInt,
+  sizeThreshold: Schema.NonNegativeInt.annotations({ message: mustBe("sizeThreshold", "a non-negative integer") }),
   /** A bank whose last compile (or first retain, if it never compiled) is this old is stale. */
-  stalenessDays: Schema.NonNegative.pipe(Schema.finite()),
+  stalenessDays: Schema.Number.pipe(Schema.between(0, MAX_STALENESS_DAYS)).annotations({
+    message: mustBe("stalenessDays", `a number of days from 0 to ${MAX_STALENESS_DAYS} (10 years)`)
+  }),
   /** A stale bank compiles only once it has at least this many new memories. */
-  stalenessMinMemories: Schema.NonNegativeInt,
+  stalenessMinMemories: Schema.NonNegativeInt.annotations({
+    message: mustBe("stalenessMinMemories", "a non-negative integer")
+  }),
   /** Compile once this many memories were forgotten since the last compile. */
-  forgetThreshold: Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)),
+  forgetThreshold: Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)).annotations({
+    message: mustBe("forgetThreshold", "an integer of at least 1")
+  }),
   /** A forget-triggered compile is queued this long after the forget that reached the threshold. */
-  forgetDelaySeconds: Schema.NonNegative.pipe(Schema.finite())
+  forgetDelaySeconds: Schema.Number.pipe(Schema.between(0, MAX_FORGET_DELAY_SECONDS)).annotations({
+    message: mustBe("forgetDelaySeconds", `a number of seconds from 0 to ${MAX_FORGET_DELAY_SECONDS} (10 years)`)
+  })
 } as const
 
 /**

@@ -8,25 +8,24 @@ import {
   FileSystem,
   type HttpApi,
   HttpApiBuilder,
-  HttpApiError,
   HttpApiSwagger,
-  HttpApp,
   HttpIncomingMessage,
-  HttpMethod,
   HttpMiddleware,
   HttpRouter,
+  HttpServer,
   HttpServerError,
   HttpServerRequest,
   HttpServerResponse
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Cause, Chunk, Context, Duration, Effect, Layer, Option, ParseResult, Redacted, Ref, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Option, ParseResult, Redacted, Ref, Schema } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
-import { createServer } from "node:http"
+import type { Server } from "node:http"
 import type { Duplex } from "node:stream"
 import {
   Authorization,
   BankNotFound,
+  BankLimitReached,
   BankPage,
   BatchRetainPayload,
   BatchRetainResponse,
@@ -39,6 +38,7 @@ import {
   MAX_RETAIN_COUNT,
   NotReady,
   PolicyNotFound,
+  PolicyRequest,
   PolicyResponse,
   QueueStats,
   RetainPayload,
@@ -47,9 +47,12 @@ import {
 } from "./CompileTriggerApi.js"
 import { CompileQueue, type CompileQueueService } from "./CompileQueue.js"
 import * as Dashboard from "./internal/http/dashboard.js"
+import { answerWhileStarting } from "./internal/http/startingAnswer.js"
 import { readJson, withinDepth } from "./internal/http/body.js"
+import { refailReadable, readableErrorsLayer } from "./internal/http/readableErrors.js"
+import { guardRequests } from "./internal/http/requestGuard.js"
+import { guardedServer, inConnectionOrder, inTurnApplied } from "./internal/http/connections.js"
 import { encodeBankState, isValidBatch, isValidRetain } from "./internal/http/fastPath.js"
-import { isJsonMediaType } from "./internal/http/jsonGuards.js"
 import { appTracing } from "./internal/runtime/tracing.js"
 import { WriteAcks } from "./internal/runtime/writeAcks.js"
 import { PrometheusMetrics } from "./PrometheusMetrics.js"
@@ -73,7 +76,7 @@ export class Lifecycle extends Context.Tag("effect-compile-trigger/Lifecycle")<L
 /**
  * @since 0.1.0
  */
-export interface ServerOptions {
+export interface ServerOptions extends ConnectionOptions {
   readonly host: string
   /** 0 picks a free port. */
   readonly port: number
@@ -86,6 +89,29 @@ export interface ServerOptions {
    * store (`CompileQueue.flush`); `503 StoreUnavailable` when it could not be stored.
    */
   readonly ackMode?: AckMode | undefined
+}
+
+/**
+ * The bounds of the server's connections (docs/service.md, "Connections"): what a client that opens connections and
+ * sends nothing, or trickles its headers, can hold.
+ *
+ * @since 0.1.0
+ */
+export interface ConnectionOptions {
+  /**
+   * A connection must send a request's complete headers within this long of opening (or of the request's first
+   * byte, on a kept-alive connection); one that does not is answered 408 and closed. Default 10 s; 0: no limit.
+   */
+  readonly headersTimeout?: Duration.DurationInput | undefined
+  /** The whole request, body included, within this long (default 30 s; 0: no limit; not shorter than headersTimeout). */
+  readonly requestTimeout?: Duration.DurationInput | undefined
+  /** How long a kept-alive connection may sit idle between requests before it is closed (default 5 s). */
+  readonly keepAliveTimeout?: Duration.DurationInput | undefined
+  /**
+   * Open connections at most (default 10,000, or half the process's open-file limit when that is lower). Past it, the
+   * oldest connection that has not sent a complete request yet is closed, or the new one when every one has.
+   */
+  readonly maxConnections?: number | undefined
 }
 
 /**
@@ -140,11 +166,13 @@ const shuttingDown = new NotReady({ state: "shutting_down", message: "the servic
 const decodeRetain = Schema.decodeUnknown(RetainPayload)
 const decodeForget = Schema.decodeUnknown(ForgetPayload)
 const decodeBatch = Schema.decodeUnknown(BatchRetainPayload)
+const decodePolicy = Schema.decodeUnknown(PolicyRequest)
 
 /**
- * The retain and forget routes read their body themselves (see internal/http/body.ts) and decode it with the
- * endpoint's payload Schema: the same bodies accepted, the same HttpApiDecodeError for the rest. A valid body skips
- * the Schema walk; any other gets the Schema's error.
+ * The routes that take a body read it themselves, after auth (see internal/http/body.ts), and decode it with the
+ * endpoint's payload Schema: the same bodies accepted, and a readable HttpApiDecodeError for the rest
+ * (internal/http/readableErrors.ts). A valid retain, forget or batch skips the Schema walk; any other gets the
+ * Schema's error.
  */
 const countBody = (
   request: HttpServerRequest.HttpServerRequest,
@@ -154,7 +182,7 @@ const countBody = (
     Effect.flatMap((body) =>
       isValidRetain(body, MAX_RETAIN_COUNT) ? Effect.succeed(body ?? {}) : Effect.flatMap(withinDepth(body), decode)
     ),
-    Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError)
+    Effect.catchIf(ParseResult.isParseError, refailReadable)
   )
 
 /** The batch route's body, read and decoded the same way (a valid batch skips the Schema walk too). */
@@ -165,7 +193,15 @@ const batchBody = (request: HttpServerRequest.HttpServerRequest) =>
         ? Effect.succeed(body as typeof BatchRetainPayload.Type)
         : Effect.flatMap(withinDepth(body), decodeBatch)
     ),
-    Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError)
+    Effect.catchIf(ParseResult.isParseError, refailReadable)
+  )
+
+/** The policy route's body, read and decoded the same way (no fast path: policies change rarely). */
+const policyBody = (request: HttpServerRequest.HttpServerRequest) =>
+  readJson(request, MAX_BODY_BYTES).pipe(
+    Effect.flatMap(withinDepth),
+    Effect.flatMap(decodePolicy),
+    Effect.catchIf(ParseResult.isParseError, refailReadable)
   )
 
 /** Runs a bank route's effect, its request span (when there is one) naming the bank. */
@@ -183,7 +219,9 @@ interface Acknowledgement {
    * Waits for these banks' writes; call it right after counting them (cluster mode captures the batches then).
    * Undefined when a write is answered as soon as it is counted.
    */
-  readonly settle: ((bankIds: Iterable<string>) => Effect.Effect<void, NotReady | StoreUnavailable>) | undefined
+  readonly settle:
+    | ((bankIds: Iterable<string>) => Effect.Effect<void, NotReady | StoreUnavailable | BankLimitReached>)
+    | undefined
   /** A policy change or compileNow, answered once stored in durable single-node mode. */
   readonly afterChange: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E | StoreUnavailable>
 }
@@ -195,7 +233,8 @@ interface Acknowledgement {
 const acknowledgement = (queue: CompileQueueService, options: ApiOptions): Effect.Effect<Acknowledgement> =>
   Effect.map(Effect.serviceOption(WriteAcks), (found) => {
     const acks = Option.getOrUndefined(found)
-    const stored = queue.flush.pipe(
+    // Counted already: a request pipelined behind this one may start while this one waits for the store.
+    const stored = Effect.zipRight(inTurnApplied, queue.flush).pipe(
       Effect.timeoutFail({
         duration: DURABLE_ACK_TIMEOUT,
         onTimeout: () => new StoreUnavailable({ message: `not stored within ${Duration.format(DURABLE_ACK_TIMEOUT)}` })
@@ -207,7 +246,9 @@ const acknowledgement = (queue: CompileQueueService, options: ApiOptions): Effec
     const settle = acks !== undefined
       ? (bankIds: Iterable<string>) =>
         Effect.mapError(acks.settle(bankIds), (error) =>
-          error.notStored === true
+          error.refused !== undefined
+            ? limitReached({ bankId: error.refused, message: error.message })
+            : error.notStored === true
             ? new StoreUnavailable({ message: error.message })
             : new NotReady({ state: "starting", message: error.message }))
       : durableHere
@@ -220,18 +261,26 @@ const acknowledgement = (queue: CompileQueueService, options: ApiOptions): Effec
     }
   })
 
+/** A new bank refused: the queue holds its maximum number of banks. */
+const limitReached = (error: { readonly bankId: string; readonly message: string }) =>
+  new BankLimitReached({ bankId: error.bankId, message: error.message })
+
 /**
- * After a retain or compileNow the bank exists, unless the queue has closed (then nothing was counted). The state is
- * encoded by hand: the Schema encode of the response would cost more than the rest of the route.
+ * After a retain, forget or compileNow the bank exists, unless it was new and refused for the maximum number of banks,
+ * or the queue has closed (either way nothing was counted). The state is encoded by hand: the Schema encode of the
+ * response would cost more than the rest of the route.
  */
 const stateAfterWrite = (
   queue: CompileQueueService,
   bankId: string
-): Effect.Effect<HttpServerResponse.HttpServerResponse, NotReady> =>
-  Effect.flatMap(queue.bankState(bankId), (state) =>
-    Option.isSome(state)
-      ? Effect.succeed(HttpServerResponse.unsafeJson(encodeBankState(state.value), { status: 202 }))
-      : Effect.fail(shuttingDown))
+): Effect.Effect<HttpServerResponse.HttpServerResponse, NotReady | BankLimitReached> =>
+  Effect.flatMap(queue.bankState(bankId), (state) => {
+    if (Option.isSome(state)) {
+      return Effect.succeed(HttpServerResponse.unsafeJson(encodeBankState(state.value), { status: 202 }))
+    }
+    const refused = queue.unsafeCheckRoom([bankId])
+    return Effect.fail(refused === undefined ? shuttingDown : limitReached(refused))
+  })
 
 /** What a bank route that reads its own body is handed. */
 interface RawBankRequest {
@@ -266,8 +315,13 @@ const writeRoutes = (queue: CompileQueueService, forBank: ForBank, ack: Acknowle
         })
       ),
     retainBatch: ({ request }: { readonly request: HttpServerRequest.HttpServerRequest }) =>
-      Effect.flatMap(batchBody(request), (payload) => {
-        // `batchBody` checked the batch whole: a rejected batch counts nothing.
+      Effect.flatMap(batchBody(request), (payload): Effect.Effect<
+        BatchRetainResponse,
+        NotReady | StoreUnavailable | BankLimitReached
+      > => {
+        // `batchBody` checked the batch whole, and here whether its new banks fit: a rejected batch counts nothing.
+        const refused = queue.unsafeCheckRoom(payload.map((item) => item.bankId))
+        if (refused !== undefined) return Effect.fail(limitReached(refused))
         let retains = 0
         for (const item of payload) {
           const count = item.count ?? 1
@@ -298,14 +352,18 @@ const policyRoutes = (queue: CompileQueueService, forBank: ForBank, ack: Acknowl
           (effective) => new PolicyResponse({ policy: policy.value, effective }, true)
         ))
   return {
-    setPolicy: HttpApiBuilder.handler(CompileTriggerApi, "banks", "setPolicy", ({ path, payload }) =>
-      queue.setPolicy(path.bankId, payload).pipe(
-        // The payload was decoded by the same Schema: only a closed queue leaves the policy unset.
-        Effect.zipRight(policyResponse(path.bankId)),
-        Effect.catchAll(() => Effect.fail(shuttingDown)),
-        ack.afterChange,
-        (effect) => forBank(path.bankId, effect)
-      )),
+    setPolicy: ({ path, request }: RawBankRequest) =>
+      forBank(
+        path.bankId,
+        Effect.flatMap(policyBody(request), (payload) =>
+          queue.setPolicy(path.bankId, payload).pipe(
+            // The payload was decoded by the same Schema: only a closed queue, or a new bank past the maximum number
+            // of banks, leaves the policy unset.
+            Effect.zipRight(policyResponse(path.bankId)),
+            Effect.catchAll((error) => Effect.fail(error._tag === "BankLimitError" ? limitReached(error) : shuttingDown)),
+            ack.afterChange
+          ))
+      ),
     getPolicy: HttpApiBuilder.handler(CompileTriggerApi, "banks", "getPolicy", ({ path }) =>
       forBank(path.bankId, policyResponse(path.bankId))),
     deletePolicy: HttpApiBuilder.handler(CompileTriggerApi, "banks", "deletePolicy", ({ path }) =>
@@ -337,7 +395,9 @@ const readRoutes = (queue: CompileQueueService, forBank: ForBank) => ({
         size: stats.queued,
         capacity: Number.isFinite(stats.capacity) ? stats.capacity : null,
         banks: stats.banks,
-        store: stats.store ?? null
+        store: stats.store ?? null,
+        mode: stats.cluster === true ? "cluster" : "single",
+        defaults: queue.config
       }, true))),
   listCompiles: HttpApiBuilder.handler(CompileTriggerApi, "banks", "listCompiles", ({ urlParams }) =>
     Effect.zipWith(
@@ -360,7 +420,7 @@ const BanksLive = (options: ApiOptions) => HttpApiBuilder.group(CompileTriggerAp
     return handlers
       .handleRaw("retain", writes.retain)
       .handleRaw("forget", writes.forget)
-      .handle("setPolicy", policies.setPolicy)
+      .handleRaw("setPolicy", policies.setPolicy)
       .handle("getPolicy", policies.getPolicy)
       .handle("deletePolicy", policies.deletePolicy)
       .handleRaw("retainBatch", writes.retainBatch)
@@ -414,14 +474,6 @@ const HealthLive = (options: ApiOptions) => HttpApiBuilder.group(CompileTriggerA
 
 // --- request guard ------------------------------------------------------------------------------------------------
 
-const jsonError = (status: number, tag: string, message: string, extra: Record<string, unknown> = {}) =>
-  HttpServerResponse.unsafeJson({ _tag: tag, message, ...extra }, { status })
-
-const tooLarge = () =>
-  jsonError(413, "PayloadTooLarge", `the request body is larger than ${MAX_BODY_BYTES} bytes (1 MiB)`, {
-    limitBytes: MAX_BODY_BYTES
-  })
-
 /**
  * What Node's own parser rejects (malformed request line or headers, headers over the size limit, a request that
  * took too long) gets a JSON answer too, as Node's default handler would give it but with a body.
@@ -436,55 +488,12 @@ const answerClientError = (error: Error & { readonly code?: string }, socket: Du
   const body = JSON.stringify({ _tag: "MalformedRequest", message: `the HTTP request is malformed (${reason})` })
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-      `connection: close\r\n\r\n${body}`
+      `connection: close\r\n\r\n${body}`,
+    // Then closed, not just half-closed: a client that never closes its side (a slowloris, a silent socket) would
+    // otherwise keep the connection, and its file descriptor, for good.
+    () => socket.destroy()
   )
 }
-
-/** A defect that is not a response HttpApi chose: a bug. */
-const isBug = (cause: Cause.Cause<unknown>): boolean =>
-  Chunk.some(Cause.defects(cause), (defect) => !HttpServerResponse.isServerResponse(defect))
-
-/**
- * The platform answers an unknown route, and any defect, with an empty body: give those a JSON body too. It runs
- * just before the answer is written, on the error path as well (a middleware sees errors only after that).
- */
-const jsonErrorBodies = HttpApp.appendPreResponseHandler((request, response) =>
-  Effect.succeed(
-    response.status < 400 || response.body._tag !== "Empty"
-      ? response
-      : response.status === 404
-      ? jsonError(404, "RouteNotFound", `no route ${request.method} ${request.url}`)
-      : response.status >= 500
-      ? jsonError(response.status, "InternalServerError", "the request failed unexpectedly (the service logged it)")
-      : jsonError(response.status, "HttpError", `HTTP ${response.status}`)
-  )
-)
-
-/**
- * Around the whole app: bodies over 1 MiB get 413 by `Content-Length` before reading (the retain routes also count
- * while reading), a body of another content type gets 400, an error answer always has a JSON body, and a defect is
- * logged.
- */
-const guardRequests = (app: HttpApp.Default): HttpApp.Default =>
-  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-    if (HttpMethod.hasBody(request.method)) {
-      const length = Number(request.headers["content-length"] ?? 0)
-      if (length > MAX_BODY_BYTES) return Effect.succeed(tooLarge())
-      // A chunked body has no Content-Length but is a body all the same.
-      const hasBody = length > 0 || request.headers["transfer-encoding"] !== undefined
-      const type = request.headers["content-type"]
-      if (hasBody && type !== undefined && !isJsonMediaType(type)) {
-        return Effect.succeed(
-          jsonError(400, "MalformedRequest", `the request body must be JSON (content-type: application/json), got ${type}`)
-        )
-      }
-    }
-    return Effect.zipRight(jsonErrorBodies, app).pipe(
-      Effect.tapErrorCause((cause) =>
-        isBug(cause) ? Effect.logError(`${request.method} ${request.url} failed unexpectedly`, cause) : Effect.void
-      )
-    )
-  })
 
 // --- server -------------------------------------------------------------------------------------------------------
 
@@ -499,32 +508,64 @@ export const apiLayer = (
 ): Layer.Layer<HttpApi.Api, never, CompileQueue | Lifecycle> =>
   HttpApiBuilder.api(CompileTriggerApi).pipe(
     Layer.provide([BanksLive(options), HealthLive(options)]),
-    Layer.provide([authorizationLayer(apiToken), PrometheusMetrics.layer])
+    Layer.provide([authorizationLayer(apiToken), PrometheusMetrics.layer]),
+    // Decode errors of path and query parameters answered as readable as those of bodies.
+    Layer.merge(readableErrorsLayer),
+    // find-my-way 404s a parameter longer than this (its default, 100, a valid 200-character bank id): any length
+    // reaches the route, which answers an invalid bank id 400 after auth. Node's header limit bounds the URL.
+    Layer.merge(HttpRouter.setRouterConfig({ maxParamLength: Number.MAX_SAFE_INTEGER }))
   )
 
 /**
- * Serves the API on `host:port` (Node's HTTP server) with `/openapi.json`, Swagger UI at `/docs` and the dashboard at
- * `/` and `/ui` (docs/service.md, "Dashboard"). Once listening it
- * is ready; when its scope closes it turns not-ready, stops accepting connections, lets requests already received
- * finish (up to `requestDrainTimeout`), then returns so the `CompileQueue` beneath it can shut down gracefully.
+ * The service's port, bound by `listen` (before the queue and its store are built) and taken over by `serve`.
  *
  * @since 0.1.0
  */
-export const layer = (options: ServerOptions): Layer.Layer<never, HttpServerError.ServeError, CompileQueue> =>
-  Layer.unwrapScoped(Effect.gen(function*() {
-    const lifecycle = yield* Ref.make<Readiness>("starting")
-    const server = createServer()
+export class Listening extends Context.Tag("effect-compile-trigger/Listening")<Listening, {
+  /** Node's server, listening. */
+  readonly server: Server
+  /** The platform's server on it. */
+  readonly httpServer: HttpServer.HttpServer
+  /** Ends the answers given until the API serves (see `listen`). */
+  readonly served: Effect.Effect<void>
+}>() {}
+
+/**
+ * Binds `host:port` (or fails with `ServeError`: the port is in use, say) and answers there until `serve` takes over:
+ * `/healthz` 200, anything else `503 NotReady` with `state: "starting"` — while the queue restores its banks, for
+ * instance. The service builds it first, so that a second instance on a port in use fails before it opens the store.
+ *
+ * @since 0.1.0
+ */
+export const listen = (options: ServerOptions): Layer.Layer<Listening, HttpServerError.ServeError> =>
+  Layer.scoped(Listening, Effect.gen(function*() {
+    const server = yield* guardedServer(options)
     server.on("clientError", answerClientError)
+    const httpServer = yield* NodeHttpServer.make(() => server, { host: options.host, port: options.port })
+    const detach = answerWhileStarting(server)
+    return { server, httpServer, served: Effect.sync(detach) }
+  }))
+
+/**
+ * Serves the API on the port `listen` bound, with `/openapi.json`, Swagger UI at `/docs` and the dashboard at `/` and
+ * `/ui` (docs/service.md, "Dashboard"). Once built it is ready; when its scope closes it turns not-ready, stops
+ * accepting connections, lets requests already received finish (up to `requestDrainTimeout`), then returns so the
+ * `CompileQueue` beneath it can shut down gracefully.
+ *
+ * @since 0.1.0
+ */
+export const serve = (options: ServerOptions): Layer.Layer<never, never, CompileQueue | Listening> =>
+  Layer.unwrapScoped(Effect.gen(function*() {
+    const { httpServer, served, server } = yield* Listening
+    const lifecycle = yield* Ref.make<Readiness>("starting")
     const drainTimeout = Duration.decode(options.requestDrainTimeout ?? "5 seconds")
 
-    const serve = HttpApiBuilder.serve(guardRequests).pipe(
+    const serveApi = HttpApiBuilder.serve((app) => inConnectionOrder(guardRequests(app))).pipe(
       Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
       Layer.provide(Dashboard.layer),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
       Layer.provide(apiLayer(options.apiToken, { ackMode: options.ackMode })),
-      Layer.provide(NodeHttpServer.layer(() => server, { host: options.host, port: options.port })),
-      // find-my-way's default (100) would 404 a valid 200-character bank id, or a percent-encoded one.
-      Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 1024 })),
+      Layer.provide([Layer.succeed(HttpServer.HttpServer, httpServer), NodeHttpServer.layerContext]),
       // Any body HttpApi itself reads is capped at 1 MiB too (the retain routes read theirs with the same cap).
       Layer.provide(Layer.succeed(HttpIncomingMessage.MaxBodySize, Option.some(FileSystem.Size(MAX_BODY_BYTES)))),
       Layer.provide(Layer.succeed(Lifecycle, lifecycle))
@@ -546,6 +587,7 @@ export const layer = (options: ServerOptions): Layer.Layer<never, HttpServerErro
 
     const ready = Layer.scopedDiscard(Effect.gen(function*() {
       yield* Effect.addFinalizer(() => stop)
+      yield* served
       yield* Ref.set(lifecycle, "ready")
       const address = server.address()
       const where = address !== null && typeof address === "object"
@@ -559,5 +601,14 @@ export const layer = (options: ServerOptions): Layer.Layer<never, HttpServerErro
     // A request span costs several µs (the URL and every header become attributes); with Effect's built-in tracer
     // nothing collects it, so requests are traced only when the application installed a tracer of its own.
     const tracing = yield* appTracing
-    return Layer.provide(ready, tracing ? serve : HttpMiddleware.withTracerDisabledWhen(serve, () => true))
+    return Layer.provide(ready, tracing ? serveApi : HttpMiddleware.withTracerDisabledWhen(serveApi, () => true))
   }))
+
+/**
+ * `serve` on the port `listen` binds, bound once the `CompileQueue` is built. The service itself binds first (`listen`
+ * beneath the queue, `serve` above it), so that the port answers while the queue restores.
+ *
+ * @since 0.1.0
+ */
+export const layer = (options: ServerOptions): Layer.Layer<never, HttpServerError.ServeError, CompileQueue> =>
+  serve(options).pipe(Layer.provide(listen(options)))

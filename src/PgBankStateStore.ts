@@ -5,13 +5,19 @@
  * @since 0.1.0
  */
 import { PgClient } from "@effect/sql-pg"
-import type { Layer, Redacted } from "effect"
+import { Effect, Layer, type Redacted } from "effect"
 import { BankStateStore, type BankStoreError } from "./BankStateStore.js"
+import { ownPgStore } from "./internal/store/pgOwner.js"
 
 /**
- * Postgres at `url`, for deployments that share state or want it off the host.
+ * Postgres at `url`, for deployments that share state or want it off the host. One single-node owner per database:
+ * while another process holds it (a session advisory lock, on a connection named `effect-compile-trigger pid … on
+ * …`), building this fails at once with a `BankStoreError` naming the holder, before the tables are touched. Several
+ * processes share one database in cluster mode (`ClusterCompileQueue`), which does not take this lock.
  *
  * @since 0.1.0
  */
 export const layer = (options: { readonly url: Redacted.Redacted }): Layer.Layer<BankStateStore, BankStoreError> =>
-  BankStateStore.fromClient(PgClient.layer({ url: options.url }))
+  Layer.unwrapScoped(
+    Effect.as(ownPgStore(options.url), BankStateStore.fromClient(PgClient.layer({ url: options.url })))
+  )

@@ -100,7 +100,11 @@ export const families = (pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>): A
   return [...byName.values()]
 }
 
-/** Every series of `CompileMetrics`, created at zero so a scrape lists them before anything happened. */
+/**
+ * Every series of `CompileMetrics` (the budget's included, whether a budget is set or not), created at zero so a
+ * scrape lists them before anything happened. The store gauges are not: a queue with a store publishes them at its
+ * first read (the service's `/metrics` reads the queue first), and a process without a store has none to report.
+ */
 const compileMetricSeries = [
   CompileMetrics.retains,
   CompileMetrics.retainsRejected,
@@ -113,7 +117,10 @@ const compileMetricSeries = [
   CompileMetrics.compileDuration,
   CompileMetrics.queueSize,
   CompileMetrics.running,
-  CompileMetrics.storeFlushFailures
+  CompileMetrics.storeFlushFailures,
+  CompileMetrics.tokensUsed,
+  CompileMetrics.budgetWaiting,
+  CompileMetrics.budgetWait
 ] as const
 
 /**

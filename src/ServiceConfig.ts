@@ -5,7 +5,14 @@
  * @since 0.1.0
  */
 import { Config, ConfigError, Duration, Either, LogLevel, Option, Redacted } from "effect"
-import { CompileTriggerConfig } from "./CompileTriggerConfig.js"
+import { DEFAULT_MAX_BANKS, HARD_MAX_BANKS } from "./BankLimit.js"
+import {
+  DEFAULT_HEADERS_TIMEOUT_MILLIS,
+  DEFAULT_KEEP_ALIVE_TIMEOUT_MILLIS,
+  DEFAULT_REQUEST_TIMEOUT_MILLIS,
+  defaultMaxConnections
+} from "./internal/http/connectionLimits.js"
+import { CompileTriggerConfig, MAX_FORGET_DELAY_SECONDS, MAX_STALENESS_DAYS } from "./CompileTriggerConfig.js"
 
 /**
  * Where compiles go: a webhook (`COMPILE_WEBHOOK_URL`), or a dry run that only logs them.
@@ -59,6 +66,27 @@ export interface ServiceConfig {
   readonly logLevel: LogLevel.LogLevel
   /** `COMPILE_BUDGET_*`: the cost budget (each limit `None` when unset: unlimited). */
   readonly budget: BudgetSettings
+  /** `COMPILE_MAX_BANKS`: the most banks the service holds (default 1,000,000); new banks past it are refused (507). */
+  readonly maxBanks: number
+  /** `HTTP_*`: the bounds of the server's connections. */
+  readonly http: HttpSettings
+}
+
+/**
+ * What a client that opens connections and sends nothing, or trickles its headers, can hold (docs/service.md,
+ * "Connections").
+ *
+ * @since 0.1.0
+ */
+export interface HttpSettings {
+  /** `HTTP_HEADERS_TIMEOUT`: a connection's first request's headers, complete, within this long (default 10 s). */
+  readonly headersTimeout: Duration.Duration
+  /** `HTTP_REQUEST_TIMEOUT`: the whole request, body included (default 30 s). */
+  readonly requestTimeout: Duration.Duration
+  /** `HTTP_KEEP_ALIVE_TIMEOUT`: a kept-alive connection idle this long between requests is closed (default 5 s). */
+  readonly keepAliveTimeout: Duration.Duration
+  /** `HTTP_MAX_CONNECTIONS`: open connections at most (default 10,000, or half the open-file limit when lower). */
+  readonly maxConnections: number
 }
 
 /**
@@ -127,13 +155,15 @@ const integer = (min: number, max: number = Number.MAX_SAFE_INTEGER): Parse<numb
     : Either.left(max === Number.MAX_SAFE_INTEGER ? `must be an integer >= ${min}` : `must be an integer from ${min} to ${max}`)
 }
 
-const nonNegativeNumber: Parse<number> = (raw) => {
+const nonNegativeNumber = (max: number): Parse<number> => (raw) => {
   const value = /^\+?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(raw) ? Number(raw) : NaN
-  return Number.isFinite(value) ? Either.right(value) : Either.left("must be a non-negative number")
+  return Number.isFinite(value) && value <= max
+    ? Either.right(value)
+    : Either.left(`must be a non-negative number of at most ${max}`)
 }
 
-/** An Effect duration ("30 seconds", "5 minutes", "500 millis") or a bare number of milliseconds. */
-const duration = (allowZero: boolean): Parse<Duration.Duration> => (raw) => {
+/** An Effect duration ("30 seconds", "5 minutes", "500 millis") or a bare number of milliseconds, at most `max`. */
+const duration = (allowZero: boolean, max?: Duration.Duration): Parse<Duration.Duration> => (raw) => {
   const decoded = /^\d+(\.\d+)?$/.test(raw)
     ? Option.some(Duration.millis(Number(raw)))
     : /^-/.test(raw)
@@ -141,6 +171,9 @@ const duration = (allowZero: boolean): Parse<Duration.Duration> => (raw) => {
     : Duration.decodeUnknown(raw)
   if (Option.isNone(decoded)) return Either.left(`must be a duration such as "30 seconds" or a number of milliseconds`)
   if (!allowZero && Duration.isZero(decoded.value)) return Either.left("must be greater than zero")
+  if (max !== undefined && Duration.greaterThan(decoded.value, max)) {
+    return Either.left(`must be at most ${Duration.format(max)}`)
+  }
   return Either.right(decoded.value)
 }
 
@@ -252,11 +285,17 @@ const trigger: Config.Config<CompileTriggerConfig> = Config.all({
   enabled: withDefault(variable("COMPILE_DEFAULT_ENABLED", boolean), libraryDefaults.enabled),
   forgetThreshold: withDefault(variable("COMPILE_FORGET_THRESHOLD", integer(1)), libraryDefaults.forgetThreshold),
   forgetDelaySeconds: Config.map(
-    durationVariable("COMPILE_FORGET_DELAY", true, defaults.forgetDelay),
+    withDefault(
+      variable("COMPILE_FORGET_DELAY", duration(true, Duration.seconds(MAX_FORGET_DELAY_SECONDS))),
+      Duration.decode(defaults.forgetDelay)
+    ),
     (delay) => Duration.toMillis(delay) / 1000
   ),
   sizeThreshold: withDefault(variable("COMPILE_SIZE_THRESHOLD", integer(0)), libraryDefaults.sizeThreshold),
-  stalenessDays: withDefault(variable("COMPILE_STALENESS_DAYS", nonNegativeNumber), libraryDefaults.stalenessDays),
+  stalenessDays: withDefault(
+    variable("COMPILE_STALENESS_DAYS", nonNegativeNumber(MAX_STALENESS_DAYS)),
+    libraryDefaults.stalenessDays
+  ),
   stalenessMinMemories: withDefault(
     variable("COMPILE_STALENESS_MIN_MEMORIES", integer(0)),
     libraryDefaults.stalenessMinMemories
@@ -275,6 +314,26 @@ export const logging: Config.Config<Pick<ServiceConfig, "logFormat" | "logLevel"
   logFormat: withDefault(variable("LOG_FORMAT", oneOf("pretty", "json")), "pretty" as const),
   logLevel: withDefault(variable("LOG_LEVEL", logLevel), defaultLogLevel)
 })
+
+const millis = (ms: number) => Duration.millis(ms)
+
+/** `HTTP_*`; the header deadline may not be longer than the request's (the headers are part of the request). */
+const http: Config.Config<HttpSettings> = Config.all({
+  headersTimeout: durationVariable("HTTP_HEADERS_TIMEOUT", true, millis(DEFAULT_HEADERS_TIMEOUT_MILLIS)),
+  requestTimeout: durationVariable("HTTP_REQUEST_TIMEOUT", true, millis(DEFAULT_REQUEST_TIMEOUT_MILLIS)),
+  keepAliveTimeout: durationVariable("HTTP_KEEP_ALIVE_TIMEOUT", false, millis(DEFAULT_KEEP_ALIVE_TIMEOUT_MILLIS)),
+  maxConnections: Config.map(variable("HTTP_MAX_CONNECTIONS", integer(1)), Option.getOrElse(defaultMaxConnections))
+}).pipe(Config.mapOrFail((settings) => {
+  const [headers, request] = [settings.headersTimeout, settings.requestTimeout]
+  return Duration.isZero(request) || Duration.lessThanOrEqualTo(headers, request)
+    ? Either.right(settings)
+    : Either.left(ConfigError.InvalidData(
+      ["HTTP_HEADERS_TIMEOUT"],
+      `HTTP_HEADERS_TIMEOUT (${Duration.format(headers)}) must not be longer than HTTP_REQUEST_TIMEOUT (${
+        Duration.format(request)
+      })`
+    ))
+}))
 
 /**
  * The whole configuration, from environment variables (see docs/service.md, "Configuration").
@@ -296,7 +355,9 @@ export const config: Config.Config<ServiceConfig> = Config.all({
   engine,
   apiToken: secret("API_TOKEN"),
   logging,
-  budget
+  budget,
+  maxBanks: withDefault(variable("COMPILE_MAX_BANKS", integer(1, HARD_MAX_BANKS)), DEFAULT_MAX_BANKS),
+  http
 }).pipe(Config.map(({ logging, ...rest }) => ({ ...rest, ...logging })))
 
 /**
@@ -319,7 +380,12 @@ export const describe = (config: ServiceConfig): string =>
     `shutdownTimeout=${Duration.format(config.shutdownTimeout)}`,
     `flushInterval=${Duration.format(config.flushInterval)}`,
     `ackMode=${config.ackMode}`,
-    `budget=${describeBudget(config.budget)}`
+    `budget=${describeBudget(config.budget)}`,
+    `maxBanks=${config.maxBanks}`,
+    `httpHeadersTimeout=${Duration.format(config.http.headersTimeout)}`,
+    `httpRequestTimeout=${Duration.format(config.http.requestTimeout)}`,
+    `httpKeepAliveTimeout=${Duration.format(config.http.keepAliveTimeout)}`,
+    `httpMaxConnections=${config.http.maxConnections}`
   ].join(" ")
 
 const describeBudget = (budget: BudgetSettings): string => {

@@ -10,6 +10,7 @@ import { Context, Effect, Layer } from "effect"
 import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
 import { BankStateStore, type BankStoreError } from "./BankStateStore.js"
+import { ownSqliteStore } from "./internal/store/sqliteOwner.js"
 
 /**
  * @since 0.1.0
@@ -25,14 +26,18 @@ export interface SqliteStoreOptions {
 }
 
 /**
- * SQLite in one file; its directory is created.
+ * SQLite in one file; its directory is created. One owner at a time: while a process (or another layer in this one)
+ * holds the file, building this fails at once with a `BankStoreError` naming the holder's pid, before the database is
+ * opened (the lock is `<filename>.lock`, held by the kernel for the owner, so one killed with -9 leaves none behind).
  *
  * @since 0.1.0
  */
 export const layer = (options: SqliteStoreOptions): Layer.Layer<BankStateStore, BankStoreError> =>
   BankStateStore.fromClient(
-    Layer.unwrapEffect(Effect.sync(() => {
+    Layer.unwrapScoped(Effect.gen(function*() {
       mkdirSync(dirname(options.filename), { recursive: true })
+      // Released after the database is closed (finalizers run in reverse): its final flush is this owner's.
+      yield* ownSqliteStore(options.filename)
       const synchronous = options.synchronous === "full" ? "FULL" : "NORMAL"
       // One connection: the setting holds for every later statement.
       return SqliteClient.layer({ filename: options.filename }).pipe(

@@ -5,10 +5,11 @@
  * @since 0.1.0
  */
 import { HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
-import { Clock, Duration, Effect, Layer, Option, ParseResult, Redacted, Schema, Stream } from "effect"
+import { Clock, Duration, Effect, Either, Layer, Option, Redacted, Stream } from "effect"
 import { createHmac } from "node:crypto"
 import { CompileEngine, CompileError, type CompileJob, CompileResult } from "./CompileEngine.js"
 import { isJsonMediaType, MAX_JSON_DEPTH, nestedDeeperThan } from "./internal/http/jsonGuards.js"
+import { readAnswer } from "./internal/http/webhookAnswer.js"
 
 /**
  * @since 0.1.0
@@ -66,8 +67,6 @@ export const signatureHeaders = (
     .join(",")
 })
 
-const decodeResult = Schema.decodeUnknown(CompileResult)
-
 /** How much of an error response body a `CompileError` quotes. */
 const QUOTE_CHARS = 200
 
@@ -111,7 +110,16 @@ const readBody = (
   )
 }
 
-/** A 2xx answer's body as a `CompileResult`; anything else a `CompileError` saying what was wrong. */
+/** What a 2xx answer's body must be, for the error that says it is not. */
+const EXPECTED_BODY = `expected an object like {"scopesCompiled":["a"],"tokensUsed":1500} or an empty body`
+
+const kindOf = (value: unknown): string =>
+  Array.isArray(value) ? "an array" : typeof value === "string" ? "a string" : `a ${typeof value}`
+
+/**
+ * A 2xx answer's body as a `CompileResult`; anything else a one-line `CompileError` saying what was wrong. The body
+ * counts, not its label: JSON sent as `text/plain` or `text/html` (Express's `res.send`, Flask's `json.dumps`) is read.
+ */
 const interpret = (
   bankId: string,
   response: HttpClientResponse.HttpClientResponse,
@@ -128,36 +136,38 @@ const interpret = (
   if (status < 200 || status > 299) {
     return Effect.fail(fail(`webhook returned HTTP ${status}${text.trim() === "" ? "" : `: ${quote(text)}`}`))
   }
-  if (text.trim() === "") return Effect.succeed(new CompileResult({ bankId }))
-  const contentType = response.headers["content-type"]
-  if (contentType !== undefined && !isJsonMediaType(contentType)) {
-    return Effect.fail(fail(`webhook returned HTTP ${status} with content-type ${quote(contentType!)}, not JSON`))
-  }
   let body: unknown
   try {
-    body = JSON.parse(text)
+    body = text.trim() === "" ? null : JSON.parse(text)
   } catch {
-    return Effect.fail(fail(`webhook returned HTTP ${status} with invalid JSON: ${quote(text)}`))
+    const contentType = response.headers["content-type"]
+    return Effect.fail(fail(
+      contentType !== undefined && !isJsonMediaType(contentType)
+        ? `webhook returned HTTP ${status} with content-type ${quote(contentType)}, not JSON: ${quote(text)}`
+        : `webhook returned HTTP ${status} with invalid JSON: ${quote(text)}`
+    ))
   }
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    return Effect.fail(fail(`webhook returned HTTP ${status} with a body that is not a JSON object`))
+  // `null` is what a handler that returns nothing sends (FastAPI's `None`): nothing to report.
+  if (body === null) return Effect.succeed(new CompileResult({ bankId }))
+  if (typeof body !== "object" || Array.isArray(body)) {
+    return Effect.fail(fail(`webhook answer (HTTP ${status}) is not a JSON object: got ${kindOf(body)}; ${EXPECTED_BODY}`))
   }
-  // Schema's error message would print a deeply nested value recursively (and overflow the stack).
+  // A refused field is quoted through JSON.stringify, which recurses: the depth is bounded first.
   if (nestedDeeperThan(body)) {
     return Effect.fail(fail(`webhook returned HTTP ${status} with JSON nested deeper than ${MAX_JSON_DEPTH} levels`))
   }
-  return decodeResult({ bankId, ...body }).pipe(
-    Effect.mapError((error) =>
-      fail(`webhook returned an invalid CompileResult: ${ParseResult.TreeFormatter.formatErrorSync(error)}`)
-    )
-  )
+  return Either.match(readAnswer(bankId, body as Record<string, unknown>), {
+    onLeft: (problems) => Effect.fail(fail(`webhook answer (HTTP ${status}) is not a valid compile result: ${problems}`)),
+    onRight: Effect.succeed
+  })
 }
 
 /**
- * Builds the engine on the `HttpClient` in context. A 2xx answer's JSON body is decoded as a `CompileResult` (counts
- * default to 0, `bankId` to the requested one; an empty body is an empty result). A non-2xx status, a redirect (never
+ * Builds the engine on the `HttpClient` in context. A 2xx answer's JSON body is read as a `CompileResult` (counts
+ * default to 0, `bankId` to the requested one; an empty body, `{}` or `null` is an empty result, a `null` field is an
+ * absent one, unknown fields are ignored; docs/service.md has the whole contract). A non-2xx status, a redirect (never
  * followed), a body that is not JSON, not a JSON object or not a valid result, a body over `maxResponseBytes` or
- * slower than `readTimeout`, a transport error or the timeout fail with a `CompileError` that says which.
+ * slower than `readTimeout`, a transport error or the timeout fail with a one-line `CompileError` that says which.
  *
  * @since 0.1.0
  */

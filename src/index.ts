@@ -19,6 +19,7 @@ export {
   triggerReason,
   triggers
 } from "./BankCompileState.js"
+export { BankLimitError, bankLimitError, DEFAULT_MAX_BANKS, HARD_MAX_BANKS } from "./BankLimit.js"
 export { BankPolicy, BankPolicyError, type BankPolicyInput, effectiveConfig, validatePolicy } from "./BankPolicy.js"
 export {
   CompileEngine,

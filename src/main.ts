@@ -1,12 +1,12 @@
 /**
  * The compile trigger as an HTTP sidecar (run by `bin.ts`: `npm start`, `npx effect-compile-trigger`). A thin
- * composition, bottom to top: config → (tracing) → engine → (store) → queue → HTTP → `Layer.launch` →
- * `NodeRuntime.runMain`.
+ * composition, bottom to top: config → (tracing) → the port bound → engine → (store: its owner lock, then its banks
+ * restored) → queue → the API served → `Layer.launch` → `NodeRuntime.runMain`.
  */
 import { HttpServerError } from "@effect/platform"
 import { NodeHttpClient, NodeRuntime } from "@effect/platform-node"
-import { Cause, Config, ConfigError, Duration, Effect, Layer, Logger, LogLevel, Option } from "effect"
-import { BankStateStore, BankStoreError } from "./BankStateStore.js"
+import { Cause, Config, ConfigError, Duration, Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
+import { BankStateStore, BankStoreError, describeDatabase } from "./BankStateStore.js"
 import { CompileQueue } from "./CompileQueue.js"
 import * as CompileTriggerServer from "./CompileTriggerServer.js"
 import * as DryRunEngine from "./DryRunEngine.js"
@@ -43,7 +43,8 @@ const queueOptions = (config: ServiceConfig.ServiceConfig) => ({
   compileTimeout: Duration.sum(config.compileTimeout, Duration.seconds(1)),
   shutdownTimeout: config.shutdownTimeout,
   flushInterval: config.flushInterval,
-  budget: ServiceConfig.budgetOptions(config.budget)
+  budget: ServiceConfig.budgetOptions(config.budget),
+  maxBanks: config.maxBanks
 })
 
 const Queue = (config: ServiceConfig.ServiceConfig) =>
@@ -74,7 +75,11 @@ const ClusterQueue = (config: ServiceConfig.ServiceConfig, cluster: ServiceConfi
         Layer.provide(PgClient.layer({
           url: cluster.databaseUrl,
           applicationName: `effect-compile-trigger ${cluster.runnerAddress.host}:${cluster.runnerAddress.port}`
-        }))
+        }).pipe(Layer.tap(() =>
+          Effect.logInfo(
+            `bank state: Postgres at ${describeDatabase(Redacted.value(cluster.databaseUrl))} (cluster mode: shared by the runners)`
+          )
+        )))
       ),
     (error) => error instanceof Error ? error : new Error(String(error))
   ).pipe(
@@ -87,14 +92,20 @@ const ClusterQueue = (config: ServiceConfig.ServiceConfig, cluster: ServiceConfi
     )
   )
 
-const Http = (config: ServiceConfig.ServiceConfig) =>
-  CompileTriggerServer.layer({
-    host: config.host,
-    port: config.port,
-    apiToken: config.apiToken,
-    requestDrainTimeout: REQUEST_DRAIN_TIMEOUT,
-    ackMode: config.ackMode
-  })
+const serverOptions = (config: ServiceConfig.ServiceConfig): CompileTriggerServer.ServerOptions => ({
+  host: config.host,
+  port: config.port,
+  apiToken: config.apiToken,
+  requestDrainTimeout: REQUEST_DRAIN_TIMEOUT,
+  ackMode: config.ackMode,
+  ...config.http
+})
+
+/** The port, bound first: a second instance on it fails before it opens the store; it answers "starting" meanwhile. */
+const Listen = (config: ServiceConfig.ServiceConfig) => CompileTriggerServer.listen(serverOptions(config))
+
+/** The API on that port, once the queue is built (its banks restored). */
+const Http = (config: ServiceConfig.ServiceConfig) => CompileTriggerServer.serve(serverOptions(config))
 
 /**
  * runMain has no shutdown deadline of its own. Built last, so its finalizer runs first at shutdown: if the graceful
@@ -135,7 +146,10 @@ const Service = (
 ) =>
   ShutdownWatchdog(config).pipe(
     Layer.provide(Http(config)),
-    Layer.provide(Option.isSome(cluster) ? ClusterQueue(config, cluster.value) : Queue(config)),
+    // The port first, then the store (its owner lock, its banks restored), then the API.
+    Layer.provide(
+      Layer.provideMerge(Option.isSome(cluster) ? ClusterQueue(config, cluster.value) : Queue(config), Listen(config))
+    ),
     Layer.provide(Tracing(tracing))
   )
 

@@ -83,6 +83,8 @@
     button.type = "button"
     button.className = "link"
     button.textContent = bankId
+    // A long id is cut short with an ellipsis (dashboard.css); the whole id on hover.
+    button.title = bankId
     button.addEventListener("click", () => lookUp(bankId))
     return button
   }
@@ -117,6 +119,9 @@
     samples: [], // [millis, retains total, compiles total]
     running: [],
     budget: true, // false once GET /v1/budget answered 404
+    cluster: false, // a runner of a cluster (see renderScope)
+    defaults: null, // the settings a bank without a policy follows (`/v1/queue`'s `defaults`)
+    budgetPeriodSeconds: null, // once GET /v1/budget answered
     chart: null,
     timer: undefined
   }
@@ -129,6 +134,8 @@
     $("q-pending").textContent = number(queue.pending)
     $("q-running").textContent = number(queue.running)
     $("q-banks").textContent = number(queue.banks)
+    ui.defaults = queue.defaults
+    renderScope(queue.mode === "cluster")
     renderStore(queue.store)
   }
 
@@ -170,6 +177,20 @@
     return Math.max(0, end[column] - start[column]) / ((end[0] - start[0]) / unitMs)
   }
 
+  /**
+   * In cluster mode (`/v1/queue`'s `mode`) the queue, the banks and the compiles are the whole cluster's (the node
+   * asks every partition), but /metrics — the rates and the chart — and the budget's buckets are this node's: say so.
+   */
+  const renderScope = (cluster) => {
+    ui.cluster = cluster
+    const node = ui.cluster ? ", this node" : ""
+    $("rate-retains-scope").textContent = `last 10 s${node}`
+    $("rate-compiles-scope").textContent = `last 60 s${node}`
+    $("q-banks-scope").textContent = ui.cluster ? "in the whole cluster" : "known to the service"
+    $("chart-scope").textContent = `${ui.cluster ? "this node's, " : ""}since this page opened (up to 10 minutes)`
+    renderBudgetPeriod()
+  }
+
   const recordRates = async () => {
     const text = await api("/metrics", { headers: { accept: "text/plain" } })
     const now = Date.now()
@@ -179,6 +200,22 @@
     $("rate-retains").textContent = rate(rateAt(last, 1, 10_000, 1000))
     $("rate-compiles").textContent = rate(rateAt(last, 2, 60_000, 60_000))
     drawChart()
+  }
+
+  // The time axis steps in whole seconds (its labels show seconds), and spans at least a minute: a fresh page's few
+  // samples, seconds apart, would otherwise get sub-second steps, every label the same second.
+  const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600]
+  const MIN_SPAN_SECONDS = 60
+  const timeRange = (_, min, max) => {
+    const end = max ?? Date.now() / 1000
+    return [Math.min(min ?? end, end - MIN_SPAN_SECONDS), end]
+  }
+
+  /** The time axis's labels; kept on the chart's element too, since the canvas holds them only as pixels. */
+  const timeLabels = (splits) => {
+    const labels = splits.map((seconds) => new Date(seconds * 1000).toLocaleTimeString("en-GB"))
+    $("chart").dataset.timeLabels = labels.join(" ")
+    return labels
   }
 
   const drawChart = () => {
@@ -200,9 +237,13 @@
           { label: "retains/s", stroke: "#2563eb", width: 2, scale: "retains", value: (_, v) => (v === null ? "–" : rate(v)) },
           { label: "compiles/min", stroke: "#d97706", width: 2, scale: "compiles", value: (_, v) => (v === null ? "–" : rate(v)) }
         ],
-        scales: { retains: { range: (_, min, max) => [0, Math.max(1, max)] }, compiles: { range: (_, min, max) => [0, Math.max(1, max)] } },
+        scales: {
+          x: { time: true, range: timeRange },
+          retains: { range: (_, min, max) => [0, Math.max(1, max)] },
+          compiles: { range: (_, min, max) => [0, Math.max(1, max)] }
+        },
         axes: [
-          { space: 100, values: (_, splits) => splits.map((seconds) => new Date(seconds * 1000).toLocaleTimeString("en-GB")) },
+          { space: 100, incrs: TIME_STEPS, values: (_, splits) => timeLabels(splits) },
           { scale: "retains", label: "retains/s" },
           { scale: "compiles", side: 1, label: "compiles/min", grid: { show: false } }
         ]
@@ -279,6 +320,12 @@
     return level
   }
 
+  const renderBudgetPeriod = () => {
+    if (ui.budgetPeriodSeconds === null) return
+    $("budget-period").textContent =
+      `${ui.cluster ? "this node's buckets, " : ""}refilled continuously over ${period(ui.budgetPeriodSeconds)}`
+  }
+
   const renderBudget = (budget) => {
     const levels = []
     if (budget.tokens !== null) levels.push(bucketLevel("tokens", budget.tokens, budget.tokens.available <= 0))
@@ -289,7 +336,8 @@
     perBank.append(el("span", "figure small", budget.bankTokens === null ? "no default limit" : `${number(budget.bankTokens)} tokens`))
     perBank.append(el("span", "sub", `${number(budget.waiting)} waiting for the budget, ${number(budget.deferredCount)} deferred`))
     levels.push(perBank)
-    $("budget-period").textContent = `refilled continuously over ${period(budget.periodSeconds)}`
+    ui.budgetPeriodSeconds = budget.periodSeconds
+    renderBudgetPeriod()
     $("budget-levels").replaceChildren(...levels)
     fill("budget-deferred", budget.deferred.slice(0, 10).map((bank) =>
       row(bankLink(bank.bankId), `${number(Math.floor(bank.tokensAvailable))} / ${number(bank.capacity)}`, when(bank.dueAt))
@@ -328,6 +376,17 @@
     }))
   }
 
+  const SETTINGS = ["enabled", "sizeThreshold", "stalenessDays", "stalenessMinMemories", "forgetThreshold", "forgetDelaySeconds"]
+
+  /**
+   * Each setting in force for the bank: its value, marked "own" (set by its policy) or "default" (the service's).
+   * Without a policy every setting is the service's default (`/v1/queue`'s `defaults`).
+   */
+  const policyFacts = (policy) =>
+    policy === null
+      ? SETTINGS.map((key) => [key, ui.defaults === null ? "default" : `${String(ui.defaults[key])} (default)`])
+      : SETTINGS.map((key) => [key, `${String(policy.effective[key])} (${policy.policy[key] === undefined ? "default" : "own"})`])
+
   const refreshLookup = async () => {
     const bankId = ui.lookup
     if (bankId === null) return
@@ -355,6 +414,7 @@
     $("lookup-message").hidden = true
     $("lookup-result").hidden = false
     $("lookup-id").textContent = state.bankId
+    $("lookup-id").title = state.bankId
     const status = $("lookup-status")
     status.textContent = state.status
     status.className = `badge ${state.status}`
@@ -366,12 +426,7 @@
       ["consecutive failures", number(state.consecutiveFailures)],
       ["last error", state.lastError ?? "none"]
     ])
-    facts("lookup-policy", policy === null
-      ? [["policy", "none: the service's defaults apply"]]
-      : Object.entries(policy.effective).map(([key, value]) => [
-        `${key}${policy.policy[key] === undefined ? "" : " (own)"}`,
-        String(value)
-      ]))
+    facts("lookup-policy", policyFacts(policy))
     fill("lookup-compiles", compiles.compiles.map((record) => historyRow(record, false)))
   }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { CompileTriggerConfig } from "../../src/index.js"
+import { BankPolicy, CompileTriggerConfig } from "../../src/index.js"
 
 describe("CompileTriggerConfig", () => {
   it("defaults", () => {
@@ -37,5 +37,19 @@ describe("CompileTriggerConfig", () => {
     expect(() => new CompileTriggerConfig({ forgetDelaySeconds: -1 })).toThrow(/forgetDelaySeconds/)
     expect(() => new CompileTriggerConfig({ forgetDelaySeconds: Infinity })).toThrow(/forgetDelaySeconds/)
     expect(() => new CompileTriggerConfig({ enabled: "yes" as unknown as boolean })).toThrow(/enabled/)
+  })
+
+  it("stalenessDays and forgetDelaySeconds: at most 10 years, the error naming the field, the bound and the value", () => {
+    const longest = new CompileTriggerConfig({ stalenessDays: 3650, forgetDelaySeconds: 315_360_000 })
+    expect(longest.stalenessDays).toBe(3650)
+    expect(() => new CompileTriggerConfig({ stalenessDays: 3650.01 })).toThrow(
+      "stalenessDays must be a number of days from 0 to 3650 (10 years), got 3650.01"
+    )
+    expect(() => new BankPolicy({ forgetDelaySeconds: 1e12 })).toThrow(
+      "forgetDelaySeconds must be a number of seconds from 0 to 315360000 (10 years), got 1000000000000"
+    )
+    expect(() => new BankPolicy({ stalenessMinMemories: -1 })).toThrow(
+      "stalenessMinMemories must be a non-negative integer, got -1"
+    )
   })
 })

@@ -379,6 +379,39 @@ describe("token bucket", () => {
   })
 })
 
+describe("token bucket — a limit that changes keeps what was spent", () => {
+  it("raised: the new headroom at once; lowered: the new limit less what was spent, at worst empty", () => {
+    const raised = TokenBucket.full(1000, HOUR, 0)
+    raised.take(600, 0)
+    raised.resize(50_000, 0)
+    expect(raised.levelAt(0)).toBe(49_400)
+    expect(raised.fullAt(0)).toBe(Math.ceil((600 * HOUR) / 50_000)) // refills at the new rate
+    const lowered = TokenBucket.full(1000, HOUR, 0)
+    lowered.take(200, 0)
+    lowered.resize(500, 0)
+    expect(lowered.levelAt(0)).toBe(300)
+    const overSpent = TokenBucket.full(1000, HOUR, 0)
+    overSpent.take(900, 0)
+    overSpent.resize(500, 0) // 900 spent of a new 500: empty, not 400 in debt
+    expect(overSpent.levelAt(0)).toBe(0)
+    const inDebt = TokenBucket.full(1000, HOUR, 0)
+    inDebt.take(1200, 0)
+    inDebt.resize(100, 0) // an overshoot's debt is kept as it was, not multiplied
+    expect(inDebt.levelAt(0)).toBe(-200)
+  })
+
+  it("restored with its stored limit: spent stays spent; without one (an older row): the level, cut to the limit", () => {
+    const stored = { level: 400, at: 0, capacity: 1000 }
+    expect(TokenBucket.restored(50_000, HOUR, stored).levelAt(0)).toBe(49_400)
+    expect(TokenBucket.restored(1000, HOUR, stored).levelAt(0)).toBe(400)
+    expect(TokenBucket.restored(500, HOUR, stored).levelAt(0)).toBe(0)
+    expect(TokenBucket.restored(50_000, HOUR, { level: 400, at: 0 }).levelAt(0)).toBe(400)
+    expect(TokenBucket.restored(300, HOUR, { level: 400, at: 0 }).levelAt(0)).toBe(300)
+    // Refilled from its stored time at the new limit's rate.
+    expect(TokenBucket.restored(2000, HOUR, { level: -200, at: 0, capacity: 1000 }).levelAt(HOUR / 2)).toBe(1800)
+  })
+})
+
 describe("compile core — budget", () => {
   const compile = (h: ReturnType<typeof harness>, tokens: number, now: number) => {
     const i = h.fifo.shift()!
@@ -399,12 +432,16 @@ describe("compile core — budget", () => {
     expect(core.start(b, 0)).toBe(WAIT_BUDGET)
     expect(core.nextHeld()).toBe(b)
     expect(core.counts()).toMatchObject({ pending: 3, queued: 3, running: 0 })
+    // The spent budget holds the whole queue, not only the head a worker took: budget.waiting counts each of them.
+    expect(core.heldForBudget(0)).toBe(3)
+    expect(core.budgetState(0).waiting).toBe(3)
+    expect(core.waitingForBudget(0)).toBe(3)
     const c = h.fifo.shift()!
     expect(core.start(c, 12 * 60_000 + 1)).toBe(WAIT_BUDGET) // open again, but b is first
     expect(core.nextHeld()).toBe(b)
     expect(core.start(b, 12 * 60_000 + 1)).toEqual({ _tag: "Run", memories: 0, waitedMillis: 12 * 60_000 + 1 })
     expect(core.nextHeld()).toBe(c)
-    expect(core.waitingForBudget).toBe(1)
+    expect(core.waitingForBudget(12 * 60_000 + 1)).toBe(1) // open again: only the head a worker holds still waits
   })
 
   it("a bank whose own bucket is spent is deferred: pending, no slot; due in order; other banks go ahead", () => {
@@ -448,10 +485,10 @@ describe("compile core — budget", () => {
     compile(h, 300, 1000).finish()
     expect(core.budgetCounts(1000).compilesAvailable).toBe(1)
     const row = core.budgetRow()!
-    expect(row).toEqual({ tokens: null, compiles: { level: 1, at: 1000 } })
+    expect(row).toEqual({ tokens: null, compiles: { level: 1, at: 1000, capacity: 2 } })
     expect(core.budgetRow()).toBeUndefined() // unchanged since
     const bankRow = core.row(h.bank("a"))
-    expect(bankRow.budget).toEqual({ level: -200, at: 1000 })
+    expect(bankRow.budget).toEqual({ level: -200, at: 1000, capacity: 100 })
     const restarted = harness({ budget: { compiles: 2, bankTokens: 100 } })
     restarted.core.restoreBudget(row)
     restarted.core.restore([bankRow], 1000)

@@ -7,7 +7,10 @@ import { FetchHttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { CompileTriggerClient } from "../../src/CompileTriggerApi.js"
-import { eventually, type ServiceProcess, type WebhookReceiver } from "../support/harness.js"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { eventually, type ServiceProcess, startService, startWebhook, type WebhookReceiver } from "../support/harness.js"
 import { shareServiceWithWebhook } from "../support/sharedService.js"
 
 let service: ServiceProcess
@@ -93,4 +96,66 @@ describe("service: cost budget", () => {
     expect(text).toMatch(/compile_trigger_tokens_used_total(\{[^}]*\})? 1200/)
     expect(text).toMatch(/compile_trigger_budget_waiting(\{[^}]*\})? 1/)
   })
+})
+
+describe("service: stopping and restarting while the budget holds the queue", () => {
+  const HELD = Array.from({ length: 44 }, (_, n) => `held-${n}`)
+  const budgetOf = async (base: string) => (await (await fetch(`${base}/v1/budget`)).json()) as Record<string, any>
+  const gauge = async (base: string) => {
+    const text = await (await fetch(`${base}/metrics`)).text()
+    return Number(/^compile_trigger_budget_waiting(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1])
+  }
+  const stopLine = (output: string) => output.split("\n").filter((line) => line.includes("stopped: "))
+
+  it("Ctrl-C does not wait out the shutdown timeout for 44 held banks; they wait across a restart; a raised limit runs them", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "ect-budget-stop-"))
+    const receiver = await startWebhook((bankId) => ({ status: 200, body: JSON.stringify({ bankId, tokensUsed: 600 }) }))
+    const env = (tokens: string) => ({
+      DATA_DIR: dataDir,
+      COMPILE_WEBHOOK_URL: receiver.url,
+      COMPILE_BUDGET_TOKENS: tokens,
+      COMPILE_BUDGET_PERIOD: "1 day",
+      COMPILE_SHUTDOWN_TIMEOUT: "30 seconds"
+    })
+    try {
+      const first = await startService(env("1000"))
+      for (const bankId of ["a", "b"]) await fetch(`${first.base}/v1/banks/${bankId}/compile`, { method: "POST" })
+      await eventually(() => budgetOf(first.base), (state) => state.tokens.available < 0) // 1,000 → 400 → -200
+      for (const bankId of HELD) await fetch(`${first.base}/v1/banks/${bankId}/compile`, { method: "POST" })
+      // Every queued bank is held for the spent budget: the report and the gauge count all of them.
+      await eventually(() => budgetOf(first.base), (state) => state.waiting === 44)
+      expect(await gauge(first.base)).toBe(44)
+      const stoppingAt = Date.now()
+      const exit = await first.stop(40_000)
+      expect(exit.code).toBe(0)
+      expect(exit.at - stoppingAt).toBeLessThan(25_000) // not the 30-second shutdown timeout: nothing could start
+      expect(stopLine(first.output())).toEqual([
+        expect.stringContaining("stopped: 44 banks left pending (budget), 0 cut off, state flushed")
+      ])
+
+      const second = await startService(env("1000")) // restored pending, still held
+      expect((await budgetOf(second.base)).waiting).toBe(44)
+      expect(await gauge(second.base)).toBe(44)
+      expect(receiver.calls.map((call) => call.bankId)).toEqual(["a", "b"])
+      expect((await second.stop(40_000)).code).toBe(0)
+      expect(stopLine(second.output())).toEqual([
+        expect.stringContaining("stopped: 44 banks left pending (budget), 0 cut off, state flushed")
+      ])
+
+      const third = await startService(env("50000000")) // what was spent (1,200) stays spent; the rest is there now
+      try {
+        const change = /budget: tokens limit 1,000 → 50,000,000; available now ([\d,]+)/.exec(third.output())
+        expect(change, third.output()).not.toBeNull()
+        expect(Number(change![1]!.replaceAll(",", ""))).toBeGreaterThanOrEqual(49_998_800)
+        await eventually(async () => receiver.calls.length, (calls) => calls === 46, 30_000)
+        expect(new Set(receiver.calls.map((call) => call.bankId))).toEqual(new Set(["a", "b", ...HELD]))
+      } finally {
+        expect((await third.stop(40_000)).code).toBe(0)
+      }
+      expect(stopLine(third.output())).toEqual([expect.stringContaining("stopped: 0 banks left pending, 0 cut off, state flushed")])
+    } finally {
+      await receiver.close()
+      rmSync(dataDir, { recursive: true, force: true })
+    }
+  }, 180_000)
 })

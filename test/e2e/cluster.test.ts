@@ -14,8 +14,10 @@ import {
   freshDatabase,
   getJson,
   handovers,
+  movesLogged,
   noOverlaps,
   ownerOf,
+  partitionsRunningAt,
   post,
   ranOnTwoNodes,
   settled,
@@ -77,6 +79,14 @@ describe.skipIf(pgUrl === "")("cluster mode: three runners over Postgres", () =>
     const nodes = await startCluster(database, receiver.url)
     cleanup.push(() => Promise.all(nodes.map((node) => node.stop(5000))))
     await settled(database, nodes)
+    // Said at start on every node: where the bank state is, without the URL's user; the queue size as configured.
+    const where = `${new URL(database).host}${new URL(database).pathname}`
+    for (const node of nodes) {
+      expect(node.output()).toContain(`bank state: Postgres at ${where} (cluster mode`)
+      expect(node.output()).not.toContain("postgres@")
+    }
+    // The configured size, and counts said to be the whole cluster's.
+    expect(await getJson(nodes[0]!.base, "/v1/queue", 20_000)).toMatchObject({ capacity: 10_000, mode: "cluster" })
 
     await sendRetains(nodes)
     // Every retain was acknowledged more than one flush interval before the kill.
@@ -115,6 +125,10 @@ describe.skipIf(pgUrl === "")("cluster mode: three runners over Postgres", () =>
     expect(noOverlaps(receiver.calls)).toEqual([])
     expect(ranOnTwoNodes(nodes, { node: victim, at: killedAt })).toEqual([])
     expect(checkOutcome(banks, receiver.calls)).toEqual({ uncompiled: [], uncounted: [] })
+    // Each of the dead runner's partitions moved once, logged at INFO by the runner that took it over.
+    const moved = survivors.flatMap(movesLogged).filter((move) => move.from === victimAddress && move.at >= killedAt)
+    expect(moved.map((move) => move.partition).sort((a, b) => a - b)).toEqual(partitionsRunningAt(victim, killedAt))
+    expect(moved.filter((move) => !move.why.startsWith(`${victimAddress} did not hand it over`))).toEqual([])
     console.log(
       `cluster SIGKILL: ${inFlight} compiles in flight at the kill, ${cutOff.length} cut off; ` +
         `every partition answered ${failover.ms} ms after the kill; ${receiver.calls.length} webhook calls`
@@ -160,8 +174,13 @@ describe.skipIf(pgUrl === "")("cluster mode: three runners over Postgres", () =>
     const [leaving, ...staying] = nodes
     // At once after the last 202: some writes are not flushed yet, some compiles are running.
     const stoppedAt = Date.now()
+    const leavingRan = partitionsRunningAt(leaving!, stoppedAt)
     const exit = await leaving!.stop(60_000)
     expect(exit.code).toBe(0)
+    // The node's stop ends with one line over all its partitions (each partition's own stays at debug level).
+    const stopLines = leaving!.output().split("\n").filter((line) => line.includes(`"message":"stopped: `))
+    expect(stopLines, leaving!.output().slice(-3000)).toHaveLength(1)
+    expect(stopLines[0]).toMatch(/stopped: \d+ banks? left pending.*, \d+ cut off, state flushed \(\d+ partitions? stopped here\)/)
 
     const banks = await eventually(
       () => allBanks(staying[0]!.base),
@@ -180,6 +199,10 @@ describe.skipIf(pgUrl === "")("cluster mode: three runners over Postgres", () =>
     expect(noOverlaps(receiver.calls)).toEqual([])
     expect(ranOnTwoNodes(nodes)).toEqual([])
     expect(checkOutcome(banks, receiver.calls)).toEqual({ uncompiled: [], uncounted: [] })
+    // Each of its partitions moved once, logged at INFO by the runner that took it over, saying it stopped.
+    const moved = staying.flatMap(movesLogged).filter((move) => move.from === leaving!.runnerAddress && move.at >= stoppedAt)
+    expect(moved.map((move) => move.partition).sort((a, b) => a - b)).toEqual(leavingRan)
+    expect(moved.filter((move) => move.why !== `${leaving!.runnerAddress} stopped`)).toEqual([])
     const budget = await getJson(staying[1]!.base, "/v1/budget") as { tokens: { capacity: number }; deferredCount: number }
     expect(budget.tokens.capacity).toBe(1_000_000_000)
     expect(budget.deferredCount).toBe(0)

@@ -16,7 +16,14 @@ import { CompileTriggerClient } from "../../src/CompileTriggerApi.js"
 import { CompileRecord } from "../../src/index.js"
 import { chromiumAvailable, externalRequests, launchChromium, openRecordedPage, type RecordedPage } from "../support/browser.js"
 import { startPgCluster } from "../support/pgCluster.js"
-import { eventually, type ServiceProcess, startService, startWebhook, type WebhookReceiver } from "../support/harness.js"
+import {
+  eventually,
+  freePort,
+  type ServiceProcess,
+  startService,
+  startWebhook,
+  type WebhookReceiver
+} from "../support/harness.js"
 
 const THRESHOLD = 3
 const API_TOKEN = "dashboard-secret-token"
@@ -40,6 +47,10 @@ const rows = (page: Page, table: string) =>
   page.locator(`#${table} tbody tr`).evaluateAll((trs) => trs.map((tr) => (tr as unknown as { readonly innerText: string }).innerText))
 
 const text = (page: Page, id: string) => page.locator(`#${id}`).innerText()
+
+/** The activity chart's time-axis labels (drawn on a canvas; the page keeps them on the chart's element too). */
+const timeLabels = async (page: Page): Promise<Array<string>> =>
+  ((await page.locator("#chart").getAttribute("data-time-labels")) ?? "").split(" ").filter((label) => label !== "")
 
 beforeAll(async () => {
   if (!runBrowser) return
@@ -103,7 +114,7 @@ describe.skipIf(!runBrowser)("dashboard (headless Chromium)", () => {
       await page.locator("#banks tbody button", { hasText: "support-bot" }).click()
       await expect.poll(() => text(page, "lookup-id")).toBe("support-bot")
       expect(await text(page, "lookup-status")).toBe("idle")
-      expect(await text(page, "lookup-policy")).toContain("none: the service's defaults apply")
+      expect(await text(page, "lookup-policy")).toMatch(/sizeThreshold\s+default \(no policy\)/)
       await expect.poll(() => rows(page, "lookup-compiles")).toHaveLength(1)
       await page.locator("#compile-now").click()
       await eventually(async () => webhook.calls.filter((c) => c.bankId === "support-bot").length, (n) => n === 2)
@@ -257,6 +268,89 @@ describe.skipIf(!runBrowser)("dashboard (headless Chromium)", () => {
       pg.stop()
     }
   }, 120_000)
+
+  it("keeps a 200-character bank id inside the window (cut short, whole in a tooltip), labels the time axis with distinct times, and shows a bank without a policy on the defaults", async () => {
+    const service = await startService({ COMPILE_WEBHOOK_URL: webhook.url, COMPILE_SIZE_THRESHOLD: String(THRESHOLD) })
+    let recorded: RecordedPage | undefined
+    try {
+      recorded = await openRecordedPage(browser)
+      const { page } = recorded
+      const width = 1280
+      await page.setViewportSize({ width, height: 900 })
+      await page.goto(`${service.base}/`)
+      await page.locator("#main").waitFor({ state: "visible" })
+      // A fresh page: a few samples seconds apart. Every label of the time axis is a different time.
+      await expect.poll(async () => (await timeLabels(page)).length, { timeout: 10_000 }).toBeGreaterThan(1)
+      await page.waitForTimeout(2500) // one more sample
+      const labels = await timeLabels(page)
+      expect(labels.every((label) => /^\d\d:\d\d:\d\d$/.test(label)), labels.join(" ")).toBe(true)
+      expect(new Set(labels).size, labels.join(" ")).toBe(labels.length)
+
+      // A slow compile of a bank whose id is as long as ids go: in the running table, the history and the banks.
+      const longId = `slow-${"0123456789abcdef".repeat(13)}`.slice(0, 200)
+      expect((await retain(service, longId, THRESHOLD)).status).toBe(202)
+      await expect.poll(() => page.locator("#running tbody button").count(), { timeout: 10_000 }).toBe(1)
+      await expect.poll(() => page.locator("#history tbody button").count(), { timeout: 15_000 }).toBe(1)
+      await page.locator("#banks tbody button").first().click()
+      await expect.poll(() => text(page, "lookup-id")).toBe(longId)
+      expect(await page.evaluate<number>("document.documentElement.scrollWidth")).toBeLessThanOrEqual(width)
+      for (const link of await page.locator("button.link").all()) expect(await link.getAttribute("title")).toBe(longId)
+      expect(await page.locator("#lookup-id").getAttribute("title")).toBe(longId)
+
+      // No policy: each setting shown with the service's default value.
+      const settings = ["enabled", "sizeThreshold", "stalenessDays", "stalenessMinMemories", "forgetThreshold", "forgetDelaySeconds"]
+      await expect.poll(() => text(page, "lookup-policy")).toMatch(/default/)
+      const facts = await text(page, "lookup-policy")
+      for (const setting of settings) expect(facts).toMatch(new RegExp(`${setting}\\s+\\S+ \\(default\\)`))
+      expect(facts).toMatch(new RegExp(`sizeThreshold\\s+${THRESHOLD} \\(default\\)`))
+      // With one: its own value marked "own", the rest with their values, marked "default".
+      const put = await fetch(`${service.base}/v1/banks/${longId}/policy`, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ sizeThreshold: 7 })
+      })
+      expect(put.status).toBe(200)
+      await expect.poll(() => text(page, "lookup-policy"), { timeout: 10_000 }).toMatch(/sizeThreshold\s+7 \(own\)/)
+      expect(await text(page, "lookup-policy")).toMatch(/stalenessDays\s+7 \(default\)/)
+      // A single service: nothing says "this node".
+      expect(await page.locator("main").innerText()).not.toContain("this node")
+      expect(recorded.consoleErrors).toEqual([])
+    } finally {
+      await recorded?.page.context().close()
+      await service.stop()
+    }
+  }, 120_000)
+
+  it("in cluster mode: says that retains/s, compiles/min, the chart and the budget are this node's", async () => {
+    const pg = await startPgCluster()
+    if (pg === undefined) throw new Error("PostgreSQL server binaries not found: .ci/run installs them")
+    let node: ServiceProcess | undefined
+    let recorded: RecordedPage | undefined
+    try {
+      node = await startService({
+        DATABASE_URL: pg.url,
+        CLUSTER_RUNNER_ADDRESS: `127.0.0.1:${await freePort()}`,
+        COMPILE_WEBHOOK_URL: webhook.url,
+        COMPILE_SIZE_THRESHOLD: String(THRESHOLD),
+        COMPILE_BUDGET_TOKENS: "100000"
+      }, 90_000)
+      recorded = await openRecordedPage(browser)
+      const { page } = recorded
+      await page.goto(`${node.base}/`)
+      await page.locator("#main").waitFor({ state: "visible" })
+      await expect.poll(() => text(page, "rate-retains-scope"), { timeout: 10_000 }).toBe("last 10 s, this node")
+      expect(await text(page, "rate-compiles-scope")).toBe("last 60 s, this node")
+      expect(await text(page, "q-banks-scope")).toBe("in the whole cluster")
+      expect(await text(page, "chart-scope")).toContain("this node")
+      await page.locator("#budget").waitFor({ state: "visible" })
+      await expect.poll(() => text(page, "budget-period"), { timeout: 10_000 }).toContain("this node's buckets")
+      expect(recorded.consoleErrors).toEqual([])
+    } finally {
+      await recorded?.page.context().close()
+      await node?.stop()
+      pg.stop()
+    }
+  }, 180_000)
 
   it("with 1,000,000 banks: reads them 25 at a time, pages forward and back", async () => {
     const service = await startService({ COMPILE_WEBHOOK_URL: webhook.url, COMPILE_SIZE_THRESHOLD: "1000" })

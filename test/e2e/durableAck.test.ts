@@ -151,7 +151,7 @@ const countedByBank = async (base: string): Promise<Map<string, number>> => {
 const NO_COMPILES = {
   ACK_MODE: "durable",
   COMPILE_SIZE_THRESHOLD: "1000000000",
-  COMPILE_STALENESS_DAYS: "36500",
+  COMPILE_STALENESS_DAYS: "3650",
   COMPILE_STALENESS_MIN_MEMORIES: "1000000000",
   LOG_LEVEL: "warn"
 } as const

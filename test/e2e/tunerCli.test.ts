@@ -4,7 +4,7 @@
  * themselves are test/tuner/tuner.test.ts.
  */
 import { execFile } from "node:child_process"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
@@ -22,12 +22,20 @@ interface Run {
   readonly stderr: string
 }
 
-const runTune = (args: ReadonlyArray<string>): Promise<Run> =>
+const run = (file: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = process.env, cwd = dir): Promise<Run> =>
   new Promise((resolve) => {
-    execFile(process.execPath, [join(root, "dist/bin.js"), "tune", ...args], { cwd: dir, timeout: 60_000 }, (error, stdout, stderr) => {
+    execFile(file, args, { cwd, env, timeout: 60_000 }, (error, stdout, stderr) => {
       resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr })
     })
   })
+
+const runTune = (args: ReadonlyArray<string>, env?: NodeJS.ProcessEnv): Promise<Run> =>
+  run(process.execPath, [join(root, "dist/bin.js"), "tune", ...args], env)
+
+const ESC = String.fromCharCode(27)
+
+/** util-linux `script` runs a command on a pseudo-terminal: how a user's terminal sees the output. */
+const scriptCommand = ["/usr/bin/script", "/bin/script"].find((file) => existsSync(file))
 
 const writeLog = (name: string, lines: ReadonlyArray<string>): string => {
   const file = join(dir, name)
@@ -92,11 +100,48 @@ describe("effect-compile-trigger tune", () => {
     expect(run.stderr).toMatch(/unsorted\.jsonl: line 3: out of time order/)
   })
 
+  it("--help through a pipe is plain text: no ANSI escapes on stdout, and none in an error on stderr", async () => {
+    const help = await runTune(["--help"])
+    expect(help.code).toBe(0)
+    expect(help.stdout).toContain("USAGE")
+    expect(help.stdout).toContain("--staleness-days")
+    expect(help.stdout).not.toContain(ESC)
+    const wrong = await runTune(["--synthetic", "--banks", "many"])
+    expect(wrong.code).toBe(1)
+    expect(wrong.stderr).toMatch(/many/)
+    expect(wrong.stderr).not.toContain(ESC)
+  })
+
+  it.skipIf(scriptCommand === undefined)("--help on a terminal keeps its styles, unless NO_COLOR is set", async () => {
+    const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(join(root, "dist/bin.js"))} tune --help`
+    const onTerminal = (env: NodeJS.ProcessEnv) => run(scriptCommand!, ["-qec", command, "/dev/null"], env)
+    const { NO_COLOR: _, ...withoutNoColor } = process.env
+    const styled = await onTerminal(withoutNoColor)
+    expect(styled.code).toBe(0)
+    expect(styled.stdout).toContain(`${ESC}[`)
+    const plain = await onTerminal({ ...withoutNoColor, NO_COLOR: "1" })
+    expect(plain.stdout).toContain("USAGE")
+    expect(plain.stdout).not.toContain(ESC)
+  })
+
+  it("the documented `npm run -s tune -- … --json` prints JSON alone on stdout (npm's banner would break it)", async () => {
+    // The command docs/tuner.md gives for JSON from a checkout, run as written.
+    const docs = readFileSync(join(root, "docs/tuner.md"), "utf8")
+    const line = docs.split("\n").find((text) => text.startsWith("npm run -s tune -- ") && text.includes("--json"))
+    expect(line, "docs/tuner.md shows `npm run -s tune -- … --json`").toBeDefined()
+    const args = line!.replace(/\s+#.*$/, "").split(/\s+/).slice(1)
+    const npm = await run("npm", args, process.env, root)
+    expect(npm.code).toBe(0)
+    const rows = JSON.parse(npm.stdout) as Array<Record<string, unknown>>
+    expect(rows.length).toBeGreaterThan(0)
+    expect(Object.keys(rows[0]!)).toContain("pareto")
+  })
+
   it.each([
     [["--synthetic", "--size", "20,abc"], /--size: "abc" is not a number/],
-    [["--synthetic", "--size", "-5"], /--size -5: Expected a non-negative number, actual -5/],
-    [["--synthetic", "--staleness-days", "-1"], /--staleness-days -1: Expected a non-negative number, actual -1/],
-    [["--synthetic", "--forget-threshold", "0.5"], /--forget-threshold 0.5: Expected an integer, actual 0.5/],
+    [["--synthetic", "--size", "-5"], /--size -5: sizeThreshold must be a non-negative integer, got -5/],
+    [["--synthetic", "--staleness-days", "-1"], /--staleness-days -1: stalenessDays must be a number of days from 0 to 3650 \(10 years\), got -1/],
+    [["--synthetic", "--forget-threshold", "0.5"], /--forget-threshold 0.5: forgetThreshold must be an integer of at least 1, got 0.5/],
     [["--synthetic", "--concurrency", "0"], /--concurrency: concurrency must be an integer >= 1, got 0/],
     [["--synthetic", "--sweep-interval", "often"], /--sweep-interval must be a positive duration/],
     [["--synthetic", "--compile-seconds", "-3"], /--compile-seconds must be >= 0/],

@@ -45,7 +45,8 @@ describe("fast paths", () => {
     const body = FastCheck.oneof(
       FastCheck.record({ count }, { requiredKeys: [] }),
       FastCheck.record({ count, other: FastCheck.integer() }, { requiredKeys: ["other"] }),
-      FastCheck.constantFrom(null, [], [1], "1", 1, true)
+      // `undefined` is an empty body; a JSON null is not one.
+      FastCheck.constantFrom(undefined, null, [], [1], "1", 1, true)
     )
     FastCheck.assert(
       FastCheck.property(body, (input) => {
@@ -223,6 +224,13 @@ describe("ServiceConfig", () => {
       expect(yield* message({ COMPILE_DEFAULT_ENABLED: "yes" })).toMatch(/COMPILE_DEFAULT_ENABLED must be true or false/)
       expect(yield* message({ COMPILE_FORGET_THRESHOLD: "0" })).toMatch(/COMPILE_FORGET_THRESHOLD must be an integer >= 1/)
       expect(yield* message({ COMPILE_FORGET_DELAY: "-5 seconds" })).toMatch(/COMPILE_FORGET_DELAY must be a duration/)
+      // Ten years at most, both; at the bound they load.
+      expect(yield* message({ COMPILE_STALENESS_DAYS: "3650.5" })).toBe(
+        "invalid configuration: COMPILE_STALENESS_DAYS must be a non-negative number of at most 3650, got \"3650.5\""
+      )
+      expect(yield* message({ COMPILE_FORGET_DELAY: "3651 days" })).toMatch(/COMPILE_FORGET_DELAY must be at most 3650d/)
+      const bounds = yield* load({ COMPILE_STALENESS_DAYS: "3650", COMPILE_FORGET_DELAY: "3650 days" })
+      expect(bounds.trigger).toMatchObject({ stalenessDays: 3650, forgetDelaySeconds: 315_360_000 })
       expect(yield* message({ LOG_FORMAT: "xml" })).toMatch(/LOG_FORMAT must be one of pretty, json/)
       const both = yield* message({ PORT: "x", COMPILE_CONCURRENCY: "0" })
       expect(both).toMatch(/PORT must be/)

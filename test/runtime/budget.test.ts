@@ -3,7 +3,8 @@
  * option validation. Everything under TestClock: the buckets' timers wake exactly at the crossing.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Clock, Context, DateTime, Effect, Exit, FastCheck, Fiber, Layer, Metric, Option, TestClock } from "effect"
+import { Cause, Clock, Context, DateTime, Effect, Exit, FastCheck, Fiber, Layer, Metric, Option, Scope, TestClock } from "effect"
+import type { EngineControl } from "../support/utils.js"
 import {
   CompileMetrics,
   CompileQueue,
@@ -13,7 +14,8 @@ import {
 } from "../../src/index.js"
 import { SharedBudget } from "../../src/internal/runtime/compileQueue.js"
 import { globalBuckets } from "../../src/internal/core/tokenBucket.js"
-import { queueLayer, TestEngine, testEngineLayer } from "../support/utils.js"
+import { BankStateStore, makeMemory } from "../../src/BankStateStore.js"
+import { captureLogs, openQueue, queueLayer, TestEngine, testEngineLayer } from "../support/utils.js"
 
 const MINUTE = 60_000
 
@@ -168,9 +170,8 @@ describe("per-bank budgets", () => {
       yield* settle
       expect(engine.calls).toEqual(["small", "other", "other"])
       expect((yield* queue.stats).budget.deferred).toBe(1)
-      // Raising the limit re-keys the deferred bank: 0 of 400 refills above 0 at once... after 1 ms.
+      // Raising the limit keeps what was spent (100): 300 of the new 400 are there at once, and the bank runs.
       yield* queue.setPolicy("small", { bankTokens: 400 })
-      yield* TestClock.adjust(1)
       yield* settle
       expect(engine.calls).toEqual(["small", "other", "other", "small"])
     }).pipe(Effect.provide(queueLayer())))
@@ -345,4 +346,181 @@ describe("global buckets shared by several queues (cluster mode: a runner's part
       yield* settle
       expect(engine.calls).toEqual(["a", "b", "c"])
     }).pipe(Effect.provide(testEngineLayer)))
+})
+
+/** Every compile of `engine` reports `tokens` used. */
+const engineUsing = (engine: EngineControl, tokens: number) => {
+  engine.behavior = (bankId) => Effect.succeed(new CompileResult({ bankId, tokensUsed: tokens }))
+}
+
+const waitingGauge = Effect.map(Metric.value(CompileMetrics.budgetWaiting), (state) => state.value)
+
+/** A memory store that outlives the queues opened on it (a restart). */
+const sharedMemoryStore = Effect.map(makeMemory, (store) => Layer.succeed(BankStateStore, store))
+
+const HELD = Array.from({ length: 44 }, (_, n) => `held-${n}`)
+
+describe("budget.waiting: every bank the spent global budget holds", () => {
+  it.effect("44 banks queued behind a spent budget: 44 in the report and the gauge, and again after a restart", () =>
+    Effect.gen(function*() {
+      const storeLayer = yield* sharedMemoryStore
+      const options: CompileQueueOptions = { budget: { tokens: 1000 }, concurrency: 2, shutdownTimeout: 0, flushInterval: "1 hour" }
+      const gaugeBefore = yield* waitingGauge
+      const first = yield* openQueue(storeLayer, options)
+      engineUsing(first.engine, 1500)
+      yield* first.queue.compileNow("spender") // 1,000 → -500: nothing starts for 30 minutes
+      yield* settle
+      for (const bankId of HELD) yield* first.queue.compileNow(bankId)
+      yield* settle
+      expect((yield* first.queue.budget).waiting).toBe(44) // not only the one bank a worker took
+      expect((yield* waitingGauge) - gaugeBefore).toBe(44)
+      expect((yield* first.queue.stats).queued).toBe(44)
+      yield* first.close
+      expect((yield* waitingGauge) - gaugeBefore).toBe(0) // this queue no longer waits for anything
+
+      const second = yield* openQueue(storeLayer, options) // restored pending, the budget still spent
+      engineUsing(second.engine, 1500)
+      yield* settle
+      expect(second.engine.calls).toEqual([])
+      expect((yield* second.queue.stats).pending).toBe(44)
+      expect((yield* second.queue.budget).waiting).toBe(44)
+      expect((yield* waitingGauge) - gaugeBefore).toBe(44)
+      yield* TestClock.adjust(30 * MINUTE + 1) // open again: the first one runs, and spends it for 90 minutes
+      yield* settle
+      expect(second.engine.calls).toEqual(["held-0"])
+      expect((yield* second.queue.budget).waiting).toBe(43)
+      expect((yield* waitingGauge) - gaugeBefore).toBe(43)
+      yield* second.close
+    }))
+})
+
+describe("stopping while the budget holds the queue", () => {
+  const stopLines = (logs: ReadonlyArray<{ readonly message: string }>) =>
+    logs.filter((log) => log.message.startsWith("stopped:")).map((log) => log.message)
+
+  it.effect("spent past the deadline: the close waits for none of the queued banks, keeps them pending, says so", () =>
+    Effect.gen(function*() {
+      const { layer: logLayer, logs } = captureLogs()
+      const storeLayer = yield* sharedMemoryStore
+      const { close, engine, queue, store } = yield* openQueue(storeLayer, {
+        budget: { tokens: 1000 },
+        shutdownTimeout: "30 seconds"
+      }).pipe(Effect.provide(logLayer))
+      engineUsing(engine, 1500)
+      yield* queue.compileNow("spender")
+      yield* settle
+      for (const bankId of HELD) yield* queue.compileNow(bankId)
+      yield* settle
+      const closing = yield* Effect.fork(close)
+      for (let n = 0; n < 10; n++) yield* settle // the close and its final flush: many steps, no time
+      // Closed with no time passing: the budget opens only in 30 minutes, after the 30-second deadline.
+      expect(Option.isSome(yield* Fiber.poll(closing))).toBe(true)
+      expect(stopLines(logs)).toEqual(["stopped: 44 banks left pending (budget), 0 cut off, state flushed"])
+      expect(logs.at(-1)?.message).toBe("stopped: 44 banks left pending (budget), 0 cut off, state flushed")
+      const stored = yield* store.load
+      expect(stored.filter((bank) => bank.status === "pending").map((bank) => bank.bankId).sort()).toEqual([...HELD].sort())
+      expect(engine.calls).toEqual(["spender"])
+    }))
+
+  it.effect("a compile the budget lets start before the deadline is waited for; what it then cannot start is left", () =>
+    Effect.gen(function*() {
+      const { layer: logLayer, logs } = captureLogs()
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(
+        CompileQueue.layer({ budget: { tokens: 1000 }, shutdownTimeout: "20 minutes" }).pipe(
+          Layer.provideMerge(testEngineLayer)
+        ),
+        scope
+      ).pipe(Effect.provide(logLayer))
+      const [queue, engine, close] = [Context.get(context, CompileQueue), Context.get(context, TestEngine), Scope.close(scope, Exit.void)]
+      engineUsing(engine, 600)
+      for (const bankId of ["a", "b", "c", "d"]) yield* queue.compileNow(bankId)
+      yield* settle
+      expect(engine.calls).toEqual(["a", "b"]) // 1,000 → 400 → -200: open again after 12 minutes
+      const closing = yield* Effect.fork(close)
+      yield* settle
+      expect(Option.isNone(yield* Fiber.poll(closing))).toBe(true) // 12 minutes < the 20-minute deadline: it waits
+      yield* TestClock.adjust(12 * MINUTE + 1)
+      yield* settle
+      // c ran and spent it for 36 more minutes, past the deadline: d is not waited for.
+      expect(engine.calls).toEqual(["a", "b", "c"])
+      expect(Option.isSome(yield* Fiber.poll(closing))).toBe(true)
+      expect(stopLines(logs)).toEqual(["stopped: 1 bank left pending (budget), 0 cut off, state in memory only (no store)"])
+    }))
+
+  it.effect("every stop ends with the line: a clean one, and one that cut a compile off", () =>
+    Effect.gen(function*() {
+      const { layer: logLayer, logs } = captureLogs()
+      const storeLayer = yield* sharedMemoryStore
+      const clean = yield* openQueue(storeLayer, {}).pipe(Effect.provide(logLayer))
+      yield* clean.queue.compileNow("a")
+      yield* clean.queue.drain()
+      yield* clean.close
+      const hanging = yield* openQueue(storeLayer, { shutdownTimeout: "1 second" }).pipe(Effect.provide(logLayer))
+      hanging.engine.behavior = () => Effect.never
+      yield* hanging.queue.compileNow("stuck")
+      yield* hanging.queue.compileNow("queued")
+      yield* settle
+      const closing = yield* Effect.fork(hanging.close)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(closing)
+      expect(stopLines(logs)).toEqual([
+        "stopped: 0 banks left pending, 0 cut off, state flushed",
+        "stopped: 1 bank left pending, 1 cut off, state flushed"
+      ])
+    }))
+})
+
+describe("a budget limit changed at restart", () => {
+  it.effect("raised: its new headroom at once; lowered: at most what is left under it; each change logged", () =>
+    Effect.gen(function*() {
+      const storeLayer = yield* sharedMemoryStore
+      const open = (tokens: number, bankTokens: number) => {
+        const { layer: logLayer, logs } = captureLogs()
+        return Effect.map(
+          openQueue(storeLayer, { budget: { tokens, bankTokens }, shutdownTimeout: 0 }).pipe(Effect.provide(logLayer)),
+          (queue) => ({ ...queue, logs })
+        )
+      }
+      const first = yield* open(1000, 500)
+      engineUsing(first.engine, 600)
+      yield* first.queue.compileNow("a") // tokens 1,000 → 400; a's own 500 → -100
+      yield* first.queue.drain()
+      yield* first.queue.compileNow("a")
+      yield* settle
+      expect((yield* first.queue.stats).budget.deferred).toBe(1)
+      yield* first.close
+
+      const raised = yield* open(50_000, 5_000)
+      engineUsing(raised.engine, 600)
+      expect(raised.logs.map((log) => log.message)).toContain("budget: tokens limit 1,000 → 50,000; available now 49,400")
+      yield* settle
+      // a spent 600 of its own: 4,400 of the new 5,000 are there, so it runs at once instead of waiting for a refill.
+      expect(raised.engine.calls).toEqual(["a"])
+      expect((yield* raised.queue.stats).budget.tokensAvailable).toBe(48_800)
+      yield* raised.close
+
+      const lowered = yield* open(500, 5_000)
+      expect(lowered.logs.map((log) => log.message)).toContain("budget: tokens limit 50,000 → 500; available now 0")
+      expect((yield* lowered.queue.stats).budget.tokensAvailable).toBe(0) // 1,200 spent of 500: empty, not in debt
+      yield* lowered.close
+      const same = yield* open(500, 5_000)
+      expect(same.logs.filter((log) => log.message.startsWith("budget:"))).toEqual([]) // stored under 500 since
+      yield* same.close
+    }))
+
+  it.effect("a level stored before limits were (no limit with it): kept, cut to the limit, and said so", () =>
+    Effect.gen(function*() {
+      const store = yield* makeMemory
+      yield* store.saveBudget!({ tokens: { level: 400, at: 0 }, compiles: null })
+      const { layer: logLayer, logs } = captureLogs()
+      const { close, queue } = yield* openQueue(Layer.succeed(BankStateStore, store), { budget: { tokens: 50_000 } }).pipe(
+        Effect.provide(logLayer)
+      )
+      expect((yield* queue.stats).budget.tokensAvailable).toBe(400)
+      expect(logs.map((log) => log.message)).toContain(
+        "budget: tokens limit 50,000; its stored level predates stored limits: kept, at most the limit; available now 400"
+      )
+      yield* close
+    }))
 })

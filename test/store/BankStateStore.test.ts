@@ -55,7 +55,10 @@ const bank = (n: number, patch: Partial<PersistedBank> = {}): PersistedBank => (
   status: (["idle", "pending", "running"] as const)[n % 3]!,
   forgets: n % 4,
   policy: n % 4 === 1 ? new BankPolicy({ enabled: n % 8 === 1, sizeThreshold: n, forgetDelaySeconds: 0.5, bankTokens: 100 + n }) : null,
-  ...(n % 3 === 1 ? { budget: { level: -123.25 - n, at: 1_700_000_000_000 + n } } : {}),
+  // Levels with the limit they were measured against, and (as rows stored before limits were) without one.
+  ...(n % 3 === 1
+    ? { budget: { level: -123.25 - n, at: 1_700_000_000_000 + n, ...(n % 2 === 0 ? { capacity: 500 + n } : {}) } }
+    : {}),
   ...patch
 })
 
@@ -76,7 +79,10 @@ describe("BankStateStore — contract", () => {
           expect(byId(yield* store.load)).toEqual(byId(banks))
           // The global budget's levels: none stored yet, then replaced whole (a limit turned off drops its row).
           expect(yield* store.loadBudget!).toBeNull()
-          const budget = { tokens: { level: -200.5, at: 1_700_000_000_123 }, compiles: { level: 3.25, at: 1_700_000_000_456 } }
+          const budget = {
+            tokens: { level: -200.5, at: 1_700_000_000_123, capacity: 1_000_000 },
+            compiles: { level: 3.25, at: 1_700_000_000_456 }
+          }
           yield* store.saveBudget!(budget)
           expect(yield* store.loadBudget!).toEqual(budget)
           yield* store.saveBudget!({ tokens: { level: 10, at: 1 }, compiles: null })
@@ -250,6 +256,28 @@ describe("CompileQueue with a store", () => {
       yield* TestClock.adjust(1)
       yield* second.queue.drain()
       expect(second.engine.calls).toEqual(["b"])
+      yield* second.close
+    }))
+
+  it.effect("a limit raised at restart gives its headroom at once: what was spent stays spent (SQLite)", () =>
+    Effect.gen(function*() {
+      const filename = tempFile()
+      const options = (tokens: number): CompileQueueOptions => ({
+        budget: { tokens, bankTokens: tokens },
+        shutdownTimeout: 0,
+        flushInterval: "1 day"
+      })
+      const first = yield* openQueue(BankStateStore.sqlite({ filename }), options(1000))
+      first.engine.behavior = (bankId) => Effect.succeed(new CompileResult({ bankId, tokensUsed: 1500 }))
+      yield* first.queue.compileNow("a")
+      yield* first.queue.drain()
+      yield* first.close
+
+      const second = yield* openQueue(BankStateStore.sqlite({ filename }), options(50_000))
+      expect((yield* second.queue.stats).budget.tokensAvailable).toBe(48_500) // not -500 for the next half hour
+      yield* second.queue.compileNow("a") // its own bucket too: 48,500 of its new 50,000
+      yield* second.queue.drain()
+      expect(second.engine.calls).toEqual(["a"])
       yield* second.close
     }))
 

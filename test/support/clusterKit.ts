@@ -205,6 +205,34 @@ export const partitionMoves = (node: ServiceProcess) => {
   return moves
 }
 
+/** The partitions a node ran at `at` (from its debug log: taken over before then, not handed over before then). */
+export const partitionsRunningAt = (node: ServiceProcess, at: number): Array<number> => {
+  const running = new Set<number>()
+  for (const move of partitionMoves(node)) {
+    if (move.at > at) break
+    if (move.move === "taken over") running.add(move.partition)
+    if (move.move === "handed over") running.delete(move.partition)
+  }
+  return [...running].sort((a, b) => a - b)
+}
+
+/** The partition moves a node logged at INFO on taking a partition over: from whom, to whom, why, when. */
+export const movesLogged = (node: ServiceProcess) => {
+  const moves: Array<{ partition: number; from: string; to: string; why: string; at: number }> = []
+  for (const line of node.output().split("\n")) {
+    if (!line.includes(" moved: ")) continue
+    try {
+      const entry = JSON.parse(line) as { message: unknown; logLevel: string; timestamp: string }
+      const found = /^partition (\d+) moved: (\S+) → (\S+) \((.*)\)$/.exec(String(entry.message))
+      if (found === null || entry.logLevel !== "INFO") continue
+      moves.push({ partition: Number(found[1]), from: found[2]!, to: found[3]!, why: found[4]!, at: Date.parse(entry.timestamp) })
+    } catch {
+      // not a log line
+    }
+  }
+  return moves
+}
+
 /** When a node last took a partition over or began handing one over (epoch ms; 0 if never). */
 const lastMove = (node: ServiceProcess): number =>
   Math.max(0, ...partitionMoves(node).filter(({ move }) => move !== "handed over").map(({ at }) => at))

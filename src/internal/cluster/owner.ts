@@ -15,12 +15,15 @@ import { BankStateStore, type BankStateStoreService, bankStoreError, BankStoreEr
 import { CompileEngine, CompileError, type CompileEngineService } from "../../CompileEngine.js"
 import type { CompileQueueService } from "../../CompileQueue.js"
 import type { CompileQueueOptions } from "../../CompileQueueOptions.js"
+import { DEFAULT_MAX_BANKS } from "../../BankLimit.js"
 import { PARTITIONS, PartitionEntity, PartitionMoved } from "./protocol.js"
 import { partitionStore } from "./store.js"
 import { make as makeQueue, SharedBudget } from "../runtime/compileQueue.js"
 import { type PartitionLocks, pgPartitionLocks } from "./partitionLocks.js"
 import { type LocalPartitions, makePartitionSlots, type PartitionSlots } from "./partitionSlots.js"
+import { pgPartitionMoves } from "./partitionMoves.js"
 import type { GlobalBuckets } from "../core/tokenBucket.js"
+import { addStops, describeStop, logStop, NO_STOP, type StopSummary } from "../runtime/stopSummary.js"
 
 /**
  * The runner's partition slots, whether the cluster assigns a partition to this runner now, and whether a `Write` is
@@ -32,6 +35,11 @@ export class PartitionHost extends Context.Tag("effect-compile-trigger/Partition
   /** The queue still runs the partition here (a stop removes it before it closes the queue). */
   readonly isRunning: (partition: number, queue: CompileQueueService) => boolean
   readonly durable: boolean
+  /**
+   * The runner begins to stop (the router's close, before any partition's): every partition stopped from now on adds
+   * its summary to the node's one `stopped: …` line, logged once they all stopped.
+   */
+  readonly beginStop: Effect.Effect<void>
 }>() {}
 
 /**
@@ -53,19 +61,31 @@ const withTimeout = (
       })
   }
 
-/** The partition queues' options: the runner's permits bound the compiles; the hand-over bounds the close. */
-const partitionOptions = (queueOptions: CompileQueueOptions): CompileQueueOptions => {
-  const maxQueueSize = queueOptions.maxQueueSize ?? 100
-  return {
-    ...queueOptions,
-    // One partition may use every permit; the permits bound the runner.
-    concurrency: queueOptions.concurrency ?? 1,
-    compileTimeout: undefined,
-    maxQueueSize: maxQueueSize <= 0 ? 0 : Math.ceil(maxQueueSize / PARTITIONS),
-    // The hand-over (`closeGate`) waits for the running compiles first; then whatever is left is cut off at once.
-    shutdownTimeout: 0
-  }
-}
+/**
+ * A partition's share of the queue size (0: unbounded): the size split exactly over the partitions, so that the shares
+ * add up to it (10,000: 16 partitions of 157 banks and 48 of 156). A size below the number of partitions still gives
+ * every partition one (a share of 0 would be unbounded).
+ */
+export const queueShare = (maxQueueSize: number, partition: number, partitions: number = PARTITIONS): number =>
+  maxQueueSize <= 0
+    ? 0
+    : Math.max(1, Math.floor(maxQueueSize / partitions) + (partition < maxQueueSize % partitions ? 1 : 0))
+
+/**
+ * A partition queue's options: its share of the queue size; the runner's permits bound the compiles; the hand-over
+ * bounds the close.
+ */
+const partitionOptions = (queueOptions: CompileQueueOptions, partition: number): CompileQueueOptions => ({
+  ...queueOptions,
+  // One partition may use every permit; the permits bound the runner.
+  concurrency: queueOptions.concurrency ?? 1,
+  compileTimeout: undefined,
+  maxQueueSize: queueShare(queueOptions.maxQueueSize ?? 100, partition),
+  // The cluster's maximum number of banks split the same way: a runner owning every partition holds at most it.
+  maxBanks: queueShare(queueOptions.maxBanks ?? DEFAULT_MAX_BANKS, partition),
+  // The hand-over (`closeGate`) waits for the running compiles first; then whatever is left is cut off at once.
+  shutdownTimeout: 0
+})
 
 export interface HostOptions {
   readonly queueOptions: CompileQueueOptions
@@ -77,6 +97,8 @@ export interface HostOptions {
   readonly budget: GlobalBuckets
   /** `Write` answers once the owner's flush stored it. */
   readonly durable: boolean
+  /** This runner's address (`host:port`), as the partition moves it logs name it. */
+  readonly runner: string
 }
 
 /**
@@ -84,7 +106,7 @@ export interface HostOptions {
  * hands over every partition still running here; it closes before the cluster releases the runner's shard locks.
  */
 export const hostLayer = (
-  { budget, durable, handoverTimeout, local, queueOptions, table }: HostOptions
+  { budget, durable, handoverTimeout, local, queueOptions, runner, table }: HostOptions
 ): Layer.Layer<PartitionHost, never, CompileEngine | SqlClient.SqlClient | Sharding.Sharding> =>
   Layer.scoped(
     PartitionHost,
@@ -96,7 +118,6 @@ export const hostLayer = (
         yield* CompileEngine,
         queueOptions.compileTimeout === undefined ? Option.none() : Option.some(Duration.decode(queueOptions.compileTimeout))
       )
-      const options = partitionOptions(queueOptions)
       const isAssigned = (partition: number): boolean => {
         const entityId = EntityId.make(String(partition))
         return sharding.hasShardId(sharding.getShardId(entityId, PartitionEntity.getShardGroup(entityId)))
@@ -104,6 +125,7 @@ export const hostLayer = (
       const locks = yield* pgPartitionLocks
       // Completed STOP_FLUSH_LIMIT after the runner began to stop: the final flushes still failing give up then.
       const stopDeadline = Deferred.unsafeMake<void>(FiberId.none)
+      const stops = nodeStops()
       const build = (partition: number) =>
         Effect.gen(function*() {
           const gate = makeGate(permits, engine)
@@ -111,22 +133,56 @@ export const hostLayer = (
           // A partition's changes are not dropped for an outage, however long: its final flush goes on until it lands.
           const finalFlushUntil = Effect.raceFirst(Deferred.await(lockLost), Deferred.await(stopDeadline))
           const store = fenced(partitionStore(sql, table, partition), locks, partition, lockLost)
-          const queue = yield* makeQueue(options, { finalFlushUntil }).pipe(
+          const onStopped = stops.partitionStopped(partition)
+          const queue = yield* makeQueue(partitionOptions(queueOptions, partition), { finalFlushUntil, onStopped }).pipe(
             Effect.provideService(CompileEngine, { run: gate.run }),
             Effect.provideService(BankStateStore, store),
             Effect.provideService(SharedBudget, budget)
           )
           return { queue, closeGate: gate.close }
         })
-      const slots = makePartitionSlots({ partitions: PARTITIONS, locks, isAssigned, build, local, handoverTimeout })
+      const moves = pgPartitionMoves(sql, runner)
+      const slots = makePartitionSlots({ partitions: PARTITIONS, locks, isAssigned, build, local, handoverTimeout, moves })
       const armStopDeadline = Effect.forkDaemon(
         Effect.zipRight(Effect.sleep(STOP_FLUSH_LIMIT), Deferred.succeed(stopDeadline, undefined))
       )
-      yield* Effect.addFinalizer(() => Effect.zipRight(armStopDeadline, slots.stopAll))
+      yield* Effect.addFinalizer(() =>
+        Effect.all([stops.beginStop, armStopDeadline, slots.stopAll, stops.logNodeStop], { discard: true })
+      )
       const isRunning = (partition: number, queue: CompileQueueService) => local.get(partition) === queue
-      return { slots, isAssigned, isRunning, durable }
+      return { slots, isAssigned, isRunning, durable, beginStop: stops.beginStop }
     })
   )
+
+/**
+ * The node's stop summary: once the runner begins to stop, each partition's close adds its figures (a hand-over
+ * while the runner lives logs its own, at debug level — at error level when it gave changes up); the node logs their
+ * sum as one `stopped: …` line.
+ */
+const nodeStops = () => {
+  let stopping = false
+  let total: StopSummary = { ...NO_STOP, unstored: 0 }
+  let partitions = 0
+  return {
+    beginStop: Effect.sync(() => {
+      stopping = true
+    }),
+    partitionStopped: (partition: number) => (summary: StopSummary): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (!stopping) {
+          // A hand-over that gave changes up (another node took the partition's lock) says so at error level.
+          const line = `partition ${partition}: ${describeStop(summary)}`
+          return (summary.unstored ?? 0) > 0 ? Effect.logError(line) : Effect.logDebug(line)
+        }
+        total = addStops(total, summary)
+        partitions++
+        return Effect.void
+      }),
+    logNodeStop: Effect.suspend(() =>
+      logStop(total, ` (${partitions} ${partitions === 1 ? "partition" : "partitions"} stopped here)`)
+    )
+  }
+}
 
 /**
  * A partition's store that writes only while this runner holds the partition's lock: each write first makes sure of
@@ -213,9 +269,18 @@ const handlers = (host: PartitionHost["Type"], partition: number) => {
   return PartitionEntity.of({
     Write: ({ payload }) =>
       change((queue) => {
-        for (const [bankId, count] of payload.retains) queue.unsafeNotifyRetain(bankId, count)
-        for (const [bankId, count] of payload.forgets) queue.unsafeNotifyForget(bankId, count)
-        return host.durable ? queue.flush : Effect.void
+        // Each bank on its own: a new bank past the partition's maximum is refused (the queue warns), the rest of the
+        // batch is counted; the router learns which were refused.
+        const refused: Array<string> = []
+        for (const [bankId, count] of payload.retains) {
+          if (queue.unsafeCheckRoom([bankId]) !== undefined) refused.push(bankId)
+          queue.unsafeNotifyRetain(bankId, count)
+        }
+        for (const [bankId, count] of payload.forgets) {
+          if (queue.unsafeCheckRoom([bankId]) !== undefined) refused.push(bankId)
+          queue.unsafeNotifyForget(bankId, count)
+        }
+        return Effect.as(host.durable ? queue.flush : Effect.void, refused)
       }),
     Ping: () => on(() => Effect.void),
     BankState: ({ payload }) => on((queue) => Effect.map(queue.bankState(payload.bankId), Option.getOrNull)),
@@ -274,7 +339,11 @@ export const ownerLayer = PartitionEntity.toLayer(
   Effect.gen(function*() {
     const partition = Number((yield* Entity.CurrentAddress).entityId)
     const host = yield* PartitionHost
-    yield* Effect.addFinalizer(() => host.slots.stop(partition))
+    const sharding = yield* Sharding.Sharding
+    // Sharding shuts down before it closes the entities when the runner stops; a shard that moves closes them alone.
+    yield* Effect.addFinalizer(() =>
+      Effect.flatMap(sharding.isShutdown, (stopping) => host.slots.stop(partition, stopping ? "stopping" : "reassigned"))
+    )
     return handlers(host, partition)
   }),
   // Not reaped for idleness: closing the entity hands its partition over, and that is for the shard's moves alone.

@@ -13,6 +13,7 @@
 import { Duration, Effect, Exit, Option, Scope } from "effect"
 import type { CompileQueueService } from "../../CompileQueue.js"
 import type { PartitionLocks } from "./partitionLocks.js"
+import { type LeaveReason, logMove, markLeft, type PartitionMoves } from "./partitionMoves.js"
 
 /** A partition's queue while it runs, and the way to stop its compiles from starting. */
 export interface PartitionRun {
@@ -34,16 +35,18 @@ export interface PartitionSlotsOptions<E> {
   readonly local: LocalPartitions
   /** How long a stopping partition's running compiles may go on before they are cut off. */
   readonly handoverTimeout: Duration.DurationInput
+  /** Where each partition's owner is recorded, so that a move is logged once (by the runner taking it over). */
+  readonly moves?: PartitionMoves | undefined
 }
 
 export interface PartitionSlots {
   /** Starts the partition if it is assigned here and its lock is free: its queue, or undefined when it cannot run here. */
   readonly start: (partition: number) => Effect.Effect<CompileQueueService | undefined>
   /**
-   * Hands the partition over: no new compile, the running ones finish (up to the hand-over timeout; at once when
-   * `cutOff`), the queue closes and flushes, the lock goes.
+   * Hands the partition over: no new compile, the running ones finish (up to the hand-over timeout; at once when its
+   * lock was lost), the queue closes and flushes, the lock goes. `why` is recorded for the next owner's log.
    */
-  readonly stop: (partition: number, cutOff?: boolean) => Effect.Effect<void>
+  readonly stop: (partition: number, why: LeaveReason) => Effect.Effect<void>
   /**
    * Starts the assigned partitions, stops the ones no longer assigned, takes lost locks again where it can and cuts off
    * the partitions whose lock another runner took.
@@ -86,6 +89,7 @@ const launch = <E>(options: PartitionSlotsOptions<E>, partition: number, slot: S
     slot.running = { run: exit.value, scope }
     options.local.set(partition, exit.value.queue)
     yield* Effect.logDebug(`partition ${partition}: taken over`)
+    if (options.moves !== undefined) yield* logMove(options.moves, partition)
     return exit.value.queue
   })
 
@@ -114,7 +118,7 @@ const stopRun = <E>(
   options: PartitionSlotsOptions<E>,
   slots: ReadonlyArray<Slot>,
   partition: number,
-  cutOff: boolean,
+  { cutOff, why }: { readonly cutOff: boolean; readonly why: LeaveReason },
   expected?: Slot["running"]
 ) =>
   Effect.suspend(() => {
@@ -132,6 +136,7 @@ const stopRun = <E>(
           // The queue cuts off what still runs (the banks stay pending for the next owner) and flushes.
           yield* Scope.close(running.scope, Exit.void)
           slot.running = undefined
+          if (options.moves !== undefined) yield* markLeft(options.moves, partition, why)
           yield* Effect.ignore(options.locks.release(partition))
           yield* Effect.logDebug(
             `partition ${partition}: handed over${finished ? "" : "; compiles still running were cut off"}`
@@ -156,7 +161,8 @@ const stopFromPass = <E>(
     const slot = slots[partition]!
     if (slot.stopping) return Effect.void
     slot.stopping = true
-    return stopRun(options, slots, partition, cutOff, running).pipe(
+    const why: LeaveReason = cutOff ? "lock lost" : "reassigned"
+    return stopRun(options, slots, partition, { cutOff, why }, running).pipe(
       Effect.ensuring(Effect.sync(() => {
         slot.stopping = false
       })),
@@ -220,8 +226,8 @@ export const makePartitionSlots = <E>(options: PartitionSlotsOptions<E>): Partit
   )
   return {
     start: (partition) => start(options, slots, partition),
-    stop: (partition, cutOff = false) => stopRun(options, slots, partition, cutOff),
+    stop: (partition, why) => stopRun(options, slots, partition, { cutOff: why === "lock lost", why }),
     reconcile: reconcile(options, slots),
-    stopAll: everyPartition(slots, (partition) => stopRun(options, slots, partition, false))
+    stopAll: everyPartition(slots, (partition) => stopRun(options, slots, partition, { cutOff: false, why: "stopping" }))
   }
 }

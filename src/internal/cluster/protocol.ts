@@ -9,6 +9,7 @@ import { Rpc } from "@effect/rpc"
 import { Schema } from "effect"
 import { createHash } from "node:crypto"
 import { BankCompileState, BankStatus } from "../../BankCompileState.js"
+import { BankLimitError } from "../../BankLimit.js"
 import { BankPolicy, BankPolicyError } from "../../BankPolicy.js"
 import { CompileBudgetState } from "../../CompileBudget.js"
 import { CompileOutcome, CompileRecord, RunningCompile } from "../../CompileHistory.js"
@@ -63,12 +64,17 @@ export class PartitionMoved extends Schema.TaggedError<PartitionMoved>()("Partit
  * when it could not), and the cluster re-sends it to the next owner when the runner it went to becomes unavailable.
  */
 export const PartitionEntity = Entity.make("CompileTriggerPartition", [
-  Rpc.make("Write", { payload: { retains: Counts, forgets: Counts }, error: Schema.Union(PartitionMoved, BankStoreError) }),
+  // Answers the banks it refused: new ones past the partition's `maxBanks` (the rest of the write is counted).
+  Rpc.make("Write", {
+    payload: { retains: Counts, forgets: Counts },
+    success: Schema.Array(Schema.String),
+    error: Schema.Union(PartitionMoved, BankStoreError)
+  }),
   Rpc.make("Ping", { error: PartitionMoved }),
   Rpc.make("BankState", { payload: BankIdPayload, success: Schema.NullOr(BankCompileState), error: PartitionMoved }),
   Rpc.make("SetPolicy", {
     payload: { bankId: Schema.String, policy: BankPolicy },
-    error: Schema.Union(BankPolicyError, PartitionMoved)
+    error: Schema.Union(BankPolicyError, BankLimitError, PartitionMoved)
   }),
   Rpc.make("ClearPolicy", { payload: BankIdPayload, error: PartitionMoved }),
   Rpc.make("PolicyOf", { payload: BankIdPayload, success: Schema.NullOr(BankPolicy), error: PartitionMoved }),

@@ -36,7 +36,8 @@ import { WriteAcks, WriteNotConfirmed } from "../runtime/writeAcks.js"
 /** A write or read the owner has not answered in this long fails (503 for a write: it may or may not count). */
 const ROUTE_TIMEOUT = Duration.seconds(30)
 
-type Ack = Deferred.Deferred<void, WriteNotConfirmed>
+/** Completes with the banks the owner refused (new ones past its partition's `maxBanks`). */
+type Ack = Deferred.Deferred<ReadonlyArray<string>, WriteNotConfirmed>
 
 /** One partition's writes not yet sent, and whether a `Write` is in flight. */
 class Lane {
@@ -113,7 +114,7 @@ const sendLane = (lane: Lane, client: PartitionClient, p: number): Effect.Effect
       Effect.flatMap((exit) => {
         Deferred.unsafeDone(
           ack,
-          Exit.isSuccess(exit) ? Exit.void : Exit.fail(
+          Exit.isSuccess(exit) ? Exit.succeed(exit.value) : Exit.fail(
             new WriteNotConfirmed({
               message: `the owner of partition ${p} did not confirm the write: ${Cause.pretty(exit.cause)}`,
               notStored: Option.exists(Cause.failureOption(exit.cause), (error) => error._tag === "BankStoreError")
@@ -151,7 +152,7 @@ const makeWrite = (
     const lane = lanes[p]!
     const counts = lane[kind]
     counts.set(bankId, (counts.get(bankId) ?? 0) + count)
-    lane.latest = lane.open ??= Deferred.unsafeMake<void, WriteNotConfirmed>(FiberId.none)
+    lane.latest = lane.open ??= Deferred.unsafeMake<ReadonlyArray<string>, WriteNotConfirmed>(FiberId.none)
     if (!lane.sending) {
       lane.sending = true
       // Yield first: the rest of a batch request (and concurrent requests) joins this RPC.
@@ -175,20 +176,66 @@ const storedHere = (queue: CompileQueueService, p: number): Effect.Effect<void, 
 const makeSettle = (lanes: ReadonlyArray<Lane>, local: LocalPartitions, durable: boolean) =>
   (bankIds: Iterable<string>): Effect.Effect<void, WriteNotConfirmed> => {
     const waits: Array<Effect.Effect<void, WriteNotConfirmed>> = []
-    const seen = new Set<number>()
+    const byPartition = new Map<number, Array<string>>()
     for (const bankId of bankIds) {
       if (typeof bankId !== "string") continue
       const p = partitionOf(bankId)
-      if (seen.has(p)) continue
-      seen.add(p)
-      const ack = lanes[p]!.latest
-      if (ack !== undefined) waits.push(Deferred.await(ack))
+      const ids = byPartition.get(p)
+      if (ids !== undefined) {
+        ids.push(bankId)
+        continue
+      }
+      byPartition.set(p, [bankId])
       const queue = durable ? local.get(p) : undefined
       if (queue !== undefined) waits.push(storedHere(queue, p))
+    }
+    for (const [p, ids] of byPartition) {
+      const ack = lanes[p]!.latest
+      if (ack !== undefined) waits.push(Effect.flatMap(Deferred.await(ack), (refused) => refusedOf(refused, ids, p)))
     }
     if (waits.length === 0) return Effect.void
     return Effect.all(waits, { concurrency: "unbounded", discard: true })
   }
+
+/** Fails when the owner refused one of `bankIds` (a new bank past its partition's maximum). */
+const refusedOf = (
+  refused: ReadonlyArray<string>,
+  bankIds: ReadonlyArray<string>,
+  p: number
+): Effect.Effect<void, WriteNotConfirmed> => {
+  if (refused.length === 0) return Effect.void
+  const bankId = bankIds.find((id) => refused.includes(id))
+  return bankId === undefined ? Effect.void : Effect.fail(
+    new WriteNotConfirmed({
+      message: `bank ${JSON.stringify(bankId)} was refused: partition ${p} already holds its maximum number of banks`,
+      refused: bankId
+    })
+  )
+}
+
+/**
+ * `unsafeCheckRoom` over the partitions this runner runs (the owner of any other checks when the write reaches it:
+ * `refusedOf`).
+ */
+const makeCheckRoom = (local: LocalPartitions): CompileQueueService["unsafeCheckRoom"] => (bankIds) => {
+  // Room for all of them in every local partition (the usual case): no need to hash each id to its partition.
+  let full = false
+  for (const queue of local.values()) if ((full = queue.unsafeCheckRoom(bankIds) !== undefined)) break
+  if (!full) return undefined
+  const byPartition = new Map<number, Array<string>>()
+  for (const bankId of bankIds) {
+    const p = partitionOf(bankId)
+    if (!local.has(p)) continue
+    const ids = byPartition.get(p)
+    if (ids === undefined) byPartition.set(p, [bankId])
+    else ids.push(bankId)
+  }
+  for (const [p, ids] of byPartition) {
+    const refused = local.get(p)?.unsafeCheckRoom(ids)
+    if (refused !== undefined) return refused
+  }
+  return undefined
+}
 
 /** At close: let the writes already taken reach their owners (bounded). */
 const lanesSent = (lanes: ReadonlyArray<Lane>): Effect.Effect<void> =>
@@ -271,7 +318,8 @@ const statsOfEveryPartition = (
         queued,
         capacity,
         budget: { ...globalLevels(runnerBudget.buckets, now()), deferred },
-        store: combine(stores)
+        store: combine(stores),
+        cluster: true
       }
     }
   )
@@ -418,6 +466,7 @@ export const makeRouter = (
       unsafeNotifyRetain: (bankId, count) => write("retains", bankId, count),
       notifyForget: (bankId, count) => Effect.sync(() => write("forgets", bankId, count)),
       unsafeNotifyForget: (bankId, count) => write("forgets", bankId, count),
+      unsafeCheckRoom: makeCheckRoom(local),
       ...ownerCalls(clients, local),
       ...commandsToEveryPartition(clients, local),
       ...banksOfEveryPartition(clients),

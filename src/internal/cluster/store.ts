@@ -1,7 +1,8 @@
 /**
  * Cluster mode's view of the Postgres bank table: one partition's banks at a time (a stored, indexed `partition`
  * column computed by Postgres itself), and the one-time schema setup every runner does under an advisory lock so that
- * runners started together on an empty database do not race creating tables.
+ * runners started together on an empty database do not race creating tables (the partition owners' table of
+ * `partitionMoves.ts` among them).
  *
  * @internal
  */
@@ -19,6 +20,7 @@ import {
   decodeRows,
   makeSql
 } from "../../BankStateStore.js"
+import { OWNERS_TABLE } from "./partitionMoves.js"
 import { PARTITION_SQL } from "./protocol.js"
 
 /** The advisory lock held while a runner sets up the schema (the cluster's shard locks start at 1,000,001). */
@@ -32,6 +34,16 @@ const migrations = Migrator.fromRecord({
         `ALTER TABLE ${BANKS_TABLE} ADD COLUMN IF NOT EXISTS partition SMALLINT GENERATED ALWAYS AS ${PARTITION_SQL} STORED`
       ),
       sql.unsafe(`CREATE INDEX IF NOT EXISTS ${BANKS_TABLE}_partition ON ${BANKS_TABLE} (partition)`)
+    )),
+  // Who owns each partition and how the last owner left it: the runner taking a partition over logs the move.
+  "2_partition_owners": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe(
+      `CREATE TABLE IF NOT EXISTS ${OWNERS_TABLE} (
+        partition SMALLINT PRIMARY KEY,
+        runner TEXT NOT NULL,
+        since BIGINT NOT NULL,
+        left_because TEXT
+      )`
     ))
 })
 

@@ -65,7 +65,7 @@ export class BankLifecycle {
   /** Where the next sweep starts: the first bank the last one could not queue. */
   sweepFrom = 0
   /** Pending banks (retried, restored, no longer deferred) waiting for room in the full queue, in order. */
-  private readonly room: QueueRoom
+  readonly room: QueueRoom
   protected readonly options: CoreOptions
   /** Changes are listed for a store. */
   readonly persistent: boolean
@@ -77,6 +77,7 @@ export class BankLifecycle {
     this.stalenessMillis = options.config.stalenessMillis
     this.offer = options.offer
     this.persistent = options.persistent
+    if (options.maxBanks !== undefined) this.table.maxBanks = options.maxBanks
     this.gate = new BudgetGate(options.budget, options.sharedBudget)
     this.room = new QueueRoom(options.offer)
     this.timeline = new StalenessTimeline((i, due) =>
@@ -86,7 +87,7 @@ export class BankLifecycle {
 
   // ---- banks and signals ----
 
-  /** Adds a bank with default state; the caller checked the id. */
+  /** Adds a bank with default state; the caller checked the id. -1, changing nothing, past `maxBanks`. */
   add(bankId: string): number {
     return this.table.add(bankId)
   }
@@ -323,11 +324,6 @@ export class BankLifecycle {
     const moved = this.room.fill()
     this.inQueue += moved
     return moved
-  }
-
-  /** Banks waiting for room in the queue. */
-  get waitingForRoom(): ReadonlyArray<number> {
-    return this.room.waiting
   }
 
   // ---- closing ----

@@ -51,12 +51,17 @@ export const reasonCode = (reason: TriggerReason | undefined): number =>
 
 const INITIAL_CAPACITY = 1024
 
+/** The most banks a table holds: 2^24, the most entries V8 lets a `Map` (the id index) hold. */
+export const HARD_MAX_BANKS = 16_777_216
+
 /** The most `consecutiveFailures` a bank counts (its column is 32-bit). */
 export const MAX_FAILURES = 0xffff_ffff
 
 export class BankTable {
   readonly index = new Map<string, number>()
   size = 0
+  /** New banks past this many are refused (`add`); at most HARD_MAX_BANKS. */
+  maxBanks = HARD_MAX_BANKS
   ids: Array<string> = []
   /** memoriesSinceLastCompile. Float64 keeps exact integers up to 2^53. */
   memories = new Float64Array(INITIAL_CAPACITY)
@@ -110,14 +115,35 @@ export class BankTable {
     return taken
   }
 
-  /** Adds a bank with default state and returns its number. The caller has checked the id. */
-  add(bankId: string): number {
+  /**
+   * Adds a bank with default state and returns its number; -1, changing nothing, when the table holds `limit` banks
+   * (default `maxBanks`; a restore passes HARD_MAX_BANKS: stored banks are all loaded). The caller checked the id.
+   */
+  add(bankId: string, limit: number = this.maxBanks): number {
     const i = this.size
+    if (i >= limit || i >= HARD_MAX_BANKS) return -1
     if (i === this.memories.length) this.grow()
-    this.size = i + 1
-    this.ids.push(bankId)
     this.index.set(bankId, i)
+    this.ids.push(bankId)
+    this.size = i + 1
     return i
+  }
+
+  /**
+   * The first bank of `bankIds` that `add` would refuse (a new one past `maxBanks`, counting the new ones before
+   * it), or undefined when every one is known or fits.
+   */
+  firstRefused(bankIds: ReadonlyArray<string>): string | undefined {
+    let room = this.maxBanks - this.size
+    if (bankIds.length <= room) return undefined // they fit even if all are new: no lookup
+    let seen: Set<string> | undefined
+    for (const bankId of bankIds) {
+      if (this.index.has(bankId) || seen?.has(bankId) === true) continue
+      if (room <= 0) return bankId
+      room--
+      ;(seen ??= new Set()).add(bankId)
+    }
+    return undefined
   }
 
   /** The reference time for staleness: the last compile, else the first retain; NaN when neither exists. */

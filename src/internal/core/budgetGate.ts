@@ -1,7 +1,7 @@
 /**
  * The budget gate: whether a bank may start a compile now under the cost budget, and what waits for it — the banks
- * held at the head of the queue while the global budget is spent, and the banks deferred until their own bucket
- * refills. Plus the budget's levels as a store keeps them, and as reads show them.
+ * held while the global budget is spent (the whole queue; at most one per worker taken from it), and the banks
+ * deferred until their own bucket refills. Plus the budget's levels as a store keeps them, and as reads show them.
  *
  * @internal
  */
@@ -46,8 +46,9 @@ export const globalLevels = (buckets: GlobalBuckets, now: number) => ({
   compilesAvailable: buckets.compiles === undefined ? Infinity : buckets.compiles.levelAt(now)
 })
 
+/** A bucket as stored: its level, the level's time and the limit it was measured against. */
 const storedLevel = (bucket: TokenBucket | undefined): StoredLevel | null =>
-  bucket === undefined ? null : { level: bucket.units / bucket.periodMillis, at: bucket.at }
+  bucket === undefined ? null : { level: bucket.units / bucket.periodMillis, at: bucket.at, capacity: bucket.capacity }
 
 export class BudgetGate {
   readonly buckets: BudgetBuckets
@@ -122,9 +123,29 @@ export class BudgetGate {
     return this.held.length === 0 ? -1 : this.held[0]!
   }
 
-  /** Banks waiting for budget: held at the head or deferred. */
-  get waiting(): number {
-    return this.held.length + this.buckets.deferred.size
+  /**
+   * Banks held for the global budget at `now`, of the `queued` ones (in the queue, held at its head included, or
+   * waiting for a slot in it). While the budget is spent no worker takes anything, so every one of them waits for it;
+   * while it lets compiles start, only a bank a worker took and holds at the head (until the worker takes it again).
+   */
+  heldAt(now: number, queued: number): number {
+    return this.closedAt(now) ? queued : this.held.length
+  }
+
+  /** Whether the global budget lets no compile start at `now`. */
+  closedAt(now: number): boolean {
+    const buckets = this.buckets
+    return buckets.globalLimited && buckets.opensAt(now) > now
+  }
+
+  /**
+   * Whether the global budget lets no compile start before `deadline` (`now` ≤ `deadline`): its buckets' next opening
+   * (`nextStartAt`, computed from their refill at `now`) is at or after it. Charges only move the opening later, so
+   * this stays true once it holds.
+   */
+  closedUntil(deadline: number, now: number): boolean {
+    const buckets = this.buckets
+    return buckets.globalLimited && buckets.opensAt(now) >= deadline
   }
 
   /** Nothing waits any more (the queue shut down; deferred banks stay pending, and so in a store). */
@@ -152,7 +173,12 @@ export class BudgetGate {
   // ---- as reads show it ----
 
   /** The budget in full at `now`; `idOf` and `capacityOf` name a bank and its own limit. */
-  state(now: number, idOf: (i: number) => string, capacityOf: (i: number) => number): CompileBudgetState {
+  state(
+    now: number,
+    queued: number,
+    idOf: (i: number) => string,
+    capacityOf: (i: number) => number
+  ): CompileBudgetState {
     const buckets = this.buckets
     const { bankTokens, periodMillis } = buckets.limits
     const deferred = buckets.deferred.ordered(1000).map(({ due, i }) => {
@@ -168,7 +194,7 @@ export class BudgetGate {
       periodSeconds: periodMillis / 1000,
       ...globalBucketStates(buckets, now),
       bankTokens: Number.isFinite(bankTokens) ? bankTokens : null,
-      waiting: this.held.length,
+      waiting: this.heldAt(now, queued),
       deferredCount: buckets.deferred.size,
       deferred
     }, true)

@@ -46,7 +46,7 @@ import { checkInvariants } from "./invariants.js"
 import * as ReadViews from "./readViews.js"
 import { restoreBanks, rowOf } from "./storeRows.js"
 import { sweep } from "./sweep.js"
-import type { BudgetBuckets } from "./tokenBucket.js"
+import type { BudgetBuckets, RestoredBucket } from "./tokenBucket.js"
 
 export * from "./answers.js"
 export { type BudgetCounts, type BudgetRow, globalBucketStates, globalLevels } from "./budgetGate.js"
@@ -196,9 +196,22 @@ export class CompileCore extends BankLifecycle {
     return this.gate.nextHeld()
   }
 
-  /** Banks waiting for budget: held at the head or deferred. */
-  get waitingForBudget(): number {
-    return this.gate.waiting
+  /**
+   * Banks held for the global budget at `now`: while it is spent, every bank queued or waiting for a slot (nothing
+   * reaches a worker before it opens); otherwise only a held head (`budgetGate.ts`). `budget.waiting`.
+   */
+  heldForBudget(now: number): number {
+    return this.gate.heldAt(now, this.inQueue + this.room.size)
+  }
+
+  /** Banks waiting for budget at `now`: held for the global budget, or deferred by their own (the gauge). */
+  waitingForBudget(now: number): number {
+    return this.heldForBudget(now) + this.gate.buckets.deferred.size
+  }
+
+  /** Whether the global budget lets no compile start before `deadline` (a closing queue waits for none of them). */
+  budgetClosedUntil(deadline: number, now: number): boolean {
+    return this.gate.closedUntil(deadline, now)
   }
 
   /** A compile of bank `i` ended with a result that used `tokens`: charged to the global and the bank's bucket. */
@@ -218,7 +231,7 @@ export class CompileCore extends BankLifecycle {
 
   /** The budget in full at `now` (`CompileQueue.budget`, `GET /v1/budget`). */
   budgetState(now: number): CompileBudgetState {
-    return this.gate.state(now, (i) => this.table.ids[i]!, (i) => this.bankCapacity(i))
+    return this.gate.state(now, this.inQueue + this.room.size, (i) => this.table.ids[i]!, (i) => this.bankCapacity(i))
   }
 
   /** The budget at `now` for `stats` (`Infinity` where unlimited). */
@@ -271,9 +284,12 @@ export class CompileCore extends BankLifecycle {
     this.gate.buckets.dirty = true
   }
 
-  /** Loads the global levels a store kept: a restart does not refill a spent budget. */
-  restoreBudget(row: BudgetRow): void {
-    this.gate.buckets.restore(row.tokens ?? undefined, row.compiles ?? undefined)
+  /**
+   * Loads the global levels a store kept: a restart does not refill a spent budget, and keeps what was spent under a
+   * changed limit. Returns the buckets restored, with their stored and current limits.
+   */
+  restoreBudget(row: BudgetRow): Array<RestoredBucket> {
+    return this.gate.buckets.restore(row.tokens ?? undefined, row.compiles ?? undefined)
   }
 
   // ---- the sweep and reads ----

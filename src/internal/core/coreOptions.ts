@@ -14,6 +14,8 @@ export interface CoreOptions {
   readonly baseDelayMillis: number
   /** `Infinity` when unbounded (only reported: `offer` is what enforces it). */
   readonly maxQueueSize: number
+  /** New banks past this many are refused (`add` answers -1); at most HARD_MAX_BANKS. Default HARD_MAX_BANKS. */
+  readonly maxBanks?: number | undefined
   /** Keep the change list for a store. */
   readonly persistent: boolean
   /** The queue's synchronous offer: true when the bank got a slot. */

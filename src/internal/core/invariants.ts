@@ -32,12 +32,31 @@ const waitersPending = (core: BankLifecycle, broken: Array<string>): void => {
     if (!pending.has(i)) broken.push(`${table.ids[i]}: deferred but not pending`)
     if (gate.held.includes(i)) broken.push(`${table.ids[i]}: both deferred and held`)
   }
-  for (const i of core.waitingForRoom) if (!pending.has(i)) broken.push(`${table.ids[i]}: waits for room but not pending`)
+  for (const i of core.room.waiting) if (!pending.has(i)) broken.push(`${table.ids[i]}: waits for room but not pending`)
+}
+
+/**
+ * What the budget's waiting count adds up (`budget.waiting`, the gauge) are distinct pending banks: the held head is
+ * one of the queued banks, and queued, waiting-for-room and deferred banks are never the same bank — so while the
+ * global budget is spent, "every queued bank and every one waiting for room, plus the deferred" counts each once.
+ */
+const budgetWaitersDistinct = (core: BankLifecycle, broken: Array<string>): void => {
+  const { gate, pending } = core
+  if (gate.held.length > Math.max(core.inQueue, 0)) {
+    broken.push(`${gate.held.length} banks held for the budget but only ${core.inQueue} counted in the queue`)
+  }
+  const waiting = core.inQueue + core.room.size + gate.buckets.deferred.size
+  if (waiting > pending.size) {
+    broken.push(
+      `queued ${core.inQueue} + waiting for room ${core.room.size} + deferred ${gate.buckets.deferred.size} > ${pending.size} pending banks`
+    )
+  }
 }
 
 export const checkInvariants = (core: BankLifecycle): Array<string> => {
   const broken: Array<string> = []
   statusesAgree(core, broken)
   waitersPending(core, broken)
+  budgetWaitersDistinct(core, broken)
   return broken
 }

@@ -33,6 +33,11 @@ export class QueueRoom {
     return moved
   }
 
+  /** How many banks wait for room. */
+  get size(): number {
+    return this.waitingRoom.length - this.waitingHead
+  }
+
   get waiting(): ReadonlyArray<number> {
     return this.waitingRoom.slice(this.waitingHead)
   }

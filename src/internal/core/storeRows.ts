@@ -9,12 +9,14 @@ import { effectiveConfig } from "../../BankPolicy.js"
 import type { PersistedBank } from "../../BankStateStore.js"
 import { STATUS_NAMES, TIMELINE } from "./answers.js"
 import type { BankLifecycle } from "./bankLifecycle.js"
-import { COUNTED, IDLE, MAX_FAILURES, PENDING, POLICY, REQUESTED, RESTORED, STALE, STATUS } from "./bankTable.js"
+import { COUNTED, HARD_MAX_BANKS, IDLE, MAX_FAILURES, PENDING, POLICY, REQUESTED, RESTORED, STALE, STATUS } from "./bankTable.js"
 
 /** Loads one stored bank into the columns; returns its index. */
 const load = (core: BankLifecycle, bank: PersistedBank): number => {
   const table = core.table
-  const i = table.index.get(bank.bankId) ?? table.add(bank.bankId)
+  // Every stored bank is loaded, past `maxBanks` too (a lowered maximum refuses new banks, it drops none).
+  const i = table.index.get(bank.bankId) ?? table.add(bank.bankId, HARD_MAX_BANKS)
+  if (i === -1) throw new RangeError(`the store holds more than ${HARD_MAX_BANKS} banks: more than one queue can hold`)
   table.memories[i] = bank.memories
   table.lastCompileAt[i] = bank.lastCompileAt ?? NaN
   table.firstRetainAt[i] = bank.firstRetainAt ?? NaN
@@ -26,7 +28,7 @@ const load = (core: BankLifecycle, bank: PersistedBank): number => {
     table.policies.set(i, { policy: bank.policy, config: effectiveConfig(core.config, bank.policy) })
     table.state[i]! |= POLICY // its staleness is computed exactly: no timeline entry
   }
-  if (bank.budget != null) core.gate.buckets.restoreBank(i, core.bankCapacity(i), bank.budget.level, bank.budget.at)
+  if (bank.budget != null) core.gate.buckets.restoreBank(i, core.bankCapacity(i), bank.budget)
   return i
 }
 

@@ -1,11 +1,13 @@
 /**
  * The cost budget's pure parts: a continuously refilled token bucket, and the queue's budget (global token and
- * compile buckets, per-bank token buckets, the banks deferred until their own bucket refills). No clock, no Effect:
+ * compile buckets, per-bank token buckets, the banks deferred until their own bucket refills — `deferredBanks.ts`).
+ * A limit that changes keeps what was spent (`TokenBucket.resize`). No clock, no Effect:
  * every method is given `now` (epoch millis), so the core and its tests drive it directly.
  *
  * @internal
  */
 import type { StoredLevel } from "../../BankStateStore.js"
+import { DeferredBanks } from "./deferredBanks.js"
 
 /**
  * A bucket of `capacity` per `periodMillis`, refilled continuously, that may go negative.
@@ -26,9 +28,38 @@ export class TokenBucket {
     return new TokenBucket(capacity, periodMillis, capacity * periodMillis, now)
   }
 
-  /** From a stored level (tokens) and its time; a level above a smaller capacity is cut to it. */
-  static restored(capacity: number, periodMillis: number, level: number, at: number): TokenBucket {
-    return new TokenBucket(capacity, periodMillis, Math.min(level, capacity) * periodMillis, at)
+  /**
+   * From a stored level (tokens), its time and the limit it was measured against: what was spent under that limit
+   * stays spent under `capacity` (see `resize`). Without a stored limit (rows written before limits were stored) the
+   * level is kept, cut to a smaller capacity.
+   */
+  static restored(capacity: number, periodMillis: number, stored: StoredLevel): TokenBucket {
+    const storedCapacity = stored.capacity
+    if (storedCapacity === undefined || !(storedCapacity > 0) || !Number.isFinite(storedCapacity)) {
+      return new TokenBucket(capacity, periodMillis, Math.min(stored.level, capacity) * periodMillis, stored.at)
+    }
+    const bucket = new TokenBucket(
+      storedCapacity,
+      periodMillis,
+      Math.round(Math.min(stored.level, storedCapacity) * periodMillis),
+      stored.at
+    )
+    bucket.resize(capacity, stored.at)
+    return bucket
+  }
+
+  /**
+   * The limit changes at `now` (a restart with another limit, a policy's `bankTokens`): what was spent in the window
+   * stays spent, so a raised limit gives its new headroom at once; a lowered one leaves `capacity - spent`, but never
+   * less than empty — or than the level was already, when a compile had overshot it (no limit change freezes a
+   * bucket for longer than its own debt).
+   */
+  resize(capacity: number, now: number): void {
+    if (capacity === this.capacity) return
+    const units = this.unitsAt(now)
+    this.units = Math.max(units + (capacity - this.capacity) * this.periodMillis, Math.min(units, 0))
+    this.capacity = capacity
+    if (now > this.at) this.at = now
   }
 
   unitsAt(now: number): number {
@@ -80,114 +111,12 @@ export interface BudgetLimits {
   readonly periodMillis: number
 }
 
-
-/**
- * Banks whose own bucket is spent, in the order they become due (then the order they were deferred): a binary heap,
- * with stale entries (the bank was re-keyed or left) skipped when they surface.
- */
-export class DeferredBanks {
-  private readonly heap: Array<{ readonly i: number; readonly due: number; readonly seq: number }> = []
-  /** The current due time of each deferred bank. */
-  readonly dueOf = new Map<number, number>()
-  private seq = 0
-
-  get size(): number {
-    return this.dueOf.size
-  }
-
-  has(i: number): boolean {
-    return this.dueOf.has(i)
-  }
-
-  /** Defers bank `i` until `due` (or re-keys it). */
-  set(i: number, due: number): void {
-    this.dueOf.set(i, due)
-    this.push({ i, due, seq: this.seq++ })
-  }
-
-  delete(i: number): void {
-    this.dueOf.delete(i)
-  }
-
-  /** Earliest due time; NaN when none. */
-  get nextDue(): number {
-    this.dropStale()
-    return this.heap.length === 0 ? NaN : this.heap[0]!.due
-  }
-
-  /** Removes and returns the banks due by `now`, in due order. */
-  popDue(now: number): Array<number> {
-    const due: Array<number> = []
-    for (;;) {
-      this.dropStale()
-      const top = this.heap[0]
-      if (top === undefined || top.due > now) return due
-      this.pop()
-      this.dueOf.delete(top.i)
-      due.push(top.i)
-    }
-  }
-
-  /** Deferred banks in due order (for reports). */
-  ordered(limit: number): Array<{ readonly i: number; readonly due: number }> {
-    return Array.from(this.dueOf, ([i, due]) => ({ i, due })).sort((a, b) => a.due - b.due).slice(0, limit)
-  }
-
-  clear(): void {
-    this.heap.length = 0
-    this.dueOf.clear()
-  }
-
-  private dropStale(): void {
-    for (;;) {
-      const top = this.heap[0]
-      if (top === undefined || this.dueOf.get(top.i) === top.due) return
-      this.pop()
-    }
-  }
-
-  private less(a: number, b: number): boolean {
-    const x = this.heap[a]!
-    const y = this.heap[b]!
-    return x.due < y.due || (x.due === y.due && x.seq < y.seq)
-  }
-
-  private swap(a: number, b: number): void {
-    const heap = this.heap
-    const t = heap[a]!
-    heap[a] = heap[b]!
-    heap[b] = t
-  }
-
-  private push(entry: { readonly i: number; readonly due: number; readonly seq: number }): void {
-    const heap = this.heap
-    heap.push(entry)
-    let n = heap.length - 1
-    while (n > 0) {
-      const parent = (n - 1) >> 1
-      if (!this.less(n, parent)) break
-      this.swap(n, parent)
-      n = parent
-    }
-  }
-
-  private pop(): void {
-    const heap = this.heap
-    const last = heap.pop()!
-    if (heap.length === 0) return
-    heap[0] = last
-    let n = 0
-    for (;;) {
-      const left = 2 * n + 1
-      const right = left + 1
-      let smallest = n
-      if (left < heap.length && this.less(left, smallest)) smallest = left
-      if (right < heap.length && this.less(right, smallest)) smallest = right
-      if (smallest === n) return
-      this.swap(n, smallest)
-      n = smallest
-    }
-  }
+/** A global bucket restored from a store: its limit when stored (undefined: not stored) and now. */
+export interface RestoredBucket {
+  readonly name: "tokens" | "compiles"
+  readonly storedLimit: number | undefined
+  readonly limit: number
+  readonly bucket: TokenBucket
 }
 
 /** The global token and compile buckets (absent when unlimited). */
@@ -249,7 +178,7 @@ export class BudgetBuckets {
   bankOpensAt(i: number, capacity: number, now: number): number {
     const bucket = this.banks.get(i)
     if (bucket === undefined || capacity === Infinity) return now
-    bucket.capacity = capacity
+    bucket.resize(capacity, now)
     if (bucket.isFullAt(now)) {
       this.banks.delete(i) // full again: forget it (its stored row refills to full as well)
       return now
@@ -266,7 +195,7 @@ export class BudgetBuckets {
     if (capacity === Infinity || tokens <= 0) return false
     let bucket = this.banks.get(i)
     if (bucket === undefined) this.banks.set(i, bucket = TokenBucket.full(capacity, this.limits.periodMillis, now))
-    bucket.capacity = capacity
+    bucket.resize(capacity, now)
     bucket.take(tokens, now)
     return true
   }
@@ -276,28 +205,33 @@ export class BudgetBuckets {
     if (capacity === Infinity) return Infinity
     const bucket = this.banks.get(i)
     if (bucket === undefined) return capacity
-    bucket.capacity = capacity
+    bucket.resize(capacity, now)
     return bucket.levelAt(now)
   }
 
-  /** Restores the global levels saved at `at`; a level saved while a limit was off is ignored. */
-  restore(tokens: StoredLevel | undefined, compiles: StoredLevel | undefined): void {
-    if (this.tokens !== undefined && tokens !== undefined) {
-      const restored = TokenBucket.restored(this.tokens.capacity, this.limits.periodMillis, tokens.level, tokens.at)
-      this.tokens.units = restored.units
-      this.tokens.at = restored.at
+  /**
+   * Restores the global levels a store kept (each refills from its stored time; a level saved while a limit was off is
+   * ignored). Returns, for each limited bucket restored, its stored limit (undefined: not stored) and its limit now.
+   */
+  restore(tokens: StoredLevel | undefined, compiles: StoredLevel | undefined): Array<RestoredBucket> {
+    const restored: Array<RestoredBucket> = []
+    const restoreOne = (name: RestoredBucket["name"], bucket: TokenBucket | undefined, stored: StoredLevel | undefined) => {
+      if (bucket === undefined || stored === undefined) return
+      const from = TokenBucket.restored(bucket.capacity, this.limits.periodMillis, stored)
+      bucket.units = from.units
+      bucket.at = from.at
+      if (stored.capacity !== bucket.capacity) this.dirty = true // stored again under the limit it has now
+      restored.push({ name, storedLimit: stored.capacity ?? undefined, limit: bucket.capacity, bucket })
     }
-    if (this.compiles !== undefined && compiles !== undefined) {
-      const restored = TokenBucket.restored(this.compiles.capacity, this.limits.periodMillis, compiles.level, compiles.at)
-      this.compiles.units = restored.units
-      this.compiles.at = restored.at
-    }
+    restoreOne("tokens", this.tokens, tokens)
+    restoreOne("compiles", this.compiles, compiles)
+    return restored
   }
 
-  /** Restores bank `i`'s level saved at `at`. */
-  restoreBank(i: number, capacity: number, level: number, at: number): void {
+  /** Restores bank `i`'s level saved at `stored.at` (under the limit it was saved with, when stored). */
+  restoreBank(i: number, capacity: number, stored: StoredLevel): void {
     if (capacity === Infinity) return
-    this.banks.set(i, TokenBucket.restored(capacity, this.limits.periodMillis, level, at))
+    this.banks.set(i, TokenBucket.restored(capacity, this.limits.periodMillis, stored))
   }
 
   /** Starts the wait clock of bank `i` (once per wait). */

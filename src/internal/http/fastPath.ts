@@ -28,11 +28,11 @@ const ITEM_KEYS: ReadonlySet<string> = new Set(["bankId", "count"])
 const RETAIN_KEYS: ReadonlySet<string> = new Set(["count"])
 
 /**
- * True when `body` is a valid retain body (the `RetainPayload` schema): `null` (an empty body) or an object with an
- * optional integer `count` from 1 to `maxCount` and no other key.
+ * True when `body` is a valid retain body (the `RetainPayload` schema): `undefined` (an empty body) or an object with
+ * an optional integer `count` from 1 to `maxCount` and no other key. A JSON `null` is not one.
  */
-export const isValidRetain = (body: unknown, maxCount: number): body is { readonly count?: number } | null =>
-  body === null || (isStrictObject(body, RETAIN_KEYS) && isCount(body.count, maxCount))
+export const isValidRetain = (body: unknown, maxCount: number): body is { readonly count?: number } | undefined =>
+  body === undefined || (isStrictObject(body, RETAIN_KEYS) && isCount(body.count, maxCount))
 
 /**
  * True when `body` is a valid batch of retains (the `BatchRetainRequest` schema): an array of 1 to `maxItems` objects

@@ -6,6 +6,7 @@
  */
 import { Context, Duration, Effect, Either, FiberSet, Option, type Scope } from "effect"
 import type { BankCompileState } from "../../BankCompileState.js"
+import { type BankLimitError, bankLimitError } from "../../BankLimit.js"
 import { BankPolicyError, type BankPolicyInput, validatePolicy } from "../../BankPolicy.js"
 import { BankStateStore, type BankStoreError } from "../../BankStateStore.js"
 import { CompileEngine } from "../../CompileEngine.js"
@@ -24,45 +25,44 @@ import { sleepMillis } from "./sleep.js"
 import { appTracing } from "./tracing.js"
 import { NO_TAGS, QueueRuntime } from "./queueRuntime.js"
 import type { BudgetLimits, GlobalBuckets } from "../core/tokenBucket.js"
+import { logStop, type StopSummary } from "./stopSummary.js"
 import { WriteBehind } from "./writeBehind.js"
 
 /** The flush at close gets this long by default (on top of `shutdownTimeout`), retrying while the store fails. */
 const FINAL_FLUSH_TIMEOUT = Duration.seconds(10)
 
 /**
- * Closing: stop accepting, cancel the timers, let queued and running compiles finish for up to `shutdownTimeout`,
- * interrupt the rest, then flush the store once more.
+ * Closing: stop accepting, cancel the timers, let running compiles finish and queued ones start for up to
+ * `shutdownTimeout` — but not wait for queued banks the global budget will not let start before that deadline —
+ * interrupt the rest, flush the store once more, and say what was left (`onStopped`, by default one log line).
  */
 const shutdown = (
   rt: QueueRuntime,
   workers: FiberSet.FiberSet,
   background: FiberSet.FiberSet,
   writer: WriteBehind | undefined,
-  finalFlushUntil: Effect.Effect<void>
+  finalFlushUntil: Effect.Effect<void>,
+  onStopped: (summary: StopSummary) => Effect.Effect<void>
 ): Effect.Effect<void> =>
   Effect.gen(function*() {
     rt.core.close()
     rt.publishRetains()
     yield* FiberSet.clear(background)
     yield* FiberSet.clear(rt.retries)
+    const timeout = rt.opts.shutdownTimeout
+    const deadline = rt.now() + Duration.toMillis(timeout)
     // Finalizers are uninterruptible: the deadline only fires on an interruptible wait.
-    const finished = yield* rt.quiet.pipe(Effect.interruptible, Effect.timeout(rt.opts.shutdownTimeout), Effect.option)
+    yield* rt.settled(deadline).pipe(Effect.interruptible, Effect.timeout(timeout), Effect.option)
+    const forBudget = rt.core.waitingForBudget(rt.now())
     rt.interruptingCompiles = true
     yield* FiberSet.clear(workers)
     yield* rt.queue.shutdown // what it discards stays "pending" in the table (and in a store)
     CompileMetrics.queueSize.unsafeModify(-rt.core.queueShutDown(), NO_TAGS)
     rt.publishBudgetWaiting() // banks waiting for budget stay pending, but this queue no longer waits for it
-    const unstored = writer === undefined ? 0 : yield* writer.final(finalFlushUntil)
-    if (unstored > 0) {
-      yield* Effect.logError(`compile queue closed with ${unstored} changed banks not stored: the final flush kept failing`)
-    }
-    yield* Effect.logDebug(
-      Option.isSome(finished)
-        ? "compile queue closed; every started compile finished"
-        : `compile queue closed; compiles still running after ${
-          Duration.format(rt.opts.shutdownTimeout)
-        } were interrupted`
-    )
+    const unstored = writer === undefined ? undefined : yield* writer.final(finalFlushUntil)
+    const { cutOff } = rt
+    const leftPending = rt.core.pending.size - cutOff
+    yield* onStopped({ leftPending, forBudget: Math.min(forBudget, leftPending), cutOff, unstored })
   })
 
 /** `setPolicy` / `clearPolicy` / `policyOf` / `configFor`: checked input, one core transition, its answer carried out. */
@@ -74,14 +74,15 @@ const policyMethods = (rt: QueueRuntime) => {
     if (answer !== NOTHING) rt.answered(i, answer)
   }
   return {
-    setPolicy: (bankId: string, input: BankPolicyInput): Effect.Effect<void, BankPolicyError> =>
-      Effect.suspend(() => {
+    setPolicy: (bankId: string, input: BankPolicyInput): Effect.Effect<void, BankPolicyError | BankLimitError> =>
+      Effect.suspend((): Effect.Effect<void, BankPolicyError | BankLimitError> => {
         const invalid = invalidBankId(bankId)
         if (invalid !== undefined) return Effect.fail(new BankPolicyError({ bankId: String(bankId), message: invalid }))
         const policy = validatePolicy(input)
         if (Either.isLeft(policy)) return Effect.fail(new BankPolicyError({ bankId, message: policy.left }))
         if (!core.accepting) return Effect.void
         const i = known(bankId) ?? core.add(bankId)
+        if (i === -1) return Effect.fail(bankLimitError(bankId, core.table.maxBanks))
         carryOut(i, core.setPolicy(i, policy.right, rt.now()))
         return Effect.void
       }),
@@ -116,6 +117,10 @@ const service = (rt: QueueRuntime, writer: WriteBehind | undefined): CompileQueu
     notifyRetain: (bankId, count) => Effect.sync(() => unsafeNotifyRetain(bankId, count)),
     unsafeNotifyRetain,
     compileNow: (bankId) => Effect.sync(() => unsafeCompileNow(bankId)),
+    unsafeCheckRoom: (bankIds) => {
+      const refused = core.table.firstRefused(bankIds)
+      return refused === undefined ? undefined : bankLimitError(refused, core.table.maxBanks)
+    },
     drain: (options) => Effect.timeout(rt.drained, options?.timeout ?? Duration.seconds(5)),
     pendingBanks: rt.read(() => core.idsOf(core.pending)),
     runningBanks: rt.read(() => core.idsOf(core.running)),
@@ -135,6 +140,7 @@ const service = (rt: QueueRuntime, writer: WriteBehind | undefined): CompileQueu
     runningCompiles: (bankId) => Effect.sync(() => rt.history.running(bankId)),
     stats: rt.read(() => {
       writer?.publish()
+      rt.publishBudgetWaiting()
       return { ...core.counts(), budget: core.budgetCounts(rt.now()), store: writer?.health() }
     }),
     flush: writer === undefined ? Effect.void : writer.flush,
@@ -168,6 +174,8 @@ export interface InternalOptions {
   readonly finalFlushUntil?: Effect.Effect<void> | undefined
   /** Hands the core to a test, which checks its invariants between steps (the model test). */
   readonly inspectCore?: ((core: CompileCore) => void) | undefined
+  /** What the close does with its summary (default: the `stopped: …` line; a cluster partition adds it to its node's). */
+  readonly onStopped?: ((summary: StopSummary) => Effect.Effect<void>) | undefined
 }
 
 export const make = (
@@ -185,6 +193,7 @@ export const make = (
       maxAttempts: opts.maxAttempts,
       baseDelayMillis: Duration.toMillis(opts.baseDelay),
       maxQueueSize: opts.maxQueueSize,
+      maxBanks: opts.maxBanks,
       persistent: Option.isSome(store), // only a queue with a store pays for change tracking
       offer: (i) => queue.unsafeOffer(i),
       budget: budgetLimits(opts.budget),
@@ -211,7 +220,8 @@ export const make = (
     if (Option.isSome(store)) yield* restore(rt, store.value)
     const writer = Option.isSome(store) ? new WriteBehind(rt, store.value) : undefined
     const finalFlushUntil = internal?.finalFlushUntil ?? sleepMillis(Duration.toMillis(FINAL_FLUSH_TIMEOUT), rt.clock)
-    yield* Effect.addFinalizer(() => shutdown(rt, workers, background, writer, finalFlushUntil))
+    const onStopped = internal?.onStopped ?? ((summary: StopSummary) => logStop(summary))
+    yield* Effect.addFinalizer(() => shutdown(rt, workers, background, writer, finalFlushUntil, onStopped))
 
     const worker = makeWorker(rt, engine, tracing)
     for (let n = 0; n < opts.concurrency; n++) yield* FiberSet.run(workers, worker)

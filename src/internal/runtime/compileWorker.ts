@@ -117,9 +117,23 @@ const finish = (
   const now = rt.now()
   CompileMetrics.compileDuration.unsafeUpdate((now - startedAt) / 1000, NO_TAGS)
   CompileMetrics.running.unsafeModify(-1, NO_TAGS)
+  const carriedOut = ended(rt, i, taken, now, exit)
+  rt.wakeIfClosing() // a closing queue looks again at what it still waits for (its charge may have spent the budget)
+  return carriedOut
+}
+
+/** The core told how the compile ended; what is left to do (logs, a retry timer). */
+const ended = (
+  rt: QueueRuntime,
+  i: number,
+  taken: number,
+  now: number,
+  exit: Exit.Exit<CompileResult, CompileError>
+): Effect.Effect<void> => {
   if (Exit.isSuccess(exit)) return succeeded(rt, i, taken, now, exit.value)
   if (rt.interruptingCompiles && Cause.isInterruptedOnly(exit.cause)) {
     // Cut off by shutdown: the compile did not happen, so the bank still needs one.
+    rt.cutOff++
     rt.core.interrupted(i)
     rt.fireSignals()
     rt.history.abandoned(rt.core.table.ids[i]!)
@@ -132,6 +146,7 @@ const finish = (
 const waitedForBudget = (rt: QueueRuntime, i: number, answer: typeof WAIT_BUDGET | typeof DEFERRED): Effect.Effect<void> => {
   rt.fireSignals()
   rt.publishBudgetWaiting()
+  rt.wakeIfClosing()
   if (answer._tag === "WaitBudget") return Effect.void
   CompileMetrics.queueSize.unsafeModify(-1, NO_TAGS)
   return Effect.annotateLogs(

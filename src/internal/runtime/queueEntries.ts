@@ -6,18 +6,45 @@
  *
  * @internal
  */
+import { Effect } from "effect"
+import { bankLimitError } from "../../BankLimit.js"
+import * as CompileMetrics from "../../CompileMetrics.js"
 import { NOTHING } from "../core/compileCore.js"
 import { badCountMessage, invalidBankId, isCount } from "../core/inputRules.js"
-import type { QueueRuntime } from "./queueRuntime.js"
+import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
 
-/** The bank's number, creating the bank; -1 (after a warning) for an invalid id. */
+/** The bank's number, creating the bank; -1 (after a warning) for an invalid id or a new bank past `maxBanks`. */
 const bankNumber = (rt: QueueRuntime, bankId: string): number => {
   const i = rt.core.table.index.get(bankId)
   if (i !== undefined) return i
   const invalid = invalidBankId(bankId)
-  if (invalid === undefined) return rt.core.add(bankId)
-  rt.reject(bankId, invalid)
-  return -1
+  if (invalid !== undefined) {
+    rt.reject(bankId, invalid)
+    return -1
+  }
+  const added = rt.core.add(bankId)
+  if (added === -1) refused(rt, bankId)
+  return added
+}
+
+/** Per queue: new banks refused at `maxBanks` since the last warning, and when that was logged. */
+const refusals = new WeakMap<QueueRuntime, { count: number; loggedAt: number }>()
+
+/**
+ * A new bank refused at `maxBanks`: counted as a rejected request, and warned about at once the first time, then at
+ * most once a minute (with how many were refused since), so that a client cannot fill the log.
+ */
+const refused = (rt: QueueRuntime, bankId: string): void => {
+  CompileMetrics.retainsRejected.unsafeUpdate(1, NO_TAGS)
+  const seen = refusals.get(rt) ?? { count: 0, loggedAt: -Infinity }
+  refusals.set(rt, seen)
+  seen.count++
+  const now = rt.now()
+  if (now - seen.loggedAt < 60_000) return
+  const since = seen.count === 1 ? "" : ` (${seen.count} new banks refused since the last such warning)`
+  seen.count = 0
+  seen.loggedAt = now
+  rt.logFor(bankId, Effect.logWarning(`${bankLimitError(bankId, rt.core.table.maxBanks).message}${since}`))
 }
 
 const badCount = (rt: QueueRuntime, bankId: string, count: number): void => rt.reject(bankId, badCountMessage(count))

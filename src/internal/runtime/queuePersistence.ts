@@ -8,20 +8,40 @@
 import { Effect } from "effect"
 import type { BankStateStoreService, BankStoreError } from "../../BankStateStore.js"
 import { type BudgetRow, NOTHING } from "../core/compileCore.js"
+import type { RestoredBucket } from "../core/tokenBucket.js"
 import type { QueueRuntime } from "./queueRuntime.js"
 
 /** The stored global budget levels, when the store keeps them. */
 const loadBudget = (store: BankStateStoreService) => store.loadBudget === undefined ? Effect.succeed(null) : store.loadBudget
 
+const count = (n: number) => Math.round(n).toLocaleString("en-US")
+
 /**
- * Loads the stored banks and budget levels into the core (a restart does not refill a spent budget); banks stored
- * as pending or running are queued again, in order. Fails when the store cannot be read.
+ * A global bucket's limit changed since its level was stored, e.g. `budget: tokens limit 1,000,000 → 50,000,000;
+ * available now 49,000,000` (what was spent stays spent); undefined when it did not.
+ */
+export const describeRestoredBucket = (restored: RestoredBucket, now: number): string | undefined => {
+  const { limit, name, storedLimit } = restored
+  if (storedLimit === limit) return undefined
+  const available = `available now ${count(restored.bucket.levelAt(now))}`
+  return storedLimit === undefined
+    ? `budget: ${name} limit ${count(limit)}; its stored level predates stored limits: kept, at most the limit; ${available}`
+    : `budget: ${name} limit ${count(storedLimit)} → ${count(limit)}; ${available}`
+}
+
+/**
+ * Loads the stored banks and budget levels into the core (a restart does not refill a spent budget, and a changed
+ * limit keeps what was spent: logged); banks stored as pending or running are queued again, in order. Fails when the
+ * store cannot be read.
  */
 export const restore = (rt: QueueRuntime, store: BankStateStoreService): Effect.Effect<void, BankStoreError> =>
   Effect.flatMap(Effect.all([store.load, loadBudget(store)]), ([banks, budget]) =>
     Effect.suspend(() => {
       const now = rt.now()
-      if (budget !== null) rt.core.restoreBudget(budget)
+      const limitChanges = budget === null ? [] : rt.core.restoreBudget(budget).flatMap((restored) => {
+        const line = describeRestoredBucket(restored, now)
+        return line === undefined ? [] : [Effect.logInfo(line)]
+      })
       const requeued = rt.core.restore(banks, now)
       rt.fireSignals()
       // Forget delays do not survive a restart: banks whose forgets reached their threshold get theirs afresh.
@@ -29,10 +49,11 @@ export const restore = (rt: QueueRuntime, store: BankStateStoreService): Effect.
         const answer = rt.core.recheck(i, now)
         if (answer !== NOTHING) rt.answered(i, answer)
       }
-      if (requeued.length === 0) return Effect.void
+      const logged = Effect.all(limitChanges, { discard: true })
+      if (requeued.length === 0) return logged
       // Wait for room rather than drop: these compiles were promised before the restart.
       for (const i of requeued) rt.unsafeRequeue(i)
-      return Effect.logInfo(`restored ${banks.length} banks; ${requeued.length} queued again`)
+      return Effect.zipRight(logged, Effect.logInfo(`restored ${banks.length} banks; ${requeued.length} queued again`))
     }))
 
 /**

@@ -82,6 +82,8 @@ export class QueueRuntime {
   readonly compileLogs: boolean
   /** True once the shutdown deadline passed and compiles are being interrupted. */
   interruptingCompiles = false
+  /** Compiles the shutdown interrupted (their banks stay pending). */
+  cutOff = 0
   /**
    * Retains counted but not yet added to the retains metric. A metric update costs a third of a retain, so the
    * metric is published in batches: at every enqueue and compile end, every PUBLISH_EVERY retains, at each sweep,
@@ -89,7 +91,7 @@ export class QueueRuntime {
    */
   unpublishedRetains = 0
   private readonly runSync: <A>(effect: Effect.Effect<A>) => A
-  private readonly runFork: <A>(effect: Effect.Effect<A>) => Fiber.RuntimeFiber<A>
+  private readonly runFork: <A>(effect: Effect.Effect<A>, options?: Runtime.RunForkOptions) => Fiber.RuntimeFiber<A>
   private drainSignal: Deferred.Deferred<void> | undefined
   private quietSignal: Deferred.Deferred<void> | undefined
   private timelineSignal: Deferred.Deferred<void> | undefined
@@ -146,6 +148,7 @@ export class QueueRuntime {
       CompileMetrics.enqueued.unsafeUpdate(1, NO_TAGS)
       CompileMetrics.queueSize.unsafeModify(1, NO_TAGS)
       this.fireSignals()
+      if (this.budgetSignal !== undefined) this.publishBudgetWaiting() // the spent budget holds this one too
       return
     }
     CompileMetrics.dropped.unsafeUpdate(1, NO_TAGS)
@@ -200,6 +203,7 @@ export class QueueRuntime {
   private queued(count: number): void {
     CompileMetrics.queueSize.unsafeModify(count, NO_TAGS)
     CompileMetrics.enqueued.unsafeUpdate(count, NO_TAGS)
+    if (this.budgetSignal !== undefined) this.publishBudgetWaiting()
   }
 
   /** A worker took a bank: banks waiting for room go in. */
@@ -210,9 +214,13 @@ export class QueueRuntime {
 
   // ---- the budget ----
 
-  /** The compiles-waiting-for-budget gauge follows the core (one queue's share of the shared series). */
+  /**
+   * The compiles-waiting-for-budget gauge follows the core (one queue's share of the shared series): published when
+   * a worker finds the budget spent and when it opens again, at every bank queued while workers wait for it, at each
+   * deferral and start, and before every read through the service (a scrape that reads the queue first is exact).
+   */
   publishBudgetWaiting(): void {
-    const waiting = this.core.waitingForBudget
+    const waiting = this.core.waitingForBudget(this.now())
     if (waiting === this.publishedWaiting) return
     CompileMetrics.budgetWaiting.unsafeModify(waiting - this.publishedWaiting, NO_TAGS)
     this.publishedWaiting = waiting
@@ -234,9 +242,12 @@ export class QueueRuntime {
         Effect.sync(() => {
           if (this.budgetSignal === wake) this.budgetSignal = undefined
           Deferred.unsafeDone(wake, Exit.void)
+          this.publishBudgetWaiting()
         })
       ))
       FiberSet.unsafeAdd(this.workers, fiber)
+      this.publishBudgetWaiting() // the queue is held from now on
+      this.wakeIfClosing()
     }
     return waitOn(this.budgetSignal)
   }
@@ -248,8 +259,11 @@ export class QueueRuntime {
     if (this.deferTimer !== undefined) this.deferTimer.unsafeInterruptAsFork(FiberId.none)
     const now = this.now()
     this.deferTimerDue = due
+    // Not started in place: a timer already due (a raised `bankTokens` re-keys a bank to now) would fire before
+    // `fiber` is assigned.
     const fiber: Fiber.RuntimeFiber<void> = this.runFork(
-      Effect.zipRight(sleepMillis(due - now), Effect.sync((): void => this.deferredDue(fiber)))
+      Effect.zipRight(sleepMillis(due - now), Effect.sync((): void => this.deferredDue(fiber))),
+      { immediate: false }
     )
     this.deferTimer = fiber
     FiberSet.unsafeAdd(this.retries, fiber)
@@ -310,6 +324,7 @@ export class QueueRuntime {
     if (queued > 0) {
       CompileMetrics.enqueued.unsafeUpdate(queued, NO_TAGS)
       CompileMetrics.queueSize.unsafeModify(queued, NO_TAGS)
+      if (this.budgetSignal !== undefined) this.publishBudgetWaiting()
     }
     if (notQueued > 0) CompileMetrics.dropped.unsafeUpdate(notQueued, NO_TAGS)
     const report = newlyWarned > 0
@@ -337,10 +352,25 @@ export class QueueRuntime {
     return waitOn(this.drainSignal)
   })
 
-  /** Nothing in the queue and nothing running (banks waiting for a cancelled retry do not count). */
-  readonly quiet: Effect.Effect<void> = Effect.suspend(() => {
-    if (this.core.inQueue <= 0 && this.core.running.size === 0) return Effect.void
-    this.quietSignal ??= Deferred.unsafeMake<void>(FiberId.none)
-    return waitOn(this.quietSignal)
-  })
+  /**
+   * The closing queue has nothing more to wait for: nothing runs, and nothing queued can start before `deadline` —
+   * the queue is empty, or the global budget opens no earlier than the deadline (see `budgetClosedUntil`). Banks
+   * waiting for a cancelled retry or deferred by their own budget do not count. Woken by the core's `QUIET` and by
+   * `wakeIfClosing`; looks again at each wake-up.
+   */
+  settled(deadline: number): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const core = this.core
+      if (core.running.size === 0 && (core.inQueue <= 0 || core.budgetClosedUntil(deadline, this.now()))) {
+        return Effect.void
+      }
+      this.quietSignal ??= Deferred.unsafeMake<void>(FiberId.none)
+      return Effect.zipRight(waitOn(this.quietSignal), this.settled(deadline))
+    })
+  }
+
+  /** While closing: a compile ended, or a worker found the budget spent or deferred a bank: `settled` looks again. */
+  wakeIfClosing(): void {
+    if (!this.core.accepting) this.quietSignal = signal(this.quietSignal)
+  }
 }

@@ -8,13 +8,15 @@
 import { Context, Data, type Effect } from "effect"
 
 /**
- * The owner did not confirm the write: it may or may not have been counted. `stored: false` when the owner counted
- * it but could not store it (durable acknowledgements); otherwise the owner did not answer in time (it is moving, or
- * unreachable).
+ * The owner did not confirm the write: it may or may not have been counted. `notStored` when the owner counted it but
+ * could not store it (durable acknowledgements); `refused` (a bank id) when the owner refused that new bank, its
+ * partition holding its maximum number of banks (nothing of it was counted); otherwise the owner did not answer in
+ * time (it is moving, or unreachable).
  */
 export class WriteNotConfirmed extends Data.TaggedError("WriteNotConfirmed")<{
   readonly message: string
   readonly notStored?: boolean | undefined
+  readonly refused?: string | undefined
 }> {}
 
 export class WriteAcks extends Context.Tag("effect-compile-trigger/WriteAcks")<WriteAcks, {

@@ -19,6 +19,7 @@ import { readLog } from "./readLog.js"
 import { formatTable, reportHtml } from "./report.js"
 import { type EngineModel, queueOptions, type TuneSettings, type Workload } from "./replay.js"
 import { combinations, type SettingsGrid, tune } from "./tune.js"
+import { colourOnlyOnTerminals } from "./terminalColour.js"
 import { synthetic } from "./workload.js"
 
 /** A flag or the log is wrong: one line, exit 1, nothing written. */
@@ -241,9 +242,13 @@ const cli = Command.run(Command.make("effect-compile-trigger").pipe(Command.with
   version
 })
 
-/** Runs the command line `argv` (node, script, "tune", …); our errors as one line on stderr, exit 1. */
+/**
+ * Runs the command line `argv` (node, script, "tune", …); our errors as one line on stderr, exit 1. Help and errors
+ * are styled only on a terminal.
+ */
 export const main = (argv: ReadonlyArray<string>): void =>
   cli(argv).pipe(
+    colourOnlyOnTerminals,
     Effect.catchIf(
       (error): error is TuneInputError => error instanceof TuneInputError,
       (error) =>

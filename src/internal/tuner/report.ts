@@ -6,18 +6,39 @@
  *
  * @internal
  */
+import { LABEL_FONT_SIZE, placeLabels } from "./pointLabels.js"
 import type { TuneSettings } from "./replay.js"
 import type { CombinationReport, TuneResult } from "./tune.js"
 
 const DAY = 86_400_000
 
-/** A duration in seconds, the way a person reads it. */
-export const formatDuration = (seconds: number | null): string => {
+/** A duration in seconds, the way a person reads it (`extraDigits` more decimals than usual). */
+export const formatDuration = (seconds: number | null, extraDigits = 0): string => {
   if (seconds === null) return "—"
-  if (seconds < 90) return `${seconds.toFixed(0)} s`
-  if (seconds < 90 * 60) return `${(seconds / 60).toFixed(1)} min`
-  if (seconds < 48 * 3600) return `${(seconds / 3600).toFixed(1)} h`
-  return `${(seconds / 86400).toFixed(1)} d`
+  if (seconds < 90) return `${seconds.toFixed(extraDigits)} s`
+  if (seconds < 90 * 60) return `${(seconds / 60).toFixed(1 + extraDigits)} min`
+  if (seconds < 48 * 3600) return `${(seconds / 3600).toFixed(1 + extraDigits)} h`
+  return `${(seconds / 86400).toFixed(1 + extraDigits)} d`
+}
+
+const MAX_EXTRA_DIGITS = 3
+
+/**
+ * The p95 column, with as few decimals as keep each row on the Pareto front from printing the same p95 as a cheaper
+ * row (up to three more than usual). The front is judged on exact values: a tie in print would make a marked row look
+ * beaten by a cheaper one. Rounding keeps the order, so no other reading of the table can contradict the marks.
+ */
+export const p95Column = (rows: ReadonlyArray<CombinationReport>): Array<string> => {
+  const p95 = rows.map((r) => r.freshness.p95Seconds)
+  const mustDiffer = rows.flatMap((marked, i) =>
+    marked.pareto
+      ? rows.flatMap((other, j) => other.tokens.total < marked.tokens.total && p95[j] !== p95[i] ? [[i, j] as const] : [])
+      : []
+  )
+  for (let extra = 0; ; extra++) {
+    const texts = p95.map((value) => formatDuration(value, extra))
+    if (extra === MAX_EXTRA_DIGITS || mustDiffer.every(([i, j]) => texts[i] !== texts[j])) return texts
+  }
 }
 
 const integer = (n: number): string => Math.round(n).toLocaleString("en-US")
@@ -47,16 +68,24 @@ const hasBudget = (rows: ReadonlyArray<CombinationReport>) =>
   rows.some((r) => r.settings.budgetTokens !== null || r.settings.budgetCompiles !== null)
 
 /** The table's columns; the budget's only when some combination has one. */
-const columnsFor = (rows: ReadonlyArray<CombinationReport>): ReadonlyArray<Column> => [
-  { title: "#", cell: (_, i) => String(i + 1) },
-  ...settingColumns,
-  ...(hasBudget(rows) ? budgetColumns : []),
+const columnsFor = (rows: ReadonlyArray<CombinationReport>): ReadonlyArray<Column> => {
+  const p95 = p95Column(rows)
+  return [
+    { title: "#", cell: (_, i) => String(i + 1) },
+    ...settingColumns,
+    ...(hasBudget(rows) ? budgetColumns : []),
+    ...resultColumns(p95)
+  ]
+}
+
+/** What each combination did; `p95` is the p95 column's text, row by row. */
+const resultColumns = (p95: ReadonlyArray<string>): ReadonlyArray<Column> => [
   { title: "compiles", cell: (r) => integer(r.compiles.total) },
   { title: "compiles/day", cell: (r) => decimal(r.compiles.perDay) },
   { title: "tokens", cell: (r) => integer(r.tokens.total) },
   { title: "tokens/day", cell: (r) => r.tokens.perDay === null ? "—" : integer(r.tokens.perDay) },
   { title: "fresh p50", cell: (r) => formatDuration(r.freshness.p50Seconds) },
-  { title: "fresh p95", cell: (r) => formatDuration(r.freshness.p95Seconds) },
+  { title: "fresh p95", cell: (_, i) => p95[i]! },
   { title: "fresh max", cell: (r) => formatDuration(r.freshness.maxSeconds) },
   { title: "uncompiled", cell: (r) => integer(r.uncompiledMemories) },
   { title: "banks never", cell: (r) => integer(r.banksNeverCompiled) },
@@ -108,17 +137,25 @@ export const chosen = (rows: ReadonlyArray<CombinationReport>, max = 8): Array<n
 
 const FRONT = ["on the Pareto front", "dominated"]
 
-/** The Vega-Lite spec of the cost-against-freshness chart: one point per combination, the front drawn as a line. */
-export const scatterSpec = (result: TuneResult) => {
+/** The scatter chart's data: one point per combination that compiled something. */
+const scatterValues = (result: TuneResult) => {
   const names = labels(result.rows)
-  const values = result.rows.map((r, i) => ({
+  return result.rows.map((r, i) => ({
     combination: names[i],
     number: `#${i + 1}`,
     tokensPerDay: r.tokens.perDay ?? r.tokens.total,
     p95Hours: r.freshness.p95Seconds === null ? null : r.freshness.p95Seconds / 3600,
     p50Hours: r.freshness.p50Seconds === null ? null : r.freshness.p50Seconds / 3600,
     front: r.pareto ? "on the Pareto front" : "dominated"
-  }))
+  })).filter((v): v is typeof v & { readonly p95Hours: number } => v.p95Hours !== null)
+}
+
+/**
+ * The Vega-Lite spec of the cost-against-freshness chart: one point per combination, the front drawn as a line. The
+ * points' numbers are not in it: `scatterSvg` places them once the scales are known.
+ */
+export const scatterSpec = (result: TuneResult) => {
+  const values = scatterValues(result)
   const x = { field: "tokensPerDay", type: "quantitative", title: "cost: tokens per day", scale: { zero: false } }
   const y = { field: "p95Hours", type: "quantitative", title: "staleness: p95 hours from retain to compiled" }
   return {
@@ -126,7 +163,7 @@ export const scatterSpec = (result: TuneResult) => {
     title: "Cost against freshness, one point per combination",
     width: 560,
     height: 360,
-    data: { values: values.filter((v) => v.p95Hours !== null) },
+    data: { values },
     layer: [
       {
         transform: [{ filter: "datum.front === 'on the Pareto front'" }],
@@ -143,19 +180,16 @@ export const scatterSpec = (result: TuneResult) => {
           tooltip: [{ field: "combination" }, { field: "tokensPerDay", format: ",.0f" }, { field: "p95Hours", format: ".1f" }],
           shape: { field: "front", type: "nominal", title: null, scale: { domain: FRONT, range: ["circle", "square"] } }
         }
-      },
-      {
-        mark: { type: "text", align: "left", dx: 7, dy: -7, fontSize: 10 },
-        encoding: { x, y, text: { field: "number" } }
       }
     ]
   }
 }
 
-/** The Vega-Lite spec of compiles per day for the chosen combinations. */
+/** The Vega-Lite spec of compiles per day for the chosen combinations, the legend cheapest first. */
 export const dailySpec = (result: TuneResult) => {
   const names = labels(result.rows)
-  const values = chosen(result.rows).flatMap((i) =>
+  const shown = chosen(result.rows)
+  const values = shown.flatMap((i) =>
     result.dailyCompiles[i]!.map((compiles, day) => ({
       combination: names[i],
       day: new Date(result.start + day * DAY).toISOString().slice(0, 10),
@@ -172,22 +206,81 @@ export const dailySpec = (result: TuneResult) => {
     encoding: {
       x: { field: "day", type: "temporal", title: "day (UTC)" },
       y: { field: "compiles", type: "quantitative", title: "compiles" },
-      color: { field: "combination", type: "nominal", title: null, legend: { labelLimit: 400 } }
+      // A nominal scale sorts its domain as text (#10 before #2): give it the order.
+      color: {
+        field: "combination",
+        type: "nominal",
+        title: null,
+        scale: { domain: shown.map((i) => names[i]!) },
+        legend: { labelLimit: 400 }
+      }
     }
   }
 }
 
-/** Renders a Vega-Lite spec to an SVG string, in Node, without a canvas. */
-const renderSvg = async (spec: object): Promise<string> => {
+/** What a chart adds to the compiled Vega spec, and what it does with the running view before it is drawn. */
+interface RenderSteps {
+  readonly patch: (compiled: import("vega").Spec) => void
+  readonly prepare: (view: import("vega").View) => Promise<void>
+}
+
+/** Compiles a Vega-Lite spec and renders it to an SVG string, in Node, without a canvas. */
+const renderSvg = async (spec: object, steps?: RenderSteps): Promise<string> => {
   const [vega, vegaLite] = await Promise.all([import("vega"), import("vega-lite")])
   const compiled = vegaLite.compile(spec as Parameters<typeof vegaLite.compile>[0]).spec
+  steps?.patch(compiled)
   const view = new vega.View(vega.parse(compiled), { renderer: "none" })
   try {
+    await steps?.prepare(view)
     return await view.toSVG()
   } finally {
     view.finalize()
   }
 }
+
+const POINT_LABELS = "point_labels"
+
+/**
+ * The scatter chart with each point's number beside it where it overlaps nothing (`placeLabels`): a text mark over
+ * a data set filled once the chart has run and its scales give the points' pixels. Front points are placed first,
+ * cheapest first, then the others in table order.
+ */
+const scatterSvg = (result: TuneResult): Promise<string> =>
+  renderSvg(scatterSpec(result), {
+    patch: (compiled) => {
+      compiled.data = [...(compiled.data ?? []), { name: POINT_LABELS, values: [] }]
+      compiled.marks = [...(compiled.marks ?? []), {
+        type: "text",
+        name: `${POINT_LABELS}_marks`,
+        from: { data: POINT_LABELS },
+        encode: {
+          update: {
+            x: { field: "x" },
+            y: { field: "y" },
+            text: { field: "text" },
+            align: { field: "align" },
+            baseline: { field: "baseline" },
+            fontSize: { value: LABEL_FONT_SIZE },
+            fill: { value: "#333" }
+          }
+        }
+      }]
+    },
+    prepare: async (view) => {
+      await view.runAsync()
+      const x = view.scale("x") as (value: number) => number
+      const y = view.scale("y") as (value: number) => number
+      const onFront = (v: { readonly front: string }) => v.front === FRONT[0]
+      const byPriority = scatterValues(result).sort((a, b) =>
+        Number(onFront(b)) - Number(onFront(a)) || (onFront(a) ? a.tokensPerDay - b.tokensPerDay : 0)
+      )
+      const placed = placeLabels(
+        byPriority.map((v) => ({ x: x(v.tokensPerDay), y: y(v.p95Hours), text: v.number })),
+        { width: view.width(), height: view.height() }
+      )
+      await view.data(POINT_LABELS, placed).runAsync()
+    }
+  })
 
 const escapeHtml = (text: string): string =>
   text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;" })[c]!)
@@ -198,7 +291,7 @@ const htmlTable = (result: TuneResult): string => {
   const body = result.rows.map((r, i) =>
     `<tr${r.pareto ? " class=\"pareto\"" : ""}>${columns.map((c) => `<td>${escapeHtml(c.cell(r, i))}</td>`).join("")}</tr>`
   ).join("\n")
-  return `<table><thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table>`
+  return `<div class="table"><table><thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table></div>`
 }
 
 /** What the page says about the run, above the charts. */
@@ -209,7 +302,7 @@ export interface ReportContext {
 
 /** The whole report page: self-contained HTML, the charts as inline SVG. */
 export const reportHtml = async (result: TuneResult, context: ReportContext): Promise<string> => {
-  const [scatter, daily] = await Promise.all([renderSvg(scatterSpec(result)), renderSvg(dailySpec(result))])
+  const [scatter, daily] = await Promise.all([scatterSvg(result), renderSvg(dailySpec(result))])
   const days = (result.end - result.start) / DAY
   return `<!doctype html>
 <html lang="en">
@@ -219,9 +312,12 @@ export const reportHtml = async (result: TuneResult, context: ReportContext): Pr
 <title>effect-compile-trigger tune: cost against freshness</title>
 <style>
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
-table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
-th, td { padding: 3px 8px; text-align: right; border-bottom: 1px solid #e3e3e3; white-space: nowrap; }
-th { background: #f5f5f5; }
+/* The table fits the page: headings wrap, cells stay on one line; a grid too wide for the window scrolls in its box. */
+.table { max-width: 100%; overflow-x: auto; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 13px; }
+th, td { padding: 3px 5px; text-align: right; border-bottom: 1px solid #e3e3e3; white-space: nowrap; }
+th { background: #f5f5f5; white-space: normal; vertical-align: bottom; }
+svg { max-width: 100%; height: auto; }
 tr.pareto td { font-weight: 600; }
 figure { margin: 1.5em 0; }
 .meta { color: #555; }
@@ -235,7 +331,7 @@ figure { margin: 1.5em 0; }
     escapeHtml(context.engine)
   }. Freshness of a memory = the time from its retain to the end of the compile that consumed it.</p>
 <figure id="scatter">${scatter}
-<figcaption>Lower is fresher, left is cheaper. Red points are on the Pareto front: no other combination is both as cheap and as fresh (p95).</figcaption></figure>
+<figcaption>Lower is fresher, left is cheaper. Red points are on the Pareto front: no other combination is both as cheap and as fresh (p95). Numbers are the table's #; where one would cover another point or number it is left out.</figcaption></figure>
 <figure id="daily">${daily}</figure>
 <h2>All combinations</h2>
 ${htmlTable(result)}

@@ -5,13 +5,14 @@
  * generators. The oracle decides validity with the Schemas (the definition) over `JSON.parse`, so any drift in the
  * service's hand-written fast paths, body reader or guards shows up as a disagreement.
  */
-import { Arbitrary, FastCheck as fc, Schema } from "effect"
+import { Arbitrary, Either, FastCheck as fc, Schema } from "effect"
 import {
   BankId,
   BatchRetainItem,
   BatchRetainRequest,
   MAX_BATCH_ITEMS,
   MAX_BODY_BYTES,
+  PolicyRequest,
   RetainCount,
   RetainRequest
 } from "../../../src/CompileTriggerApi.js"
@@ -25,9 +26,21 @@ export type Transport =
   | "cutoff" // Content-Length promised, only a prefix sent, then the connection dropped
   | "raw" // hand-written bytes on a fresh socket (malformed HTTP)
 
+/** A policy as the service answers it: the fields it sets, as JSON. */
+export type PolicyJson = Record<string, number | boolean>
+
 export type Expectation =
-  | { readonly _tag: "accept"; readonly counts: ReadonlyArray<readonly [string, number]> }
-  | { readonly _tag: "reject" }
+  | {
+    readonly _tag: "accept"
+    /** Memories retained, per bank (repeats add up). */
+    readonly counts: ReadonlyArray<readonly [string, number]>
+    /** Memories forgotten, per bank. */
+    readonly forgets?: ReadonlyArray<readonly [string, number]>
+    /** The policy a PUT sets. */
+    readonly policy?: { readonly bankId: string; readonly value: PolicyJson }
+  }
+  /** A 4xx that changes nothing; exactly `status` when one is given (401 before anything else is looked at). */
+  | { readonly _tag: "reject"; readonly status?: number }
   | { readonly _tag: "read" }
   | { readonly _tag: "noAnswer" }
 
@@ -49,6 +62,7 @@ export interface FuzzRequest {
 // --- oracle -------------------------------------------------------------------------------------------------------
 
 const isRetainRequest = Schema.is(RetainRequest, { onExcessProperty: "error" })
+const decodePolicy = Schema.decodeUnknownEither(PolicyRequest, { onExcessProperty: "error" })
 const isBatchRequest = Schema.is(BatchRetainRequest, { onExcessProperty: "error" })
 const BANK_ID = /^[A-Za-z0-9._:-]{1,200}$/
 
@@ -71,7 +85,8 @@ type Parsed = { readonly ok: true; readonly value: unknown } | { readonly ok: fa
 
 const parseBody = (body: Buffer): Parsed => {
   const text = body.toString("utf8")
-  if (text.trim() === "") return { ok: true, value: null }
+  // An empty body is no JSON value at all: `undefined` (a JSON `null` is `null`, and refused).
+  if (text.trim() === "") return { ok: true, value: undefined }
   try {
     return { ok: true, value: JSON.parse(text) }
   } catch {
@@ -79,21 +94,59 @@ const parseBody = (body: Buffer): Parsed => {
   }
 }
 
+/** The routes that take a body (every one in CompileTriggerApi.ts: retain, forget, the batch, the policy). */
 type Route =
-  | { readonly _tag: "retain"; readonly bankId: string }
+  | { readonly _tag: "retain" | "forget" | "policy"; readonly bankId: string }
   | { readonly _tag: "batch" }
   | { readonly _tag: "other" }
+
+const BANK_ROUTES: ReadonlyArray<readonly [string, RegExp, "retain" | "forget" | "policy"]> = [
+  ["POST", /^\/v1\/banks\/([^/]+)\/retain$/, "retain"],
+  ["POST", /^\/v1\/banks\/([^/]+)\/forget$/, "forget"],
+  ["PUT", /^\/v1\/banks\/([^/]+)\/policy$/, "policy"]
+]
 
 const route = (method: string, path: string): Route => {
   const bare = path.split("?", 1)[0]!
   if (method === "POST" && bare === "/v1/retains") return { _tag: "batch" }
-  const match = method === "POST" ? /^\/v1\/banks\/([^/]+)\/retain$/.exec(bare) : null
-  if (match === null) return { _tag: "other" }
-  try {
-    return { _tag: "retain", bankId: decodeURIComponent(match[1]!) }
-  } catch {
-    return { _tag: "other" }
+  for (const [verb, pattern, _tag] of BANK_ROUTES) {
+    const match = method === verb ? pattern.exec(bare) : null
+    if (match === null) continue
+    try {
+      return { _tag, bankId: decodeURIComponent(match[1]!) }
+    } catch {
+      return { _tag: "other" }
+    }
   }
+  return { _tag: "other" }
+}
+
+/**
+ * Whether a policy leaves its bank uncompiled under the fuzz's service (thresholds no count reaches): disabled, or
+ * lowering no threshold. The generators make only such valid policies (`drafts` filters the others out).
+ */
+export const isInert = (policy: PolicyJson): boolean =>
+  policy.enabled === false ||
+  (policy.sizeThreshold === undefined && policy.stalenessDays === undefined && policy.forgetThreshold === undefined)
+
+/** A policy's fields as the service answers them (JSON: -0 is 0), in a fixed key order. */
+export const policyJson = (value: object): PolicyJson =>
+  Object.fromEntries(Object.entries(JSON.parse(JSON.stringify(value)) as PolicyJson).sort(([a], [b]) => a < b ? -1 : 1))
+
+/** What a valid body of a bank route does to its bank. */
+const bankExpectation = (target: Route & { readonly bankId: string }, value: unknown): Expectation => {
+  if (!BANK_ID.test(target.bankId)) return { _tag: "reject" }
+  if (target._tag === "policy") {
+    const policy = decodePolicy(value)
+    return Either.isRight(policy)
+      ? { _tag: "accept", counts: [], policy: { bankId: target.bankId, value: policyJson(policy.right) } }
+      : { _tag: "reject" }
+  }
+  const count = value === undefined ? 1 : isRetainRequest(value) ? value.count ?? 1 : undefined
+  if (count === undefined) return { _tag: "reject" }
+  return target._tag === "retain"
+    ? { _tag: "accept", counts: [[target.bankId, count]] }
+    : { _tag: "accept", counts: [], forgets: [[target.bankId, count]] }
 }
 
 /** What the service must do with a request sent whole or chunked. */
@@ -106,17 +159,12 @@ export const expectationOf = (
 ): Expectation => {
   const target = route(method, path)
   if (target._tag === "other") return method === "GET" ? { _tag: "read" } : { _tag: "reject" }
-  const valid = authorized(headers) && body.length <= MAX_BODY_BYTES &&
-    jsonContentType(headers, body.length > 0 || chunked)
+  // The token is checked first: without it nothing else is looked at.
+  if (!authorized(headers)) return { _tag: "reject", status: 401 }
+  const valid = body.length <= MAX_BODY_BYTES && jsonContentType(headers, body.length > 0 || chunked)
   const parsed = valid ? parseBody(body) : { ok: false as const }
   if (!parsed.ok) return { _tag: "reject" }
-  if (target._tag === "retain") {
-    if (!BANK_ID.test(target.bankId)) return { _tag: "reject" }
-    if (parsed.value === null) return { _tag: "accept", counts: [[target.bankId, 1]] }
-    return isRetainRequest(parsed.value)
-      ? { _tag: "accept", counts: [[target.bankId, parsed.value.count ?? 1]] }
-      : { _tag: "reject" }
-  }
+  if (target._tag !== "batch") return bankExpectation(target, parsed.value)
   return isBatchRequest(parsed.value)
     ? { _tag: "accept", counts: parsed.value.map((item) => [item.bankId, item.count ?? 1] as const) }
     : { _tag: "reject" }
@@ -246,7 +294,34 @@ const batchBodies = (pool: ReadonlyArray<string>): fc.Arbitrary<string> =>
     [2, pick(pool).map((id) => `[{"bankId":"zz","bankId":${json(id)},"count":2}]`)]
   )
 
-/** Hostile bodies for either route. */
+/** Values that break one field of a policy: wrong types, fractions, negatives, past the ten-year bounds. */
+const badPolicyFields: fc.Arbitrary<readonly [string, string]> = fc.oneof(
+  fc.tuple(
+    fc.constantFrom("sizeThreshold", "stalenessMinMemories", "forgetThreshold", "bankTokens", "stalenessDays", "forgetDelaySeconds"),
+    fc.constantFrom("-1", "1.5", "\"7\"", "null", "true", "[]", "{}", "1e400", "-1e400", "9007199254740993.5")
+  ),
+  fc.constantFrom<readonly [string, string]>(
+    ["forgetThreshold", "0"], ["bankTokens", "0"], ["stalenessDays", "3650.001"], ["stalenessDays", "1e6"],
+    ["forgetDelaySeconds", "315360001"], ["forgetDelaySeconds", "1e12"], ["enabled", "\"false\""], ["enabled", "0"],
+    ["enabled", "null"], ["colour", "\"red\""], ["__proto__", "{}"], ["count", "1"]
+  )
+)
+
+/** Policies, all disabled when valid (so that none compiles), and ones broken in one field or as a whole. */
+const policyBodies: fc.Arbitrary<string> = weighted(
+  [10, Arbitrary.make(PolicyRequest).map((policy) => json({ ...policy, enabled: false }))],
+  [2, fc.constantFrom("{}", `{"enabled":false}`, `{"stalenessMinMemories":3}`, `{"bankTokens":500}`)],
+  [8, fc.tuple(Arbitrary.make(PolicyRequest), badPolicyFields).map(([policy, [field, value]]) => {
+    const text = json({ ...policy, enabled: false })
+    return `${text.slice(0, -1)}${text === "{}" ? "" : ","}${JSON.stringify(field)}:${value}}`
+  })],
+  [3, fc.constantFrom(
+    "", " ", "null", "[]", "[{}]", `"{}"`, "1", "true", `{"enabled":false`, `{"enabled":false,}`,
+    `{'enabled':false}`, `{"enabled":false}{}`, `{"stalenessDays":3650,"stalenessDays":-1,"enabled":false}`
+  )]
+)
+
+/** Hostile bodies for any route. */
 const hostileBodies: fc.Arbitrary<string | Buffer> = weighted<string | Buffer>(
   [6, fc.jsonValue({ maxDepth: 4 }).map(json)],
   [4, fc.tuple(fc.oneof(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 4000, max: 12_000 })), fc.constantFrom("[", `{"a":`, `[{"bankId":"a","c":`), fc.boolean())
@@ -294,16 +369,23 @@ const drafts = (pool: ReadonlyArray<string>): fc.Arbitrary<Draft> => {
   return weighted(
     [30, fc.record({ ...common, segment: bankSegment(pool), body: retainBodies, query: fc.constantFrom("", "", "?count=9") })
       .map(({ query, segment, ...rest }) => ({ ...rest, kind: "retain", method: "POST", path: `/v1/banks/${segment}/retain${query}` }))],
+    [8, fc.record({ ...common, segment: bankSegment(pool), body: retainBodies })
+      .map(({ segment, ...rest }) => ({ ...rest, kind: "forget", method: "POST", path: `/v1/banks/${segment}/forget` }))],
+    [8, fc.record({ ...common, segment: bankSegment(pool), body: policyBodies })
+      .map(({ segment, ...rest }) => ({ ...rest, kind: "policy", method: "PUT", path: `/v1/banks/${segment}/policy` }))],
     [24, fc.record({ ...common, body: batchBodies(pool) })
       .map((rest) => ({ ...rest, kind: "batch", method: "POST", path: "/v1/retains" }))],
-    [12, fc.record({ ...common, body: hostileBodies, batch: fc.boolean(), segment: bankSegment(pool) }).map(
-      ({ batch, segment, ...rest }) => ({
-        ...rest,
-        kind: "hostile",
-        method: "POST",
-        path: batch ? "/v1/retains" : `/v1/banks/${segment}/retain`
-      })
-    )],
+    [12, fc.record({
+      ...common,
+      body: hostileBodies,
+      target: fc.constantFrom("retains", "retain", "forget", "policy"),
+      segment: bankSegment(pool)
+    }).map(({ segment, target, ...rest }) => ({
+      ...rest,
+      kind: "hostile",
+      method: target === "policy" ? "PUT" : "POST",
+      path: target === "retains" ? "/v1/retains" : `/v1/banks/${segment}/${target}`
+    }))],
     [8, fc.record({
       auth: authorizations,
       path: fc.oneof(
@@ -373,7 +455,9 @@ export const fuzzRequests = (pool: ReadonlyArray<string>): fc.Arbitrary<FuzzRequ
             ? { _tag: "noAnswer" as const }
             : expectationOf(draft.method, draft.path, headers, body, sent === "chunked")
         }
-      })],
+      })
+      // A valid policy that could compile its bank would change counts the model does not follow.
+      .filter(({ expect }) => expect._tag !== "accept" || expect.policy === undefined || isInert(expect.policy.value))],
     [2, rawRequests.map((raw) => ({
       kind: "malformed-http",
       method: "RAW",

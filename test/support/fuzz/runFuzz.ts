@@ -2,19 +2,23 @@
  * The HTTP fuzz run, shared by test/e2e/fuzz.test.ts (in `npm test`) and bench/fuzz.ts (`npm run fuzz`, larger).
  * Against the real service process on loopback, in waves of concurrent requests (keep-alive agent).
  *
- * After every request: the answer is a 2xx or a 4xx with a JSON body; it is a 2xx exactly when the oracle says the
- * request is valid (test/support/fuzz/requests.ts), and a 2xx batch answer reports the counts sent. After every wave (all its
- * requests answered): every bank's state equals the model built from the accepted requests alone (count, idle, no
- * error, no compile), no other bank exists, the queue is empty, `compile_trigger_retains_total` is the sum of the
- * accepted retains, `/healthz` answers and the process is alive. Counters only grow, so any 4xx that changed
- * anything — a count, a new bank, a queue entry — breaks the wave's comparison: the "nothing changed" check is exact,
- * only batched.
+ * Every route that takes a body is fuzzed: retain, forget, the batch and the policy (the others take none; compiles
+ * are sent only unauthenticated, reads only read). After every request: the answer is a 2xx or a 4xx with a JSON
+ * body; it is a 2xx exactly when the oracle says the request is valid (test/support/fuzz/requests.ts), a request
+ * without a valid token is a 401 whatever else is wrong with it, a 4xx carries a documented `_tag` and a one-line
+ * `message`, and a 2xx batch answer reports the counts sent. After every wave (all its requests answered): every
+ * bank's state equals the model built from the accepted requests alone (retains, forgets, policy, idle, no error, no
+ * compile), no other bank exists, the queue is empty, `compile_trigger_retains_total` is the sum of the accepted
+ * retains, `/healthz` answers and the process is alive. Counters only grow and policies are compared whole, so any 4xx
+ * that changed anything — a count, a policy, a new bank, a queue entry — breaks the wave's comparison: the "nothing
+ * changed" check is exact, only batched. At the end the service's log holds no ERROR line (a client's input is logged
+ * at debug level at most).
  */
 import { FastCheck as fc } from "effect"
 import { setPriority } from "node:os"
 import parsePrometheusTextFormat from "parse-prometheus-text-format"
 import { type ServiceProcess, startService } from "../harness.js"
-import { bankPool, type FuzzRequest, fuzzRequests, TOKEN } from "./requests.js"
+import { bankPool, type FuzzRequest, fuzzRequests, type PolicyJson, policyJson, TOKEN } from "./requests.js"
 import { type Answer, makeAgent, send } from "./send.js"
 
 export interface FuzzOptions {
@@ -47,7 +51,8 @@ export interface FuzzReport {
 export const fuzzServiceEnv: Record<string, string> = {
   API_TOKEN: TOKEN,
   COMPILE_SIZE_THRESHOLD: String(Number.MAX_SAFE_INTEGER),
-  COMPILE_STALENESS_DAYS: "36500",
+  COMPILE_STALENESS_DAYS: "3650",
+  COMPILE_FORGET_THRESHOLD: String(Number.MAX_SAFE_INTEGER),
   LOG_LEVEL: "warn"
 }
 
@@ -56,6 +61,8 @@ const auth = { authorization: `Bearer ${TOKEN}` }
 interface BankView {
   readonly bankId: string
   readonly memoriesSinceLastCompile: number
+  readonly forgetsSinceLastCompile: number
+  readonly policy: PolicyJson | null
   readonly lastCompileAt: string | null
   readonly status: string
   readonly consecutiveFailures: number
@@ -65,6 +72,31 @@ interface BankView {
 const describeRequest = (fuzz: FuzzRequest): string => {
   const body = fuzz.body.length > 300 ? `${fuzz.body.subarray(0, 300).toString("utf8")}… (${fuzz.body.length} bytes)` : fuzz.body.toString("utf8")
   return `${fuzz.kind} ${fuzz.transport} ${fuzz.method} ${fuzz.path.slice(0, 200)} ${JSON.stringify(fuzz.headers).slice(0, 200)} ${JSON.stringify(body)}`
+}
+
+/** What a bank is in the model: its accepted retains and forgets, and its policy. */
+interface BankModel {
+  memories: number
+  forgets: number
+  policy: PolicyJson | null
+  /** The policies accepted for it in the current wave: concurrent PUTs may land in any order. */
+  candidates: Array<PolicyJson>
+}
+
+/** Every `_tag` docs/service.md lists for an error answer to a request. */
+const ERROR_TAGS = new Set([
+  "HttpApiDecodeError", "MalformedRequest", "Unauthorized", "RouteNotFound", "PayloadTooLarge", "BankNotFound",
+  "PolicyNotFound"
+])
+
+/** A 4xx's body: a documented `_tag` and one short line of `message` (the service's own answers; not Node's parser's). */
+const checkRefusal = (status: number, body: unknown): string | undefined => {
+  const { _tag, message } = body as { _tag?: unknown; message?: unknown }
+  if (typeof _tag !== "string" || !ERROR_TAGS.has(_tag)) return `status ${status} with an undocumented _tag ${String(_tag)}`
+  if (typeof message !== "string" || message.includes("\n") || message.length > 600 || /Expected undefined/.test(message)) {
+    return `status ${status} with a message that is not one short line: ${JSON.stringify(String(message).slice(0, 300))}`
+  }
+  return undefined
 }
 
 /** The per-request invariants; a string says what broke. */
@@ -83,22 +115,36 @@ const checkAnswer = (fuzz: FuzzRequest, answer: Answer): string | undefined => {
     return `status ${status} with a body that is not JSON: ${JSON.stringify(answer.body.slice(0, 100))}`
   }
   const ok = status < 300
+  const refusal = ok ? undefined : checkRefusal(status, body)
+  if (refusal !== undefined) return refusal
   switch (fuzz.expect._tag) {
     case "read":
       return undefined
     case "reject":
     case "noAnswer":
-      return ok ? `accepted (${status}) a request the oracle rejects: ${answer.body.slice(0, 200)}` : undefined
+      if (ok) return `accepted (${status}) a request the oracle rejects: ${answer.body.slice(0, 200)}`
+      return fuzz.expect._tag === "reject" && fuzz.expect.status !== undefined && status !== fuzz.expect.status
+        ? `answered ${status}, not ${fuzz.expect.status}: ${answer.body.slice(0, 200)}`
+        : undefined
     case "accept": {
       if (!ok) return `rejected (${status}) a valid request: ${answer.body.slice(0, 300)}`
+      if (fuzz.expect.policy !== undefined) {
+        const { effective, policy } = body as { policy?: unknown; effective?: unknown }
+        return typeof policy === "object" && policy !== null && typeof effective === "object" && effective !== null
+          ? undefined
+          : `policy answer ${answer.body.slice(0, 200)}`
+      }
       if (fuzz.path.startsWith("/v1/retains")) {
         const { accepted, retains } = body as { accepted?: unknown; retains?: unknown }
         const sum = fuzz.expect.counts.reduce((total, [, count]) => total + count, 0)
         if (accepted !== fuzz.expect.counts.length || retains !== sum) {
           return `batch answer ${answer.body} for ${fuzz.expect.counts.length} items / ${sum} retains`
         }
-      } else if ((body as { bankId?: unknown }).bankId !== fuzz.expect.counts[0]![0]) {
-        return `answered ${answer.body.slice(0, 200)} for bank ${JSON.stringify(fuzz.expect.counts[0]![0])}`
+      } else {
+        const bankId = [...fuzz.expect.counts, ...(fuzz.expect.forgets ?? [])][0]![0]
+        if ((body as { bankId?: unknown }).bankId !== bankId) {
+          return `answered ${answer.body.slice(0, 200)} for bank ${JSON.stringify(bankId)}`
+        }
       }
       return undefined
     }
@@ -125,8 +171,34 @@ const allBanks = async (base: string): Promise<Array<BankView>> => {
   return banks
 }
 
+const same = (a: PolicyJson | null, b: PolicyJson | null): boolean =>
+  JSON.stringify(a === null ? null : policyJson(a)) === JSON.stringify(b)
+
+/** One bank against its model; a policy PUT in this wave settles the model to whichever of its candidates landed. */
+const checkBank = (bank: BankView, expected: BankModel | undefined): Array<string> => {
+  const name = JSON.stringify(bank.bankId)
+  if (expected === undefined) return [`bank ${name} exists but no request for it was accepted`]
+  const problems: Array<string> = []
+  if (bank.memoriesSinceLastCompile !== expected.memories || bank.forgetsSinceLastCompile !== expected.forgets) {
+    problems.push(
+      `bank ${name} counted ${bank.memoriesSinceLastCompile} retains and ${bank.forgetsSinceLastCompile} forgets, ` +
+        `accepted ${expected.memories} and ${expected.forgets}`
+    )
+  }
+  const landed = expected.candidates.find((candidate) => same(bank.policy, candidate))
+  if (landed !== undefined) expected.policy = landed
+  else if (!same(bank.policy, expected.policy)) {
+    problems.push(`bank ${name} has policy ${JSON.stringify(bank.policy)}, accepted ${JSON.stringify(expected.policy)}`)
+  }
+  expected.candidates = []
+  if (bank.status !== "idle" || bank.lastCompileAt !== null || bank.consecutiveFailures !== 0 || bank.lastError !== null) {
+    problems.push(`bank ${name} changed state: ${JSON.stringify(bank)}`)
+  }
+  return problems
+}
+
 /** The wave invariants: the service's whole state against the model. */
-const checkState = async (service: ServiceProcess, model: Map<string, number>): Promise<Array<string>> => {
+const checkState = async (service: ServiceProcess, model: Map<string, BankModel>): Promise<Array<string>> => {
   const problems: Array<string> = []
   if (service.child.exitCode !== null || service.child.signalCode !== null) return ["the service process died"]
   const health = await fetch(`${service.base}/healthz`)
@@ -135,14 +207,7 @@ const checkState = async (service: ServiceProcess, model: Map<string, number>): 
   const seen = new Set<string>()
   for (const bank of banks) {
     seen.add(bank.bankId)
-    const expected = model.get(bank.bankId)
-    if (expected === undefined) problems.push(`bank ${JSON.stringify(bank.bankId)} exists but no request for it was accepted`)
-    else if (bank.memoriesSinceLastCompile !== expected) {
-      problems.push(`bank ${JSON.stringify(bank.bankId)} counted ${bank.memoriesSinceLastCompile}, accepted ${expected}`)
-    }
-    if (bank.status !== "idle" || bank.lastCompileAt !== null || bank.consecutiveFailures !== 0 || bank.lastError !== null) {
-      problems.push(`bank ${JSON.stringify(bank.bankId)} changed state: ${JSON.stringify(bank)}`)
-    }
+    problems.push(...checkBank(bank, model.get(bank.bankId)))
   }
   for (const bankId of model.keys()) if (!seen.has(bankId)) problems.push(`accepted bank ${JSON.stringify(bankId)} is missing`)
   const queue = await getJson(service.base, "/v1/queue") as { pending: number; running: number; size: number; banks: number }
@@ -151,9 +216,26 @@ const checkState = async (service: ServiceProcess, model: Map<string, number>): 
   }
   const families = parsePrometheusTextFormat(await (await fetch(`${service.base}/metrics`)).text())
   const total = Number(families.find((family) => family.name === "compile_trigger_retains_total")?.metrics[0]?.value)
-  const sum = [...model.values()].reduce((a, b) => a + b, 0)
+  const sum = retainsOf(model)
   if (total !== sum) problems.push(`compile_trigger_retains_total is ${total}, accepted retains sum to ${sum}`)
   return problems
+}
+
+const retainsOf = (model: Map<string, BankModel>): number =>
+  [...model.values()].reduce((total, bank) => total + bank.memories, 0)
+
+/** Adds an accepted request to the model. */
+const record = (model: Map<string, BankModel>, expect: FuzzRequest["expect"] & { readonly _tag: "accept" }): void => {
+  const bankOf = (bankId: string): BankModel => {
+    const known = model.get(bankId)
+    if (known !== undefined) return known
+    const fresh: BankModel = { memories: 0, forgets: 0, policy: null, candidates: [] }
+    model.set(bankId, fresh)
+    return fresh
+  }
+  for (const [bankId, count] of expect.counts) bankOf(bankId).memories += count
+  for (const [bankId, count] of expect.forgets ?? []) bankOf(bankId).forgets += count
+  if (expect.policy !== undefined) bankOf(expect.policy.bankId).candidates.push(expect.policy.value)
 }
 
 const MAX_FAILURES = 20
@@ -165,7 +247,7 @@ export const fuzzService = async (service: ServiceProcess, options: FuzzOptions)
   const agent = makeAgent(options.concurrency)
   const pool = bankPool(options.seed)
   const arbitrary = fuzzRequests(pool)
-  const model = new Map<string, number>()
+  const model = new Map<string, BankModel>()
   const byKind: Record<string, number> = {}
   const byStatus: Record<string, number> = {}
   const failures: Array<string> = []
@@ -202,7 +284,7 @@ export const fuzzService = async (service: ServiceProcess, options: FuzzOptions)
           if (problem !== undefined) fail(`${problem} — wave ${wave} (seed ${options.seed + wave}): ${describeRequest(fuzz)}`)
           if (fuzz.expect._tag === "accept" && outcome.answer.status < 300) {
             accepted++
-            for (const [bankId, count] of fuzz.expect.counts) model.set(bankId, (model.get(bankId) ?? 0) + count)
+            record(model, fuzz.expect)
           }
         }
       }
@@ -219,7 +301,7 @@ export const fuzzService = async (service: ServiceProcess, options: FuzzOptions)
     requests: done,
     seconds: (Date.now() - started) / 1000,
     accepted,
-    retains: [...model.values()].reduce((a, b) => a + b, 0),
+    retains: retainsOf(model),
     banks: model.size,
     byKind,
     byStatus,

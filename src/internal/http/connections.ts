@@ -1,0 +1,153 @@
+/**
+ * The HTTP server's guard over its connections (bounds in `connectionLimits.ts`): Node's server with the deadlines
+ * for a request's headers and for the whole request, a cap on open connections that sheds the oldest connection
+ * still waiting for its first request, and the order of requests pipelined on one connection.
+ *
+ * @internal
+ */
+import { HttpServerRequest } from "@effect/platform"
+import type { HttpApp } from "@effect/platform"
+import { NodeHttpServerRequest } from "@effect/platform-node"
+import { Effect, Option, Runtime } from "effect"
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
+import type { Socket } from "node:net"
+import { type ConnectionInput, resolveLimits, serverOptions } from "./connectionLimits.js"
+
+/**
+ * Per connection, the response of its latest request, which the next request waits for when pipelined. Kept aside,
+ * in WeakMaps, rather than on Node's objects from a `ServerResponse` subclass: that way cost some 10 % of a retain's
+ * CPU time in the HTTP A/B benchmark; this one is within its noise.
+ */
+const latestResponse = new WeakMap<Socket, ServerResponse>()
+
+/** Per response: applied early (`inTurnApplied`), and the wake-up of the request waiting for it. */
+const turns = new WeakMap<ServerResponse, { applied: boolean; wake: (() => void) | undefined }>()
+
+const isSettled = (response: ServerResponse): boolean => response.writableEnded || turns.get(response)?.applied === true
+
+/** Waits until `previous` is answered, applied, or gone (its connection closed). */
+const settledOf = (previous: ServerResponse): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    let woken = false
+    const wake = () => {
+      if (woken) return
+      woken = true
+      resume(Effect.void)
+    }
+    const turn = turns.get(previous) ?? { applied: false, wake: undefined }
+    turns.set(previous, turn)
+    turn.wake = wake
+    previous.once("finish", wake)
+    previous.once("close", wake)
+    if (isSettled(previous)) wake()
+    return Effect.sync(() => {
+      turn.wake = undefined
+      previous.off("finish", wake)
+      previous.off("close", wake)
+    })
+  })
+
+const nodeObjects = (
+  request: HttpServerRequest.HttpServerRequest
+): { readonly socket: Socket; readonly response: ServerResponse } | undefined => {
+  const source: unknown = NodeHttpServerRequest.toIncomingMessage(request)
+  if (typeof source !== "object" || source === null || !("socket" in source)) return undefined
+  return { socket: (source as IncomingMessage).socket as Socket, response: NodeHttpServerRequest.toServerResponse(request) }
+}
+
+/**
+ * Runs `app` only once the request before it on the same connection has been answered (or has applied its change,
+ * see `inTurnApplied`): requests pipelined on one connection take effect in the order they were sent. Node emits
+ * them all at once, and each request runs on a fiber of its own, so a `GET` could read before a retain sent ahead
+ * of it had read its body. A request whose predecessor was answered (every client that does not pipeline) runs at
+ * once. Outermost, it runs as the request's fiber starts, and fibers start as Node emits the requests: in order.
+ */
+export const inConnectionOrder = <A, E, R>(app: HttpApp.HttpApp<A, E, R>): HttpApp.HttpApp<A, E, R> =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    const node = nodeObjects(request)
+    if (node === undefined) return app
+    const previous = latestResponse.get(node.socket)
+    latestResponse.set(node.socket, node.response)
+    return previous === undefined || isSettled(previous) ? app : Effect.zipRight(settledOf(previous), app)
+  })
+
+/**
+ * Lets the next request pipelined on this connection start before this one is answered: call it once this
+ * request's change is applied, before a wait that does not change what the next one sees (a durable write waiting
+ * for its flush).
+ */
+export const inTurnApplied: Effect.Effect<void> = Effect.map(
+  Effect.serviceOption(HttpServerRequest.HttpServerRequest),
+  (found) => {
+    if (Option.isNone(found)) return
+    const node = nodeObjects(found.value)
+    if (node === undefined) return
+    const turn = turns.get(node.response) ?? { applied: false, wake: undefined }
+    turns.set(node.response, turn)
+    turn.applied = true
+    const wake = turn.wake
+    turn.wake = undefined
+    wake?.()
+  }
+)
+
+/**
+ * The cap: past `maxConnections`, the oldest connection that has not sent a request yet is closed (a silent or
+ * trickling one, most likely, and the cheapest to lose); when every connection has, the new one is. `shed` is told of
+ * each connection closed for the cap. A request costs the cap nothing: the connections found to have sent one are
+ * dropped from its candidates only when it looks for one to close.
+ */
+const capConnections = (server: Server, max: number, shed: () => void): void => {
+  let open = 0
+  /** Open connections in the order they opened, less those already found to have sent a request. */
+  const candidates = new Set<Socket>()
+  server.on("connection", (socket: Socket) => {
+    open++
+    candidates.add(socket)
+    socket.once("close", () => {
+      open--
+      candidates.delete(socket)
+    })
+    if (open <= max) return
+    let victim = socket
+    for (const candidate of candidates) {
+      candidates.delete(candidate)
+      if (candidate === socket || !latestResponse.has(candidate)) {
+        victim = candidate
+        break
+      }
+    }
+    victim.destroy()
+    shed()
+  })
+}
+
+/** Logs at most once a minute how many connections the cap closed since the last such line. */
+const shedWarnings = (max: number): Effect.Effect<() => void> =>
+  Effect.map(Effect.runtime<never>(), (runtime) => {
+    let shed = 0
+    let loggedAt = -Infinity
+    return () => {
+      shed++
+      const now = Date.now()
+      if (now - loggedAt < 60_000) return
+      const message = `connection limit reached (${max} open connections): closed ${shed} connection${
+        shed === 1 ? "" : "s"
+      }${
+        loggedAt === -Infinity ? "" : " since the last such warning"
+      } (the oldest that had not sent a request yet, or a new one when every one had)`
+      loggedAt = now
+      shed = 0
+      Runtime.runFork(runtime)(Effect.logWarning(message))
+    }
+  })
+
+/** A Node HTTP server with the limits of `input` (defaults for the rest) and the guard installed. */
+export const guardedServer = (input: ConnectionInput): Effect.Effect<Server> =>
+  Effect.gen(function*() {
+    const limits = yield* Effect.try({ try: () => resolveLimits(input), catch: (error) => error }).pipe(Effect.orDie)
+    const server = createServer(serverOptions(limits))
+    server.keepAliveTimeout = limits.keepAliveTimeoutMillis
+    capConnections(server, limits.maxConnections, yield* shedWarnings(limits.maxConnections))
+    return server
+  })
