@@ -243,6 +243,16 @@ describe("service (one process shared by these tests)", () => {
     expect(await retainsTotal()).toBe(before)
   })
 
+  it("a client still sending a refused body reads the 413, not a reset (the connection lingers before it closes)", async () => {
+    // Refused once 1 MiB was read while the client still sends: closed at once, the socket's unread bytes made the
+    // kernel reset the connection, and the client often saw the reset (fetch failed) before the answer.
+    for (let i = 0; i < 30; i++) {
+      const answer = await postChunked("/v1/retains", 2 * 1024 * 1024)
+      expect(answer.status).toBe(413)
+      expect(await answer.json()).toMatchObject({ _tag: "PayloadTooLarge" })
+    }
+  }, 60_000)
+
   it("401 without a token, with a wrong one or another scheme; health routes stay open", async () => {
     for (const headers of [{}, { authorization: "Bearer wrong" }, { authorization: `Basic ${API_TOKEN}` }, { authorization: API_TOKEN }]) {
       const response = await fetch(`${service.base}/v1/banks/auth-1/retain`, { method: "POST", headers })

@@ -91,6 +91,25 @@ export const inTurnApplied: Effect.Effect<void> = Effect.map(
   }
 )
 
+/** How long a connection closed with its request's body unread keeps discarding what the client still sends. */
+const LINGER_MILLIS = 2_000
+
+/**
+ * Closes `socket` after the answer the way nginx's lingering close does: the answer sent and our side shut, the rest
+ * of the client's body is read and discarded until the client closes or `LINGER_MILLIS` pass. Destroyed at once (as
+ * Node does for `connection: close`), the socket would drop unread bytes and the kernel would answer them with a
+ * reset, which a client still sending its body often sees before the answer (`fetch failed` instead of a 413).
+ */
+export const closeLingering = (socket: Socket): void => {
+  socket.destroySoon = () => {
+    const timer = setTimeout(() => socket.destroy(), LINGER_MILLIS).unref()
+    socket.once("close", () => clearTimeout(timer))
+    socket.once("end", () => socket.destroy())
+    socket.end()
+    socket.resume()
+  }
+}
+
 /**
  * The cap: past `maxConnections`, the oldest connection that has not sent a request yet is closed (a silent or
  * trickling one, most likely, and the cheapest to lose); when every connection has, the new one is. `shed` is told of

@@ -10,6 +10,7 @@ import { HttpApp, HttpServerError, HttpServerRequest, HttpServerResponse } from 
 import { Cause, Chunk, Effect } from "effect"
 import { MAX_BODY_BYTES } from "../../CompileTriggerApi.js"
 import { incomingMessage } from "./body.js"
+import { closeLingering } from "./connections.js"
 
 const jsonError = (status: number, tag: string, message: string, extra: Record<string, unknown> = {}) =>
   HttpServerResponse.unsafeJson({ _tag: tag, message, ...extra }, { status })
@@ -38,16 +39,17 @@ const withJsonBody = (
 
 /**
  * Answered before its body arrived whole (a 401, a 413 by `Content-Length`): the connection closes after the answer
- * instead of Node draining the rest of the body to keep it alive.
+ * instead of Node draining the rest of the body to keep it alive; it lingers a moment, so that the client reads the
+ * answer rather than a reset.
  */
 const closingIfUnread = (
   request: HttpServerRequest.HttpServerRequest,
   response: HttpServerResponse.HttpServerResponse
 ): HttpServerResponse.HttpServerResponse => {
   const source = incomingMessage(request)
-  return source === undefined || source.complete
-    ? response
-    : HttpServerResponse.setHeader(response, "connection", "close")
+  if (source === undefined || source.complete) return response
+  closeLingering(source.socket)
+  return HttpServerResponse.setHeader(response, "connection", "close")
 }
 
 /**
