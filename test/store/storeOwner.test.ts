@@ -4,14 +4,29 @@
  * the store opens again at once. (test/e2e/singleOwner.test.ts runs the same between live service processes.)
  */
 import { describe, expect, inject, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Redacted, Scope } from "effect"
+import { Context, Effect, Exit, Layer, Redacted, Scope } from "effect"
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { afterAll } from "vitest"
 import { describeDatabase } from "../../src/BankStateStore.js"
 import { BankStateStore } from "../../src/index.js"
-import { freshDatabase } from "../support/clusterKit.js"
+import { freshDatabase, psql } from "../support/clusterKit.js"
+
+/** The advisory lock class of the single-node owner ("ECT0"). */
+const OWNER_CLASS = 0x45435430
+
+const row = (bankId: string) => ({
+  bankId,
+  memories: 1,
+  lastCompileAt: null,
+  firstRetainAt: 1_700_000_000_000,
+  consecutiveFailures: 0,
+  lastError: null,
+  status: "idle" as const,
+  forgets: 0,
+  policy: null
+})
 
 const dirs: Array<string> = []
 afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })))
@@ -85,6 +100,29 @@ describe("one owner per store", () => {
         const third = yield* open(BankStateStore.pg({ url }))
         expect(Exit.isSuccess(third.exit)).toBe(true)
         yield* third.close
+      }), 30_000)
+
+    it.live("Postgres: an owner whose lock went with its connection writes nothing while another holds it", () =>
+      Effect.gen(function*() {
+        const text = freshDatabase(pgUrl)
+        const url = Redacted.make(text)
+        const first = yield* open(BankStateStore.pg({ url }))
+        if (!Exit.isSuccess(first.exit)) throw new Error(failureMessage(first.exit))
+        const store = Context.get(first.exit.value, BankStateStore)
+        yield* store.save([row("before")])
+        // The owner's lock session dies (a network cut, a restarted pooler): Postgres frees its lock.
+        psql(text, `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = ${OWNER_CLASS}`)
+        const second = yield* open(BankStateStore.pg({ url }))
+        expect(Exit.isSuccess(second.exit)).toBe(true)
+        // The first is fenced off: its save fails (its write-behind keeps the change), nothing of it is stored.
+        const fenced = yield* Effect.flip(store.save([row("while-fenced")]))
+        expect(fenced.message).toContain("another single-node service holds the Postgres database")
+        expect(psql(text, "SELECT count(*) FROM compile_trigger_banks WHERE bank_id = 'while-fenced'")).toBe("0")
+        // Once the other lets go, the next save takes the lock again and writes.
+        yield* second.close
+        yield* store.save([row("after")])
+        expect(psql(text, "SELECT count(*) FROM compile_trigger_banks WHERE bank_id = 'after'")).toBe("1")
+        yield* first.close
       }), 30_000)
   }
 })

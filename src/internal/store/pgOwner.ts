@@ -6,7 +6,9 @@
  *
  * A session lock lives as long as its connection: Postgres frees it as soon as the owner's process dies (however it
  * dies). A connection lost while the owner lives (a Postgres restart) loses the lock with it; the owner looks every few
- * seconds and takes it again, and says so in the log (an error if another service took it meanwhile).
+ * seconds, and before every save, and takes it again, and says so in the log. If another service took it meanwhile,
+ * saves fail (the write-behind keeps the changes and retries, the store reads unhealthy) until the lock is back: two
+ * owners never both write.
  *
  * @internal
  */
@@ -14,7 +16,7 @@ import { PgClient } from "@effect/sql-pg"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { Context, Duration, Effect, Exit, Layer, Redacted, Schedule, Scope } from "effect"
 import { hostname } from "node:os"
-import { bankStoreError, BankStoreError, describeDatabase } from "../../BankStateStore.js"
+import { bankStoreError, BankStoreError, type BankStateStoreService, describeDatabase } from "../../BankStateStore.js"
 
 /** The lock's first key ("ECT0"): a key space of its own (cluster mode's partition locks are "ECT1", its shards single keys). */
 const OWNER_CLASS = 0x45435430
@@ -79,10 +81,14 @@ const refusal = (url: string, who: string) =>
       "(CLUSTER_RUNNER_ADDRESS, docs/cluster.md)"
   })
 
-/** Every KEEP_INTERVAL: the lock still held on the connection, or taken again on a new one (logged). */
-const keep = (sql: PgClient.PgClient, url: string, first: Held, own: (held: Held | undefined) => void) => {
+/**
+ * Whether this owner holds the lock now: looked at on its connection, or taken again on a new one (logged). One look
+ * at a time (the keeper's and the saves' share the connection).
+ */
+const keeper = (sql: PgClient.PgClient, url: string, first: Held, own: (held: Held | undefined) => void) => {
   let held: Held | undefined = first
   let lostLogged = false
+  const serially = Effect.unsafeMakeSemaphore(1).withPermits(1)
   // Held, lost (the connection failed, or the lock is not in `pg_locks`), or unknown (no answer in time: next round).
   const look = (current: Held): Effect.Effect<"held" | "lost" | "unknown"> =>
     current.conn.executeValues(`SELECT EXISTS (SELECT 1 FROM pg_locks WHERE ${LOCK_ROW} AND pid = pg_backend_pid())`, [])
@@ -103,22 +109,24 @@ const keep = (sql: PgClient.PgClient, url: string, first: Held, own: (held: Held
     lostLogged = true
     yield* Effect.logError(`bank state: lost the single-node lock: ${refusal(url, who).message}`)
   })
-  const round = Effect.gen(function*() {
+  const ensure = Effect.gen(function*() {
     if (held !== undefined) {
       const found = yield* look(held)
-      if (found !== "lost") return
+      if (found !== "lost") return true
       yield* held.release
     }
     yield* retake
-  })
-  return round.pipe(Effect.catchAllCause(() => Effect.void), Effect.delay(KEEP_INTERVAL), Effect.forever)
+    return held !== undefined
+  }).pipe(Effect.catchAllCause(() => Effect.succeed(held !== undefined)), serially)
+  return { ensure, loop: ensure.pipe(Effect.delay(KEEP_INTERVAL), Effect.forever) }
 }
 
 /**
  * Holds the database at `url` for single-node use for the scope, on a connection pool of its own (named
- * `ownerName()`). Fails with a `BankStoreError` naming the holder when another service holds it.
+ * `ownerName()`). Fails with a `BankStoreError` naming the holder when another service holds it. Gives back the check
+ * a save runs first: whether the lock is still held (or taken again).
  */
-export const ownPgStore = (url: Redacted.Redacted): Effect.Effect<void, BankStoreError, Scope.Scope> =>
+export const ownPgStore = (url: Redacted.Redacted): Effect.Effect<Effect.Effect<boolean>, BankStoreError, Scope.Scope> =>
   Effect.gen(function*() {
     const text = Redacted.value(url)
     // Two connections: the lock's, and one for an interrupted query's cancel request.
@@ -137,5 +145,31 @@ export const ownPgStore = (url: Redacted.Redacted): Effect.Effect<void, BankStor
     )
     let current: Held | undefined = first
     yield* Effect.addFinalizer(() => Effect.suspend(() => current?.release ?? Effect.void))
-    yield* Effect.forkScoped(keep(sql, text, first, (held) => (current = held)))
+    const { ensure, loop } = keeper(sql, text, first, (held) => (current = held))
+    yield* Effect.forkScoped(loop)
+    return ensure
   })
+
+/**
+ * `store` with every save run only while `holds` says the lock is this owner's: otherwise it fails, and the
+ * write-behind keeps the changes until the lock is back.
+ */
+export const fencedBySingleNodeLock = (
+  store: BankStateStoreService,
+  holds: Effect.Effect<boolean>,
+  url: string
+): BankStateStoreService => {
+  const heldElsewhere = new BankStoreError({
+    operation: "save",
+    message: `another single-node service holds the Postgres database ${describeDatabase(url)} now: ` +
+      "this one's changes are not written until its lock is back"
+  })
+  const whileHeld = <A>(write: Effect.Effect<A, BankStoreError>) =>
+    Effect.flatMap(holds, (held) => held ? write : Effect.fail(heldElsewhere))
+  const { saveBudget } = store
+  return {
+    ...store,
+    save: (banks) => whileHeld(store.save(banks)),
+    ...(saveBudget === undefined ? {} : { saveBudget: (budget) => whileHeld(saveBudget(budget)) })
+  }
+}
