@@ -82,8 +82,9 @@ const refusal = (url: string, who: string) =>
   })
 
 /**
- * Whether this owner holds the lock now: looked at on its connection, or taken again on a new one (logged). One look
- * at a time (the keeper's and the saves' share the connection).
+ * Whether this owner holds the lock now: looked at on its connection, or taken again on a new one (logged); fails
+ * when Postgres cannot be asked (a save would fail the same way). One look at a time (the keeper's and the saves'
+ * share the connection).
  */
 const keeper = (sql: PgClient.PgClient, url: string, first: Held, own: (held: Held | undefined) => void) => {
   let held: Held | undefined = first
@@ -98,7 +99,8 @@ const keeper = (sql: PgClient.PgClient, url: string, first: Held, own: (held: He
         Effect.orElseSucceed(() => "lost" as const)
       )
   const retake = Effect.gen(function*() {
-    const again = yield* Effect.orElseSucceed(take(sql), () => undefined)
+    own(held = undefined)
+    const again = yield* take(sql)
     own(held = again)
     if (again !== undefined) {
       lostLogged = false
@@ -117,8 +119,9 @@ const keeper = (sql: PgClient.PgClient, url: string, first: Held, own: (held: He
     }
     yield* retake
     return held !== undefined
-  }).pipe(Effect.catchAllCause(() => Effect.succeed(held !== undefined)), serially)
-  return { ensure, loop: ensure.pipe(Effect.delay(KEEP_INTERVAL), Effect.forever) }
+  }).pipe(Effect.mapError(bankStoreError("save")), serially)
+  const loop = ensure.pipe(Effect.catchAllCause(() => Effect.void), Effect.delay(KEEP_INTERVAL), Effect.forever)
+  return { ensure, loop }
 }
 
 /**
@@ -126,7 +129,9 @@ const keeper = (sql: PgClient.PgClient, url: string, first: Held, own: (held: He
  * `ownerName()`). Fails with a `BankStoreError` naming the holder when another service holds it. Gives back the check
  * a save runs first: whether the lock is still held (or taken again).
  */
-export const ownPgStore = (url: Redacted.Redacted): Effect.Effect<Effect.Effect<boolean>, BankStoreError, Scope.Scope> =>
+export const ownPgStore = (
+  url: Redacted.Redacted
+): Effect.Effect<Effect.Effect<boolean, BankStoreError>, BankStoreError, Scope.Scope> =>
   Effect.gen(function*() {
     const text = Redacted.value(url)
     // Two connections: the lock's, and one for an interrupted query's cancel request.
@@ -156,7 +161,7 @@ export const ownPgStore = (url: Redacted.Redacted): Effect.Effect<Effect.Effect<
  */
 export const fencedBySingleNodeLock = (
   store: BankStateStoreService,
-  holds: Effect.Effect<boolean>,
+  holds: Effect.Effect<boolean, BankStoreError>,
   url: string
 ): BankStateStoreService => {
   const heldElsewhere = new BankStoreError({
