@@ -319,7 +319,8 @@ const writeRoutes = (queue: CompileQueueService, forBank: ForBank, ack: Acknowle
         BatchRetainResponse,
         NotReady | StoreUnavailable | BankLimitReached
       > => {
-        // `batchBody` checked the batch whole, and here whether its new banks fit: a rejected batch counts nothing.
+        // `batchBody` checked the batch whole, and here whether its new banks fit: a rejected batch counts nothing
+        // (in cluster mode, nothing in the partitions this runner runs; another owner refuses its own part).
         const refused = queue.unsafeCheckRoom(payload.map((item) => item.bankId))
         if (refused !== undefined) return Effect.fail(limitReached(refused))
         let retains = 0
@@ -542,6 +543,14 @@ export const listen = (options: ServerOptions): Layer.Layer<Listening, HttpServe
     const server = yield* guardedServer(options)
     server.on("clientError", answerClientError)
     const httpServer = yield* NodeHttpServer.make(() => server, { host: options.host, port: options.port })
+    // Runs before the platform's own close, which waits for every connection: when the start fails or is stopped
+    // before `serve` (which drains requests gracefully), a silent connection must not hold the exit up.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        if (server.listening) server.close()
+        server.closeAllConnections()
+      })
+    )
     const detach = answerWhileStarting(server)
     return { server, httpServer, served: Effect.sync(detach) }
   }))

@@ -6,6 +6,7 @@
  */
 import { describe, expect, inject, it } from "@effect/vitest"
 import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { type AddressInfo, connect, createServer, type Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { freshDatabase } from "../support/clusterKit.js"
@@ -91,6 +92,41 @@ describe.concurrent("one owner per store", () => {
       rmSync(dataDir, { recursive: true, force: true })
     }
   }, 90_000)
+
+  it("stopped while its store does not answer, a service with a silent connection open exits at once", async () => {
+    // A "Postgres" that accepts connections and never answers: the service has bound its port and waits for its store.
+    const silentDb = createServer(() => undefined)
+    await new Promise<void>((resolve) => silentDb.listen(0, "127.0.0.1", resolve))
+    const dbPort = (silentDb.address() as AddressInfo).port
+    const service = await spawnService({
+      DATABASE_URL: `postgres://app:secret@127.0.0.1:${dbPort}/app`,
+      // No deadline of its own would close the silent connection: only the stop can.
+      HTTP_HEADERS_TIMEOUT: "0",
+      HTTP_REQUEST_TIMEOUT: "0"
+    })
+    const silent: Array<Socket> = []
+    try {
+      const port = Number(new URL(service.base).port)
+      await eventually(
+        () =>
+          new Promise<Socket | undefined>((resolve) => {
+            const socket = connect(port, "127.0.0.1", () => resolve(socket))
+            socket.on("error", () => resolve(undefined))
+          }),
+        (socket) => socket !== undefined && silent.push(socket) > 0
+      )
+      service.child.kill("SIGTERM")
+      const exit = await Promise.race([
+        service.exited,
+        new Promise<"still running">((resolve) => setTimeout(() => resolve("still running"), 10_000))
+      ])
+      expect(exit).not.toBe("still running")
+    } finally {
+      silent.forEach((socket) => socket.destroy())
+      await service.stop(1000)
+      silentDb.close()
+    }
+  }, 60_000)
 
   it("a second service on a port in use fails saying so, before it opens (or creates anything in) its store", async () => {
     const first = await startService({})

@@ -25,26 +25,57 @@ const turns = new WeakMap<ServerResponse, { applied: boolean; wake: (() => void)
 
 const isSettled = (response: ServerResponse): boolean => response.writableEnded || turns.get(response)?.applied === true
 
+/**
+ * Per connection, the requests waiting for their turn, woken when it closes: a response queued behind an unanswered
+ * one gets neither `finish` nor `close` when the connection dies, so its successor would wait forever. One listener
+ * per connection, however many requests wait.
+ */
+const waitingOn = new WeakMap<Socket, Set<() => void>>()
+
+/** Calls `wake` when `socket` closes (at once if it has); gives back the way to forget it. */
+const onConnectionClose = (socket: Socket, wake: () => void): () => void => {
+  if (socket.destroyed) {
+    wake()
+    return () => undefined
+  }
+  let waiting = waitingOn.get(socket)
+  if (waiting === undefined) {
+    const all = waiting = new Set()
+    waitingOn.set(socket, all)
+    socket.once("close", () => {
+      for (const waiter of all) waiter()
+      all.clear()
+    })
+  }
+  waiting.add(wake)
+  return () => void waiting.delete(wake)
+}
+
 /** Waits until `previous` is answered, applied, or gone (its connection closed). */
-const settledOf = (previous: ServerResponse): Effect.Effect<void> =>
+const settledOf = (previous: ServerResponse, socket: Socket): Effect.Effect<void> =>
   Effect.async<void>((resume) => {
     let woken = false
-    const wake = () => {
-      if (woken) return
-      woken = true
-      resume(Effect.void)
-    }
+    let forget = (): void => undefined
     const turn = turns.get(previous) ?? { applied: false, wake: undefined }
     turns.set(previous, turn)
-    turn.wake = wake
-    previous.once("finish", wake)
-    previous.once("close", wake)
-    if (isSettled(previous)) wake()
-    return Effect.sync(() => {
+    const stopWaiting = () => {
       turn.wake = undefined
       previous.off("finish", wake)
       previous.off("close", wake)
-    })
+      forget()
+    }
+    const wake = () => {
+      if (woken) return
+      woken = true
+      stopWaiting()
+      resume(Effect.void)
+    }
+    turn.wake = wake
+    previous.once("finish", wake)
+    previous.once("close", wake)
+    forget = onConnectionClose(socket, wake)
+    if (isSettled(previous)) wake()
+    return Effect.sync(stopWaiting)
   })
 
 const nodeObjects = (
@@ -68,7 +99,9 @@ export const inConnectionOrder = <A, E, R>(app: HttpApp.HttpApp<A, E, R>): HttpA
     if (node === undefined) return app
     const previous = latestResponse.get(node.socket)
     latestResponse.set(node.socket, node.response)
-    return previous === undefined || isSettled(previous) ? app : Effect.zipRight(settledOf(previous), app)
+    return previous === undefined || isSettled(previous)
+      ? app
+      : Effect.zipRight(settledOf(previous, node.socket), app)
   })
 
 /**
