@@ -11,6 +11,7 @@ import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Effect, Option, Runtime } from "effect"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { Socket } from "node:net"
+import { WarningThrottle } from "../core/warningThrottle.js"
 import { type ConnectionInput, resolveLimits, serverOptions } from "./connectionLimits.js"
 
 /**
@@ -174,22 +175,18 @@ const capConnections = (server: Server, max: number, shed: () => void): void => 
   })
 }
 
-/** Logs at most once a minute how many connections the cap closed since the last such line. */
+/** Logs how many connections the cap closed (throttled: at once, then at most once a minute). */
 const shedWarnings = (max: number): Effect.Effect<() => void> =>
   Effect.map(Effect.runtime<never>(), (runtime) => {
-    let shed = 0
-    let loggedAt = -Infinity
+    const throttle = new WarningThrottle()
     return () => {
-      shed++
-      const now = Date.now()
-      if (now - loggedAt < 60_000) return
-      const message = `connection limit reached (${max} open connections): closed ${shed} connection${
-        shed === 1 ? "" : "s"
+      const due = throttle.note(Date.now())
+      if (due === undefined) return
+      const message = `connection limit reached (${max} open connections): closed ${due.count} connection${
+        due.count === 1 ? "" : "s"
       }${
-        loggedAt === -Infinity ? "" : " since the last such warning"
+        due.first ? "" : " since the last such warning"
       } (the oldest that had not sent a request yet, or a new one when every one had)`
-      loggedAt = now
-      shed = 0
       Runtime.runFork(runtime)(Effect.logWarning(message))
     }
   })

@@ -11,6 +11,7 @@ import { bankLimitError } from "../../BankLimit.js"
 import * as CompileMetrics from "../../CompileMetrics.js"
 import { NOTHING } from "../core/compileCore.js"
 import { badCountMessage, invalidBankId, isCount } from "../core/inputRules.js"
+import { WarningThrottle } from "../core/warningThrottle.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
 
 /** The bank's number, creating the bank; -1 (after a warning) for an invalid id or a new bank past `maxBanks`. */
@@ -27,23 +28,17 @@ const bankNumber = (rt: QueueRuntime, bankId: string): number => {
   return added
 }
 
-/** Per queue: new banks refused at `maxBanks` since the last warning, and when that was logged. */
-const refusals = new WeakMap<QueueRuntime, { count: number; loggedAt: number }>()
+/** Per queue: the warnings about new banks refused at `maxBanks`. */
+const refusals = new WeakMap<QueueRuntime, WarningThrottle>()
 
-/**
- * A new bank refused at `maxBanks`: counted as a rejected request, and warned about at once the first time, then at
- * most once a minute (with how many were refused since), so that a client cannot fill the log.
- */
+/** A new bank refused at `maxBanks`: counted as a rejected request, and warned about (throttled). */
 const refused = (rt: QueueRuntime, bankId: string): void => {
   CompileMetrics.retainsRejected.unsafeUpdate(1, NO_TAGS)
-  const seen = refusals.get(rt) ?? { count: 0, loggedAt: -Infinity }
-  refusals.set(rt, seen)
-  seen.count++
-  const now = rt.now()
-  if (now - seen.loggedAt < 60_000) return
-  const since = seen.count === 1 ? "" : ` (${seen.count} new banks refused since the last such warning)`
-  seen.count = 0
-  seen.loggedAt = now
+  let throttle = refusals.get(rt)
+  if (throttle === undefined) refusals.set(rt, throttle = new WarningThrottle())
+  const due = throttle.note(rt.now())
+  if (due === undefined) return
+  const since = due.count === 1 ? "" : ` (${due.count} new banks refused since the last such warning)`
   rt.logFor(bankId, Effect.logWarning(`${bankLimitError(bankId, rt.core.table.maxBanks).message}${since}`))
 }
 
