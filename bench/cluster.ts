@@ -85,13 +85,11 @@ const createDatabase = (serverUrl: string, name: string): string => {
 const startRunner = async (database: string, runnerPort?: number) =>
   spawnNode({ DATABASE_URL: database, CLUSTER_RUNNER_ADDRESS: `127.0.0.1:${runnerPort ?? await freePort()}` })
 
-/** Shard → runner address, from the advisory shard locks and the runners' connection names. */
+/** Shard → runner address, from the cluster's shard lock rows. */
 const owners = (database: string): Map<number, string> => {
   const rows = psql(
     database,
-    "SELECT l.objid::bigint - 1000000, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid " +
-      "WHERE l.locktype = 'advisory' AND l.granted AND l.objid > 1000000 AND " +
-      "l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    "SELECT split_part(shard_id, ':', 2), address FROM cluster_locks WHERE acquired_at > now() - interval '5 seconds'"
   )
   const map = new Map<number, string>()
   for (const row of rows.split("\n").filter((row) => row !== "")) {

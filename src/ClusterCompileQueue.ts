@@ -39,6 +39,9 @@ import { WriteAcks } from "./internal/runtime/writeAcks.js"
  */
 export const defaultShardingConfig: Partial<ShardingConfig.ShardingConfig["Type"]> = {
   shardsPerGroup: PARTITIONS,
+  // Shard locks as rows that expire unless refreshed, not session advisory locks: a frozen runner (or one cut off from
+  // the network) keeps a session, and with it every shard, for as long as its TCP connection lives.
+  shardLockDisableAdvisory: true,
   // Lock operations get a third of the expiration (1.7 s) before the runner counts its locks as lost.
   shardLockRefreshInterval: Duration.seconds(2),
   shardLockExpiration: Duration.seconds(5),

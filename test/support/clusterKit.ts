@@ -107,14 +107,13 @@ const shardOfPartition = (partition: number): number => {
   return Math.abs(h % 64) + 1
 }
 
-/** The runner address holding the shard lock of the bank's partition (the PgClient names its connections after it). */
+/** The runner address holding the shard lock of the bank's partition (a row of the cluster's `cluster_locks` table). */
 export const ownerOf = (database: string, id: string): string =>
   psql(
     database,
-    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' " +
-      `AND l.granted AND l.objid::bigint = ${1_000_000 + shardOfPartition(partitionOf(id))} AND ` +
-      "l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-  ).replace("effect-compile-trigger ", "")
+    `SELECT address FROM cluster_locks WHERE shard_id = 'default:${shardOfPartition(partitionOf(id))}' ` +
+      "AND acquired_at > now() - interval '5 seconds'"
+  )
 
 export const post = async (base: string, path: string, body: unknown) => {
   const response = await fetch(`${base}${path}`, {
@@ -180,13 +179,13 @@ export const startCluster = async (
     return Object.assign(await startService(env, 90_000, { command: ["npm", "start"], detached: true }), { runnerAddress })
   }))
 
-/** Which runner connection holds each shard lock (advisory locks 1,000,001 to 1,000,064 of this database). */
+/** Which runner holds each shard lock (the rows of `cluster_locks` refreshed within their 5 s expiration). */
 export const shardLocks = (database: string): string =>
   psql(
     database,
-    "SELECT count(DISTINCT pid) || ' ' || count(*) || ' ' || coalesce(string_agg(objid || ':' || pid, ',' ORDER BY objid), '') " +
-      "FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid > 1000000 AND " +
-      "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    "SELECT count(DISTINCT address) || ' ' || count(*) || ' ' || " +
+      "coalesce(string_agg(shard_id || ':' || address, ',' ORDER BY shard_id), '') " +
+      "FROM cluster_locks WHERE acquired_at > now() - interval '5 seconds'"
   )
 
 /** A node's partition moves, from its debug log: when (epoch ms) it took a partition over, began or ended a hand-over. */
