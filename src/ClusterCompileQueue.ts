@@ -24,7 +24,7 @@ import { runnerLayer } from "./internal/cluster/runner.js"
 import { setupSchema } from "./internal/cluster/store.js"
 import type { AckMode } from "./ServiceConfig.js"
 import { budgetLimits } from "./internal/runtime/compileQueue.js"
-import type { LocalPartitions } from "./internal/cluster/partitionSlots.js"
+import { LocalPartitions } from "./internal/cluster/partitionSlots.js"
 import { globalBuckets } from "./internal/core/tokenBucket.js"
 import { WriteAcks } from "./internal/runtime/writeAcks.js"
 
@@ -115,7 +115,7 @@ export const layer = (
     const config = { ...ShardingConfig.defaults, ...shardingConfig }
     const table = yield* setupSchema(config)
     const Runner = runnerLayer(config)
-    const local: LocalPartitions = new Map()
+    const local = new LocalPartitions()
     // The runner's budget: every partition it owns draws on these global buckets (not kept across restarts).
     const limits = budgetLimits(resolved.right.budget)
     const buckets = globalBuckets(limits, yield* Clock.currentTimeMillis)
@@ -134,8 +134,16 @@ export const layer = (
     const Router = Layer.scopedContext(Effect.gen(function*() {
       const { acks, service } = yield* makeRouter(resolved.right.config, local, { limits, buckets }, durable)
       // In the router's scope, closed first: while the partitions hand over at a stop, none is started again.
-      const { beginStop, slots } = yield* PartitionHost
+      const { beginStop, sendOnThrough, slots } = yield* PartitionHost
       yield* Effect.addFinalizer(() => beginStop) // from here on, partitions that stop add up to the node's stop line
+      // A partition lost while it held counts it could not store sends them to its new owner as writes.
+      sendOnThrough((retains, forgets) =>
+        Effect.suspend(() => {
+          for (const [bankId, count] of retains) service.unsafeNotifyRetain(bankId, count)
+          for (const [bankId, count] of forgets) service.unsafeNotifyForget(bankId, count)
+          return acks.settle([...retains.keys(), ...forgets.keys()])
+        })
+      )
       yield* slots.reconcile.pipe(Effect.zipRight(Effect.sleep(RECONCILE_INTERVAL)), Effect.forever, Effect.forkScoped)
       return Context.make(CompileQueue, service).pipe(Context.add(WriteAcks, acks))
     }))

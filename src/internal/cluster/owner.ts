@@ -1,16 +1,21 @@
 /**
  * The owner side of cluster mode. The runner keeps a slot per partition (`partitionSlots.ts`): a partition's
  * `CompileQueue` (restored from Postgres) runs in it while the cluster assigns the partition here and this runner
- * holds the partition's lock. The partition entity is the way in: its RPCs go to the slot's queue (starting it if it
- * is not running yet), and when its shard goes (released, rebalanced, SIGTERM) its close hands the partition over —
- * running compiles finish or are cut off within the hand-over timeout, then the final flush, then the lock — before
- * the cluster releases the shard lock. Every partition queue shares the runner's engine permits.
+ * holds the partition's lease (`partitionLeases.ts`). The partition entity is the way in: its RPCs go to the slot's
+ * queue (starting it if it is not running yet), and when its shard goes (released, rebalanced, SIGTERM) its close
+ * hands the partition over — running compiles finish or are cut off within the hand-over timeout, then the final
+ * flush, then the lease — before the cluster releases the shard. Every partition queue shares the runner's engine
+ * permits.
+ *
+ * While the runner cannot prove a partition's lease by its own clock (its renewals fail, or it was frozen), the
+ * partition is paused: no compile starts and no write is taken. A renewal that proves it again resumes it; one that
+ * finds another runner holds it cuts it off, and what it counted but could not store is sent on to the new owner.
  *
  * @internal
  */
 import { Entity, EntityId, Sharding } from "@effect/cluster"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Context, Deferred, Duration, Effect, Exit, FiberId, Layer, Option } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, FiberId, Layer, Option, type Scope } from "effect"
 import { BankStateStore, type BankStateStoreService, bankStoreError, BankStoreError } from "../../BankStateStore.js"
 import { CompileEngine, CompileError, type CompileEngineService } from "../../CompileEngine.js"
 import type { CompileQueueService } from "../../CompileQueue.js"
@@ -19,11 +24,18 @@ import { DEFAULT_MAX_BANKS } from "../../BankLimit.js"
 import { PARTITIONS, PartitionEntity, PartitionMoved } from "./protocol.js"
 import { partitionStore } from "./store.js"
 import { make as makeQueue, SharedBudget } from "../runtime/compileQueue.js"
-import { type PartitionLocks, pgPartitionLocks } from "./partitionLocks.js"
-import { type LocalPartitions, makePartitionSlots, type PartitionSlots } from "./partitionSlots.js"
-import { pgPartitionMoves } from "./partitionMoves.js"
+import { makePartitionLeases, type PartitionLeases, pgLeaseRows, RENEW_EVERY_MILLIS } from "./partitionLeases.js"
+import { type LocalPartitions, makePartitionSlots, type PartitionRun, type PartitionSlots } from "./partitionSlots.js"
+import { noting, toSendOn, UnstoredCounts } from "./unstoredCounts.js"
 import type { GlobalBuckets } from "../core/tokenBucket.js"
 import { addStops, describeStop, logStop, NO_STOP, type StopSummary } from "../runtime/stopSummary.js"
+import { WarningThrottle } from "../core/warningThrottle.js"
+
+/** Where a partition that was lost sends on what it counted but could not store: the router (set once it is built). */
+export type SendOn = (
+  retains: ReadonlyMap<string, number>,
+  forgets: ReadonlyMap<string, number>
+) => Effect.Effect<void, unknown>
 
 /**
  * The runner's partition slots, whether the cluster assigns a partition to this runner now, and whether a `Write` is
@@ -32,7 +44,7 @@ import { addStops, describeStop, logStop, NO_STOP, type StopSummary } from "../r
 export class PartitionHost extends Context.Tag("effect-compile-trigger/PartitionHost")<PartitionHost, {
   readonly slots: PartitionSlots
   readonly isAssigned: (partition: number) => boolean
-  /** The queue still runs the partition here (a stop removes it before it closes the queue). */
+  /** The queue still runs the partition here and its lease is proven now (a stop removes it before it closes). */
   readonly isRunning: (partition: number, queue: CompileQueueService) => boolean
   readonly durable: boolean
   /**
@@ -40,6 +52,8 @@ export class PartitionHost extends Context.Tag("effect-compile-trigger/Partition
    * its summary to the node's one `stopped: …` line, logged once they all stopped.
    */
   readonly beginStop: Effect.Effect<void>
+  /** The router's way in, for the counts a lost partition sends on. */
+  readonly sendOnThrough: (sendOn: SendOn) => void
 }>() {}
 
 /**
@@ -106,53 +120,75 @@ export interface HostOptions {
  * hands over every partition still running here; it closes before the cluster releases the runner's shard locks.
  */
 export const hostLayer = (
-  { budget, durable, handoverTimeout, local, queueOptions, runner, table }: HostOptions
+  options: HostOptions
 ): Layer.Layer<PartitionHost, never, CompileEngine | SqlClient.SqlClient | Sharding.Sharding> =>
   Layer.scoped(
     PartitionHost,
     Effect.gen(function*() {
+      const { durable, handoverTimeout, local, runner } = options
       const sql = yield* SqlClient.SqlClient
       const sharding = yield* Sharding.Sharding
-      const permits = yield* Effect.makeSemaphore(queueOptions.concurrency ?? 1)
-      const engine = withTimeout(
-        yield* CompileEngine,
-        queueOptions.compileTimeout === undefined ? Option.none() : Option.some(Duration.decode(queueOptions.compileTimeout))
-      )
       const isAssigned = (partition: number): boolean => {
         const entityId = EntityId.make(String(partition))
         return sharding.hasShardId(sharding.getShardId(entityId, PartitionEntity.getShardGroup(entityId)))
       }
-      const locks = yield* pgPartitionLocks
+      const holder = `${runner} pid ${process.pid} ${Math.random().toString(36).slice(2, 10)}`
+      const rows = yield* pgLeaseRows(sql, `effect-compile-trigger ${runner}`)
+      const leases = yield* makePartitionLeases({ rows, runner, holder })
+      local.validWhile(leases.isValid)
+      const sendOn: { current: SendOn | undefined } = { current: undefined }
+      const stops = nodeStops()
       // Completed STOP_FLUSH_LIMIT after the runner began to stop: the final flushes still failing give up then.
       const stopDeadline = Deferred.unsafeMake<void>(FiberId.none)
-      const stops = nodeStops()
-      const build = (partition: number) =>
-        Effect.gen(function*() {
-          const gate = makeGate(permits, engine)
-          const lockLost = Deferred.unsafeMake<void>(FiberId.none)
-          // A partition's changes are not dropped for an outage, however long: its final flush goes on until it lands.
-          const finalFlushUntil = Effect.raceFirst(Deferred.await(lockLost), Deferred.await(stopDeadline))
-          const store = fenced(partitionStore(sql, table, partition), locks, partition, lockLost)
-          const onStopped = stops.partitionStopped(partition)
-          const queue = yield* makeQueue(partitionOptions(queueOptions, partition), { finalFlushUntil, onStopped }).pipe(
-            Effect.provideService(CompileEngine, { run: gate.run }),
-            Effect.provideService(BankStateStore, store),
-            Effect.provideService(SharedBudget, budget)
-          )
-          return { queue, closeGate: gate.close }
-        })
-      const moves = pgPartitionMoves(sql, runner)
-      const slots = makePartitionSlots({ partitions: PARTITIONS, locks, isAssigned, build, local, handoverTimeout, moves })
+      const lost = (partition: number): Effect.Effect<void> => slots.lost(partition)
+      const build = yield* partitionBuilder(options, { sql, leases, stops, stopDeadline, sendOn, lost })
+      const slots: PartitionSlots = makePartitionSlots({ partitions: PARTITIONS, leases, isAssigned, build, local, handoverTimeout })
+      // Forked before the stop is added: the leases are renewed until every partition has been handed over.
+      yield* Effect.forkScoped(renewLeases(leases, slots))
       const armStopDeadline = Effect.forkDaemon(
         Effect.zipRight(Effect.sleep(STOP_FLUSH_LIMIT), Deferred.succeed(stopDeadline, undefined))
       )
       yield* Effect.addFinalizer(() =>
         Effect.all([stops.beginStop, armStopDeadline, slots.stopAll, stops.logNodeStop], { discard: true })
       )
-      const isRunning = (partition: number, queue: CompileQueueService) => local.get(partition) === queue
-      return { slots, isAssigned, isRunning, durable, beginStop: stops.beginStop }
+      return {
+        slots,
+        isAssigned,
+        isRunning: (partition, queue) => local.get(partition) === queue,
+        durable,
+        beginStop: stops.beginStop,
+        sendOnThrough: (f: SendOn) => {
+          sendOn.current = f
+        }
+      }
     })
   )
+
+/**
+ * Renews the leases every second, whatever fails: a partition whose lease another runner took is cut off at once. A
+ * renewal that fails changes nothing by itself: the partitions pause once their leases can no longer be proven.
+ */
+const renewLeases = (leases: PartitionLeases, slots: PartitionSlots) => {
+  const throttle = new WarningThrottle(60_000)
+  const once = leases.renew.pipe(
+    Effect.flatMap((lost) =>
+      Effect.forEach(lost, (partition) =>
+        Effect.zipRight(
+          Effect.logWarning(`partition ${partition}: another runner holds its lease now; cut off, nothing more is written here`),
+          slots.lost(partition)
+        ), { discard: true })
+    ),
+    Effect.catchAllCause((cause) =>
+      Effect.suspend(() => {
+        const note = throttle.note(Date.now())
+        return note === undefined
+          ? Effect.logDebug("could not renew the partition leases", cause)
+          : Effect.logWarning(`could not renew the partition leases${note}: ${Cause.squash(cause)}`)
+      })
+    )
+  )
+  return Effect.forever(Effect.zipRight(once, Effect.sleep(Duration.millis(RENEW_EVERY_MILLIS))))
+}
 
 /**
  * The node's stop summary: once the runner begins to stop, each partition's close adds its figures (a hand-over
@@ -184,36 +220,126 @@ const nodeStops = () => {
   }
 }
 
-/**
- * A partition's store that writes only while this runner holds the partition's lock: each write first makes sure of
- * the lock (one round trip on the lock connection), taking it again if it went with a connection (a Postgres restart
- * ends every session) and no other runner took it meanwhile. A runner that lost it keeps its changes unwritten rather
- * than overwrite the rows of the partition's new owner, and completes `lockLost`: its final flush gives up (those
- * changes are lost, and the close says how many).
- */
-const fenced = (
-  store: BankStateStoreService,
-  locks: PartitionLocks,
-  partition: number,
-  lockLost: Deferred.Deferred<void>
-): BankStateStoreService => {
-  const heldElsewhere = new BankStoreError({
-    operation: "save",
-    message: `partition ${partition}: another runner holds its lock now; its changes here are not written`
-  })
-  const lockHeld = Effect.flatMap(
-    Effect.mapError(locks.ensure(partition), bankStoreError("save")),
-    (held) => held ? Effect.void : Effect.zipRight(Deferred.succeed(lockLost, undefined), Effect.fail(heldElsewhere))
-  )
-  return { ...store, save: (banks) => Effect.zipRight(lockHeld, store.save(banks)) }
+/** What a partition's queue is built with, besides the runner's options. */
+interface BuildContext {
+  readonly sql: SqlClient.SqlClient
+  readonly leases: PartitionLeases
+  readonly stops: ReturnType<typeof nodeStops>
+  readonly stopDeadline: Deferred.Deferred<void>
+  readonly sendOn: { readonly current: SendOn | undefined }
+  /** Cuts the partition off (another runner holds its lease). */
+  readonly lost: (partition: number) => Effect.Effect<void>
 }
 
 /**
- * One partition's way into the engine. While it is open a compile takes a runner permit and runs; once the partition
- * is leaving, no new compile starts (its worker waits, to be cut off by the queue's close: the bank stays pending for
- * the next owner) and `close` waits for the running ones, up to the hand-over timeout.
+ * Builds a partition's queue under its lease's epoch: its engine behind the runner's permits and the lease (`makeGate`),
+ * its store fenced by the epoch, its retains and forgets noted until stored, and what to do once the lease is lost.
  */
-const makeGate = (permits: Effect.Semaphore, engine: CompileEngineService) => {
+const partitionBuilder = (
+  options: HostOptions,
+  context: BuildContext
+): Effect.Effect<
+  (partition: number, epoch: number) => Effect.Effect<PartitionRun, BankStoreError, Scope.Scope>,
+  never,
+  CompileEngine
+> =>
+  Effect.gen(function*() {
+    const { budget, queueOptions, table } = options
+    const permits = yield* Effect.makeSemaphore(queueOptions.concurrency ?? 1)
+    const engine = withTimeout(
+      yield* CompileEngine,
+      queueOptions.compileTimeout === undefined ? Option.none() : Option.some(Duration.decode(queueOptions.compileTimeout))
+    )
+    return (partition: number, epoch: number) =>
+      Effect.gen(function*() {
+        const gate = makeGate(permits, engine, context.leases, partition)
+        const leaseLost = Deferred.unsafeMake<void>(FiberId.none)
+        // A partition's changes are not dropped for an outage, however long: its final flush goes on until it lands.
+        const finalFlushUntil = Effect.raceFirst(Deferred.await(leaseLost), Deferred.await(context.stopDeadline))
+        const unstored = new UnstoredCounts()
+        const fence = { sql: context.sql, leases: context.leases, partition, epoch, unstored }
+        const onLost = Effect.zipRight(Deferred.succeed(leaseLost, undefined), Effect.forkDaemon(context.lost(partition)))
+        const store = { ...fenced(partitionStore(context.sql, table, partition), fence, onLost), epoch }
+        const queue = yield* makeQueue(partitionOptions(queueOptions, partition), {
+          finalFlushUntil,
+          onStopped: context.stops.partitionStopped(partition)
+        }).pipe(
+          Effect.provideService(CompileEngine, { run: gate.run }),
+          Effect.provideService(BankStateStore, store),
+          Effect.provideService(SharedBudget, budget)
+        )
+        const afterLoss = sendOnUnstored(partition, queue, unstored, context.sendOn)
+        return { queue: noting(queue, unstored), closeGate: gate.close, afterLoss }
+      })
+  })
+
+/**
+ * After the partition was lost: what it counted but could not store goes to the new owner through the router (see
+ * `unstoredCounts.ts` for exactly what), and the log says how much, and whether it arrived.
+ */
+const sendOnUnstored = (
+  partition: number,
+  queue: CompileQueueService,
+  unstored: UnstoredCounts,
+  sendOn: BuildContext["sendOn"]
+) =>
+  Effect.gen(function*() {
+    const { forgets, retains } = yield* toSendOn(queue, unstored)
+    if (retains.size === 0 && forgets.size === 0) return
+    const sum = (counts: ReadonlyMap<string, number>) => Array.from(counts.values()).reduce((a, b) => a + b, 0)
+    const what = `${sum(retains)} retains and ${sum(forgets)} forgets of ${new Set([...retains.keys(), ...forgets.keys()]).size} banks`
+    if (sendOn.current === undefined) return yield* Effect.logError(`partition ${partition}: ${what} were not stored and are lost`)
+    yield* sendOn.current(retains, forgets).pipe(
+      Effect.matchCauseEffect({
+        onSuccess: () => Effect.logWarning(`partition ${partition}: ${what} counted here but not stored were sent on to its new owner`),
+        onFailure: (cause) => Effect.logError(`partition ${partition}: ${what} counted here but not stored could not be sent on; lost`, cause)
+      })
+    )
+  })
+
+/** What a partition's writes are fenced by: its lease's epoch, and the counts a flush takes. */
+export interface Fence {
+  readonly sql: SqlClient.SqlClient
+  readonly leases: PartitionLeases
+  readonly partition: number
+  readonly epoch: number
+  readonly unstored: UnstoredCounts
+}
+
+/**
+ * A partition's store whose every write is conditional on the lease's epoch, in the write's own transaction: a write
+ * of a runner that lost the partition is refused, stores nothing, and tells it (`onLost`: its final flush gives up,
+ * and the partition is cut off). The counts a write takes are stored with it, or noted as unstored again.
+ */
+export const fenced = (store: BankStateStoreService, fence: Fence, onLost: Effect.Effect<unknown>): BankStateStoreService => {
+  const { epoch, leases, partition, sql, unstored } = fence
+  const lost = new BankStoreError({
+    operation: "save",
+    message: `partition ${partition}: another runner holds its lease now (this runner's epoch ${epoch}); not written`
+  })
+  const stillOurs = Effect.flatMap(
+    Effect.mapError(leases.fence(partition, epoch), bankStoreError("save")),
+    (ours) => ours ? Effect.void : Effect.zipRight(onLost, Effect.fail(lost))
+  )
+  return {
+    ...store,
+    save: (banks) => {
+      const taken = unstored.take()
+      return sql.withTransaction(Effect.zipRight(stillOurs, store.save(banks))).pipe(
+        Effect.catchTag("SqlError", (error) => Effect.fail(bankStoreError("save")(error))),
+        Effect.onExit((exit) => Effect.sync(() => Exit.isSuccess(exit) ? unstored.stored(taken) : unstored.notStored(taken)))
+      )
+    }
+  }
+}
+
+/**
+ * One partition's way into the engine. While it is open a compile takes a runner permit and runs once the lease is
+ * proven (a paused partition's compile waits for a renewal); once the partition is leaving, no new compile starts (its
+ * worker waits, to be cut off by the queue's close: the bank stays pending for the next owner) and `close` waits for
+ * the running ones, up to the hand-over timeout.
+ */
+const makeGate = (permits: Effect.Semaphore, engine: CompileEngineService, leases: PartitionLeases, partition: number) => {
   let closing = false
   let active = 0
   let idle: Deferred.Deferred<void> | undefined
@@ -224,6 +350,10 @@ const makeGate = (permits: Effect.Semaphore, engine: CompileEngineService) => {
     Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(restore(permits.take(1)), () => {
         if (closing) return Effect.zipRight(permits.release(1), restore(Effect.never))
+        // Checked right before the call: the lease is proven for the safety margin at least.
+        if (!leases.isValid(partition)) {
+          return Effect.zipRight(permits.release(1), restore(Effect.zipRight(leases.renewed, run(bankId, job))))
+        }
         active++
         return restore(engine.run(bankId, job)).pipe(Effect.ensuring(Effect.zipRight(permits.release(1), leave)))
       })

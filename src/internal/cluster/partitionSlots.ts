@@ -1,56 +1,90 @@
 /**
  * Where a partition's queue runs in cluster mode, and when it starts and stops. The cluster's shard assignment says
  * which runner should run a partition; a partition runs here only while it is assigned here **and** this runner holds
- * the partition's lock (`partitionLocks.ts`), and a runner gives the lock up only after its queue closed and flushed.
+ * the partition's lease (`partitionLeases.ts`), and a runner gives the lease up only after its queue closed and
+ * flushed. Where the assignment and the leases disagree, the lease wins: a runner the cluster assigns a partition to
+ * waits until the last holder's lease is released or expired.
  *
- * Why the second lock: @effect/cluster 0.60 builds an entity before it registers it, and a shard released while an
- * entity of it is being built does not wait for that entity — the build goes on, and the entity then runs on a runner
- * that no longer holds the shard while the next holder starts its own. Here a late start finds the lock taken (or
- * takes it first and makes the next holder wait), and `reconcile` stops what is no longer assigned.
+ * Why the lease and not the shard alone: @effect/cluster 0.60 builds an entity before it registers it, and a shard
+ * released while an entity of it is being built does not wait for that entity — the build goes on, and the entity then
+ * runs on a runner that no longer holds the shard while the next holder starts its own. Here a late start finds the
+ * lease taken (or takes it first and makes the next holder wait), and `reconcile` stops what is no longer assigned.
  *
  * @internal
  */
-import { Duration, Effect, Exit, Option, Scope } from "effect"
+import { Duration, Effect, Exit, Scope } from "effect"
 import type { CompileQueueService } from "../../CompileQueue.js"
-import type { PartitionLocks } from "./partitionLocks.js"
-import { type LeaveReason, logMove, markLeft, type PartitionMoves } from "./partitionMoves.js"
+import type { LeaseTaken, PartitionLeases } from "./partitionLeases.js"
+import { type LeaveReason, logMove } from "./partitionMoves.js"
 
 /** A partition's queue while it runs, and the way to stop its compiles from starting. */
 export interface PartitionRun {
   readonly queue: CompileQueueService
   /** No compile starts any more; waits for the running ones up to `timeout`: false when some were still running. */
   readonly closeGate: (timeout: Duration.DurationInput) => Effect.Effect<boolean>
+  /** After the queue closed because another runner took the partition's lease: hands on what was not stored. */
+  readonly afterLoss?: Effect.Effect<void> | undefined
 }
 
-/** Partition number → its queue, for the partitions running here (set once restored, removed first at a stop). */
-export type LocalPartitions = Map<number, CompileQueueService>
+/**
+ * Partition number → its queue, for the partitions running here (set once restored, removed first at a stop), as the
+ * router sees them: a partition whose lease this runner cannot prove now (`valid`) is not answered here — its calls go
+ * through the cluster, and its owner's entity refuses them until the lease is proven again or lost.
+ */
+export class LocalPartitions {
+  private readonly queues = new Map<number, CompileQueueService>()
+  private valid: (partition: number) => boolean = () => true
+
+  /** From now on, a partition counts as local only while `valid` says its lease is proven. */
+  validWhile(valid: (partition: number) => boolean): void {
+    this.valid = valid
+  }
+  get(partition: number): CompileQueueService | undefined {
+    const queue = this.queues.get(partition)
+    return queue !== undefined && this.valid(partition) ? queue : undefined
+  }
+  has(partition: number): boolean {
+    return this.get(partition) !== undefined
+  }
+  /** The queues of the partitions local now. */
+  values(): Array<CompileQueueService> {
+    return Array.from(this.queues).filter(([partition]) => this.valid(partition)).map(([, queue]) => queue)
+  }
+  /** The queue running the partition here, whether or not its lease is proven now. */
+  running(partition: number): CompileQueueService | undefined {
+    return this.queues.get(partition)
+  }
+  set(partition: number, queue: CompileQueueService): void {
+    this.queues.set(partition, queue)
+  }
+  delete(partition: number): void {
+    this.queues.delete(partition)
+  }
+}
 
 export interface PartitionSlotsOptions<E> {
   readonly partitions: number
-  readonly locks: PartitionLocks
+  readonly leases: PartitionLeases
   /** Whether the cluster assigns the partition to this runner now. */
   readonly isAssigned: (partition: number) => boolean
-  /** Builds the partition's queue in the scope (restoring its banks); closing the scope closes it and flushes. */
-  readonly build: (partition: number) => Effect.Effect<PartitionRun, E, Scope.Scope>
+  /** Builds the partition's queue in the scope (restoring its banks) under `epoch`; closing it closes and flushes. */
+  readonly build: (partition: number, epoch: number) => Effect.Effect<PartitionRun, E, Scope.Scope>
   readonly local: LocalPartitions
   /** How long a stopping partition's running compiles may go on before they are cut off. */
   readonly handoverTimeout: Duration.DurationInput
-  /** Where each partition's owner is recorded, so that a move is logged once (by the runner taking it over). */
-  readonly moves?: PartitionMoves | undefined
 }
 
 export interface PartitionSlots {
-  /** Starts the partition if it is assigned here and its lock is free: its queue, or undefined when it cannot run here. */
+  /** Starts the partition if it is assigned here and its lease is free: its queue, or undefined when it cannot run here. */
   readonly start: (partition: number) => Effect.Effect<CompileQueueService | undefined>
   /**
    * Hands the partition over: no new compile, the running ones finish (up to the hand-over timeout; at once when its
-   * lock was lost), the queue closes and flushes, the lock goes. `why` is recorded for the next owner's log.
+   * lease was lost), the queue closes and flushes, the lease goes. `why` is recorded for the next holder's log.
    */
   readonly stop: (partition: number, why: LeaveReason) => Effect.Effect<void>
-  /**
-   * Starts the assigned partitions, stops the ones no longer assigned, takes lost locks again where it can and cuts off
-   * the partitions whose lock another runner took.
-   */
+  /** Another runner took the partition's lease: cut off at once, nothing more written (waits a moment for it). */
+  readonly lost: (partition: number) => Effect.Effect<void>
+  /** Starts the assigned partitions and stops the ones no longer assigned. */
   readonly reconcile: Effect.Effect<void>
   /** Stops every partition running here. */
   readonly stopAll: Effect.Effect<void>
@@ -72,32 +106,32 @@ const exclusive = <A>(slot: Slot, effect: Effect.Effect<A>) =>
   Effect.uninterruptible(slot.mutex.withPermits(1)(effect))
 
 /**
- * Builds the partition's queue in a scope of its own, its lock taken: the queue, or undefined when the build failed
- * (the lock is let go again).
+ * Builds the partition's queue in a scope of its own, its lease just taken under `epoch`: the queue, or undefined
+ * when the build failed (the lease is let go again).
  */
-const launch = <E>(options: PartitionSlotsOptions<E>, partition: number, slot: Slot) =>
+const launch = <E>(options: PartitionSlotsOptions<E>, partition: number, slot: Slot, taken: LeaseTaken) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
     // Interruptible: the queue's fibers inherit it (an uninterruptible worker would never let the queue close).
-    const exit = yield* Effect.exit(Scope.extend(Effect.interruptible(options.build(partition)), scope))
+    const exit = yield* Effect.exit(Scope.extend(Effect.interruptible(options.build(partition, taken.epoch)), scope))
     if (Exit.isFailure(exit)) {
       yield* Scope.close(scope, exit)
-      yield* Effect.ignore(options.locks.release(partition))
+      yield* Effect.ignore(options.leases.release(partition, "reassigned"))
       yield* Effect.logWarning(`partition ${partition}: could not start here`, exit.cause)
       return undefined
     }
     slot.running = { run: exit.value, scope }
     options.local.set(partition, exit.value.queue)
-    yield* Effect.logDebug(`partition ${partition}: taken over`)
-    if (options.moves !== undefined) yield* logMove(options.moves, partition)
+    yield* Effect.logDebug(`partition ${partition}: taken over (epoch ${taken.epoch})`)
+    yield* logMove(partition, taken.previous, options.leases.runner)
     return exit.value.queue
   })
 
-/** `PartitionSlots.start`: the running queue, or a new one when the partition is assigned here and its lock is free. */
+/** `PartitionSlots.start`: the running queue, or a new one when the partition is assigned here and its lease is free. */
 const start = <E>(options: PartitionSlotsOptions<E>, slots: ReadonlyArray<Slot>, partition: number) =>
   Effect.suspend(() => {
     // Running and not being stopped (a stop removes it first): every call for the partition, without the mutex.
-    const queue = options.local.get(partition)
+    const queue = options.local.running(partition)
     if (queue !== undefined) return Effect.succeed(queue)
     const slot = slots[partition]!
     return exclusive(
@@ -105,9 +139,11 @@ const start = <E>(options: PartitionSlotsOptions<E>, slots: ReadonlyArray<Slot>,
       Effect.suspend(() => {
         if (slot.running !== undefined) return Effect.succeed(slot.running.run.queue)
         if (!options.isAssigned(partition)) return Effect.succeed(undefined)
-        return options.locks.tryAcquire(partition).pipe(
-          Effect.catchAll((error) => Effect.as(Effect.logWarning(`partition ${partition}: lock unavailable`, error), false)),
-          Effect.flatMap((acquired) => acquired ? launch(options, partition, slot) : Effect.succeed(undefined))
+        return options.leases.tryAcquire(partition).pipe(
+          Effect.catchAll((error) =>
+            Effect.as(Effect.logWarning(`partition ${partition}: lease unavailable`, error), undefined)
+          ),
+          Effect.flatMap((taken) => taken !== undefined ? launch(options, partition, slot, taken) : Effect.succeed(undefined))
         )
       })
     )
@@ -131,13 +167,13 @@ const stopRun = <E>(
         // From here on the router sends this partition's calls through the cluster (to the next owner).
         options.local.delete(partition)
         return Effect.gen(function*() {
-          yield* Effect.logDebug(`partition ${partition}: handing over${cutOff ? " (its lock was lost: cut off)" : ""}`)
+          yield* Effect.logDebug(`partition ${partition}: handing over${cutOff ? " (its lease was lost: cut off)" : ""}`)
           const finished = yield* running.run.closeGate(cutOff ? 0 : options.handoverTimeout)
           // The queue cuts off what still runs (the banks stay pending for the next owner) and flushes.
           yield* Scope.close(running.scope, Exit.void)
           slot.running = undefined
-          if (options.moves !== undefined) yield* markLeft(options.moves, partition, why)
-          yield* Effect.ignore(options.locks.release(partition))
+          if (why === "lease lost" && running.run.afterLoss !== undefined) yield* running.run.afterLoss
+          yield* Effect.ignore(options.leases.release(partition, why))
           yield* Effect.logDebug(
             `partition ${partition}: handed over${finished ? "" : "; compiles still running were cut off"}`
           )
@@ -147,8 +183,8 @@ const stopRun = <E>(
   })
 
 /**
- * A stop started by a reconcile pass, which waits for it only so long: a hand-over whose final flush waits for
- * Postgres must not hold up the other partitions (nor the lock re-takes the flush needs). One at a time per slot.
+ * A stop started by a reconcile pass or a lost lease, which waits for it only so long: a hand-over whose final flush
+ * waits for Postgres must not hold up the other partitions. One at a time per slot.
  */
 const stopFromPass = <E>(
   options: PartitionSlotsOptions<E>,
@@ -161,7 +197,7 @@ const stopFromPass = <E>(
     const slot = slots[partition]!
     if (slot.stopping) return Effect.void
     slot.stopping = true
-    const why: LeaveReason = cutOff ? "lock lost" : "reassigned"
+    const why: LeaveReason = cutOff ? "lease lost" : "reassigned"
     return stopRun(options, slots, partition, { cutOff, why }, running).pipe(
       Effect.ensuring(Effect.sync(() => {
         slot.stopping = false
@@ -172,50 +208,19 @@ const stopFromPass = <E>(
     )
   })
 
-/**
- * A running partition whose lock the last look did not find: taken again when no other runner took it meanwhile (a
- * Postgres restart ends every session, and with it every lock, while the partitions run on), else cut off. When
- * Postgres cannot be asked, nothing is decided: the next round looks again.
- */
-const lockMissing = <E>(
-  options: PartitionSlotsOptions<E>,
-  slots: ReadonlyArray<Slot>,
-  partition: number,
-  running: NonNullable<Slot["running"]>
-) =>
-  Effect.flatMap(Effect.option(options.locks.ensure(partition)), (held) => {
-    if (Option.isNone(held)) return Effect.void
-    if (!held.value) return stopFromPass(options, slots, partition, true, running)
-    const retaken = Effect.logInfo(`partition ${partition}: its lock went with its connection; taken again`)
-    return options.isAssigned(partition)
-      ? retaken
-      : Effect.zipRight(retaken, stopFromPass(options, slots, partition, false, running))
-  })
-
 /** Runs `f` for every partition at once. */
 const everyPartition = (slots: ReadonlyArray<Slot>, f: (partition: number) => Effect.Effect<unknown>) =>
   Effect.forEach(slots, (_, partition) => f(partition), { concurrency: "unbounded", discard: true })
 
-/**
- * `PartitionSlots.reconcile`. Judged against a look at the locks taken after noting what runs: a run's lock is missing
- * only if it ran before the look and its lock was not in it. A look that fails (Postgres unreachable) judges no lock
- * missing.
- */
+/** `PartitionSlots.reconcile`: the assigned partitions that do not run start, the unassigned ones that run stop. */
 const reconcile = <E>(options: PartitionSlotsOptions<E>, slots: ReadonlyArray<Slot>) =>
-  Effect.suspend(() => {
-    const before = slots.map((slot) => slot.running)
-    return Effect.flatMap(Effect.option(options.locks.held), (look) =>
-      everyPartition(slots, (partition) => {
-        const running = slots[partition]!.running
-        if (running !== undefined && running === before[partition] && Option.isSome(look) && !look.value.has(partition)) {
-          return lockMissing(options, slots, partition, running)
-        }
-        if (running !== undefined && !options.isAssigned(partition)) {
-          return stopFromPass(options, slots, partition, false, running)
-        }
-        if (running === undefined && options.isAssigned(partition)) return start(options, slots, partition)
-        return Effect.void
-      }))
+  everyPartition(slots, (partition) => {
+    const running = slots[partition]!.running
+    if (running !== undefined && !options.isAssigned(partition)) {
+      return stopFromPass(options, slots, partition, false, running)
+    }
+    if (running === undefined && options.isAssigned(partition)) return start(options, slots, partition)
+    return Effect.void
   })
 
 /** One slot per partition, each running the partition's queue at most once at a time. */
@@ -226,7 +231,12 @@ export const makePartitionSlots = <E>(options: PartitionSlotsOptions<E>): Partit
   )
   return {
     start: (partition) => start(options, slots, partition),
-    stop: (partition, why) => stopRun(options, slots, partition, { cutOff: why === "lock lost", why }),
+    stop: (partition, why) => stopRun(options, slots, partition, { cutOff: why === "lease lost", why }),
+    lost: (partition) =>
+      Effect.suspend(() => {
+        const running = slots[partition]!.running
+        return running === undefined ? Effect.void : stopFromPass(options, slots, partition, true, running)
+      }),
     reconcile: reconcile(options, slots),
     stopAll: everyPartition(slots, (partition) => stopRun(options, slots, partition, { cutOff: false, why: "stopping" }))
   }

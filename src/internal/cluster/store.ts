@@ -1,8 +1,8 @@
 /**
  * Cluster mode's view of the Postgres bank table: one partition's banks at a time (a stored, indexed `partition`
  * column computed by Postgres itself), and the one-time schema setup every runner does under an advisory lock so that
- * runners started together on an empty database do not race creating tables (the partition owners' table of
- * `partitionMoves.ts` among them).
+ * runners started together on an empty database do not race creating tables (the partitions' leases of
+ * `partitionLeases.ts` among them).
  *
  * @internal
  */
@@ -20,8 +20,8 @@ import {
   decodeRows,
   makeSql
 } from "../../BankStateStore.js"
-import { OWNERS_TABLE } from "./partitionMoves.js"
-import { PARTITION_SQL } from "./protocol.js"
+import { LEASES_TABLE } from "./partitionLeases.js"
+import { PARTITION_SQL, PARTITIONS } from "./protocol.js"
 
 /** The advisory lock held while a runner sets up the schema (the cluster's shard locks start at 1,000,001). */
 const SCHEMA_LOCK = 4242
@@ -35,16 +35,35 @@ const migrations = Migrator.fromRecord({
       ),
       sql.unsafe(`CREATE INDEX IF NOT EXISTS ${BANKS_TABLE}_partition ON ${BANKS_TABLE} (partition)`)
     )),
-  // Who owns each partition and how the last owner left it: the runner taking a partition over logs the move.
+  // Who owned each partition and how the last owner left it (replaced by the leases' rows in 3).
   "2_partition_owners": Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql.unsafe(
-      `CREATE TABLE IF NOT EXISTS ${OWNERS_TABLE} (
+      `CREATE TABLE IF NOT EXISTS compile_trigger_partition_owners (
         partition SMALLINT PRIMARY KEY,
         runner TEXT NOT NULL,
         since BIGINT NOT NULL,
         left_because TEXT
       )`
-    ))
+    )),
+  // Each partition's lease (one row each from the start: a take is an UPDATE) and how its last holder left it.
+  "3_partition_leases": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.all([
+      sql.unsafe(
+        `CREATE TABLE IF NOT EXISTS ${LEASES_TABLE} (
+          partition SMALLINT PRIMARY KEY,
+          runner TEXT,
+          holder TEXT,
+          epoch BIGINT NOT NULL DEFAULT 0,
+          expires_at TIMESTAMPTZ NOT NULL DEFAULT '-infinity',
+          since BIGINT,
+          left_because TEXT
+        )`
+      ),
+      sql.unsafe(
+        `INSERT INTO ${LEASES_TABLE} (partition) SELECT generate_series(0, ${PARTITIONS - 1}) ON CONFLICT DO NOTHING`
+      ),
+      sql.unsafe("DROP TABLE IF EXISTS compile_trigger_partition_owners")
+    ], { discard: true }))
 })
 
 /**

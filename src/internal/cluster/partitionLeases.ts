@@ -1,0 +1,233 @@
+/**
+ * Partition ownership as expiring leases in Postgres: one row per partition (holder, epoch, expiry) that the holder
+ * renews every second and another runner takes only once it expired; every take increases the partition's epoch.
+ *
+ * Two clocks, never compared: Postgres's decides when a lease expired (`clock_timestamp()` at the take), the holder's
+ * own monotonic clock decides how long it may act. A holder counts its lease valid until the moment it *sent* its last
+ * successful take or renewal plus the lease's length less a safety margin, so it stops acting before Postgres can
+ * have let another runner take the partition, however long the answer took, and whatever froze it in between (a
+ * SIGSTOP, a GC pause, a cut network). The epoch fences the rest: a partition's writes are conditional on it
+ * (`fence`), and each compile's token starts with it.
+ *
+ * @internal
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type { Connection } from "@effect/sql/SqlConnection"
+import { SqlError } from "@effect/sql/SqlError"
+import { Deferred, Duration, Effect, Exit, ExecutionStrategy, FiberId, Scope } from "effect"
+import type { LeaveReason, PreviousOwner } from "./partitionMoves.js"
+
+/** The partitions' leases, and how each was last left (for the move log). */
+export const LEASES_TABLE = "compile_trigger_partition_leases"
+
+/** How long a take or a renewal holds the lease, by Postgres's clock. */
+export const LEASE_MILLIS = 5_000
+/** How often the holder renews its leases. */
+export const RENEW_EVERY_MILLIS = 1_000
+/**
+ * How much sooner than Postgres the holder gives its lease up: room for the two clocks' rates to differ and for the
+ * moment between a check and the action it allows.
+ */
+export const SAFETY_MARGIN_MILLIS = 1_000
+/** A lease operation slower than this fails (its connection is given up, and the next one reserves another). */
+const OPERATION_TIMEOUT = Duration.millis(1_500)
+
+/** A lease just taken: its epoch, and who held the partition before (undefined: nobody ever did). */
+export interface LeaseTaken {
+  readonly epoch: number
+  readonly previous: PreviousOwner | undefined
+}
+
+export interface PartitionLeases {
+  /** This runner's address, as the move log names it. */
+  readonly runner: string
+  /** Takes the partition's lease if it expired or was released: the new epoch, or undefined when another holds it. */
+  readonly tryAcquire: (partition: number) => Effect.Effect<LeaseTaken | undefined, SqlError>
+  /** Renews every lease held here: the partitions whose lease another runner took meanwhile (lost for good). */
+  readonly renew: Effect.Effect<ReadonlyArray<number>, SqlError>
+  /** Gives the lease up (this runner stops counting it at once), recording why for the next holder's log. */
+  readonly release: (partition: number, why: LeaveReason) => Effect.Effect<void, SqlError>
+  /** Whether this runner can prove, by its own monotonic clock, that it still holds the partition. Synchronous. */
+  readonly isValid: (partition: number) => boolean
+  /** The epoch this runner holds the partition under (undefined: it does not). */
+  readonly epochOf: (partition: number) => number | undefined
+  /**
+   * Inside a transaction: true if the partition is still this runner's under `epoch`, and then no other runner can
+   * take it before the transaction ends (a shared row lock).
+   */
+  readonly fence: (partition: number, epoch: number) => Effect.Effect<boolean, SqlError>
+  /** Completes at the next renewal that proved a lease again (a paused partition waits for it). */
+  readonly renewed: Effect.Effect<void>
+}
+
+/** What the lease table does, row by row: Postgres's (`pgLeaseRows`), or a test's. */
+export interface LeaseRows {
+  /** Takes the row if its lease expired or was released (epoch + 1): the new epoch and who held it before. */
+  readonly take: (partition: number, holder: string, runner: string) => Effect.Effect<LeaseTaken | undefined, SqlError>
+  /** Extends the leases `holder` still holds among `partitions`: partition → epoch, for those. */
+  readonly renew: (holder: string, partitions: ReadonlyArray<number>) => Effect.Effect<Map<number, number>, SqlError>
+  /** Ends the lease now if it is still `holder`'s under `epoch`, noting why. */
+  readonly release: (partition: number, holder: string, epoch: number, why: LeaveReason) => Effect.Effect<void, SqlError>
+  /** Inside a transaction: whether the lease is still `holder`'s under `epoch`, locking the row until it ends. */
+  readonly fence: (partition: number, holder: string, epoch: number) => Effect.Effect<boolean, SqlError>
+}
+
+interface Held {
+  readonly epoch: number
+  /** Monotonic milliseconds until which this runner may act for the partition. */
+  validUntil: number
+}
+
+const isReason = (value: unknown): value is LeaveReason =>
+  value === "stopping" || value === "reassigned" || value === "lease lost"
+
+/** The previous holder from a take's row (runner null: the partition was never held). */
+const previousOf = (runner: unknown, left: unknown): PreviousOwner | undefined =>
+  typeof runner === "string" ? { runner, left: isReason(left) ? left : null } : undefined
+
+/**
+ * One reserved connection for the leases, named `<name> leases`, taken again after any failure or timeout (a silent
+ * socket must not hold the renewals up), one statement at a time.
+ */
+const leaseConnection = (sql: SqlClient.SqlClient, name: string) =>
+  Effect.gen(function*() {
+    const outer = yield* Effect.scope
+    const mutex = yield* Effect.makeSemaphore(1)
+    let current: { readonly conn: Connection; readonly scope: Scope.CloseableScope } | undefined
+    const reserve = Effect.gen(function*() {
+      const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
+      const conn = yield* Effect.tapError(Scope.extend(sql.reserve, scope), () => Scope.close(scope, Exit.void))
+      current = { conn, scope }
+      yield* conn.executeRaw(`SET application_name = '${name.replaceAll("'", "''")} leases'`, [])
+      return conn
+    })
+    const giveUp = Effect.suspend(() => {
+      const given = current
+      current = undefined
+      return given === undefined ? Effect.void : Scope.close(given.scope, Exit.void)
+    })
+    return (text: string, params: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError> =>
+      mutex.withPermits(1)(
+        Effect.suspend(() => current === undefined ? reserve : Effect.succeed(current.conn)).pipe(
+          Effect.flatMap((conn) => conn.executeValues(text, params)),
+          Effect.timeoutFail({
+            duration: OPERATION_TIMEOUT,
+            onTimeout: () => new SqlError({ message: `a lease operation took longer than ${Duration.format(OPERATION_TIMEOUT)}` })
+          }),
+          Effect.tapErrorCause(() => giveUp)
+        )
+      )
+  })
+
+const INTERVAL = `interval '${LEASE_MILLIS} milliseconds'`
+
+/**
+ * The lease table in Postgres: takes, renewals and releases on a connection of their own (`<name> leases`); the fence
+ * on the connection of the transaction it runs in.
+ */
+export const pgLeaseRows = (sql: SqlClient.SqlClient, name: string): Effect.Effect<LeaseRows, never, Scope.Scope> =>
+  Effect.map(leaseConnection(sql, name), (run): LeaseRows => ({
+    // The CTE reads the row as it was before the update (the move log's "from whom and why").
+    take: (partition, holder, runner) =>
+      Effect.map(
+        run(
+          `WITH previous AS (SELECT runner, left_because FROM ${LEASES_TABLE} WHERE partition = $1)
+           UPDATE ${LEASES_TABLE} SET runner = $2, holder = $3, epoch = epoch + 1, since = $4, left_because = NULL,
+             expires_at = clock_timestamp() + ${INTERVAL}
+           WHERE partition = $1 AND expires_at <= clock_timestamp()
+           RETURNING epoch, (SELECT runner FROM previous), (SELECT left_because FROM previous)`,
+          [partition, runner, holder, Date.now()]
+        ),
+        (rows) => rows[0] === undefined ? undefined : { epoch: Number(rows[0][0]), previous: previousOf(rows[0][1], rows[0][2]) }
+      ),
+    renew: (holder, partitions) =>
+      Effect.map(
+        run(
+          `UPDATE ${LEASES_TABLE} SET expires_at = clock_timestamp() + ${INTERVAL}
+           WHERE holder = $1 AND partition = ANY($2::smallint[]) RETURNING partition, epoch`,
+          [holder, partitions]
+        ),
+        (rows) => new Map(rows.map((row) => [Number(row[0]), Number(row[1])]))
+      ),
+    release: (partition, holder, epoch, why) =>
+      Effect.asVoid(run(
+        `UPDATE ${LEASES_TABLE} SET expires_at = '-infinity', left_because = $4
+         WHERE partition = $1 AND holder = $2 AND epoch = $3`,
+        [partition, holder, epoch, why]
+      )),
+    fence: (partition, holder, epoch) =>
+      Effect.map(
+        sql.unsafe(
+          `SELECT 1 FROM ${LEASES_TABLE} WHERE partition = $1 AND holder = $2 AND epoch = $3 FOR SHARE`,
+          [partition, holder, epoch]
+        ).values,
+        (rows) => rows.length === 1
+      )
+  }))
+
+/**
+ * This process's leases over `rows`: `holder` is unique to the process, `runner` its address. Validity is judged by
+ * the `Clock` in context (monotonic when live).
+ */
+export const makePartitionLeases = (
+  options: { readonly rows: LeaseRows; readonly runner: string; readonly holder: string }
+): Effect.Effect<PartitionLeases> =>
+  Effect.map(Effect.clock, (clock) => {
+    const { holder, rows, runner } = options
+    const now = () => Number(clock.unsafeCurrentTimeNanos() / 1_000_000n)
+    const held = new Map<number, Held>()
+    let renewedSignal = Deferred.unsafeMake<void>(FiberId.none)
+    const validFrom = (sentAt: number) => sentAt + LEASE_MILLIS - SAFETY_MARGIN_MILLIS
+
+    const tryAcquire = (partition: number) =>
+      Effect.suspend(() => {
+        const sentAt = now()
+        return Effect.tap(rows.take(partition, holder, runner), (taken) => {
+          if (taken !== undefined) held.set(partition, { epoch: taken.epoch, validUntil: validFrom(sentAt) })
+        })
+      })
+
+    /** Judges a renewal's answer: proven leases last longer, the ones another runner took are lost. */
+    const judge = (asked: ReadonlyArray<{ partition: number; lease: Held }>, sentAt: number, epochs: Map<number, number>) => {
+      const lost: Array<number> = []
+      for (const { lease, partition } of asked) {
+        // Released or taken again while the renewal was on its way: the answer is not about this lease.
+        if (held.get(partition) !== lease) continue
+        if (epochs.get(partition) === lease.epoch) lease.validUntil = Math.max(lease.validUntil, validFrom(sentAt))
+        else {
+          held.delete(partition)
+          lost.push(partition)
+        }
+      }
+      const signal = renewedSignal
+      renewedSignal = Deferred.unsafeMake<void>(FiberId.none)
+      Deferred.unsafeDone(signal, Exit.void)
+      return lost
+    }
+
+    const renew = Effect.suspend(() => {
+      const asked = Array.from(held, ([partition, lease]) => ({ partition, lease }))
+      if (asked.length === 0) return Effect.succeed([])
+      const sentAt = now()
+      return Effect.map(rows.renew(holder, asked.map(({ partition }) => partition)), (epochs) => judge(asked, sentAt, epochs))
+    })
+
+    const release = (partition: number, why: LeaveReason) =>
+      Effect.suspend(() => {
+        const lease = held.get(partition)
+        if (lease === undefined) return Effect.void
+        held.delete(partition)
+        return rows.release(partition, holder, lease.epoch, why)
+      })
+
+    return {
+      runner,
+      tryAcquire,
+      renew,
+      release,
+      isValid: (partition) => (held.get(partition)?.validUntil ?? 0) > now(),
+      epochOf: (partition) => held.get(partition)?.epoch,
+      fence: (partition, epoch) => rows.fence(partition, holder, epoch),
+      renewed: Effect.suspend(() => Deferred.await(renewedSignal))
+    }
+  })

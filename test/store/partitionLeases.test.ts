@@ -1,0 +1,90 @@
+/**
+ * Cluster mode's partition leases on a real Postgres: every take increases the epoch; a lease is taken by another
+ * runner only once it expired or was released; a holder whose lease was taken learns it at its next renewal; and a
+ * partition's store writes only under its holder's epoch — a stale holder's flush stores nothing, fails, and keeps
+ * its counts as unstored (to be sent on), while the current holder's lands.
+ */
+import * as ShardingConfig from "@effect/cluster/ShardingConfig"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { PgClient } from "@effect/sql-pg"
+import { describe, expect, inject, it } from "@effect/vitest"
+import { Effect, Layer, Redacted } from "effect"
+import { fenced } from "../../src/internal/cluster/owner.js"
+import { makePartitionLeases, pgLeaseRows } from "../../src/internal/cluster/partitionLeases.js"
+import { partitionStore, setupSchema } from "../../src/internal/cluster/store.js"
+import { UnstoredCounts } from "../../src/internal/cluster/unstoredCounts.js"
+import { freshDatabase, psql } from "../support/clusterKit.js"
+
+const pgUrl = inject("pgUrl")
+
+const row = (bankId: string, memories: number) => ({
+  bankId,
+  memories,
+  lastCompileAt: null,
+  firstRetainAt: 1_700_000_000_000,
+  consecutiveFailures: 0,
+  lastError: null,
+  status: "idle" as const,
+  forgets: 0,
+  policy: null
+})
+
+/** A bank id of partition 5 (the stored column says which). */
+const bankOf5 = (database: string) =>
+  Array.from({ length: 500 }, (_, n) => `lease-bank-${n}`).find((id) =>
+    psql(database, `SELECT get_byte(decode(md5('${id}'), 'hex'), 0) & 63`) === "5"
+  )!
+
+describe("partition leases (Postgres)", () => {
+  if (pgUrl === "") it.skip("pg (PostgreSQL is not installed here; CI installs it)", () => {})
+  else {
+    it.live("a lease moves only once expired, its epoch grows, and the stale holder's writes are refused", () => {
+      const database = freshDatabase(pgUrl)
+      return Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const table = yield* setupSchema({ ...ShardingConfig.defaults, shardsPerGroup: 64 })
+        const runner = (name: string) =>
+          Effect.flatMap(pgLeaseRows(sql, `test ${name}`), (rows) => makePartitionLeases({ rows, runner: name, holder: name }))
+        const a = yield* runner("a")
+        const b = yield* runner("b")
+        expect(yield* a.tryAcquire(5)).toEqual({ epoch: 1, previous: undefined })
+        expect(yield* b.tryAcquire(5)).toBeUndefined()
+        expect(a.isValid(5)).toBe(true)
+        // The lease connection is named so that an operator (or a test) can find it.
+        expect(psql(database, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'test a leases'")).toBe("1")
+
+        const bankId = bankOf5(database)
+        const unstored = new UnstoredCounts()
+        let lost = 0
+        const storeA = fenced(partitionStore(sql, table, 5), { sql, leases: a, partition: 5, epoch: 1, unstored }, Effect.sync(() => lost++))
+        unstored.add(bankId, 2, 0)
+        yield* storeA.save([row(bankId, 2)])
+        expect(unstored.all().size).toBe(0)
+
+        // a freezes past its lease (Postgres's clock says it expired): b takes it, under the next epoch.
+        psql(database, "UPDATE compile_trigger_partition_leases SET expires_at = clock_timestamp() WHERE partition = 5")
+        expect(yield* b.tryAcquire(5)).toEqual({ epoch: 2, previous: { runner: "a", left: null } })
+        const storeB = fenced(partitionStore(sql, table, 5), { sql, leases: b, partition: 5, epoch: 2, unstored: new UnstoredCounts() }, Effect.void)
+        yield* storeB.save([row(bankId, 7)])
+
+        // a resumes: its flush is refused, stores nothing, says so, and keeps its counts as unstored.
+        unstored.add(bankId, 3, 0)
+        const refused = yield* Effect.flip(storeA.save([row(bankId, 5)]))
+        expect(refused.message).toContain("another runner holds its lease now (this runner's epoch 1)")
+        expect(lost).toBe(1)
+        expect(psql(database, `SELECT memories FROM compile_trigger_banks WHERE bank_id = '${bankId}'`)).toBe("7")
+        expect(unstored.all().get(bankId)).toEqual({ retains: 3, forgets: 0 })
+        // Its renewal learns it lost the partition; b's renewal keeps it.
+        expect(yield* a.renew).toEqual([5])
+        expect(a.isValid(5)).toBe(false)
+        expect(yield* b.renew).toEqual([])
+        // b hands it over: the next holder takes it at once and learns b stopped.
+        yield* b.release(5, "stopping")
+        expect(yield* a.tryAcquire(5)).toEqual({ epoch: 3, previous: { runner: "b", left: "stopping" } })
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(Layer.orDie(PgClient.layer({ url: Redacted.make(database) })))
+      )
+    }, 30_000)
+  }
+})
