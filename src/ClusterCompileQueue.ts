@@ -32,8 +32,9 @@ import { WriteAcks } from "./internal/runtime/writeAcks.js"
  * The cluster settings cluster mode uses by default, tuned so that a killed runner's shards move within 10 seconds
  * (the package's defaults take 10–40 s): a runner that fails the health check (every second, ~2.5 s of pings) or
  * whose heartbeat is 5 s old is dropped; assignments and unprocessed messages are re-read every second. Shard locks
- * are Postgres advisory locks on the runner's own connection, so a killed runner's locks go with its connection at
- * once. `shardsPerGroup` must be the same on every runner.
+ * are rows that expire 5 s after their last refresh (not session advisory locks, which a frozen runner would keep for
+ * as long as its connection lives). Partitions themselves move by their own leases, which win over the shards.
+ * `shardsPerGroup` must be the same on every runner.
  *
  * @since 0.1.0
  */

@@ -206,7 +206,7 @@ const nodeStops = () => {
     partitionStopped: (partition: number) => (summary: StopSummary): Effect.Effect<void> =>
       Effect.suspend(() => {
         if (!stopping) {
-          // A hand-over that gave changes up (another node took the partition's lock) says so at error level.
+          // A hand-over that gave changes up (another node took the partition's lease) says so at error level.
           const line = `partition ${partition}: ${describeStop(summary)}`
           return (summary.unstored ?? 0) > 0 ? Effect.logError(line) : Effect.logDebug(line)
         }
@@ -268,14 +268,21 @@ const partitionBuilder = (
           Effect.provideService(BankStateStore, store),
           Effect.provideService(SharedBudget, budget)
         )
-        const afterLoss = sendOnUnstored(partition, queue, unstored, context.sendOn)
-        return { queue: noting(queue, unstored), closeGate: gate.close, afterLoss }
+        return {
+          queue: noting(queue, unstored),
+          closeGate: gate.close,
+          sendOnUnstored: sendOnUnstored(partition, queue, unstored, context.sendOn)
+        }
       })
   })
 
+/** How long a closed partition tries to hand its unstored counts on (a stopping runner's router may be gone). */
+const SEND_ON_TIMEOUT = Duration.seconds(10)
+
 /**
- * After the partition was lost: what it counted but could not store goes to the new owner through the router (see
- * `unstoredCounts.ts` for exactly what), and the log says how much, and whether it arrived.
+ * After the partition's queue closed: what it counted but could not store (its lease was lost, or its final flush gave
+ * up) goes to the next owner through the router (see `unstoredCounts.ts` for exactly what), and the log says how much,
+ * and whether it arrived. After a flush that stored everything, there is nothing to send.
  */
 const sendOnUnstored = (
   partition: number,
@@ -290,6 +297,7 @@ const sendOnUnstored = (
     const what = `${sum(retains)} retains and ${sum(forgets)} forgets of ${new Set([...retains.keys(), ...forgets.keys()]).size} banks`
     if (sendOn.current === undefined) return yield* Effect.logError(`partition ${partition}: ${what} were not stored and are lost`)
     yield* sendOn.current(retains, forgets).pipe(
+      Effect.timeout(SEND_ON_TIMEOUT),
       Effect.matchCauseEffect({
         onSuccess: () => Effect.logWarning(`partition ${partition}: ${what} counted here but not stored were sent on to its new owner`),
         onFailure: (cause) => Effect.logError(`partition ${partition}: ${what} counted here but not stored could not be sent on; lost`, cause)
@@ -368,7 +376,7 @@ const makeGate = (permits: Effect.Semaphore, engine: CompileEngineService, lease
   return { run, close }
 }
 
-/** How long a call waits between attempts to start a partition assigned here whose lock the last owner still holds. */
+/** How long a call waits between attempts to start a partition assigned here whose lease the last owner still holds. */
 const START_RETRY = Duration.millis(100)
 
 /**

@@ -22,8 +22,11 @@ export interface PartitionRun {
   readonly queue: CompileQueueService
   /** No compile starts any more; waits for the running ones up to `timeout`: false when some were still running. */
   readonly closeGate: (timeout: Duration.DurationInput) => Effect.Effect<boolean>
-  /** After the queue closed because another runner took the partition's lease: hands on what was not stored. */
-  readonly afterLoss?: Effect.Effect<void> | undefined
+  /**
+   * After the queue closed, before the lease goes: hands on what the queue counted but could not store (its lease was
+   * lost, or its final flush gave up), so that the next owner counts it.
+   */
+  readonly sendOnUnstored?: Effect.Effect<void> | undefined
 }
 
 /**
@@ -172,7 +175,7 @@ const stopRun = <E>(
           // The queue cuts off what still runs (the banks stay pending for the next owner) and flushes.
           yield* Scope.close(running.scope, Exit.void)
           slot.running = undefined
-          if (why === "lease lost" && running.run.afterLoss !== undefined) yield* running.run.afterLoss
+          if (running.run.sendOnUnstored !== undefined) yield* running.run.sendOnUnstored
           yield* Effect.ignore(options.leases.release(partition, why))
           yield* Effect.logDebug(
             `partition ${partition}: handed over${finished ? "" : "; compiles still running were cut off"}`
