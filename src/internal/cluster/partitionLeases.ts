@@ -175,6 +175,19 @@ export const makePartitionLeases = (
   Effect.map(Effect.clock, (clock) => {
     const { holder, rows, runner } = options
     const now = () => Number(clock.unsafeCurrentTimeNanos() / 1_000_000n)
+    // `isValid` is asked for every retain a runner counts itself: the clock is read once per task (a read costs about
+    // as much as counting the retain), and a task that starts after a freeze reads it anew.
+    let nowInTask: number | undefined
+    const forgetNow = () => {
+      nowInTask = undefined
+    }
+    const taskNow = () => {
+      if (nowInTask === undefined) {
+        nowInTask = now()
+        queueMicrotask(forgetNow)
+      }
+      return nowInTask
+    }
     const held = new Map<number, Held>()
     let renewedSignal = Deferred.unsafeMake<void>(FiberId.none)
     const validFrom = (sentAt: number) => sentAt + LEASE_MILLIS - SAFETY_MARGIN_MILLIS
@@ -225,7 +238,7 @@ export const makePartitionLeases = (
       tryAcquire,
       renew,
       release,
-      isValid: (partition) => (held.get(partition)?.validUntil ?? 0) > now(),
+      isValid: (partition) => (held.get(partition)?.validUntil ?? 0) > taskNow(),
       epochOf: (partition) => held.get(partition)?.epoch,
       fence: (partition, epoch) => rows.fence(partition, holder, epoch),
       renewed: Effect.suspend(() => Deferred.await(renewedSignal))
