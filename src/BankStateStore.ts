@@ -6,7 +6,7 @@
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Cause, Config, type ConfigError, Context, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { Cause, Clock, Config, type ConfigError, Context, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { join } from "node:path"
 import { BankStatus } from "./BankCompileState.js"
 import { BankPolicy } from "./BankPolicy.js"
@@ -82,11 +82,20 @@ export interface BankStateStoreService {
   readonly loadBudget?: Effect.Effect<PersistedBudget | null, BankStoreError> | undefined
   /** Replaces the global budget's levels. A store without it keeps only per-bank levels. */
   readonly saveBudget?: ((budget: PersistedBudget) => Effect.Effect<void, BankStoreError>) | undefined
+  /**
+   * The owner generation this store was opened under (a non-negative integer): higher at every open of the same
+   * data, it is the `epoch` of the fencing tokens of the queue built on the store. The SQL stores count their opens
+   * in the database; the in-memory store uses the time it was opened, in epoch milliseconds. Absent, the queue uses
+   * the time it was built: its tokens then increase across restarts only as far as the clock does.
+   */
+  readonly epoch?: number | undefined
 }
 
 const TABLE = "compile_trigger_banks"
 /** The global budget's levels: one row per limited bucket ("tokens", "compiles"). */
 const BUDGET_TABLE = "compile_trigger_budget"
+/** The owner generation: one row, counting the store's opens (see `BankStateStoreService.epoch`). */
+const GENERATION_TABLE = "compile_trigger_owner_generation"
 /** Rows per INSERT: 12 parameters a row stays under SQLite's 32,766 and Postgres' 65,535 parameter limits. */
 const BATCH = 1000
 
@@ -244,18 +253,44 @@ const migrations = Migrator.fromRecord({
     Effect.all([
       sql`ALTER TABLE ${sql(TABLE)} ADD COLUMN budget_capacity DOUBLE PRECISION`,
       sql`ALTER TABLE ${sql(BUDGET_TABLE)} ADD COLUMN capacity DOUBLE PRECISION`
-    ], { discard: true }))
+    ], { discard: true })),
+  // The fencing tokens' epoch: counted up at every open. A database that had the table already keeps its count.
+  "5_owner_generation": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.zipRight(
+      sql`CREATE TABLE IF NOT EXISTS ${sql(GENERATION_TABLE)} (
+        id INTEGER PRIMARY KEY,
+        generation BIGINT NOT NULL
+      )`,
+      sql`INSERT INTO ${sql(GENERATION_TABLE)} (id, generation) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`
+    ))
 })
+
+/**
+ * Counts this open in the database and returns the new owner generation. One statement: two opens racing (no
+ * single-owner lock on a plain `SqlClient`) still get two different generations.
+ */
+const nextGeneration = (sql: SqlClient.SqlClient): Effect.Effect<number, BankStoreError> =>
+  sql<{ generation: unknown }>`UPDATE ${sql(GENERATION_TABLE)} SET generation = generation + 1 WHERE id = 1
+    RETURNING generation`.pipe(
+    Effect.mapError(storeError("open")),
+    Effect.flatMap((rows) => {
+      const generation = toNumber(rows[0]?.generation)
+      return generation !== null && Number.isSafeInteger(generation) && generation > 0
+        ? Effect.succeed(generation)
+        : Effect.fail(new BankStoreError({ operation: "open", message: `${GENERATION_TABLE} has no readable generation row` }))
+    })
+  )
 
 /**
  * A store that keeps what it was given in memory: for tests, and to see what would be persisted.
  *
  * @since 0.1.0
  */
-export const makeMemory: Effect.Effect<BankStateStoreService> = Effect.sync(() => {
+export const makeMemory: Effect.Effect<BankStateStoreService> = Effect.map(Clock.currentTimeMillis, (openedAt) => {
   const rows = new Map<string, PersistedBank>()
   let budget: PersistedBudget | null = null
   return {
+    epoch: Math.floor(openedAt),
     load: Effect.sync(() => Array.from(rows.values())),
     save: (banks) =>
       Effect.sync(() => {
@@ -373,7 +408,8 @@ const saveBudgetLevels = (sql: SqlClient.SqlClient) => (budget: PersistedBudget)
 }
 
 /**
- * The one SQL implementation, on any `SqlClient` (SQLite and Postgres are tested). Migrates its schema first.
+ * The one SQL implementation, on any `SqlClient` (SQLite and Postgres are tested). Migrates its schema first, then
+ * counts this open in the database: the next owner generation, its `epoch`.
  *
  * @since 0.1.0
  */
@@ -383,7 +419,9 @@ export const makeSql: Effect.Effect<BankStateStoreService, BankStoreError, SqlCl
     yield* Migrator.make({})({ loader: migrations, table: "compile_trigger_migrations" }).pipe(
       Effect.mapError(storeError("open"))
     )
+    const epoch = yield* nextGeneration(sql)
     return {
+      epoch,
       load: sql<Record<string, unknown>>`SELECT * FROM ${sql(TABLE)}`.pipe(
         Effect.flatMap(decodeRows),
         Effect.mapError(storeError("load"))

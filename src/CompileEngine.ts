@@ -4,6 +4,7 @@
  * @since 0.1.0
  */
 import { Context, type Effect, Layer, Schema } from "effect"
+import { FencingToken } from "./FencingToken.js"
 
 const Count = Schema.optionalWith(Schema.NonNegativeInt, { default: () => 0 })
 
@@ -48,7 +49,9 @@ export type CompileReason = typeof CompileReason.Type
 /**
  * What the engine is asked to do: compile `bankId`, queued for `reason`, consuming `memories` new and `forgets`
  * forgotten memories (the counters when this run started). `attempt` is 1 for the first engine run of the trigger
- * and grows on retries.
+ * and grows on retries. `fencingToken` is higher than that of every earlier engine run of the bank, across retries,
+ * restarts and cluster nodes: make your page writes conditional on it, and refuse a token lower than the highest you
+ * have seen for the bank (see `FencingToken`).
  *
  * @since 0.1.0
  */
@@ -57,7 +60,8 @@ export const CompileJob = Schema.Struct({
   reason: CompileReason,
   memories: Schema.NonNegativeInt,
   forgets: Schema.NonNegativeInt,
-  attempt: Schema.Int.pipe(Schema.greaterThanOrEqualTo(1))
+  attempt: Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)),
+  fencingToken: FencingToken
 }).annotations({ identifier: "CompileJob" })
 
 /** @since 0.1.0 */
@@ -67,7 +71,14 @@ export interface CompileJob extends Schema.Schema.Type<typeof CompileJob> {}
  * @since 0.1.0
  */
 export interface CompileEngineService {
-  /** Compiles one bank; `job` says why and what it consumes (an engine may ignore it: `run: (bankId) => …`). */
+  /**
+   * Compiles one bank; `job` says why and what it consumes (an engine may ignore it: `run: (bankId) => …`).
+   *
+   * A compile cut off — the compile timeout, the bank's partition handed to another node, shutdown — is an
+   * interruption of this effect: stop the work there (`Effect.onInterrupt`, or the `AbortSignal` that
+   * `Effect.tryPromise(signal => …)` hands a promise), since the bank is compiled again later, under a higher
+   * `job.fencingToken`.
+   */
   readonly run: (bankId: string, job: CompileJob) => Effect.Effect<CompileResult, CompileError>
 }
 

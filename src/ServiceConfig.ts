@@ -20,7 +20,13 @@ import { CompileTriggerConfig, MAX_FORGET_DELAY_SECONDS, MAX_STALENESS_DAYS } fr
  * @since 0.1.0
  */
 export type EngineSettings =
-  | ({ readonly _tag: "Webhook"; readonly url: URL; readonly token: Option.Option<Redacted.Redacted> } & WebhookGuards)
+  | ({
+    readonly _tag: "Webhook"
+    readonly url: URL
+    readonly token: Option.Option<Redacted.Redacted>
+    /** `COMPILE_WEBHOOK_CANCEL_URL`: where a compile cut off is told (`WebhookEngineOptions.cancelUrl`). */
+    readonly cancelUrl: Option.Option<URL>
+  } & WebhookGuards)
   | { readonly _tag: "DryRun" }
 
 /**
@@ -241,12 +247,21 @@ const webhookGuards: Config.Config<WebhookGuards> = Config.all({
 const engine: Config.Config<EngineSettings> = Config.all({
   url: variable("COMPILE_WEBHOOK_URL", httpUrl),
   token: secret("COMPILE_WEBHOOK_TOKEN"),
+  cancelUrl: variable("COMPILE_WEBHOOK_CANCEL_URL", httpUrl),
   guards: webhookGuards
 }).pipe(
-  Config.map(({ guards, token, url }): EngineSettings =>
+  Config.mapOrFail(({ cancelUrl, guards, token, url }) =>
     Option.match(url, {
-      onNone: () => ({ _tag: "DryRun" }),
-      onSome: (url) => ({ _tag: "Webhook", url, token, ...guards })
+      onNone: () =>
+        Option.isSome(cancelUrl)
+          ? Either.left(
+            ConfigError.InvalidData(
+              ["COMPILE_WEBHOOK_CANCEL_URL"],
+              "COMPILE_WEBHOOK_CANCEL_URL is set but COMPILE_WEBHOOK_URL is not (cancel calls are the webhook's)"
+            )
+          )
+          : Either.right<EngineSettings>({ _tag: "DryRun" }),
+      onSome: (url) => Either.right<EngineSettings>({ _tag: "Webhook", url, token, cancelUrl, ...guards })
     })
   )
 )

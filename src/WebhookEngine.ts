@@ -1,13 +1,15 @@
 /**
  * A `CompileEngine` that calls the memory system's compile endpoint over HTTP: `POST {url}` with the `CompileJob`
- * (`{ "bankId", "reason", "memories", "forgets", "attempt" }`), optionally signed, reading a bounded answer.
+ * (`{ "bankId", "reason", "memories", "forgets", "attempt", "fencingToken" }`), optionally signed, reading a bounded
+ * answer; a 409 is the endpoint refusing a stale compile. A compile cut off can be told to a cancel URL.
  *
  * @since 0.1.0
  */
-import { HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
-import { Clock, Duration, Effect, Either, Layer, Option, Redacted, Stream } from "effect"
+import { HttpClient, type HttpClientError, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
+import { Clock, Duration, Effect, Either, FiberSet, Layer, Option, Redacted, type Scope, Stream } from "effect"
 import { createHmac } from "node:crypto"
 import { CompileEngine, CompileError, type CompileJob, CompileResult } from "./CompileEngine.js"
+import * as FencingToken from "./FencingToken.js"
 import { isJsonMediaType, MAX_JSON_DEPTH, nestedDeeperThan } from "./internal/http/jsonGuards.js"
 import { readAnswer } from "./internal/http/webhookAnswer.js"
 
@@ -28,6 +30,12 @@ export interface WebhookEngineOptions {
   readonly secret?: Redacted.Redacted | undefined
   /** During a rotation: the secret being retired; calls carry a signature with each. */
   readonly previousSecret?: Redacted.Redacted | undefined
+  /**
+   * When set, a compile cut off while its call is in flight (the timeout, shutdown, its bank handed to another node)
+   * is told here: `POST` of `{ "bankId", "fencingToken" }`, signed like a compile call, once, best effort (see
+   * `CANCEL_TIMEOUT`). Without it, the aborted call is the only notice.
+   */
+  readonly cancelUrl?: URL | string | undefined
 }
 
 /** @since 0.1.0 */
@@ -35,6 +43,21 @@ export const defaultMaxResponseBytes = 1024 * 1024
 
 /** @since 0.1.0 */
 export const defaultReadTimeout: Duration.DurationInput = "30 seconds"
+
+/**
+ * The header with the compile's fencing token, `<epoch>.<sequence>` (see `FencingToken.format` / `parse`), on compile
+ * and cancel calls alike.
+ *
+ * @since 0.1.0
+ */
+export const FENCING_TOKEN_HEADER = "compile-fencing-token"
+
+/**
+ * A cancel call (`cancelUrl`) gets this long; it is never retried.
+ *
+ * @since 0.1.0
+ */
+export const CANCEL_TIMEOUT: Duration.Duration = Duration.seconds(5)
 
 /**
  * The header with the call's Unix time in seconds.
@@ -121,11 +144,12 @@ const kindOf = (value: unknown): string =>
  * counts, not its label: JSON sent as `text/plain` or `text/html` (Express's `res.send`, Flask's `json.dumps`) is read.
  */
 const interpret = (
-  bankId: string,
+  job: CompileJob,
   response: HttpClientResponse.HttpClientResponse,
   text: string,
   fail: Fail
 ): Effect.Effect<CompileResult, CompileError> => {
+  const { bankId } = job
   const { status } = response
   if (status >= 300 && status < 400) {
     const location = response.headers.location
@@ -133,9 +157,13 @@ const interpret = (
       fail(`webhook answered with a redirect (HTTP ${status}${location ? ` to ${quote(location)}` : ""}), which is not followed`)
     )
   }
-  if (status < 200 || status > 299) {
-    return Effect.fail(fail(`webhook returned HTTP ${status}${text.trim() === "" ? "" : `: ${quote(text)}`}`))
+  const detail = text.trim() === "" ? "" : `: ${quote(text)}`
+  if (status === 409) {
+    return Effect.fail(
+      fail(`webhook refused the compile as stale (fencing token ${FencingToken.format(job.fencingToken)})${detail}`)
+    )
   }
+  if (status < 200 || status > 299) return Effect.fail(fail(`webhook returned HTTP ${status}${detail}`))
   let body: unknown
   try {
     body = text.trim() === "" ? null : JSON.parse(text)
@@ -162,83 +190,171 @@ const interpret = (
   })
 }
 
+/** A client whose responses live in the caller's scope: closing it closes an unread response's connection. */
+type ScopedClient = HttpClient.HttpClient.With<HttpClientError.HttpClientError, Scope.Scope>
+
+/** What the calls of one engine share: its client, and how each call is authorized and signed. */
+interface Caller {
+  readonly client: ScopedClient
+  /** A `POST` of the JSON `body` to `url`, carrying `token` in `compile-fencing-token`, signed when secrets are set. */
+  readonly post: (
+    url: string,
+    body: string,
+    token: FencingToken.FencingToken
+  ) => Effect.Effect<HttpClientRequest.HttpClientRequest>
+}
+
+const makeCaller = (client: ScopedClient, options: WebhookEngineOptions): Caller => {
+  const secrets = [options.secret, options.previousSecret].filter((secret) => secret !== undefined)
+  const authorize = options.token === undefined
+    ? (request: HttpClientRequest.HttpClientRequest) => request
+    : HttpClientRequest.bearerToken(options.token)
+  const post = (url: string, body: string, token: FencingToken.FencingToken) => {
+    const base = HttpClientRequest.post(url).pipe(
+      HttpClientRequest.acceptJson,
+      HttpClientRequest.bodyText(body, "application/json"),
+      HttpClientRequest.setHeader(FENCING_TOKEN_HEADER, FencingToken.format(token)),
+      authorize
+    )
+    if (secrets.length === 0) return Effect.succeed(base)
+    return Effect.map(
+      Clock.currentTimeMillis,
+      (now) => HttpClientRequest.setHeaders(base, signatureHeaders(body, Math.floor(now / 1000), secrets))
+    )
+  }
+  return { client, post }
+}
+
+/** The token as the bodies carry it: its two fields only. */
+const tokenJson = (token: FencingToken.FencingToken) => ({ epoch: token.epoch, sequence: token.sequence })
+
 /**
- * Builds the engine on the `HttpClient` in context. A 2xx answer's JSON body is read as a `CompileResult` (counts
- * default to 0, `bankId` to the requested one; an empty body, `{}` or `null` is an empty result, a `null` field is an
- * absent one, unknown fields are ignored; docs/service.md has the whole contract). A non-2xx status, a redirect (never
+ * Tells `cancelUrl` that the compile of `bankId` under `token` was cut off: one call within `CANCEL_TIMEOUT`, never
+ * retried; how it went is only logged (debug when answered 2xx, a warning otherwise). Interruptible, though forked
+ * from an interruption's (uninterruptible) cleanup, so that its timeout and the engine's close can stop it.
+ */
+const cancelCall = (
+  caller: Caller,
+  cancelUrl: string,
+  bankId: string,
+  token: FencingToken.FencingToken
+): Effect.Effect<void> => {
+  const label = `webhook cancel call (fencing token ${FencingToken.format(token)})`
+  return caller.post(cancelUrl, JSON.stringify({ bankId, fencingToken: tokenJson(token) }), token).pipe(
+    Effect.flatMap(caller.client.execute),
+    Effect.scoped,
+    Effect.timeoutFail({
+      duration: CANCEL_TIMEOUT,
+      onTimeout: () => ({ message: `no answer within ${Duration.format(CANCEL_TIMEOUT)}` })
+    }),
+    Effect.matchEffect({
+      onFailure: (error) => Effect.logWarning(`${label} failed: ${error.message}`),
+      onSuccess: (response) =>
+        response.status >= 200 && response.status < 300
+          ? Effect.logDebug(`${label} answered HTTP ${response.status}`)
+          : Effect.logWarning(`${label} answered HTTP ${response.status}`)
+    }),
+    Effect.annotateLogs("bankId", bankId),
+    Effect.interruptible
+  )
+}
+
+/** Runs a cancel call without holding up the interruption that sent it. */
+type Spawn = (cancel: Effect.Effect<void>) => Effect.Effect<void>
+
+/** The compile call, its answer read and interpreted; a call cut off tells `cancelUrl` when there is one. */
+const compileCall = (caller: Caller, options: WebhookEngineOptions, spawn: Spawn) => {
+  const url = options.url.toString()
+  const cancelUrl = options.cancelUrl?.toString()
+  const readTimeout = Duration.decode(options.readTimeout ?? defaultReadTimeout)
+  const maxBytes = options.maxResponseBytes ?? defaultMaxResponseBytes
+  return (bankId: string, job: CompileJob, fail: Fail): Effect.Effect<CompileResult, CompileError> => {
+    const body = JSON.stringify({
+      bankId,
+      reason: job.reason,
+      memories: job.memories,
+      forgets: job.forgets,
+      attempt: job.attempt,
+      fencingToken: tokenJson(job.fencingToken)
+    })
+    const call = caller.post(url, body, job.fencingToken).pipe(
+      Effect.flatMap(caller.client.execute),
+      Effect.mapError((error) => fail(`webhook request failed: ${error.message}`)),
+      Effect.flatMap((response) =>
+        Effect.flatMap(
+          // A redirect's body is never read.
+          response.status >= 300 && response.status < 400
+            ? Effect.succeed("")
+            : readBody(response, maxBytes, readTimeout, fail),
+          (text) => interpret(job, response, text, fail)
+        )
+      ),
+      Effect.scoped
+    )
+    // After the scope closed (the call aborted): the receiver hears of it in that order.
+    return cancelUrl === undefined
+      ? call
+      : Effect.onInterrupt(call, () => spawn(cancelCall(caller, cancelUrl, bankId, job.fencingToken)))
+  }
+}
+
+/** The engine, its cancel calls run by `spawn`. */
+const build = (
+  options: WebhookEngineOptions,
+  spawn: Spawn
+): Effect.Effect<CompileEngine["Type"], never, HttpClient.HttpClient> =>
+  Effect.gen(function*() {
+    // Scoped: when a call ends, however it ends, its connection is closed unless the body was read to the end.
+    const caller = makeCaller(HttpClient.withScope(yield* HttpClient.HttpClient), options)
+    const timeout = Duration.decode(options.timeout ?? "5 minutes")
+    const call = compileCall(caller, options, spawn)
+    const run = (bankId: string, job: CompileJob): Effect.Effect<CompileResult, CompileError> => {
+      const fail: Fail = (message) => new CompileError({ bankId, message })
+      // The timeout interrupts the call: a timed-out call is cut off like any other.
+      return Effect.timeoutFail(call(bankId, job, fail), {
+        duration: timeout,
+        onTimeout: () => fail(`webhook timed out after ${Duration.format(timeout)}`)
+      })
+    }
+    return CompileEngine.of({ run })
+  })
+
+/**
+ * Builds the engine on the `HttpClient` in context. Each call carries the job's fencing token, in the body and in the
+ * `compile-fencing-token` header. A 2xx answer's JSON body is read as a `CompileResult` (counts default to 0, `bankId`
+ * to the requested one; an empty body, `{}` or `null` is an empty result, a `null` field is an absent one, unknown
+ * fields are ignored; docs/service.md has the whole contract). A 409 is the endpoint refusing the compile as stale
+ * (`webhook refused the compile as stale (fencing token 7.12): …`). Another non-2xx status, a redirect (never
  * followed), a body that is not JSON, not a JSON object or not a valid result, a body over `maxResponseBytes` or
  * slower than `readTimeout`, a transport error or the timeout fail with a one-line `CompileError` that says which.
+ *
+ * With `cancelUrl`, a call cut off (interrupted, or timed out) sends its cancel call detached from any scope; `layer`
+ * instead waits for those still running when it is closed.
  *
  * @since 0.1.0
  */
 export const make = (
   options: WebhookEngineOptions
 ): Effect.Effect<CompileEngine["Type"], never, HttpClient.HttpClient> =>
-  Effect.gen(function*() {
-    // Scoped: when a call ends, however it ends, its connection is closed unless the body was read to the end.
-    const client = HttpClient.withScope(yield* HttpClient.HttpClient)
-    const url = options.url.toString()
-    const timeout = Duration.decode(options.timeout ?? "5 minutes")
-    const readTimeout = Duration.decode(options.readTimeout ?? defaultReadTimeout)
-    const maxBytes = options.maxResponseBytes ?? defaultMaxResponseBytes
-    const secrets = [options.secret, options.previousSecret].filter((secret) => secret !== undefined)
-    const authorize = options.token === undefined
-      ? (request: HttpClientRequest.HttpClientRequest) => request
-      : HttpClientRequest.bearerToken(options.token)
-
-    const request = (bankId: string, job: CompileJob): Effect.Effect<HttpClientRequest.HttpClientRequest> => {
-      const body = JSON.stringify({
-        bankId,
-        reason: job.reason,
-        memories: job.memories,
-        forgets: job.forgets,
-        attempt: job.attempt
-      })
-      const base = HttpClientRequest.post(url).pipe(
-        HttpClientRequest.acceptJson,
-        HttpClientRequest.bodyText(body, "application/json"),
-        authorize
-      )
-      if (secrets.length === 0) return Effect.succeed(base)
-      return Effect.map(
-        Clock.currentTimeMillis,
-        (now) => HttpClientRequest.setHeaders(base, signatureHeaders(body, Math.floor(now / 1000), secrets))
-      )
-    }
-
-    const run = (bankId: string, job: CompileJob): Effect.Effect<CompileResult, CompileError> => {
-      const fail: Fail = (message) => new CompileError({ bankId, message })
-      return request(bankId, job).pipe(
-        Effect.flatMap(client.execute),
-        Effect.mapError((error) => fail(`webhook request failed: ${error.message}`)),
-        Effect.flatMap((response) =>
-          Effect.flatMap(
-            // A redirect's body is never read.
-            response.status >= 300 && response.status < 400
-              ? Effect.succeed("")
-              : readBody(response, maxBytes, readTimeout, fail),
-            (text) => interpret(bankId, response, text, fail)
-          )
-        ),
-        Effect.scoped,
-        Effect.timeoutFail({
-          duration: timeout,
-          onTimeout: () => fail(`webhook timed out after ${Duration.format(timeout)}`)
-        })
-      )
-    }
-    return CompileEngine.of({ run })
-  })
+  build(options, (cancel) => Effect.asVoid(Effect.forkDaemon(cancel)))
 
 /**
- * The webhook engine as a layer; provide an `HttpClient` (e.g. `NodeHttpClient.layer`).
+ * The webhook engine as a layer; provide an `HttpClient` (e.g. `NodeHttpClient.layer`). Closing it waits for the
+ * cancel calls still running (each at most `CANCEL_TIMEOUT`): those of the compiles a shutdown cut off get out.
  *
  * @since 0.1.0
  */
 export const layer = (options: WebhookEngineOptions): Layer.Layer<CompileEngine, never, HttpClient.HttpClient> =>
-  Layer.effect(
+  Layer.scoped(
     CompileEngine,
-    make(options).pipe(Effect.tap(() => Effect.logInfo(`engine: webhook POST ${describe(options)}`)))
+    Effect.gen(function*() {
+      const cancels = yield* FiberSet.make<void>()
+      // Added after the set's own finalizer, so run before it: the calls finish rather than being interrupted.
+      yield* Effect.addFinalizer(() => FiberSet.awaitEmpty(cancels))
+      const engine = yield* build(options, (cancel) => Effect.asVoid(FiberSet.run(cancels, cancel)))
+      yield* Effect.logInfo(`engine: webhook POST ${describe(options)}`)
+      return engine
+    })
   )
 
 /** The endpoint and its protections for the startup log: no secret, no token, no credentials in the URL. */
@@ -246,7 +362,8 @@ const describe = (options: WebhookEngineOptions): string => {
   const notes = [
     ...(options.token === undefined ? [] : ["bearer token set"]),
     ...(options.secret === undefined ? [] : [options.previousSecret === undefined ? "signed" : "signed with the current and the previous secret"]),
-    `answers up to ${options.maxResponseBytes ?? defaultMaxResponseBytes} bytes`
+    `answers up to ${options.maxResponseBytes ?? defaultMaxResponseBytes} bytes`,
+    ...(options.cancelUrl === undefined ? [] : [`cancel calls to ${redactUrl(options.cancelUrl)}`])
   ]
   return `${redactUrl(options.url)} (${notes.join(", ")})`
 }

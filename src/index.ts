@@ -69,4 +69,5 @@ export {
   type StoredLevel
 } from "./BankStateStore.js"
 export * as DryRunEngine from "./DryRunEngine.js"
+export * as FencingToken from "./FencingToken.js"
 export * as StoreHealth from "./StoreHealth.js"

@@ -23,6 +23,7 @@ const Engine = (config: ServiceConfig.ServiceConfig) =>
     ? WebhookEngine.layer({
       url: config.engine.url,
       token: Option.getOrUndefined(config.engine.token),
+      cancelUrl: Option.getOrUndefined(config.engine.cancelUrl),
       timeout: config.compileTimeout,
       maxResponseBytes: config.engine.maxResponseBytes,
       readTimeout: config.engine.readTimeout,

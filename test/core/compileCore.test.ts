@@ -30,6 +30,8 @@ import { CompileTriggerConfig, type CompileTriggerConfigInput } from "../../src/
 const takenBy = (start: Start): number => start._tag === "Run" ? start.memories : -1
 
 const DAY = 86_400_000
+/** The worker hands the core each run's token; the core only carries it into the job. */
+const TOKEN = { epoch: 3, sequence: 7 }
 const HOUR = 3_600_000
 
 const harness = (
@@ -286,7 +288,7 @@ describe("compile core — policies, forgets, jobs", () => {
     expect(retain("p", 1)).toBe(RECHECK)
     expect(core.recheck(bank("p"), 0)).toBe(QUEUED)
     const run = take()
-    expect(core.job(run.i, run.taken)).toEqual({ bankId: "p", reason: "size", memories: 2, forgets: 0, attempt: 1 })
+    expect(core.job(run.i, run.taken, TOKEN)).toEqual({ bankId: "p", reason: "size", memories: 2, forgets: 0, attempt: 1, fencingToken: TOKEN })
     expect(state("p").policy).toEqual(Option.some(new BankPolicy({ sizeThreshold: 2 })))
   })
 
@@ -304,7 +306,7 @@ describe("compile core — policies, forgets, jobs", () => {
     expect(later.core.forgetDelayOver(b, 5000, 5000)).toBe(NOTHING) // not this delay's end
     expect(later.core.forgetDelayOver(b, 11_000, 11_000)).toBe(QUEUED)
     const run = later.take()
-    expect(later.core.job(run.i, run.taken)).toMatchObject({ reason: "forget", forgets: 3 })
+    expect(later.core.job(run.i, run.taken, TOKEN)).toMatchObject({ reason: "forget", forgets: 3 })
     expect(later.core.succeeded(run.i, run.taken, 12_000, undefined)).toBe(NOTHING)
     expect(later.state("b").forgetsSinceLastCompile).toBe(0)
   })
@@ -317,7 +319,7 @@ describe("compile core — policies, forgets, jobs", () => {
     expect(retain("s", 3)).toBe(QUEUED)
     expect(core.forgetDueAt(i)).toBeUndefined()
     const run = take()
-    expect(core.job(run.i, run.taken)).toMatchObject({ reason: "size", memories: 3, forgets: 1 })
+    expect(core.job(run.i, run.taken, TOKEN)).toMatchObject({ reason: "size", memories: 3, forgets: 1 })
     core.succeeded(run.i, run.taken, 1, undefined)
     expect(core.forgetDelayOver(i, 10_000, 10_000)).toBe(NOTHING)
   })
@@ -331,7 +333,7 @@ describe("compile core — policies, forgets, jobs", () => {
     expect(core.sweep(10 * DAY).queued).toBe(0)
     expect(core.request(bank("d"))).toBe(QUEUED)
     const run = take()
-    expect(core.job(run.i, run.taken)).toMatchObject({ reason: "manual", memories: 5 })
+    expect(core.job(run.i, run.taken, TOKEN)).toMatchObject({ reason: "manual", memories: 5 })
   })
 
   it("clearPolicy: back on the queue's config, re-checked at once", () => {
@@ -355,7 +357,7 @@ describe("compile core — policies, forgets, jobs", () => {
     const policy = new BankPolicy({ stalenessDays: 2 })
     const row = { bankId: "r", memories: 1, lastCompileAt: null, firstRetainAt: 5, consecutiveFailures: 0, lastError: null, status: "pending", forgets: 4, policy } as const
     const [i] = core.restore([row], 10)
-    expect(core.job(i!, takenBy(core.start(i!)))).toEqual({ bankId: "r", reason: "restored", memories: 1, forgets: 4, attempt: 1 })
+    expect(core.job(i!, takenBy(core.start(i!)), TOKEN)).toEqual({ bankId: "r", reason: "restored", memories: 1, forgets: 4, attempt: 1, fencingToken: TOKEN })
     expect(core.row(i!)).toMatchObject({ forgets: 4, policy, status: "running" })
     expect(core.configOf(i!).stalenessDays).toBe(2)
   })

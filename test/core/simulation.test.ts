@@ -207,7 +207,7 @@ class World {
     }
     const taken = start.memories
     if (disabled && !manual) this.violations.push(`${this.idOf(i)} compiled while disabled`)
-    const job = this.core.job(i, taken)
+    const job = this.core.job(i, taken, { epoch: 0, sequence: 1 })
     const timeout = this.scenario.compileTimeout
     this.runs.push({
       i,

@@ -49,7 +49,7 @@ let banks = 0
 const call = (answer: Answer): Effect.Effect<Either.Either<CompileResult, CompileError>> => {
   const bankId = `bank-${++banks}`
   answers.set(bankId, answer)
-  const job: CompileJob = { bankId, reason: "size", memories: 3, forgets: 0, attempt: 1 }
+  const job: CompileJob = { bankId, reason: "size", memories: 3, forgets: 0, attempt: 1, fencingToken: { epoch: 1, sequence: banks } }
   return WebhookEngine.make({ url }).pipe(
     Effect.flatMap((engine) => engine.run(bankId, job)),
     Effect.either,

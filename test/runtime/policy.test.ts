@@ -15,6 +15,9 @@ import {
 } from "../../src/index.js"
 import { captureLogs, instant, openQueue, queueLayer, retain, TestEngine } from "../support/utils.js"
 
+/** Each job carries its run's fencing token (test/runtime/fencingTokens.test.ts checks the numbers). */
+const ANY_TOKEN = { epoch: expect.any(Number), sequence: expect.any(Number) }
+
 const stateOf = (bankId: string) =>
   Effect.flatMap(CompileQueue, (q) => q.bankState(bankId)).pipe(Effect.map(Option.getOrThrow))
 
@@ -154,9 +157,9 @@ describe("notifyForget / unsafeNotifyForget", () => {
       expect(yield* counters("k")).toEqual({ memories: 5, forgets: 5 })
       yield* engine.open
       yield* queue.drain()
-      expect(engine.jobs[0]).toEqual({ bankId: "k", reason: "forget", memories: 2, forgets: 1, attempt: 1 })
+      expect(engine.jobs[0]).toEqual({ bankId: "k", reason: "forget", memories: 2, forgets: 1, attempt: 1, fencingToken: ANY_TOKEN })
       // the 4 forgets during the compile reached the threshold again: compiled once more, consuming the rest
-      expect(engine.jobs[1]).toEqual({ bankId: "k", reason: "forget", memories: 3, forgets: 4, attempt: 1 })
+      expect(engine.jobs[1]).toEqual({ bankId: "k", reason: "forget", memories: 3, forgets: 4, attempt: 1, fencingToken: ANY_TOKEN })
       expect(yield* counters("k")).toEqual({ memories: 0, forgets: 0 })
     }).pipe(Effect.provide(queueLayer())))
 
@@ -191,7 +194,7 @@ describe("the forget delay", () => {
       expect(engine.calls).toEqual([])
       yield* TestClock.adjust("1 milli")
       yield* queue.drain()
-      expect(engine.jobs).toEqual([{ bankId: "d", reason: "forget", memories: 0, forgets: 7, attempt: 1 }])
+      expect(engine.jobs).toEqual([{ bankId: "d", reason: "forget", memories: 0, forgets: 7, attempt: 1, fencingToken: ANY_TOKEN }])
       yield* TestClock.adjust("10 minutes")
       expect(engine.calls).toHaveLength(1)
     }).pipe(Effect.provide(delayed())))
@@ -204,7 +207,7 @@ describe("the forget delay", () => {
       yield* TestClock.adjust("20 seconds")
       yield* retain("s", 5)
       yield* queue.drain()
-      expect(engine.jobs).toEqual([{ bankId: "s", reason: "size", memories: 5, forgets: 2, attempt: 1 }])
+      expect(engine.jobs).toEqual([{ bankId: "s", reason: "size", memories: 5, forgets: 2, attempt: 1, fencingToken: ANY_TOKEN }])
       yield* TestClock.adjust("2 minutes")
       yield* queue.drain()
       expect(engine.calls).toEqual(["s"])
@@ -263,7 +266,7 @@ describe("disabled banks", () => {
       expect(yield* counters("off")).toEqual({ memories: 100, forgets: 10 })
       yield* queue.compileNow("off")
       yield* queue.drain()
-      expect(engine.jobs).toEqual([{ bankId: "off", reason: "manual", memories: 100, forgets: 10, attempt: 1 }])
+      expect(engine.jobs).toEqual([{ bankId: "off", reason: "manual", memories: 100, forgets: 10, attempt: 1, fencingToken: ANY_TOKEN }])
     }).pipe(Effect.provide(queueLayer({ config: { sizeThreshold: 5 } }))))
 
   it.effect("enabled: false in the config (COMPILE_DEFAULT_ENABLED=false): only banks a policy enables compile", () =>

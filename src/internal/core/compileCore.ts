@@ -13,6 +13,7 @@ import { type BankCompileState, type BankStatus, triggers } from "../../BankComp
 import type { PersistedBank } from "../../BankStateStore.js"
 import type { CompileBudgetState } from "../../CompileBudget.js"
 import type { CompileJob } from "../../CompileEngine.js"
+import type { FencingToken } from "../../FencingToken.js"
 import {
   type Answer,
   DEFERRED,
@@ -95,15 +96,16 @@ export class CompileCore extends BankLifecycle {
     this.gate.leftHead(i)
   }
 
-  /** What the engine is told about the compile `start(i)` began, which took `memories`. */
-  job(i: number, memories: number): CompileJob {
+  /** What the engine is told about the compile `start(i)` began, which took `memories`, under `fencingToken`. */
+  job(i: number, memories: number, fencingToken: FencingToken): CompileJob {
     const table = this.table
     return {
       bankId: table.ids[i]!,
       reason: REASON_NAMES[table.reasons.get(i) ?? MANUAL]!,
       memories,
       forgets: table.forgetsTaken.get(i) ?? 0,
-      attempt: (table.attempts.get(i) ?? 0) + 1
+      attempt: (table.attempts.get(i) ?? 0) + 1,
+      fencingToken
     }
   }
 

@@ -17,6 +17,7 @@ import { BankQueue } from "./bankQueue.js"
 import { type Answer, CompileCore, NOTHING } from "../core/compileCore.js"
 import { CompileHistory } from "./compileHistory.js"
 import { makeWorker } from "./compileWorker.js"
+import { tokenCounter } from "./fencingTokens.js"
 import { invalidBankId } from "../core/inputRules.js"
 import { makeCompileNow, makeNotifyForget, makeNotifyRetain } from "./queueEntries.js"
 import { supervised } from "./loop.js"
@@ -223,7 +224,7 @@ export const make = (
     const onStopped = internal?.onStopped ?? ((summary: StopSummary) => logStop(summary))
     yield* Effect.addFinalizer(() => shutdown(rt, workers, background, writer, finalFlushUntil, onStopped))
 
-    const worker = makeWorker(rt, engine, tracing)
+    const worker = makeWorker(rt, engine, tracing, yield* tokenCounter(Option.getOrUndefined(store)))
     for (let n = 0; n < opts.concurrency; n++) yield* FiberSet.run(workers, worker)
     yield* FiberSet.run(background, supervised("the staleness sweep", rt.sweepLoop))
     yield* FiberSet.run(background, supervised("the staleness watcher", rt.watchStaleness))

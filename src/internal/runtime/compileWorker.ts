@@ -17,8 +17,10 @@ import {
 } from "effect"
 import { CompileError, type CompileEngineService, type CompileJob, type CompileResult } from "../../CompileEngine.js"
 import * as CompileMetrics from "../../CompileMetrics.js"
+import * as FencingToken from "../../FencingToken.js"
 import type { Taker } from "./bankQueue.js"
 import { type DEFERRED, NOTHING, type WAIT_BUDGET } from "../core/compileCore.js"
+import type { TokenCounter } from "./fencingTokens.js"
 import { loopForever } from "./loop.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
 import { sleepMillis } from "./sleep.js"
@@ -50,7 +52,7 @@ const engineRunner = (rt: QueueRuntime, engine: CompileEngineService, tracing: b
       : run
     return tracing
       ? Effect.withSpan(limited, "CompileQueue.compile", {
-        attributes: { bankId, reason: job.reason, attempt: job.attempt },
+        attributes: { bankId, reason: job.reason, attempt: job.attempt, fencingToken: FencingToken.format(job.fencingToken) },
         captureStackTrace: false
       })
       : limited
@@ -171,7 +173,12 @@ const skipped = (rt: QueueRuntime, i: number): Effect.Effect<void> => {
  * One worker: takes banks in FIFO order (the head held for the global budget first); bookkeeping runs
  * uninterruptibly so no bank is lost between take and finish.
  */
-export const makeWorker = (rt: QueueRuntime, engine: CompileEngineService, tracing: boolean): Effect.Effect<never> => {
+export const makeWorker = (
+  rt: QueueRuntime,
+  engine: CompileEngineService,
+  tracing: boolean,
+  tokens: TokenCounter
+): Effect.Effect<never> => {
   const runEngine = engineRunner(rt, engine, tracing)
   // Called synchronously where the bank was chosen, so two workers never start the same held bank.
   const compile = (i: number, restore: Restore): Effect.Effect<void> => {
@@ -186,7 +193,8 @@ export const makeWorker = (rt: QueueRuntime, engine: CompileEngineService, traci
     }
     const taken = start.memories
     CompileMetrics.running.unsafeModify(1, NO_TAGS)
-    const job = rt.core.job(i, taken)
+    // Each engine run (a retry too) under a token higher than every earlier one of this queue's.
+    const job = rt.core.job(i, taken, tokens.next())
     const bankId = job.bankId
     rt.history.started(job, startedAt)
     const run = restore(runEngine(bankId, job))
