@@ -160,14 +160,31 @@ describe("partition slots", () => {
       // a resumes: its renewal finds the leases gone; its stale epoch no longer passes the fence.
       expect(yield* a.leases.fence(0, 1)).toBe(false)
       const lost = yield* a.leases.renew
-      expect(lost).toEqual([0, 3])
-      yield* Effect.forEach(lost, (partition) => a.slots.lost(partition), { discard: true })
+      expect(lost).toEqual([{ partition: 0, epoch: 1 }, { partition: 3, epoch: 1 }])
+      yield* Effect.forEach(lost, ({ epoch, partition }) => a.slots.lost(partition, epoch), { discard: true })
+      // The hand-on is not waited for (it goes through the cluster): it runs once this fiber yields.
+      yield* Effect.yieldNow()
       expect(a.gateTimeouts).toEqual([0, 0])
       expect(a.local.running(0)).toBeUndefined()
       expect(world.events.filter((event) => event.startsWith("a sent on")).sort()).toEqual(["a sent on 0", "a sent on 3"])
       // Its release changes nothing: the rows are b's, under a higher epoch.
       expect(yield* world.holderNow(0)).toBe("b")
       expect(world.table.row(0).epoch).toBe(2)
+    }))
+
+  it.effect("a loss reported for an epoch that is over leaves the run of the next epoch alone", () =>
+    Effect.gen(function*() {
+      const world = makeWorld()
+      const a = yield* world.runner("a")
+      world.assignedTo.set(0, "a")
+      yield* a.slots.reconcile
+      yield* a.slots.stop(0, "reassigned")
+      yield* a.slots.reconcile
+      expect(a.epochs).toEqual([1, 2])
+      // A late report about epoch 1 (a renewal sent before the partition came back here under epoch 2).
+      yield* a.slots.lost(0, 1)
+      expect(a.local.get(0)).toBeDefined()
+      expect(a.gateTimeouts).toEqual([5000])
     }))
 
   it.effect("a renewal that fails (Postgres unreachable) stops nothing", () =>

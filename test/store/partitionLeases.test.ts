@@ -75,7 +75,7 @@ describe("partition leases (Postgres)", () => {
         expect(psql(database, `SELECT memories FROM compile_trigger_banks WHERE bank_id = '${bankId}'`)).toBe("7")
         expect(unstored.all().get(bankId)).toEqual({ retains: 3, forgets: 0 })
         // Its renewal learns it lost the partition; b's renewal keeps it.
-        expect(yield* a.renew).toEqual([5])
+        expect(yield* a.renew).toEqual([{ partition: 5, epoch: 1 }])
         expect(a.isValid(5)).toBe(false)
         expect(yield* b.renew).toEqual([])
         // b hands it over: the next holder takes it at once and learns b stopped.

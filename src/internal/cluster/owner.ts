@@ -140,7 +140,7 @@ export const hostLayer = (
       const stops = nodeStops()
       // Completed STOP_FLUSH_LIMIT after the runner began to stop: the final flushes still failing give up then.
       const stopDeadline = Deferred.unsafeMake<void>(FiberId.none)
-      const lost = (partition: number): Effect.Effect<void> => slots.lost(partition)
+      const lost = (partition: number, epoch: number): Effect.Effect<void> => slots.lost(partition, epoch)
       const build = yield* partitionBuilder(options, { sql, leases, stops, stopDeadline, sendOn, lost })
       const slots: PartitionSlots = makePartitionSlots({ partitions: PARTITIONS, leases, isAssigned, build, local, handoverTimeout })
       // Forked before the stop is added: the leases are renewed until every partition has been handed over.
@@ -172,11 +172,11 @@ const renewLeases = (leases: PartitionLeases, slots: PartitionSlots) => {
   const throttle = new WarningThrottle(60_000)
   const once = leases.renew.pipe(
     Effect.flatMap((lost) =>
-      Effect.forEach(lost, (partition) =>
+      Effect.forEach(lost, ({ epoch, partition }) =>
         Effect.zipRight(
           Effect.logWarning(`partition ${partition}: another runner holds its lease now; cut off, nothing more is written here`),
-          slots.lost(partition)
-        ), { discard: true })
+          slots.lost(partition, epoch)
+        ), { discard: true, concurrency: "unbounded" })
     ),
     Effect.catchAllCause((cause) =>
       Effect.suspend(() => {
@@ -227,8 +227,8 @@ interface BuildContext {
   readonly stops: ReturnType<typeof nodeStops>
   readonly stopDeadline: Deferred.Deferred<void>
   readonly sendOn: { readonly current: SendOn | undefined }
-  /** Cuts the partition off (another runner holds its lease). */
-  readonly lost: (partition: number) => Effect.Effect<void>
+  /** Cuts the partition's run under `epoch` off (another runner holds its lease). */
+  readonly lost: (partition: number, epoch: number) => Effect.Effect<void>
 }
 
 /**
@@ -258,7 +258,7 @@ const partitionBuilder = (
         const finalFlushUntil = Effect.raceFirst(Deferred.await(leaseLost), Deferred.await(context.stopDeadline))
         const unstored = new UnstoredCounts()
         const fence = { sql: context.sql, leases: context.leases, partition, epoch, unstored }
-        const onLost = Effect.zipRight(Deferred.succeed(leaseLost, undefined), Effect.forkDaemon(context.lost(partition)))
+        const onLost = Effect.zipRight(Deferred.succeed(leaseLost, undefined), Effect.forkDaemon(context.lost(partition, epoch)))
         const store = { ...fenced(partitionStore(context.sql, table, partition), fence, onLost), epoch }
         const queue = yield* makeQueue(partitionOptions(queueOptions, partition), {
           finalFlushUntil,
@@ -277,7 +277,7 @@ const partitionBuilder = (
   })
 
 /** How long a closed partition tries to hand its unstored counts on (a stopping runner's router may be gone). */
-const SEND_ON_TIMEOUT = Duration.seconds(10)
+const SEND_ON_TIMEOUT = Duration.seconds(60)
 
 /**
  * After the partition's queue closed: what it counted but could not store (its lease was lost, or its final flush gave

@@ -43,8 +43,8 @@ export interface PartitionLeases {
   readonly runner: string
   /** Takes the partition's lease if it expired or was released: the new epoch, or undefined when another holds it. */
   readonly tryAcquire: (partition: number) => Effect.Effect<LeaseTaken | undefined, SqlError>
-  /** Renews every lease held here: the partitions whose lease another runner took meanwhile (lost for good). */
-  readonly renew: Effect.Effect<ReadonlyArray<number>, SqlError>
+  /** Renews every lease held here: the leases another runner took meanwhile (lost for good), with their epochs. */
+  readonly renew: Effect.Effect<ReadonlyArray<LostLease>, SqlError>
   /** Gives the lease up (this runner stops counting it at once), recording why for the next holder's log. */
   readonly release: (partition: number, why: LeaveReason) => Effect.Effect<void, SqlError>
   /** Whether this runner can prove, by its own monotonic clock, that it still holds the partition. Synchronous. */
@@ -58,6 +58,12 @@ export interface PartitionLeases {
   readonly fence: (partition: number, epoch: number) => Effect.Effect<boolean, SqlError>
   /** Completes at the next renewal that proved a lease again (a paused partition waits for it). */
   readonly renewed: Effect.Effect<void>
+}
+
+/** A lease this runner held under `epoch` and another runner took. */
+export interface LostLease {
+  readonly partition: number
+  readonly epoch: number
 }
 
 /** What the lease table does, row by row: Postgres's (`pgLeaseRows`), or a test's. */
@@ -202,14 +208,14 @@ export const makePartitionLeases = (
 
     /** Judges a renewal's answer: proven leases last longer, the ones another runner took are lost. */
     const judge = (asked: ReadonlyArray<{ partition: number; lease: Held }>, sentAt: number, epochs: Map<number, number>) => {
-      const lost: Array<number> = []
+      const lost: Array<LostLease> = []
       for (const { lease, partition } of asked) {
         // Released or taken again while the renewal was on its way: the answer is not about this lease.
         if (held.get(partition) !== lease) continue
         if (epochs.get(partition) === lease.epoch) lease.validUntil = Math.max(lease.validUntil, validFrom(sentAt))
         else {
           held.delete(partition)
-          lost.push(partition)
+          lost.push({ partition, epoch: lease.epoch })
         }
       }
       const signal = renewedSignal

@@ -12,7 +12,7 @@
  *
  * @internal
  */
-import { Duration, Effect, Exit, Scope } from "effect"
+import { Duration, Effect, Exit, Fiber, Scope } from "effect"
 import type { CompileQueueService } from "../../CompileQueue.js"
 import type { LeaseTaken, PartitionLeases } from "./partitionLeases.js"
 import { type LeaveReason, logMove } from "./partitionMoves.js"
@@ -23,7 +23,7 @@ export interface PartitionRun {
   /** No compile starts any more; waits for the running ones up to `timeout`: false when some were still running. */
   readonly closeGate: (timeout: Duration.DurationInput) => Effect.Effect<boolean>
   /**
-   * After the queue closed, before the lease goes: hands on what the queue counted but could not store (its lease was
+   * After the queue closed and the lease went: hands on what the queue counted but could not store (its lease was
    * lost, or its final flush gave up), so that the next owner counts it.
    */
   readonly sendOnUnstored?: Effect.Effect<void> | undefined
@@ -85,8 +85,11 @@ export interface PartitionSlots {
    * lease was lost), the queue closes and flushes, the lease goes. `why` is recorded for the next holder's log.
    */
   readonly stop: (partition: number, why: LeaveReason) => Effect.Effect<void>
-  /** Another runner took the partition's lease: cut off at once, nothing more written (waits a moment for it). */
-  readonly lost: (partition: number) => Effect.Effect<void>
+  /**
+   * Another runner took the partition's lease that this runner held under `epoch`: its run under that epoch is cut off
+   * at once, nothing more written (waits a moment for it). A run under a later epoch is left alone.
+   */
+  readonly lost: (partition: number, epoch: number) => Effect.Effect<void>
   /** Starts the assigned partitions and stops the ones no longer assigned. */
   readonly reconcile: Effect.Effect<void>
   /** Stops every partition running here. */
@@ -96,7 +99,7 @@ export interface PartitionSlots {
 interface Slot {
   /** One start or stop at a time. */
   readonly mutex: Effect.Semaphore
-  running: { readonly run: PartitionRun; readonly scope: Scope.CloseableScope } | undefined
+  running: { readonly run: PartitionRun; readonly scope: Scope.CloseableScope; readonly epoch: number } | undefined
   /** A reconcile pass started a stop that has not ended (its final flush may be waiting for Postgres). */
   stopping: boolean
 }
@@ -115,15 +118,17 @@ const exclusive = <A>(slot: Slot, effect: Effect.Effect<A>) =>
 const launch = <E>(options: PartitionSlotsOptions<E>, partition: number, slot: Slot, taken: LeaseTaken) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
-    // Interruptible: the queue's fibers inherit it (an uninterruptible worker would never let the queue close).
-    const exit = yield* Effect.exit(Scope.extend(Effect.interruptible(options.build(partition, taken.epoch)), scope))
+    // Interruptible: the queue's fibers inherit it (an uninterruptible worker would never let the queue close). In a
+    // fiber of its own: a call that asked for the start and gave up (its caller timed out) does not stop the restore.
+    const building = Scope.extend(Effect.interruptible(options.build(partition, taken.epoch)), scope)
+    const exit = yield* Effect.flatMap(Effect.forkDaemon(building), Fiber.await)
     if (Exit.isFailure(exit)) {
       yield* Scope.close(scope, exit)
       yield* Effect.ignore(options.leases.release(partition, "reassigned"))
       yield* Effect.logWarning(`partition ${partition}: could not start here`, exit.cause)
       return undefined
     }
-    slot.running = { run: exit.value, scope }
+    slot.running = { run: exit.value, scope, epoch: taken.epoch }
     options.local.set(partition, exit.value.queue)
     yield* Effect.logDebug(`partition ${partition}: taken over (epoch ${taken.epoch})`)
     yield* logMove(partition, taken.previous, options.leases.runner)
@@ -175,8 +180,10 @@ const stopRun = <E>(
           // The queue cuts off what still runs (the banks stay pending for the next owner) and flushes.
           yield* Scope.close(running.scope, Exit.void)
           slot.running = undefined
-          if (running.run.sendOnUnstored !== undefined) yield* running.run.sendOnUnstored
           yield* Effect.ignore(options.leases.release(partition, why))
+          // Not waited for: sending goes through the cluster, which may route to this runner until the shard moves, and
+          // the shard moves only once this stop ended.
+          if (running.run.sendOnUnstored !== undefined) yield* Effect.forkDaemon(running.run.sendOnUnstored)
           yield* Effect.logDebug(
             `partition ${partition}: handed over${finished ? "" : "; compiles still running were cut off"}`
           )
@@ -235,10 +242,12 @@ export const makePartitionSlots = <E>(options: PartitionSlotsOptions<E>): Partit
   return {
     start: (partition) => start(options, slots, partition),
     stop: (partition, why) => stopRun(options, slots, partition, { cutOff: why === "lease lost", why }),
-    lost: (partition) =>
+    lost: (partition, epoch) =>
       Effect.suspend(() => {
         const running = slots[partition]!.running
-        return running === undefined ? Effect.void : stopFromPass(options, slots, partition, true, running)
+        return running === undefined || running.epoch !== epoch
+          ? Effect.void
+          : stopFromPass(options, slots, partition, true, running)
       }),
     reconcile: reconcile(options, slots),
     stopAll: everyPartition(slots, (partition) => stopRun(options, slots, partition, { cutOff: false, why: "stopping" }))

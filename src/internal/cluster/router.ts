@@ -9,6 +9,7 @@
 import {
   Cause,
   Clock,
+  Data,
   DateTime,
   Deferred,
   Duration,
@@ -35,6 +36,15 @@ import { WriteAcks, WriteNotConfirmed } from "../runtime/writeAcks.js"
 
 /** A write or read the owner has not answered in this long fails (503 for a write: it may or may not count). */
 const ROUTE_TIMEOUT = Duration.seconds(30)
+/**
+ * A `Write` (acknowledged once counted) its owner has not answered in this long is sent again: the owner is frozen or
+ * cut off, and the cluster may route it elsewhere by now. An owner that counts only while it can prove its lease
+ * (4 s) does not count the first one when it resumes; one merely overloaded past this might (at least once).
+ */
+const WRITE_ATTEMPT_TIMEOUT = Duration.seconds(5)
+
+/** A `Write` attempt was not answered within WRITE_ATTEMPT_TIMEOUT: it is sent again. */
+class WriteAttemptTimedOut extends Data.TaggedError("WriteAttemptTimedOut")<{}> {}
 
 /** Completes with the banks the owner refused (new ones past its partition's `maxBanks`). */
 type Ack = Deferred.Deferred<ReadonlyArray<string>, WriteNotConfirmed>
@@ -53,14 +63,15 @@ class Lane {
 const isClusterError = (error: unknown): boolean => {
   const tag = (error as { readonly _tag?: unknown } | null)?._tag
   return tag === "MailboxFull" || tag === "AlreadyProcessingMessage" || tag === "PersistenceError" ||
-    tag === "RpcClientError" || tag === "TimeoutException" || tag === "PartitionMoved"
+    tag === "RpcClientError" || tag === "TimeoutException" || tag === "PartitionMoved" ||
+    tag === "WriteAttemptTimedOut"
 }
 
 type ClusterErrors = MailboxFull | AlreadyProcessingMessage | PersistenceError | PartitionMoved
 
 const retried = (error: unknown): boolean => {
   const tag = (error as { readonly _tag?: unknown } | null)?._tag
-  return tag === "MailboxFull" || tag === "PartitionMoved"
+  return tag === "MailboxFull" || tag === "PartitionMoved" || tag === "WriteAttemptTimedOut"
 }
 
 /**
@@ -96,7 +107,7 @@ const invalidWrite = (bankId: string, count: number): string | undefined =>
  * Sends the lane's open batch as one `Write` and completes its ack with the owner's answer, then the batch that
  * collected meanwhile, and so on until none is open: then the lane stops sending (the next write starts it again).
  */
-const sendLane = (lane: Lane, client: PartitionClient, p: number): Effect.Effect<void> =>
+const sendLane = (lane: Lane, client: PartitionClient, p: number, durable: boolean): Effect.Effect<void> =>
   Effect.suspend(() => {
     const ack = lane.open
     if (ack === undefined) {
@@ -108,7 +119,11 @@ const sendLane = (lane: Lane, client: PartitionClient, p: number): Effect.Effect
     lane.retains.clear()
     lane.forgets.clear()
     lane.open = undefined
-    return client.Write({ retains, forgets }).pipe(
+    // Durable: the owner answers once its flush stored the write, which may take long; sent again, it would count twice.
+    const attempt = durable ? client.Write({ retains, forgets }) : client.Write({ retains, forgets }).pipe(
+      Effect.timeoutFail({ duration: WRITE_ATTEMPT_TIMEOUT, onTimeout: () => new WriteAttemptTimedOut() })
+    )
+    return attempt.pipe(
       routed,
       Effect.exit,
       Effect.flatMap((exit) => {
@@ -121,7 +136,7 @@ const sendLane = (lane: Lane, client: PartitionClient, p: number): Effect.Effect
             })
           )
         )
-        return sendLane(lane, client, p)
+        return sendLane(lane, client, p, durable)
       })
     )
   })
@@ -134,7 +149,8 @@ const makeWrite = (
   clients: Clients,
   lanes: ReadonlyArray<Lane>,
   local: LocalPartitions,
-  runtime: Runtime.Runtime<never>
+  runtime: Runtime.Runtime<never>,
+  durable: boolean
 ) => {
   const runFork = Runtime.runFork(runtime)
   const runSync = Runtime.runSync(runtime)
@@ -156,7 +172,7 @@ const makeWrite = (
     if (!lane.sending) {
       lane.sending = true
       // Yield first: the rest of a batch request (and concurrent requests) joins this RPC.
-      runFork(Effect.zipRight(Effect.yieldNow(), sendLane(lane, clients[p]!, p)))
+      runFork(Effect.zipRight(Effect.yieldNow(), sendLane(lane, clients[p]!, p, durable)))
     }
   }
 }
@@ -191,11 +207,27 @@ const makeSettle = (lanes: ReadonlyArray<Lane>, local: LocalPartitions, durable:
     }
     for (const [p, ids] of byPartition) {
       const ack = lanes[p]!.latest
-      if (ack !== undefined) waits.push(Effect.flatMap(Deferred.await(ack), (refused) => refusedOf(refused, ids, p)))
+      if (ack !== undefined) waits.push(Effect.flatMap(answerOf(ack, p), (refused) => refusedOf(refused, ids, p)))
     }
     if (waits.length === 0) return Effect.void
     return Effect.all(waits, { concurrency: "unbounded", discard: true })
   }
+
+/**
+ * The owner's answer to the batch holding a write, within ROUTE_TIMEOUT of the wait: a batch waits for the one in
+ * flight before it is sent, and the two together must not hold a request longer than one route's deadline.
+ */
+const answerOf = (ack: Ack, p: number): Effect.Effect<ReadonlyArray<string>, WriteNotConfirmed> =>
+  Deferred.await(ack).pipe(
+    Effect.timeoutFail({
+      duration: ROUTE_TIMEOUT,
+      onTimeout: () =>
+        new WriteNotConfirmed({
+          message: `the owner of partition ${p} did not confirm the write within ${Duration.format(ROUTE_TIMEOUT)}`,
+          notStored: false
+        })
+    })
+  )
 
 /** Fails when the owner refused one of `bankIds` (a new bank past its partition's maximum). */
 const refusedOf = (
@@ -459,7 +491,7 @@ export const makeRouter = (
     const runtime = yield* Effect.runtime<never>()
     const runSync = Runtime.runSync(runtime)
     const now = () => runSync(Clock.currentTimeMillis)
-    const write = makeWrite(clients, lanes, local, runtime)
+    const write = makeWrite(clients, lanes, local, runtime, durable)
 
     const service: CompileQueueService = {
       notifyRetain: (bankId, count) => Effect.sync(() => write("retains", bankId, count)),
