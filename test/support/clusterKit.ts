@@ -4,7 +4,7 @@
  * start and end, and readers of Postgres (which runner holds which shard) and of the runners' debug logs (when a
  * partition moved).
  */
-import { spawnSync } from "node:child_process"
+import { execFile, spawnSync } from "node:child_process"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import { join } from "node:path"
@@ -339,4 +339,87 @@ export const noOverlaps = (calls: ReadonlyArray<Call>) => {
     }
   }
   return overlapping
+}
+
+/** One partition's lease, as the lease table holds it. */
+export interface LeaseRow {
+  readonly partition: number
+  /** The holding runner's address. */
+  readonly runner: string
+  readonly epoch: number
+  /** When it expires, epoch ms by Postgres's clock (the same machine's clock as the test's here). */
+  readonly expiresAt: number
+}
+
+/** The partitions' leases (`compile_trigger_partition_leases`), read without blocking; undefined without that table. */
+export const partitionLeases = (database: string): Promise<Array<LeaseRow> | undefined> =>
+  new Promise((resolve, reject) =>
+    execFile(
+      join(findPgBinDir()!, "psql"),
+      [database, "-Atc", "SELECT CASE WHEN to_regclass('compile_trigger_partition_leases') IS NULL THEN 'none' END"],
+      (error, found) => {
+        if (error !== null) return reject(error)
+        if (found.trim() === "none") return resolve(undefined)
+        execFile(
+          join(findPgBinDir()!, "psql"),
+          [
+            database,
+            "-Atc",
+            "SELECT partition || ' ' || runner || ' ' || epoch || ' ' || (extract(epoch FROM expires_at) * 1000)::float8 " +
+              "FROM compile_trigger_partition_leases WHERE runner IS NOT NULL AND expires_at > '-infinity'"
+          ],
+          (error, rows) => {
+            if (error !== null) return reject(error)
+            resolve(rows.split("\n").filter(Boolean).map((row) => {
+              const [partition, runner, epoch, expiresAt] = row.split(" ")
+              return { partition: Number(partition), runner: runner!, epoch: Number(epoch), expiresAt: Number(expiresAt) }
+            }))
+          }
+        )
+      }
+    )
+  )
+
+/**
+ * `ranOnTwoNodes` where one node lost partitions without handing them over (frozen, or cut off the network): its
+ * spells still open at `lost.at` end no later than `lost.until(partition)`, where its lease of that partition expired
+ * (undefined: not cut short), whatever its log says later — once it runs again, it logs the hand-over when it notices
+ * the loss, not when its ownership ended. A partition taken over twice without a hand-over logged in between ends its
+ * first spell at the second take-over.
+ */
+export const ranOnTwoNodesAfterLoss = (
+  nodes: ReadonlyArray<ServiceProcess>,
+  lost: { readonly node: ServiceProcess; readonly at: number; readonly until: (partition: number) => number | undefined }
+): Array<string> => {
+  const spells = new Map<number, Array<{ node: number; from: number; to: number }>>()
+  nodes.forEach((node, index) => {
+    const open = new Map<number, number>()
+    const close = (partition: number, to: number) => {
+      const from = open.get(partition)
+      if (from === undefined) return
+      open.delete(partition)
+      const until = node === lost.node && from <= lost.at && to > lost.at ? lost.until(partition) : undefined
+      const spell = { node: index, from, to: until === undefined ? to : Math.min(to, until) }
+      spells.set(partition, [...(spells.get(partition) ?? []), spell])
+    }
+    for (const { at, move, partition } of partitionMoves(node)) {
+      if (move === "taken over") {
+        close(partition, at)
+        open.set(partition, at)
+      }
+      if (move === "handed over") close(partition, at)
+    }
+    for (const partition of [...open.keys()]) close(partition, Infinity)
+  })
+  const twice: Array<string> = []
+  for (const [partition, list] of spells) {
+    for (const a of list) {
+      for (const b of list) {
+        if (a.node >= b.node) continue
+        const overlap = Math.min(a.to, b.to) - Math.max(a.from, b.from)
+        if (overlap > 50) twice.push(`partition ${partition} on nodes ${a.node} and ${b.node} for ${overlap} ms`)
+      }
+    }
+  }
+  return twice
 }
