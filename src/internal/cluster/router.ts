@@ -9,7 +9,7 @@
 import {
   Cause,
   Clock,
-  Data,
+  Fiber,
   DateTime,
   Deferred,
   Duration,
@@ -37,14 +37,11 @@ import { WriteAcks, WriteNotConfirmed } from "../runtime/writeAcks.js"
 /** A write or read the owner has not answered in this long fails (503 for a write: it may or may not count). */
 const ROUTE_TIMEOUT = Duration.seconds(30)
 /**
- * A `Write` (acknowledged once counted) its owner has not answered in this long is sent again: the owner is frozen or
- * cut off, and the cluster may route it elsewhere by now. An owner that counts only while it can prove its lease
- * (4 s) does not count the first one when it resumes; one merely overloaded past this might (at least once).
+ * A lane sends its next batch once the one in flight is answered, or once that one has been out this long: an owner
+ * frozen or cut off must not hold up the writes that will reach its successor. (A batch is never sent twice: the one
+ * out goes on, and is answered by the cluster, or fails at ROUTE_TIMEOUT.)
  */
-const WRITE_ATTEMPT_TIMEOUT = Duration.seconds(5)
-
-/** A `Write` attempt was not answered within WRITE_ATTEMPT_TIMEOUT: it is sent again. */
-class WriteAttemptTimedOut extends Data.TaggedError("WriteAttemptTimedOut")<{}> {}
+const LANE_STALL = Duration.seconds(1)
 
 /** Completes with the banks the owner refused (new ones past its partition's `maxBanks`). */
 type Ack = Deferred.Deferred<ReadonlyArray<string>, WriteNotConfirmed>
@@ -63,15 +60,14 @@ class Lane {
 const isClusterError = (error: unknown): boolean => {
   const tag = (error as { readonly _tag?: unknown } | null)?._tag
   return tag === "MailboxFull" || tag === "AlreadyProcessingMessage" || tag === "PersistenceError" ||
-    tag === "RpcClientError" || tag === "TimeoutException" || tag === "PartitionMoved" ||
-    tag === "WriteAttemptTimedOut"
+    tag === "RpcClientError" || tag === "TimeoutException" || tag === "PartitionMoved"
 }
 
 type ClusterErrors = MailboxFull | AlreadyProcessingMessage | PersistenceError | PartitionMoved
 
 const retried = (error: unknown): boolean => {
   const tag = (error as { readonly _tag?: unknown } | null)?._tag
-  return tag === "MailboxFull" || tag === "PartitionMoved" || tag === "WriteAttemptTimedOut"
+  return tag === "MailboxFull" || tag === "PartitionMoved"
 }
 
 /**
@@ -107,7 +103,7 @@ const invalidWrite = (bankId: string, count: number): string | undefined =>
  * Sends the lane's open batch as one `Write` and completes its ack with the owner's answer, then the batch that
  * collected meanwhile, and so on until none is open: then the lane stops sending (the next write starts it again).
  */
-const sendLane = (lane: Lane, client: PartitionClient, p: number, durable: boolean): Effect.Effect<void> =>
+const sendLane = (lane: Lane, client: PartitionClient, p: number): Effect.Effect<void> =>
   Effect.suspend(() => {
     const ack = lane.open
     if (ack === undefined) {
@@ -119,14 +115,10 @@ const sendLane = (lane: Lane, client: PartitionClient, p: number, durable: boole
     lane.retains.clear()
     lane.forgets.clear()
     lane.open = undefined
-    // Durable: the owner answers once its flush stored the write, which may take long; sent again, it would count twice.
-    const attempt = durable ? client.Write({ retains, forgets }) : client.Write({ retains, forgets }).pipe(
-      Effect.timeoutFail({ duration: WRITE_ATTEMPT_TIMEOUT, onTimeout: () => new WriteAttemptTimedOut() })
-    )
-    return attempt.pipe(
+    const answered = client.Write({ retains, forgets }).pipe(
       routed,
       Effect.exit,
-      Effect.flatMap((exit) => {
+      Effect.map((exit) => {
         Deferred.unsafeDone(
           ack,
           Exit.isSuccess(exit) ? Exit.succeed(exit.value) : Exit.fail(
@@ -136,8 +128,12 @@ const sendLane = (lane: Lane, client: PartitionClient, p: number, durable: boole
             })
           )
         )
-        return sendLane(lane, client, p, durable)
       })
+    )
+    // Answered, or stalled: either way the next batch (if one collected meanwhile) goes now.
+    return Effect.forkDaemon(answered).pipe(
+      Effect.flatMap((fiber) => Effect.raceFirst(Fiber.await(fiber), Effect.sleep(LANE_STALL))),
+      Effect.zipRight(sendLane(lane, client, p))
     )
   })
 
@@ -149,8 +145,7 @@ const makeWrite = (
   clients: Clients,
   lanes: ReadonlyArray<Lane>,
   local: LocalPartitions,
-  runtime: Runtime.Runtime<never>,
-  durable: boolean
+  runtime: Runtime.Runtime<never>
 ) => {
   const runFork = Runtime.runFork(runtime)
   const runSync = Runtime.runSync(runtime)
@@ -172,7 +167,7 @@ const makeWrite = (
     if (!lane.sending) {
       lane.sending = true
       // Yield first: the rest of a batch request (and concurrent requests) joins this RPC.
-      runFork(Effect.zipRight(Effect.yieldNow(), sendLane(lane, clients[p]!, p, durable)))
+      runFork(Effect.zipRight(Effect.yieldNow(), sendLane(lane, clients[p]!, p)))
     }
   }
 }
@@ -491,7 +486,7 @@ export const makeRouter = (
     const runtime = yield* Effect.runtime<never>()
     const runSync = Runtime.runSync(runtime)
     const now = () => runSync(Clock.currentTimeMillis)
-    const write = makeWrite(clients, lanes, local, runtime, durable)
+    const write = makeWrite(clients, lanes, local, runtime)
 
     const service: CompileQueueService = {
       notifyRetain: (bankId, count) => Effect.sync(() => write("retains", bankId, count)),
