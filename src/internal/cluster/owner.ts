@@ -54,6 +54,8 @@ export class PartitionHost extends Context.Tag("effect-compile-trigger/Partition
   readonly beginStop: Effect.Effect<void>
   /** The router's way in, for the counts a lost partition sends on. */
   readonly sendOnThrough: (sendOn: SendOn) => void
+  /** When (epoch ms, this runner's clock) the partition's run here took its lease: a `Write` sent before is refused. */
+  readonly takenAt: (partition: number) => number
 }>() {}
 
 /**
@@ -137,11 +139,12 @@ export const hostLayer = (
       const leases = yield* makePartitionLeases({ rows, runner, holder })
       local.validWhile(leases.isValid)
       const sendOn: { current: SendOn | undefined } = { current: undefined }
+      const takenAt = new Map<number, number>()
       const stops = nodeStops()
       // Completed STOP_FLUSH_LIMIT after the runner began to stop: the final flushes still failing give up then.
       const stopDeadline = Deferred.unsafeMake<void>(FiberId.none)
       const lost = (partition: number, epoch: number): Effect.Effect<void> => slots.lost(partition, epoch)
-      const build = yield* partitionBuilder(options, { sql, leases, stops, stopDeadline, sendOn, lost })
+      const build = yield* partitionBuilder(options, { sql, leases, stops, stopDeadline, sendOn, lost, takenAt })
       const slots: PartitionSlots = makePartitionSlots({ partitions: PARTITIONS, leases, isAssigned, build, local, handoverTimeout })
       // Forked before the stop is added: the leases are renewed until every partition has been handed over.
       yield* Effect.forkScoped(renewLeases(leases, slots))
@@ -159,7 +162,8 @@ export const hostLayer = (
         beginStop: stops.beginStop,
         sendOnThrough: (f: SendOn) => {
           sendOn.current = f
-        }
+        },
+        takenAt: (partition) => takenAt.get(partition) ?? Infinity
       }
     })
   )
@@ -227,6 +231,8 @@ interface BuildContext {
   readonly stops: ReturnType<typeof nodeStops>
   readonly stopDeadline: Deferred.Deferred<void>
   readonly sendOn: { readonly current: SendOn | undefined }
+  /** Partition → when its run here took the lease (set as a build starts, right after the take). */
+  readonly takenAt: Map<number, number>
   /** Cuts the partition's run under `epoch` off (another runner holds its lease). */
   readonly lost: (partition: number, epoch: number) => Effect.Effect<void>
 }
@@ -252,6 +258,7 @@ const partitionBuilder = (
     )
     return (partition: number, epoch: number) =>
       Effect.gen(function*() {
+        context.takenAt.set(partition, Date.now())
         const gate = makeGate(permits, engine, context.leases, partition)
         const leaseLost = Deferred.unsafeMake<void>(FiberId.none)
         // A partition's changes are not dropped for an outage, however long: its final flush goes on until it lands.
@@ -406,7 +413,8 @@ const handlers = (host: PartitionHost["Type"], partition: number) => {
     )
   return PartitionEntity.of({
     Write: ({ payload }) =>
-      change((queue) => {
+      change((queue): Effect.Effect<ReadonlyArray<string>, PartitionMoved | BankStoreError> => {
+        if (payload.sentAt < host.takenAt(partition)) return Effect.fail(new PartitionMoved({ partition }))
         // Each bank on its own: a new bank past the partition's maximum is refused (the queue warns), the rest of the
         // batch is counted; the router learns which were refused.
         const refused: Array<string> = []

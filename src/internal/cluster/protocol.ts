@@ -65,8 +65,12 @@ export class PartitionMoved extends Schema.TaggedError<PartitionMoved>()("Partit
  */
 export const PartitionEntity = Entity.make("CompileTriggerPartition", [
   // Answers the banks it refused: new ones past the partition's `maxBanks` (the rest of the write is counted).
+  // `sentAt`: when the router sent this copy (epoch ms). The cluster may deliver one message twice — to a runner cut
+  // off while it was on its way (its socket sends what it held once the link is back) and, meanwhile, to the runner
+  // that took the partition over; an owner refuses a copy sent before it took the partition (`PartitionMoved`: the
+  // router sends a fresh copy), so only one of them counts.
   Rpc.make("Write", {
-    payload: { retains: Counts, forgets: Counts },
+    payload: { retains: Counts, forgets: Counts, sentAt: Schema.Number },
     success: Schema.Array(Schema.String),
     error: Schema.Union(PartitionMoved, BankStoreError)
   }),

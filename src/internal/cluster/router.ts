@@ -115,7 +115,8 @@ const sendLane = (lane: Lane, client: PartitionClient, p: number): Effect.Effect
     lane.retains.clear()
     lane.forgets.clear()
     lane.open = undefined
-    const answered = client.Write({ retains, forgets }).pipe(
+    // Each attempt a copy of its own, sent now (see the protocol's `sentAt`).
+    const answered = Effect.suspend(() => client.Write({ retains, forgets, sentAt: Date.now() })).pipe(
       routed,
       Effect.exit,
       Effect.map((exit) => {
