@@ -86,5 +86,38 @@ describe("partition leases (Postgres)", () => {
         Effect.provide(Layer.orDie(PgClient.layer({ url: Redacted.make(database) })))
       )
     }, 30_000)
+
+    it.live("a holder gone silent inside a flush's transaction holds its lease row's lock for 3 s, not for good", () => {
+      const database = freshDatabase(pgUrl)
+      return Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const table = yield* setupSchema({ ...ShardingConfig.defaults, shardsPerGroup: 64 })
+        const runner = (name: string) =>
+          Effect.flatMap(pgLeaseRows(sql, `test ${name}`), (rows) => makePartitionLeases({ rows, runner: name, holder: name }))
+        const a = yield* runner("a")
+        const b = yield* runner("b")
+        expect(yield* a.tryAcquire(9)).toMatchObject({ epoch: 1 })
+        // a's flush passes the fence (the lease row's lock taken) and then a goes silent: no statement, no COMMIT.
+        const store = fenced(
+          { ...partitionStore(sql, table, 9), save: () => Effect.never },
+          { sql, leases: a, partition: 9, epoch: 1, unstored: new UnstoredCounts() },
+          Effect.void
+        )
+        yield* Effect.fork(store.save([row("silent", 1)]))
+        yield* Effect.sleep("300 millis")
+        psql(database, "UPDATE compile_trigger_partition_leases SET expires_at = clock_timestamp() WHERE partition = 9")
+        // Postgres ends the silent session after 3 s; until then b's takes give up after 1 s each (never stuck).
+        const takenAfter = Date.now()
+        const taken = yield* b.tryAcquire(9).pipe(
+          Effect.flatMap((taken) => taken === undefined ? Effect.fail("not yet") : Effect.succeed(taken)),
+          Effect.retry({ times: 20 })
+        )
+        expect(taken.epoch).toBe(2)
+        expect(Date.now() - takenAfter).toBeLessThan(10_000)
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(Layer.orDie(PgClient.layer({ url: Redacted.make(database) })))
+      )
+    }, 30_000)
   }
 })

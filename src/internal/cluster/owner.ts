@@ -312,6 +312,9 @@ const sendOnUnstored = (
     )
   })
 
+/** How long Postgres lets a partition's flush sit silent inside its transaction before it ends the session. */
+const IDLE_IN_FLUSH = "3s"
+
 /** What a partition's writes are fenced by: its lease's epoch, and the counts a flush takes. */
 export interface Fence {
   readonly sql: SqlClient.SqlClient
@@ -336,11 +339,14 @@ export const fenced = (store: BankStateStoreService, fence: Fence, onLost: Effec
     Effect.mapError(leases.fence(partition, epoch), bankStoreError("save")),
     (ours) => ours ? Effect.void : Effect.zipRight(onLost, Effect.fail(lost))
   )
+  // A flush whose runner is cut off mid-transaction holds the lease row's lock: Postgres ends the session after 3 s of
+  // silence, so that the next holder's take is not blocked for as long as the dead connection lingers.
+  const boundedSilence = sql.unsafe(`SET LOCAL idle_in_transaction_session_timeout = '${IDLE_IN_FLUSH}'`)
   return {
     ...store,
     save: (banks) => {
       const taken = unstored.take()
-      return sql.withTransaction(Effect.zipRight(stillOurs, store.save(banks))).pipe(
+      return sql.withTransaction(Effect.zipRight(boundedSilence, Effect.zipRight(stillOurs, store.save(banks)))).pipe(
         Effect.catchTag("SqlError", (error) => Effect.fail(bankStoreError("save")(error))),
         Effect.onExit((exit) => Effect.sync(() => Exit.isSuccess(exit) ? unstored.stored(taken) : unstored.notStored(taken)))
       )

@@ -105,6 +105,9 @@ const leaseConnection = (sql: SqlClient.SqlClient, name: string) =>
       const conn = yield* Effect.tapError(Scope.extend(sql.reserve, scope), () => Scope.close(scope, Exit.void))
       current = { conn, scope }
       yield* conn.executeRaw(`SET application_name = '${name.replaceAll("'", "''")} leases'`, [])
+      // A take or renewal waiting on a row lock (a flush under way, or one whose runner went silent mid-transaction)
+      // fails after 1 s rather than holding up every other lease operation of this runner.
+      yield* conn.executeRaw("SET lock_timeout = '1s'", [])
       return conn
     })
     const giveUp = Effect.suspend(() => {
