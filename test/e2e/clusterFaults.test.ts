@@ -3,7 +3,10 @@
  * ports at a steady rate (a request every 300 ms to each, answered or not) and compiles run (800 ms each) against a
  * webhook receiver that fences them (`test/support/fencedReceiver.ts`). One runner is
  * - frozen: SIGSTOP for 15 s, then SIGCONT. It keeps every connection open meanwhile, so only the expiry of its
- *   leases lets the others take its partitions; once it runs again it must neither compile nor write for them;
+ *   leases lets the others take its partitions; once it runs again it must neither compile nor write for them. The
+ *   receiver holds the compiles the frozen runner had running for 12 s more, past the takeover, so that the new owner
+ *   runs those banks again while they go on: the old calls must be refused at their commit (stale tokens), and the
+ *   frozen runner must log each refusal once it runs again;
  * - cut off Postgres (`pg_terminate_backend`): (a) every connection of its pool, (b) only its lease connection;
  * - cut off the network: it runs in a network namespace of its own whose link goes down for 15 s (skipped, saying
  *   why, where namespaces cannot be made: not root, no `ip`).
@@ -755,15 +758,23 @@ describe.skipIf(pgUrl === "")("cluster mode under faults: a frozen runner, a run
 
   it("SIGSTOP for 15 s: its partitions answer elsewhere within 10 s, and once it runs again it compiles and writes nothing for them", async () => {
     const cluster = await loopbackCluster(cleanup)
+    let extended = 0
     await runFault(cluster, {
       label: "SIGSTOP",
       after: "the freeze",
       partitionsMove: true,
       begin: (victim) => {
         process.kill(-victim.child.pid!, "SIGSTOP")
+        // The engine goes on with the frozen runner's compiles past the takeover: the new owner runs those banks again
+        // under a higher token, so the old calls are refused at their commit (and logged once the runner resumes).
+        extended = cluster.receiver.extend((call) => cluster.nodeOf(call) === cluster.nodes.indexOf(victim), 12_000)
         return Promise.resolve(() => process.kill(-victim.child.pid!, "SIGCONT"))
       }
     })
+    const refused = cluster.receiver.calls.filter((call) => call.outcome === "refused-at-commit")
+    console.log(`cluster SIGSTOP: ${extended} compiles of the frozen runner held past the takeover, ${refused.length} refused as stale at their commit`)
+    expect(extended).toBeGreaterThan(0)
+    expect(refused.length).toBeGreaterThan(0)
   }, 240_000)
 
   it("pg_terminate_backend of every connection of a runner: nothing acknowledged lost, nothing compiled twice", async () => {

@@ -122,7 +122,7 @@ export const startFencedReceiver = async (compileMs: number, hosts: ReadonlyArra
     }
     socket.once("end", gone)
     socket.once("close", gone)
-    setTimeout(() =>
+    const commit = () =>
       // After this turn's I/O events: a FIN that arrived while this process was busy is seen first.
       setImmediate(() => {
         if (call.outcome !== "running" || response.destroyed) return gone()
@@ -136,7 +136,23 @@ export const startFencedReceiver = async (compileMs: number, hosts: ReadonlyArra
         call.end = Date.now()
         response.writeHead(200, { "content-type": "application/json" })
         response.end(JSON.stringify({ bankId: call.bankId }), () => (call.answered = true))
-      }), compileMs)
+      })
+    commits.set(call, setTimeout(commit, compileMs))
+    commitNow.set(call, commit)
+  }
+  /** Each running call's commit timer, and the commit itself (for `extend`). */
+  const commits = new Map<FencedCall, ReturnType<typeof setTimeout>>()
+  const commitNow = new Map<FencedCall, () => void>()
+  /** The work of the running calls `which` selects goes on `ms` longer (its commit, and fencing check, come later). */
+  const extend = (which: (call: FencedCall) => boolean, ms: number): number => {
+    let extended = 0
+    for (const call of calls) {
+      if (call.outcome !== "running" || !which(call)) continue
+      clearTimeout(commits.get(call))
+      commits.set(call, setTimeout(commitNow.get(call)!, ms))
+      extended++
+    }
+    return extended
   }
   const servers = await Promise.all(hosts.map(async (host) => {
     const server: Server = createServer(handler(host))
@@ -155,6 +171,7 @@ export const startFencedReceiver = async (compileMs: number, hosts: ReadonlyArra
     url: urlFor(hosts[0]!),
     urlFor,
     calls,
+    extend,
     close: () =>
       Promise.all(servers.map(({ server }) =>
         new Promise<void>((resolve) => {
