@@ -10,24 +10,36 @@ import { PgClient } from "@effect/sql-pg"
 import { describe, expect, inject, it } from "@effect/vitest"
 import { Effect, Layer, Redacted } from "effect"
 import { fenced } from "../../src/internal/cluster/owner.js"
-import { makePartitionLeases, pgLeaseRows } from "../../src/internal/cluster/partitionLeases.js"
+import { makePartitionLeases, type PartitionLeases, pgLeaseRows } from "../../src/internal/cluster/partitionLeases.js"
 import { partitionStore, setupSchema } from "../../src/internal/cluster/store.js"
 import { UnstoredCounts } from "../../src/internal/cluster/unstoredCounts.js"
 import { freshDatabase, psql } from "../support/clusterKit.js"
+import { storedRow } from "../support/utils.js"
 
 const pgUrl = inject("pgUrl")
 
-const row = (bankId: string, memories: number) => ({
-  bankId,
-  memories,
-  lastCompileAt: null,
-  firstRetainAt: 1_700_000_000_000,
-  consecutiveFailures: 0,
-  lastError: null,
-  status: "idle" as const,
-  forgets: 0,
-  policy: null
-})
+const row = storedRow
+
+/** Two runners' leases and the bank table on a fresh database: `test` runs with them, its scope closed after it. */
+const withTwoRunners = (
+  database: string,
+  test: (world: {
+    readonly sql: SqlClient.SqlClient
+    readonly table: Effect.Effect.Success<ReturnType<typeof setupSchema>>
+    readonly a: PartitionLeases
+    readonly b: PartitionLeases
+  }) => Effect.Effect<void, unknown>
+) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const table = yield* setupSchema({ ...ShardingConfig.defaults, shardsPerGroup: 64 })
+    const runner = (name: string) =>
+      Effect.flatMap(pgLeaseRows(sql, `test ${name}`), (rows) => makePartitionLeases({ rows, runner: name, holder: name }))
+    yield* test({ sql, table, a: yield* runner("a"), b: yield* runner("b") })
+  }).pipe(
+    Effect.scoped,
+    Effect.provide(Layer.orDie(PgClient.layer({ url: Redacted.make(database) })))
+  )
 
 /** A bank id of partition 5 (the stored column says which). */
 const bankOf5 = (database: string) =>
@@ -40,84 +52,68 @@ describe("partition leases (Postgres)", () => {
   else {
     it.live("a lease moves only once expired, its epoch grows, and the stale holder's writes are refused", () => {
       const database = freshDatabase(pgUrl)
-      return Effect.gen(function*() {
-        const sql = yield* SqlClient.SqlClient
-        const table = yield* setupSchema({ ...ShardingConfig.defaults, shardsPerGroup: 64 })
-        const runner = (name: string) =>
-          Effect.flatMap(pgLeaseRows(sql, `test ${name}`), (rows) => makePartitionLeases({ rows, runner: name, holder: name }))
-        const a = yield* runner("a")
-        const b = yield* runner("b")
-        expect(yield* a.tryAcquire(5)).toEqual({ epoch: 1, previous: undefined })
-        expect(yield* b.tryAcquire(5)).toBeUndefined()
-        expect(a.isValid(5)).toBe(true)
-        // The lease connection is named so that an operator (or a test) can find it.
-        expect(psql(database, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'test a leases'")).toBe("1")
+      return withTwoRunners(database, ({ a, b, sql, table }) =>
+        Effect.gen(function*() {
+          expect(yield* a.tryAcquire(5)).toEqual({ epoch: 1, previous: undefined })
+          expect(yield* b.tryAcquire(5)).toBeUndefined()
+          expect(a.isValid(5)).toBe(true)
+          // The lease connection is named so that an operator (or a test) can find it.
+          expect(psql(database, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'test a leases'")).toBe("1")
 
-        const bankId = bankOf5(database)
-        const unstored = new UnstoredCounts()
-        let lost = 0
-        const storeA = fenced(partitionStore(sql, table, 5), { sql, leases: a, partition: 5, epoch: 1, unstored }, Effect.sync(() => lost++))
-        unstored.add(bankId, 2, 0)
-        yield* storeA.save([row(bankId, 2)])
-        expect(unstored.all().size).toBe(0)
+          const bankId = bankOf5(database)
+          const unstored = new UnstoredCounts()
+          let lost = 0
+          const storeA = fenced(partitionStore(sql, table, 5), { sql, leases: a, partition: 5, epoch: 1, unstored }, Effect.sync(() => lost++))
+          unstored.add(bankId, 2, 0)
+          yield* storeA.save([row(bankId, 2)])
+          expect(unstored.all().size).toBe(0)
 
-        // a freezes past its lease (Postgres's clock says it expired): b takes it, under the next epoch.
-        psql(database, "UPDATE compile_trigger_partition_leases SET expires_at = clock_timestamp() WHERE partition = 5")
-        expect(yield* b.tryAcquire(5)).toEqual({ epoch: 2, previous: { runner: "a", left: null } })
-        const storeB = fenced(partitionStore(sql, table, 5), { sql, leases: b, partition: 5, epoch: 2, unstored: new UnstoredCounts() }, Effect.void)
-        yield* storeB.save([row(bankId, 7)])
+          // a freezes past its lease (Postgres's clock says it expired): b takes it, under the next epoch.
+          psql(database, "UPDATE compile_trigger_partition_leases SET expires_at = clock_timestamp() WHERE partition = 5")
+          expect(yield* b.tryAcquire(5)).toEqual({ epoch: 2, previous: { runner: "a", left: null } })
+          const storeB = fenced(partitionStore(sql, table, 5), { sql, leases: b, partition: 5, epoch: 2, unstored: new UnstoredCounts() }, Effect.void)
+          yield* storeB.save([row(bankId, 7)])
 
-        // a resumes: its flush is refused, stores nothing, says so, and keeps its counts as unstored.
-        unstored.add(bankId, 3, 0)
-        const refused = yield* Effect.flip(storeA.save([row(bankId, 5)]))
-        expect(refused.message).toContain("another runner holds its lease now (this runner's epoch 1)")
-        expect(lost).toBe(1)
-        expect(psql(database, `SELECT memories FROM compile_trigger_banks WHERE bank_id = '${bankId}'`)).toBe("7")
-        expect(unstored.all().get(bankId)).toEqual({ retains: 3, forgets: 0 })
-        // Its renewal learns it lost the partition; b's renewal keeps it.
-        expect(yield* a.renew).toEqual([{ partition: 5, epoch: 1 }])
-        expect(a.isValid(5)).toBe(false)
-        expect(yield* b.renew).toEqual([])
-        // b hands it over: the next holder takes it at once and learns b stopped.
-        yield* b.release(5, "stopping")
-        expect(yield* a.tryAcquire(5)).toEqual({ epoch: 3, previous: { runner: "b", left: "stopping" } })
-      }).pipe(
-        Effect.scoped,
-        Effect.provide(Layer.orDie(PgClient.layer({ url: Redacted.make(database) })))
-      )
+          // a resumes: its flush is refused, stores nothing, says so, and keeps its counts as unstored.
+          unstored.add(bankId, 3, 0)
+          const refused = yield* Effect.flip(storeA.save([row(bankId, 5)]))
+          expect(refused.message).toContain("another runner holds its lease now (this runner's epoch 1)")
+          expect(lost).toBe(1)
+          expect(psql(database, `SELECT memories FROM compile_trigger_banks WHERE bank_id = '${bankId}'`)).toBe("7")
+          expect(unstored.all().get(bankId)).toEqual({ retains: 3, forgets: 0 })
+          // Its renewal learns it lost the partition; b's renewal keeps it.
+          expect(yield* a.renew).toEqual([{ partition: 5, epoch: 1 }])
+          expect(a.isValid(5)).toBe(false)
+          expect(yield* b.renew).toEqual([])
+          // b hands it over: the next holder takes it at once and learns b stopped.
+          yield* b.release(5, "stopping")
+          expect(yield* a.tryAcquire(5)).toEqual({ epoch: 3, previous: { runner: "b", left: "stopping" } })
+        }))
     }, 30_000)
 
     it.live("a holder gone silent inside a flush's transaction holds its lease row's lock for 3 s, not for good", () => {
       const database = freshDatabase(pgUrl)
-      return Effect.gen(function*() {
-        const sql = yield* SqlClient.SqlClient
-        const table = yield* setupSchema({ ...ShardingConfig.defaults, shardsPerGroup: 64 })
-        const runner = (name: string) =>
-          Effect.flatMap(pgLeaseRows(sql, `test ${name}`), (rows) => makePartitionLeases({ rows, runner: name, holder: name }))
-        const a = yield* runner("a")
-        const b = yield* runner("b")
-        expect(yield* a.tryAcquire(9)).toMatchObject({ epoch: 1 })
-        // a's flush passes the fence (the lease row's lock taken) and then a goes silent: no statement, no COMMIT.
-        const store = fenced(
-          { ...partitionStore(sql, table, 9), save: () => Effect.never },
-          { sql, leases: a, partition: 9, epoch: 1, unstored: new UnstoredCounts() },
-          Effect.void
-        )
-        yield* Effect.fork(store.save([row("silent", 1)]))
-        yield* Effect.sleep("300 millis")
-        psql(database, "UPDATE compile_trigger_partition_leases SET expires_at = clock_timestamp() WHERE partition = 9")
-        // Postgres ends the silent session after 3 s; until then b's takes give up after 1 s each (never stuck).
-        const takenAfter = Date.now()
-        const taken = yield* b.tryAcquire(9).pipe(
-          Effect.flatMap((taken) => taken === undefined ? Effect.fail("not yet") : Effect.succeed(taken)),
-          Effect.retry({ times: 20 })
-        )
-        expect(taken.epoch).toBe(2)
-        expect(Date.now() - takenAfter).toBeLessThan(10_000)
-      }).pipe(
-        Effect.scoped,
-        Effect.provide(Layer.orDie(PgClient.layer({ url: Redacted.make(database) })))
-      )
+      return withTwoRunners(database, ({ a, b, sql, table }) =>
+        Effect.gen(function*() {
+          expect(yield* a.tryAcquire(9)).toMatchObject({ epoch: 1 })
+          // a's flush passes the fence (the lease row's lock taken) and then a goes silent: no statement, no COMMIT.
+          const store = fenced(
+            { ...partitionStore(sql, table, 9), save: () => Effect.never },
+            { sql, leases: a, partition: 9, epoch: 1, unstored: new UnstoredCounts() },
+            Effect.void
+          )
+          yield* Effect.fork(store.save([row("silent", 1)]))
+          yield* Effect.sleep("300 millis")
+          psql(database, "UPDATE compile_trigger_partition_leases SET expires_at = clock_timestamp() WHERE partition = 9")
+          // Postgres ends the silent session after 3 s; until then b's takes give up after 1 s each (never stuck).
+          const takenAfter = Date.now()
+          const taken = yield* b.tryAcquire(9).pipe(
+            Effect.flatMap((taken) => taken === undefined ? Effect.fail("not yet") : Effect.succeed(taken)),
+            Effect.retry({ times: 20 })
+          )
+          expect(taken.epoch).toBe(2)
+          expect(Date.now() - takenAfter).toBeLessThan(10_000)
+        }))
     }, 30_000)
   }
 })

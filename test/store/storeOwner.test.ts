@@ -12,21 +12,12 @@ import { afterAll } from "vitest"
 import { describeDatabase } from "../../src/BankStateStore.js"
 import { BankStateStore } from "../../src/index.js"
 import { freshDatabase, psql } from "../support/clusterKit.js"
+import { storedRow } from "../support/utils.js"
 
 /** The advisory lock class of the single-node owner ("ECT0"). */
 const OWNER_CLASS = 0x45435430
 
-const row = (bankId: string) => ({
-  bankId,
-  memories: 1,
-  lastCompileAt: null,
-  firstRetainAt: 1_700_000_000_000,
-  consecutiveFailures: 0,
-  lastError: null,
-  status: "idle" as const,
-  forgets: 0,
-  policy: null
-})
+const row = (bankId: string) => storedRow(bankId)
 
 const dirs: Array<string> = []
 afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })))

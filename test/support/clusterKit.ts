@@ -291,6 +291,21 @@ export const handovers = (nodes: ReadonlyArray<ServiceProcess>, since: number) =
     }
   })
 
+/** The partitions two nodes ran at once (by more than 50 ms of logging slack), from each node's spells. */
+const overlappingSpells = (spells: Map<number, Array<{ node: number; from: number; to: number }>>) => {
+  const twice: Array<string> = []
+  for (const [partition, list] of spells) {
+    for (const a of list) {
+      for (const b of list) {
+        if (a.node >= b.node) continue
+        const overlap = Math.min(a.to, b.to) - Math.max(a.from, b.from)
+        if (overlap > 50) twice.push(`partition ${partition} on nodes ${a.node} and ${b.node} for ${overlap} ms`)
+      }
+    }
+  }
+  return twice
+}
+
 /**
  * Each node's spells of running a partition, from its debug log ("taken over" once its lock is held and its banks
  * restored, to "handed over" once its lock is released; a killed node's open spells end at the kill): the partitions
@@ -314,17 +329,7 @@ export const ranOnTwoNodes = (
     const end = node === killed?.node ? killed.at : Infinity
     for (const [partition, from] of open) add(partition, { node: index, from, to: end })
   })
-  const twice: Array<string> = []
-  for (const [partition, list] of spells) {
-    for (const a of list) {
-      for (const b of list) {
-        if (a.node >= b.node) continue
-        const overlap = Math.min(a.to, b.to) - Math.max(a.from, b.from)
-        if (overlap > 50) twice.push(`partition ${partition} on nodes ${a.node} and ${b.node} for ${overlap} ms`)
-      }
-    }
-  }
-  return twice
+  return overlappingSpells(spells)
 }
 
 /** The banks with two compile calls at once (one started before the other ended). */
@@ -411,15 +416,5 @@ export const ranOnTwoNodesAfterLoss = (
     }
     for (const partition of [...open.keys()]) close(partition, Infinity)
   })
-  const twice: Array<string> = []
-  for (const [partition, list] of spells) {
-    for (const a of list) {
-      for (const b of list) {
-        if (a.node >= b.node) continue
-        const overlap = Math.min(a.to, b.to) - Math.max(a.from, b.from)
-        if (overlap > 50) twice.push(`partition ${partition} on nodes ${a.node} and ${b.node} for ${overlap} ms`)
-      }
-    }
-  }
-  return twice
+  return overlappingSpells(spells)
 }

@@ -123,3 +123,16 @@ export const policyArb: fc.Arbitrary<PolicyFields> = fc.record({
   forgetThreshold: fc.integer({ min: 1, max: 5 }),
   forgetDelaySeconds: fc.constantFrom(0, 30, 600)
 }, { requiredKeys: [] })
+
+/** A stored bank's row as a store's `save` takes it: idle, `memories` counted, nothing else set. */
+export const storedRow = (bankId: string, memories = 1) => ({
+  bankId,
+  memories,
+  lastCompileAt: null,
+  firstRetainAt: 1_700_000_000_000,
+  consecutiveFailures: 0,
+  lastError: null,
+  status: "idle" as const,
+  forgets: 0,
+  policy: null
+})
