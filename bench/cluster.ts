@@ -6,15 +6,17 @@
  * A throwaway Postgres (test/support/pgCluster.ts), one database per cluster; runners are `node dist/bin.js` (built first)
  * with CLUSTER_RUNNER_ADDRESS and DATABASE_URL, dry-run engine, size threshold 10^9 (no compile runs: the rows
  * measure routing and counting). On a 2-core machine the 3-runner row measures the routing overhead of three
- * processes sharing the cores, not scaling. Throughput rows are measured in alternating slices. Writes
+ * processes sharing the cores, not scaling. Throughput rows are measured in alternating slices. "node CPU" is the
+ * user + system time of the row's service processes (from /proc) over the requests they answered. Writes
  * bench/results/cluster.json.
  *
- * Options: `--duration <s>` (default 10), `--connections <n>` (default 15), `--kills <n>` (default 3).
+ * Options: `--duration <s>` (default 10), `--connections <n>` (default 15), `--kills <n>` (default 3), `--profile <dir>`
+ * (every node runs with `--cpu-prof` and writes `<dir>/<setup>-<n>.cpuprofile` when it stops: `single`, `one`, `three`).
  */
 import autocannon from "autocannon"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { cpus, tmpdir } from "node:os"
 import { join } from "node:path"
 import { partitionOf, PARTITIONS } from "../src/internal/cluster/protocol.js"
 import { ensureBuilt, root } from "../test/support/build.js"
@@ -28,6 +30,7 @@ const argument = (name: string, fallback: number): number => {
 const DURATION = argument("duration", 10)
 const CONNECTIONS = argument("connections", 15)
 const KILLS = argument("kills", 3)
+const PROFILE = process.argv.includes("--profile") ? process.argv[process.argv.indexOf("--profile") + 1] : undefined
 const WARMUP = 2
 const SLICES = 5
 const BATCH_ITEMS = 1000
@@ -42,9 +45,15 @@ interface Node {
   readonly env: Record<string, string>
 }
 
-const spawnNode = async (env: Record<string, string>): Promise<Node> => {
+let profiled = 0
+
+/** With `--profile`: the node's CPU profile, written when it stops, named after its setup. */
+const profileArgs = (setup: string): Array<string> =>
+  PROFILE === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${PROFILE}`, `--cpu-prof-name=${setup}-${profiled++}.cpuprofile`]
+
+const spawnNode = async (env: Record<string, string>, setup = "single"): Promise<Node> => {
   const port = await freePort()
-  const child = spawn(process.execPath, ["dist/bin.js"], {
+  const child = spawn(process.execPath, [...profileArgs(setup), "dist/bin.js"], {
     cwd: root,
     env: { ...process.env, LOG_LEVEL: "warn", COMPILE_SIZE_THRESHOLD: "1000000000", ...env, PORT: String(port), HOST: "127.0.0.1" },
     stdio: ["ignore", "ignore", "inherit"]
@@ -82,8 +91,8 @@ const createDatabase = (serverUrl: string, name: string): string => {
   return serverUrl.replace(/\/[^/]*$/, `/${name}`)
 }
 
-const startRunner = async (database: string, runnerPort?: number) =>
-  spawnNode({ DATABASE_URL: database, CLUSTER_RUNNER_ADDRESS: `127.0.0.1:${runnerPort ?? await freePort()}` })
+const startRunner = async (database: string, setup: string, runnerPort?: number) =>
+  spawnNode({ DATABASE_URL: database, CLUSTER_RUNNER_ADDRESS: `127.0.0.1:${runnerPort ?? await freePort()}` }, setup)
 
 /** Shard → runner address, from the cluster's shard lock rows. */
 const owners = (database: string): Map<number, string> => {
@@ -215,6 +224,26 @@ const failover = async (database: string, victim: Node, via: string) => {
 
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
 
+/** Clock ticks per second of /proc/<pid>/stat's CPU times (USER_HZ: 100 on Linux). */
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout) || 100
+
+/** CPU time (user + system, ms) the nodes' processes used so far; NaN where /proc is not available. */
+const cpuMillis = (nodes: ReadonlyArray<Node>): number =>
+  nodes.reduce((sum, node) => {
+    const stat = `/proc/${node.child.pid}/stat`
+    if (!existsSync(stat)) return NaN
+    // Fields after the command name (which may contain spaces): utime and stime are the 12th and 13th.
+    const fields = readFileSync(stat, "utf8").replace(/^.*\) /s, "").split(" ")
+    return sum + (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS * 1000
+  }, 0)
+
+/** `f`, and the CPU time the nodes used meanwhile (ms). */
+const withCpu = async <A>(nodes: ReadonlyArray<Node>, f: () => Promise<A>): Promise<[A, number]> => {
+  const before = cpuMillis(nodes)
+  const result = await f()
+  return [result, cpuMillis(nodes) - before]
+}
+
 const main = async () => {
   ensureBuilt()
   const pg = await startPgCluster()
@@ -229,29 +258,31 @@ const main = async () => {
     const single = await spawnNode({ DATA_DIR: dataDir })
     nodes.push(single)
     const db1 = createDatabase(pg.url, "bench_one")
-    const one = await startRunner(db1)
+    const one = await startRunner(db1, "one")
     nodes.push(one)
     await settled(db1, 1)
     const db3 = createDatabase(pg.url, "bench_three")
-    const three = await Promise.all([0, 1, 2].map(() => startRunner(db3)))
+    const three = await Promise.all([0, 1, 2].map(() => startRunner(db3, "three")))
     nodes.push(...three)
     await settled(db3, 3)
 
     const body = JSON.stringify(Array.from({ length: BATCH_ITEMS }, (_, i) => ({ bankId: `bench-${i}`, count: 1 })))
     const rows = [
-      { name: "single node (SQLite, no cluster)", bases: [single.base] },
-      { name: "cluster, 1 runner", bases: [one.base] },
-      { name: "cluster, 3 runners (load spread over the 3 HTTP ports)", bases: three.map((node) => node.base) }
-    ]
+      { name: "single node (SQLite, no cluster)", nodes: [single] },
+      { name: "cluster, 1 runner", nodes: [one] },
+      { name: "cluster, 3 runners (load spread over the 3 HTTP ports)", nodes: three }
+    ].map((row) => ({ ...row, bases: row.nodes.map((node) => node.base) }))
     for (const row of rows) await loadBatch(row.bases, body, WARMUP)
     const slices: Array<Array<Run>> = rows.map(() => [])
     const counted = rows.map(() => 0)
+    const cpu = rows.map(() => 0)
     for (let slice = 0; slice < SLICES; slice++) {
       for (let r = 0; r < rows.length; r++) {
-        const countBases = r === 2 ? three.map((node) => node.base) : rows[r]!.bases
-        const before = await retainsCounted(countBases)
-        slices[r]!.push(await loadBatch(rows[r]!.bases, body, DURATION / SLICES))
-        counted[r]! += (await retainsCounted(countBases)) - before
+        const before = await retainsCounted(rows[r]!.bases)
+        const [run, used] = await withCpu(rows[r]!.nodes, () => loadBatch(rows[r]!.bases, body, DURATION / SLICES))
+        slices[r]!.push(run)
+        cpu[r]! += used
+        counted[r]! += (await retainsCounted(rows[r]!.bases)) - before
       }
     }
     const runs = slices.map(combine)
@@ -265,9 +296,9 @@ const main = async () => {
       ;(ownerOfBank(map, bankId) === three[0]!.runner ? local : remote).push(bankId)
     }
     await singleRetains(three[0]!.base, remote.slice(0, 100)) // warm-up
-    const remoteLatency = await singleRetains(three[0]!.base, remote)
-    const localLatency = await singleRetains(three[0]!.base, local)
-    const singleLatency = await singleRetains(single.base, local)
+    const [remoteLatency, remoteCpu] = await withCpu(three, () => singleRetains(three[0]!.base, remote))
+    const [localLatency, localCpu] = await withCpu(three, () => singleRetains(three[0]!.base, local))
+    const [singleLatency, singleCpu] = await withCpu([single], () => singleRetains(single.base, local))
 
     // SIGKILL the last runner, measure, start it again (same address) and let the cluster settle; KILLS times.
     const failovers: Array<{ ms: number; banks: number; unanswered: number }> = []
@@ -275,29 +306,43 @@ const main = async () => {
       const victim = three[2]!
       failovers.push(await failover(db3, victim, three[0]!.base))
       const port = Number(victim.runner.split(":")[1])
-      three[2] = await startRunner(db3, port)
+      three[2] = await startRunner(db3, "three", port)
       nodes.push(three[2])
       await settled(db3, 3)
     }
 
+    const perSecond = (r: number) => counted[r]! / runs[r]!.seconds
     console.log("")
-    console.log("| setup | requests/s | retains/s counted | vs single node (same run) | latency p50 / p99 (batch) |")
-    console.log("|---|---|---|---|---|")
+    console.log(
+      "| setup | requests/s | retains/s counted | vs single node (same run) | node CPU per request | latency p50 / p99 (batch) |"
+    )
+    console.log("|---|---|---|---|---|---|")
     runs.forEach((run, r) => {
-      const retainsPerSecond = counted[r]! / run.seconds
-      const baseline = counted[0]! / runs[0]!.seconds
       console.log(
-        `| ${rows[r]!.name} | ${fmt(run.requests / run.seconds)} | ${fmt(retainsPerSecond)} | ${
-          (retainsPerSecond / baseline * 100).toFixed(0)
-        } % | ${run.p50} / ${run.p99} ms |`
+        `| ${rows[r]!.name} | ${fmt(run.requests / run.seconds)} | ${fmt(perSecond(r))} | ${
+          (perSecond(r) / perSecond(0) * 100).toFixed(0)
+        } % | ${(cpu[r]! / run.requests).toFixed(2)} ms | ${run.p50} / ${run.p99} ms |`
       )
     })
     console.log("")
-    console.log("| one retain (`POST /v1/banks/{id}/retain`, one at a time) | p50 | p99 |")
-    console.log("|---|---|---|")
-    console.log(`| single node | ${singleLatency.p50.toFixed(2)} ms | ${singleLatency.p99.toFixed(2)} ms |`)
-    console.log(`| cluster, owner is the runner asked | ${localLatency.p50.toFixed(2)} ms | ${localLatency.p99.toFixed(2)} ms |`)
-    console.log(`| cluster, owner is another runner | ${remoteLatency.p50.toFixed(2)} ms | ${remoteLatency.p99.toFixed(2)} ms |`)
+    console.log(
+      `3 runners vs 1 runner (same run): ${(perSecond(2) / perSecond(1) * 100).toFixed(0)} %` +
+        (cpus().length < 6
+          ? ` — on ${cpus().length} cores three runner processes share the cores: this measures what routing costs, not scaling`
+          : "")
+    )
+    console.log("")
+    console.log("| one retain (`POST /v1/banks/{id}/retain`, one at a time) | p50 | p99 | node CPU per retain |")
+    console.log("|---|---|---|---|")
+    const latencyRow = (name: string, latency: { p50: number; p99: number }, used: number) =>
+      console.log(
+        `| ${name} | ${latency.p50.toFixed(2)} ms | ${latency.p99.toFixed(2)} ms | ${
+          (used / LATENCY_REQUESTS).toFixed(2)
+        } ms |`
+      )
+    latencyRow("single node", singleLatency, singleCpu)
+    latencyRow("cluster, owner is the runner asked", localLatency, localCpu)
+    latencyRow("cluster, owner is another runner", remoteLatency, remoteCpu)
     console.log("")
     console.log(
       `failover after SIGKILL (time until a retain for every partition of the killed runner is answered 202 by another ` +
@@ -315,8 +360,17 @@ const main = async () => {
           date: new Date().toISOString(),
           connections: CONNECTIONS,
           duration: DURATION,
-          throughput: runs.map((run, r) => ({ name: rows[r]!.name, ...run, retainsPerSecond: counted[r]! / run.seconds })),
-          latency: { single: singleLatency, local: localLatency, remote: remoteLatency },
+          throughput: runs.map((run, r) => ({
+            name: rows[r]!.name,
+            ...run,
+            retainsPerSecond: perSecond(r),
+            cpuMillisPerRequest: cpu[r]! / run.requests
+          })),
+          latency: {
+            single: { ...singleLatency, cpuMillis: singleCpu / LATENCY_REQUESTS },
+            local: { ...localLatency, cpuMillis: localCpu / LATENCY_REQUESTS },
+            remote: { ...remoteLatency, cpuMillis: remoteCpu / LATENCY_REQUESTS }
+          },
           failovers
         },
         null,

@@ -7,7 +7,7 @@
 import { ClusterSchema, Entity } from "@effect/cluster"
 import { Rpc } from "@effect/rpc"
 import { Schema } from "effect"
-import { createHash } from "node:crypto"
+import * as crypto from "node:crypto"
 import { BankCompileState, BankStatus } from "../../BankCompileState.js"
 import { BankLimitError } from "../../BankLimit.js"
 import { BankPolicy, BankPolicyError } from "../../BankPolicy.js"
@@ -24,12 +24,59 @@ export const PARTITIONS = 64
  * The bank's partition: the first byte of the MD5 of its UTF-8 id, modulo 64. Postgres computes the same
  * (`get_byte(decode(md5(bank_id), 'hex'), 0) & 63`) for the stored column, so the two can never disagree.
  */
-export const partitionOf = (bankId: string): number => createHash("md5").update(bankId).digest()[0]! & (PARTITIONS - 1)
+export const partitionOf = (bankId: string): number => md5(bankId)[0]! & (PARTITIONS - 1)
+
+/** The MD5 of a string's UTF-8: Node's one-shot `crypto.hash` where it has it (20.12 and later: a third cheaper). */
+const md5: (text: string) => Buffer = typeof crypto.hash === "function"
+  ? (text) => crypto.hash("md5", text, "buffer")
+  : (text) => crypto.createHash("md5").update(text).digest()
 
 /** The SQL expression of `partitionOf` over the `bank_id` column. */
 export const PARTITION_SQL = `(get_byte(decode(md5(bank_id), 'hex'), 0) & ${PARTITIONS - 1})`
 
-const Counts = Schema.Array(Schema.Tuple(Schema.String, Schema.Number))
+/** A `Write`'s counts as its handler sees them: (bank id, count) pairs. */
+type CountPairs = ReadonlyArray<readonly [string, number]>
+
+/** The same counts on the wire: the ids and their counts as two arrays of the same length. */
+interface PackedCounts {
+  readonly ids: ReadonlyArray<string>
+  readonly counts: ReadonlyArray<number>
+}
+
+const isCountPairs = (u: unknown): u is CountPairs => {
+  if (!Array.isArray(u)) return false
+  for (const pair of u) {
+    if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== "string" || typeof pair[1] !== "number") {
+      return false
+    }
+  }
+  return true
+}
+
+const isPackedCounts = (u: unknown): u is PackedCounts => {
+  if (typeof u !== "object" || u === null) return false
+  const { counts, ids } = u as { readonly ids?: unknown; readonly counts?: unknown }
+  if (!Array.isArray(ids) || !Array.isArray(counts) || ids.length !== counts.length) return false
+  for (let i = 0; i < ids.length; i++) {
+    if (typeof ids[i] !== "string" || typeof counts[i] !== "number") return false
+  }
+  return true
+}
+
+/**
+ * A `Write`'s counts: pairs for the handler, two flat arrays on the wire. Checked by a plain loop each way: a
+ * `Schema.Array(Schema.Tuple(…))` validated and transformed every pair through the Schema interpreter (about 1.6 µs a
+ * pair each way), and msgpack wrote an array header per pair.
+ */
+export const Counts: Schema.Schema<CountPairs, PackedCounts> = Schema.transform(
+  Schema.declare(isPackedCounts, { identifier: "PackedCounts" }),
+  Schema.declare(isCountPairs, { identifier: "CountPairs" }),
+  {
+    strict: true,
+    decode: ({ counts, ids }) => ids.map((id, i) => [id, counts[i]!] as const),
+    encode: (pairs) => ({ ids: pairs.map((pair) => pair[0]), counts: pairs.map((pair) => pair[1]) })
+  }
+)
 const BankIdPayload = { bankId: Schema.String }
 
 /** The queue's counts; `capacity` null when unbounded. */

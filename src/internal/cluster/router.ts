@@ -95,6 +95,27 @@ type Clients = ReadonlyArray<PartitionClient>
 
 // --- write lanes: coalescing, send, settle ------------------------------------------------------------------------
 
+/**
+ * A bank's partition, remembered for the rest of the task: a request's writes, its room check and its `settle` each
+ * need it, and hashing the id costs more than counting the retain. Bounded by what one task writes.
+ */
+let partitionsInTask: Map<string, number> | undefined
+const forgetPartitionsInTask = () => {
+  partitionsInTask = undefined
+}
+const partitionInTask = (bankId: string): number => {
+  if (partitionsInTask === undefined) {
+    partitionsInTask = new Map()
+    queueMicrotask(forgetPartitionsInTask)
+  }
+  let p = partitionsInTask.get(bankId)
+  if (p === undefined) {
+    p = partitionOf(bankId)
+    partitionsInTask.set(bankId, p)
+  }
+  return p
+}
+
 /** Why a retain or forget is ignored (a bad bank id or count), or undefined when it is counted. */
 const invalidWrite = (bankId: string, count: number): string | undefined =>
   invalidBankId(bankId) ?? (isCount(count) ? undefined : badCountMessage(count))
@@ -155,7 +176,7 @@ const makeWrite = (
     if (invalid !== undefined) {
       return runSync(Effect.logWarning(`ignored request for bank ${JSON.stringify(bankId)}: ${invalid}`))
     }
-    const p = partitionOf(bankId)
+    const p = partitionInTask(bankId)
     // This runner owns the partition and runs its queue: counted here and now, no RPC.
     const queue = local.get(p)
     if (queue !== undefined) {
@@ -191,7 +212,7 @@ const makeSettle = (lanes: ReadonlyArray<Lane>, local: LocalPartitions, durable:
     const byPartition = new Map<number, Array<string>>()
     for (const bankId of bankIds) {
       if (typeof bankId !== "string") continue
-      const p = partitionOf(bankId)
+      const p = partitionInTask(bankId)
       const ids = byPartition.get(p)
       if (ids !== undefined) {
         ids.push(bankId)
@@ -252,7 +273,7 @@ const makeCheckRoom = (local: LocalPartitions): CompileQueueService["unsafeCheck
   if (!full) return undefined
   const byPartition = new Map<number, Array<string>>()
   for (const bankId of bankIds) {
-    const p = partitionOf(bankId)
+    const p = partitionInTask(bankId)
     if (!local.has(p)) continue
     const ids = byPartition.get(p)
     if (ids === undefined) byPartition.set(p, [bankId])
