@@ -113,7 +113,9 @@ describe.concurrent("one owner per store", () => {
             const socket = connect(port, "127.0.0.1", () => resolve(socket))
             socket.on("error", () => resolve(undefined))
           }),
-        (socket) => socket !== undefined && silent.push(socket) > 0
+        (socket) => socket !== undefined && silent.push(socket) > 0,
+        // The port is bound before the store opens, but the process's start itself is slow on a loaded machine.
+        30_000
       )
       service.child.kill("SIGTERM")
       const exit = await Promise.race([
