@@ -57,8 +57,10 @@ describe("partition leases (Postgres)", () => {
           expect(yield* a.tryAcquire(5)).toEqual({ epoch: 1, previous: undefined })
           expect(yield* b.tryAcquire(5)).toBeUndefined()
           expect(a.isValid(5)).toBe(true)
-          // The lease connection is named so that an operator (or a test) can find it.
+          // The lease connections are named so that an operator (or a test) can find them: renewals have their own.
+          expect(yield* a.renew).toEqual([])
           expect(psql(database, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'test a leases'")).toBe("1")
+          expect(psql(database, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'test a lease takes'")).toBe("1")
 
           const bankId = bankOf5(database)
           const unstored = new UnstoredCounts()

@@ -92,8 +92,8 @@ const previousOf = (runner: unknown, left: unknown): PreviousOwner | undefined =
   typeof runner === "string" ? { runner, left: isReason(left) ? left : null } : undefined
 
 /**
- * One reserved connection for the leases, named `<name> leases`, taken again after any failure or timeout (a silent
- * socket must not hold the renewals up), one statement at a time.
+ * One reserved connection, named `name`, taken again after any failure or timeout (a silent socket must not hold the
+ * renewals up), one statement at a time.
  */
 const leaseConnection = (sql: SqlClient.SqlClient, name: string) =>
   Effect.gen(function*() {
@@ -104,7 +104,7 @@ const leaseConnection = (sql: SqlClient.SqlClient, name: string) =>
       const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
       const conn = yield* Effect.tapError(Scope.extend(sql.reserve, scope), () => Scope.close(scope, Exit.void))
       current = { conn, scope }
-      yield* conn.executeRaw(`SET application_name = '${name.replaceAll("'", "''")} leases'`, [])
+      yield* conn.executeRaw(`SET application_name = '${name.replaceAll("'", "''")}'`, [])
       // A take or renewal waiting on a row lock (a flush under way, or one whose runner went silent mid-transaction)
       // fails after 1 s rather than holding up every other lease operation of this runner.
       yield* conn.executeRaw("SET lock_timeout = '1s'", [])
@@ -131,11 +131,12 @@ const leaseConnection = (sql: SqlClient.SqlClient, name: string) =>
 const INTERVAL = `interval '${LEASE_MILLIS} milliseconds'`
 
 /**
- * The lease table in Postgres: takes, renewals and releases on a connection of their own (`<name> leases`); the fence
- * on the connection of the transaction it runs in.
+ * The lease table in Postgres: renewals on a connection of their own (`<name> leases`), so that they never wait behind
+ * takes (a runner asked for many partitions it cannot take yet tries them often); takes and releases on another
+ * (`<name> lease takes`); the fence on the connection of the transaction it runs in.
  */
 export const pgLeaseRows = (sql: SqlClient.SqlClient, name: string): Effect.Effect<LeaseRows, never, Scope.Scope> =>
-  Effect.map(leaseConnection(sql, name), (run): LeaseRows => ({
+  Effect.zipWith(leaseConnection(sql, `${name} leases`), leaseConnection(sql, `${name} lease takes`), (renewOn, run): LeaseRows => ({
     // The CTE reads the row as it was before the update (the move log's "from whom and why").
     take: (partition, holder, runner) =>
       Effect.map(
@@ -151,7 +152,7 @@ export const pgLeaseRows = (sql: SqlClient.SqlClient, name: string): Effect.Effe
       ),
     renew: (holder, partitions) =>
       Effect.map(
-        run(
+        renewOn(
           `UPDATE ${LEASES_TABLE} SET expires_at = clock_timestamp() + ${INTERVAL}
            WHERE holder = $1 AND partition = ANY($2::smallint[]) RETURNING partition, epoch`,
           [holder, partitions]

@@ -102,6 +102,11 @@ interface Slot {
   running: { readonly run: PartitionRun; readonly scope: Scope.CloseableScope; readonly epoch: number } | undefined
   /** A reconcile pass started a stop that has not ended (its final flush may be waiting for Postgres). */
   stopping: boolean
+  /**
+   * Attempts to take the lease so far: calls that waited for the slot while an attempt ran share its outcome instead
+   * of each asking Postgres again (a runner asked for a partition it cannot take yet is asked by every waiting call).
+   */
+  attempts: number
 }
 
 /** A reconcile pass waits this long for a stop it started; a longer one (its flush waits for Postgres) goes on alone. */
@@ -142,11 +147,13 @@ const start = <E>(options: PartitionSlotsOptions<E>, slots: ReadonlyArray<Slot>,
     const queue = options.local.running(partition)
     if (queue !== undefined) return Effect.succeed(queue)
     const slot = slots[partition]!
+    const seen = slot.attempts
     return exclusive(
       slot,
       Effect.suspend(() => {
         if (slot.running !== undefined) return Effect.succeed(slot.running.run.queue)
-        if (!options.isAssigned(partition)) return Effect.succeed(undefined)
+        if (!options.isAssigned(partition) || slot.attempts !== seen) return Effect.succeed(undefined)
+        slot.attempts++
         return options.leases.tryAcquire(partition).pipe(
           Effect.catchAll((error) =>
             Effect.as(Effect.logWarning(`partition ${partition}: lease unavailable`, error), undefined)
@@ -237,7 +244,7 @@ const reconcile = <E>(options: PartitionSlotsOptions<E>, slots: ReadonlyArray<Sl
 export const makePartitionSlots = <E>(options: PartitionSlotsOptions<E>): PartitionSlots => {
   const slots: ReadonlyArray<Slot> = Array.from(
     { length: options.partitions },
-    (): Slot => ({ mutex: Effect.unsafeMakeSemaphore(1), running: undefined, stopping: false })
+    (): Slot => ({ mutex: Effect.unsafeMakeSemaphore(1), running: undefined, stopping: false, attempts: 0 })
   )
   return {
     start: (partition) => start(options, slots, partition),
