@@ -60,15 +60,9 @@ import {
   settled,
   THRESHOLD
 } from "../support/clusterKit.js"
-import {
-  committedOverlaps,
-  type FencedCall,
-  type FencingToken,
-  FENCING_HEADER,
-  formatToken,
-  startFencedReceiver,
-  unloggedRefusals
-} from "../support/fencedReceiver.js"
+import { format as formatToken, type FencingToken } from "../../src/FencingToken.js"
+import { FENCING_TOKEN_HEADER } from "../../src/WebhookEngine.js"
+import { committedOverlaps, type FencedCall, startFencedReceiver, unloggedRefusals } from "../support/fencedReceiver.js"
 import { eventually, freePort, type ServiceProcess, startService } from "../support/harness.js"
 import { createNamespace, type Namespace, netnsUnavailable, startInNamespace, startRelay } from "../support/netns.js"
 import { prng } from "../support/random.js"
@@ -687,7 +681,7 @@ describe("the fault kit (self-checks)", () => {
       const sent = header === undefined ? token && formatToken(token) : header ?? undefined
       return fetch(receiver.url, {
         method: "POST",
-        headers: { "content-type": "application/json", ...(sent === undefined ? {} : { [FENCING_HEADER]: sent }) },
+        headers: { "content-type": "application/json", ...(sent === undefined ? {} : { [FENCING_TOKEN_HEADER]: sent }) },
         body: JSON.stringify({ bankId: id, memories: 3, forgets: 0, reason: "size", attempt: 1, fencingToken: token }),
         signal: signal ?? null
       }).then((response) => response.status, () => "aborted")

@@ -7,27 +7,18 @@
  * token, the job's memories and forgets, start, end, outcome, and which of its addresses the call came in on (each
  * runner is given its own address, so a call says which runner made it).
  */
+import { Either, Schema } from "effect"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
+import * as FencingToken from "../../src/FencingToken.js"
+import { FENCING_TOKEN_HEADER } from "../../src/WebhookEngine.js"
 import { type Call, noOverlaps } from "./clusterKit.js"
 
-export interface FencingToken {
-  readonly epoch: number
-  readonly sequence: number
-}
-
-/** The header carrying the token as `<epoch>.<sequence>`. */
-export const FENCING_HEADER = "compile-fencing-token"
-
-/** Negative when `a` comes before `b`: epoch first, then sequence. */
-export const compareTokens = (a: FencingToken, b: FencingToken): number =>
-  a.epoch !== b.epoch ? a.epoch - b.epoch : a.sequence - b.sequence
-
-export const formatToken = (token: FencingToken): string => `${token.epoch}.${token.sequence}`
+type Token = FencingToken.FencingToken
 
 /** What a runner logs when the webhook refuses a compile of `token` as stale. */
-export const refusalLine = (token: FencingToken): string =>
-  `refused the compile as stale (fencing token ${formatToken(token)})`
+export const refusalLine = (token: Token): string =>
+  `refused the compile as stale (fencing token ${FencingToken.format(token)})`
 
 /**
  * `running` until it ends; `committed` (answered 200), `refused` (409 on arrival), `refused-at-commit` (409 after its
@@ -41,7 +32,7 @@ export type Outcome = "running" | "committed" | "refused" | "refused-at-commit" 
  */
 export interface FencedCall extends Call {
   /** The body's token, or the header's when the body has none; undefined when neither has one. */
-  readonly token: FencingToken | undefined
+  readonly token: Token | undefined
   /** Set when the header does not say what the body says (either missing or malformed included). */
   readonly tokenMismatch: string | undefined
   /** The receiver's address the call came in on. */
@@ -49,32 +40,29 @@ export interface FencedCall extends Call {
   outcome: Outcome
 }
 
-const isToken = (value: unknown): value is FencingToken =>
-  typeof value === "object" && value !== null &&
-  Number.isSafeInteger((value as FencingToken).epoch) && Number.isSafeInteger((value as FencingToken).sequence)
+const isToken = Schema.is(FencingToken.FencingToken)
 
-const headerToken = (header: string | Array<string> | undefined): FencingToken | undefined => {
-  const found = typeof header === "string" ? /^(\d+)\.(\d+)$/.exec(header.trim()) : null
-  return found === null ? undefined : { epoch: Number(found[1]), sequence: Number(found[2]) }
-}
+const headerToken = (header: string | Array<string> | undefined): Token | undefined =>
+  typeof header === "string" ? Either.getOrUndefined(FencingToken.parse(header)) : undefined
 
 /** The call's token, and what is wrong with the header if it does not agree with the body. */
 const readToken = (body: Record<string, unknown>, header: string | Array<string> | undefined) => {
   const inBody = isToken(body.fencingToken) ? body.fencingToken : undefined
   const inHeader = headerToken(header)
-  const same = inBody !== undefined && inHeader !== undefined && compareTokens(inBody, inHeader) === 0
+  const same = inBody !== undefined && inHeader !== undefined && FencingToken.compare(inBody, inHeader) === 0
   const mismatch = same || (inBody === undefined && header === undefined)
     ? undefined
-    : `body ${inBody === undefined ? JSON.stringify(body.fencingToken ?? null) : formatToken(inBody)}, ` +
+    : `body ${inBody === undefined ? JSON.stringify(body.fencingToken ?? null) : FencingToken.format(inBody)}, ` +
       `header ${JSON.stringify(header ?? null)}`
   return { token: inBody ?? inHeader, mismatch }
 }
 
-const refuse = (call: FencedCall, response: ServerResponse, outcome: "refused" | "refused-at-commit", highest: FencingToken) => {
+const refuse = (call: FencedCall, response: ServerResponse, outcome: "refused" | "refused-at-commit", highest: Token) => {
   call.outcome = outcome
   call.end = Date.now()
   response.writeHead(409, { "content-type": "application/json" })
-  response.end(JSON.stringify({ error: `stale fencing token ${formatToken(call.token!)}: ${formatToken(highest)} seen` }))
+  const stale = `stale fencing token ${FencingToken.format(call.token!)}: ${FencingToken.format(highest)} seen`
+  response.end(JSON.stringify({ error: stale }))
 }
 
 /**
@@ -83,13 +71,14 @@ const refuse = (call: FencedCall, response: ServerResponse, outcome: "refused" |
  */
 export const startFencedReceiver = async (compileMs: number, hosts: ReadonlyArray<string> = ["127.0.0.1"]) => {
   const calls: Array<FencedCall> = []
-  const highest = new Map<string, FencingToken>()
+  // The package's own guard for engines: the highest token seen per bank.
+  const guard = FencingToken.unsafeMakeGuard()
   const handler = (via: string) => (request: IncomingMessage, response: ServerResponse) => {
     let text = ""
     request.on("data", (chunk: Buffer) => (text += chunk.toString()))
     request.on("end", () => {
       const body = JSON.parse(text) as Record<string, unknown>
-      const { mismatch, token } = readToken(body, request.headers[FENCING_HEADER])
+      const { mismatch, token } = readToken(body, request.headers[FENCING_TOKEN_HEADER])
       const call: FencedCall = {
         bankId: String(body.bankId),
         memories: Number(body.memories),
@@ -105,11 +94,8 @@ export const startFencedReceiver = async (compileMs: number, hosts: ReadonlyArra
         outcome: "running"
       }
       calls.push(call)
-      const seen = highest.get(call.bankId)
-      if (token !== undefined && seen !== undefined && compareTokens(token, seen) < 0) {
-        return refuse(call, response, "refused", seen)
-      }
-      if (token !== undefined) highest.set(call.bankId, token)
+      const admission = token === undefined ? undefined : guard.unsafeAdmit(call.bankId, token)
+      if (admission?._tag === "Stale") return refuse(call, response, "refused", admission.highest)
       work(call, request, response)
     })
   }
@@ -128,8 +114,8 @@ export const startFencedReceiver = async (compileMs: number, hosts: ReadonlyArra
         if (call.outcome !== "running" || response.destroyed) return gone()
         socket.off("end", gone)
         socket.off("close", gone)
-        const now = highest.get(call.bankId)
-        if (call.token !== undefined && now !== undefined && compareTokens(call.token, now) < 0) {
+        const now = guard.highest(call.bankId)
+        if (call.token !== undefined && now !== undefined && FencingToken.isStale(call.token, now)) {
           return refuse(call, response, "refused-at-commit", now)
         }
         call.outcome = "committed"
