@@ -49,8 +49,6 @@ export interface PartitionLeases {
   readonly release: (partition: number, why: LeaveReason) => Effect.Effect<void, SqlError>
   /** Whether this runner can prove, by its own monotonic clock, that it still holds the partition. Synchronous. */
   readonly isValid: (partition: number) => boolean
-  /** The epoch this runner holds the partition under (undefined: it does not). */
-  readonly epochOf: (partition: number) => number | undefined
   /**
    * Inside a transaction: true if the partition is still this runner's under `epoch`, and then no other runner can
    * take it before the transaction ends (a shared row lock).
@@ -249,7 +247,6 @@ export const makePartitionLeases = (
       renew,
       release,
       isValid: (partition) => (held.get(partition)?.validUntil ?? 0) > taskNow(),
-      epochOf: (partition) => held.get(partition)?.epoch,
       fence: (partition, epoch) => rows.fence(partition, holder, epoch),
       renewed: Effect.suspend(() => Deferred.await(renewedSignal))
     }
