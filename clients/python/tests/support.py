@@ -8,7 +8,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -18,9 +17,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[3]
-CLIENT_SRC = Path(__file__).resolve().parents[1] / "src"
-if str(CLIENT_SRC) not in sys.path:
-    sys.path.insert(0, str(CLIENT_SRC))
 
 # The service's variables: cleared from the inherited environment so that each test sets exactly its own.
 SERVICE_VARIABLES_PREFIXES = ("COMPILE_", "HTTP_", "API_TOKEN", "ACK_MODE", "DATABASE_URL", "DATA_DIR", "CLUSTER_",

@@ -6,6 +6,8 @@
 - `compile_trigger_client.webhook`: `verify_signature` and `FencingGuard` for the compile endpoint.
 """
 
+import logging
+
 from . import errors
 from .aio import AsyncCompileTriggerClient
 from .client import CompileTriggerClient
@@ -37,6 +39,10 @@ from .models import (
 from .webhook import Admission, FencingGuard, FencingToken, FencingTokenError, result_to_json, verify_signature
 
 __version__ = "0.1.0"
+
+# A library's loggers stay quiet until the application configures logging ("compile_trigger_client" warns when
+# notifications are refused or not delivered).
+logging.getLogger("compile_trigger_client").addHandler(logging.NullHandler())
 
 __all__ = [
     "Admission",

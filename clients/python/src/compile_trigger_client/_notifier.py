@@ -191,6 +191,7 @@ class Notifier:
             left, self._buffer = self._buffer, {}
             self._undelivered += sum(left.values())
         _live.discard(self)
+        self._transport.close()
         return delivered
 
     # --- the sender thread ------------------------------------------------------------------------------------------
