@@ -92,6 +92,7 @@ class Notifier:
         self._rejected = 0
         self._overflowed = 0
         self._batches = 0
+        self._items = 0
         self._failed_attempts = 0
         _live.add(self)
 
@@ -156,6 +157,7 @@ class Notifier:
                 rejected=self._rejected,
                 overflowed=self._overflowed,
                 batches=self._batches,
+                items=self._items,
                 failed_attempts=self._failed_attempts,
             )
 
@@ -260,6 +262,7 @@ class Notifier:
                 continue
             with self._lock:
                 self._batches += 1
+                self._items += len(batch)
                 for (kind, _, _), count in batch:
                     self._delivered[kind] += count
             return

@@ -189,7 +189,9 @@ class NotifyStats:
 
     `undelivered`: retains and forgets given up after the retries (the service unreachable or refusing);
     `rejected`: ones the service refused as invalid (a bad bank id or scope, a bank past its limit) or a bad `count`;
-    `overflowed`: ones not buffered because the buffer held `max_buffered_keys` distinct banks already.
+    `overflowed`: ones not buffered because the buffer held `max_buffered_keys` distinct banks already;
+    `batches` / `items`: calls that succeeded and the (bank, count) items they carried (notifications of one bank
+    gathered in one batch are one item).
     """
 
     buffered: int
@@ -199,4 +201,5 @@ class NotifyStats:
     rejected: int
     overflowed: int
     batches: int
+    items: int
     failed_attempts: int
