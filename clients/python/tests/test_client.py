@@ -86,11 +86,13 @@ class ClientTest(unittest.TestCase):
         client.notify_retain("fine-2", count=0)
         client.notify_retain("fine-2", count="3")  # type: ignore[arg-type]
         client.notify_retain("fine-2", scopes=5)  # type: ignore[arg-type]
+        client.notify_retain(["not", "hashable"])  # type: ignore[arg-type]
+        client.notify_retain(None)  # type: ignore[arg-type]
         client.notify_retain("fine-3", 2)
         self.assertTrue(client.flush(10))
         stats = client.stats()
         self.assertEqual(stats.delivered_retains, 3)
-        self.assertEqual(stats.rejected, 1 + 1 + 1 + 1)
+        self.assertEqual(stats.rejected, 1 + 1 + 1 + 1 + 1 + 1)
         self.assertEqual(client.bank_state("fine-3").memories_since_last_compile, 2)
 
     def test_scopes_are_sent_only_when_given(self) -> None:

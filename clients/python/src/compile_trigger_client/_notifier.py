@@ -77,7 +77,11 @@ class Notifier:
         self._max_backoff = max_backoff
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._buffer: dict[Key, int] = {}
+        # Counts by bank, without scopes (most calls: no key tuple to allocate), and by Key with them.
+        self._retains: dict[str, int] = {}
+        self._forgets: dict[str, int] = {}
+        self._scoped: dict[Key, int] = {}
+        self._keys = 0  # entries in the three
         self._wake = threading.Event()  # something is buffered
         self._urgent = threading.Event()  # send now: a flush, a close, a full batch
         self._abandon = threading.Event()  # a close past its deadline: give up retrying
@@ -99,8 +103,10 @@ class Notifier:
     # --- the caller's side: no I/O, no exception --------------------------------------------------------------------
 
     def add(self, kind: str, bank_id: str, count: int, scopes: Iterable[str] | None) -> None:
-        if type(count) is not int or count < 1:
-            self._refuse_on_caller(f"count must be an integer of at least 1, got {count!r}", count)
+        if type(count) is not int or count < 1 or type(bank_id) is not str:
+            why = f"bank id must be a string, got {bank_id!r}" if type(bank_id) is not str else \
+                f"count must be an integer of at least 1, got {count!r}"
+            self._refuse_on_caller(why, count)
             return
         if scopes is not None:
             try:
@@ -108,33 +114,34 @@ class Notifier:
             except TypeError:
                 self._refuse_on_caller(f"scopes must be a list of strings, got {scopes!r}", count)
                 return
-        key = (kind, bank_id, scopes)
-        wake = False
-        size = 0
+        keys = 0
         with self._lock:
             if self._closed:
                 self._undelivered += count
                 self._log.warn("closed", "compile-trigger client is closed: %s of bank %r not sent", kind, bank_id)
                 return
-            buffer = self._buffer
-            held = buffer.get(key)
-            if held is not None:
-                buffer[key] = held + count
-            elif len(buffer) < self._max_keys:
-                buffer[key] = count
-                size = len(buffer)
-                wake = size == 1 or size >= MAX_BATCH_ITEMS
+            if scopes is None:
+                table: dict[Any, int] = self._retains if kind == "retain" else self._forgets
+                key: Any = bank_id
             else:
+                table, key = self._scoped, (kind, bank_id, scopes)
+            held = table.get(key)
+            if held is not None:
+                table[key] = held + count
+                return
+            if self._keys >= self._max_keys:
                 self._overflowed += count
                 self._log.warn("overflow", "compile-trigger buffer full (%d banks): %s of bank %r not buffered",
                                self._max_keys, kind, bank_id)
                 return
-        if wake:
+            table[key] = count
+            self._keys = keys = self._keys + 1
+        if keys == 1:  # the first since the sender took the buffer: wake it
             if self._thread is None:
                 self._start()
-            if size >= MAX_BATCH_ITEMS:
-                self._urgent.set()
             self._wake.set()
+        elif keys == MAX_BATCH_ITEMS:  # a full batch: no need to linger
+            self._urgent.set()
 
     def _refuse_on_caller(self, why: str, count: Any) -> None:
         with self._lock:
@@ -150,7 +157,7 @@ class Notifier:
     def stats(self) -> NotifyStats:
         with self._lock:
             return NotifyStats(
-                buffered=sum(self._buffer.values()),
+                buffered=sum(self._retains.values()) + sum(self._forgets.values()) + sum(self._scoped.values()),
                 delivered_retains=self._delivered["retain"],
                 delivered_forgets=self._delivered["forget"],
                 undelivered=self._undelivered,
@@ -190,8 +197,7 @@ class Notifier:
         if self._thread is not None:
             self._thread.join(timeout=None if delivered else 1.0)
         with self._lock:
-            left, self._buffer = self._buffer, {}
-            self._undelivered += sum(left.values())
+            self._undelivered += sum(sum(table.values()) for table in self._take())
         _live.discard(self)
         self._transport.close()
         return delivered
@@ -205,25 +211,34 @@ class Notifier:
                 self._urgent.wait(self._linger)  # gather a batch, unless asked to send now
             self._urgent.clear()
             with self._lock:
-                taken, self._buffer = self._buffer, {}
+                taken = self._take()
                 self._wake.clear()
                 target = self._flush_requested
                 closing = self._closed
             try:
-                if taken:
-                    self._deliver(taken)
+                self._deliver(taken)
             except Exception:  # a bug must not end the sender: what it held is counted, the rest still goes
                 _logger.exception("compile-trigger sender failed on a batch")
-                self._count("undelivered", sum(taken.values()))
+                self._count("undelivered", sum(sum(table.values()) for table in taken))
             with self._cond:
                 self._flush_done = max(self._flush_done, target)
                 self._cond.notify_all()
-                if closing and not self._buffer:
+                if closing and self._keys == 0:
                     return
 
-    def _deliver(self, taken: dict[Key, int]) -> None:
+    def _take(self) -> tuple[dict[str, int], dict[str, int], dict[Key, int]]:
+        """The buffer's three tables, leaving empty ones (under the lock)."""
+        taken = (self._retains, self._forgets, self._scoped)
+        self._retains, self._forgets, self._scoped, self._keys = {}, {}, {}, 0
+        return taken
+
+    def _deliver(self, taken: tuple[dict[str, int], dict[str, int], dict[Key, int]]) -> None:
+        retains, forgets, scoped = taken
+        keyed: list[tuple[Key, int]] = [(("retain", bank, None), count) for bank, count in retains.items()]
+        keyed += [(("forget", bank, None), count) for bank, count in forgets.items()]
+        keyed += scoped.items()
         items: list[tuple[Key, int]] = []
-        for key, count in taken.items():
+        for key, count in keyed:
             if BANK_ID.fullmatch(key[1]) is None:
                 self._count("rejected", count)
                 self._log.warn("bank-id", "compile-trigger: bank id %r refused: 1 to 200 characters of "
