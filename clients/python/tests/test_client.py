@@ -171,6 +171,18 @@ class ClientTest(unittest.TestCase):
         time.sleep(5.5)
         self.assertEqual(client.retain("idle-1").memories_since_last_compile, 2)
 
+    def test_what_is_buffered_at_interpreter_exit_is_delivered(self) -> None:
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        program = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[1] / 'src')!r})\n"
+                   "from compile_trigger_client import CompileTriggerClient\n"
+                   f"client = CompileTriggerClient({self.service.base_url!r}, linger=30)\n"
+                   "client.notify_retain('at-exit', 4)\n")
+        subprocess.run([sys.executable, "-c", program], check=True, timeout=30)
+        self.assertEqual(self.client().bank_state("at-exit").memories_since_last_compile, 4)
+
     def test_asyncio_flavour(self) -> None:
         async def scenario() -> tuple[int, int]:
             async with AsyncCompileTriggerClient(self.service.base_url) as client:

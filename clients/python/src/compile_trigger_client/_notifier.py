@@ -335,4 +335,5 @@ _live: weakref.WeakSet[Notifier] = weakref.WeakSet()
 def _flush_at_exit() -> None:
     """At interpreter exit, what is still buffered gets two seconds to go out (the sender is a daemon thread)."""
     for notifier in list(_live):
-        notifier.close(2.0)
+        if notifier._thread is not None:  # no thread: nothing was ever buffered (and none may start at exit)
+            notifier.close(2.0)
