@@ -34,6 +34,15 @@ class DeadServiceTest(unittest.TestCase):
         self.assertEqual(stats.delivered_retains, 0)
         client.close(1)
 
+    def test_after_one_batch_exhausts_its_retries_the_rest_of_the_round_is_given_up_at_once(self) -> None:
+        client = CompileTriggerClient(f"http://127.0.0.1:{free_port()}", max_attempts=3, backoff=0.05)
+        # One round as the sender takes it from the buffer: four batches of retains and a forget.
+        client._notifier._deliver(({f"round-{i}": 1 for i in range(3500)}, {"round-0": 1}, {}))
+        stats = client.stats()
+        self.assertEqual(stats.undelivered, 3501)
+        self.assertEqual(stats.failed_attempts, 3, "only the first batch was retried")
+        client.close(1)
+
     def test_close_gives_up_at_its_deadline_and_counts_what_is_left(self) -> None:
         client = CompileTriggerClient(f"http://127.0.0.1:{free_port()}", max_attempts=1000, backoff=0.05)
         client.notify_retain("stuck", 5)

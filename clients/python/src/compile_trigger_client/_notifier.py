@@ -248,31 +248,39 @@ class Notifier:
                 items.append((key, min(count, MAX_COUNT)))
                 count -= MAX_COUNT
         retains = [item for item in items if item[0][0] == "retain"]
-        for start in range(0, len(retains), MAX_BATCH_ITEMS):
-            self._send(retains[start:start + MAX_BATCH_ITEMS])
-        for item in items:  # forgets have no batch route: one call per bank (merged, so per bank per batch window)
-            if item[0][0] == "forget":
-                self._send([item])
+        batches = [retains[start:start + MAX_BATCH_ITEMS] for start in range(0, len(retains), MAX_BATCH_ITEMS)]
+        # forgets have no batch route: one call per bank (merged, so one per bank per batch window)
+        batches += [[item] for item in items if item[0][0] == "forget"]
+        for index, batch in enumerate(batches):
+            if not self._send(batch):
+                # The service was just retried for the whole backoff: the rest of this round is not tried again one
+                # batch at a time (a black-holed address would hold each for every attempt's timeout).
+                rest = [item for later in batches[index + 1:] for item in later]
+                if rest:
+                    self._give_up(rest, "undelivered", "unreachable", "compile-trigger: the service is unreachable; "
+                                  "%d more counted as undelivered")
+                return
 
-    def _send(self, batch: list[tuple[Key, int]]) -> None:
-        """Sends one batch, retrying with backoff; a batch the service refuses is split to find the bad items."""
+    def _send(self, batch: list[tuple[Key, int]]) -> bool:
+        """Sends one batch, retrying with backoff; a batch the service refuses is split to find the bad items. False
+        when the service could not be reached (or refused the token) through all the attempts."""
         delay = self._backoff
         for attempt in range(1, self._max_attempts + 1):
             try:
                 self._post(batch)
             except REFUSALS as error:
                 self._split(batch, error)
-                return
+                return True
             except Unauthorized as error:
                 self._give_up(batch, "undelivered", "unauthorized", "compile-trigger: the service refused the "
                               "API token (%s); %d not delivered", error.message)
-                return
+                return False
             except CompileTriggerError as error:
                 self._count("failed_attempts", 1)
                 if attempt == self._max_attempts or self._abandon.wait(delay):
                     self._give_up(batch, "undelivered", "unreachable", "compile-trigger: not delivered after "
                                   "%d attempts (%s); %d counted as undelivered", attempt, error.message)
-                    return
+                    return False
                 delay = min(delay * 2, self._max_backoff)
                 continue
             with self._lock:
@@ -280,7 +288,8 @@ class Notifier:
                 self._items += len(batch)
                 for (kind, _, _), count in batch:
                     self._delivered[kind] += count
-            return
+            return True
+        return False
 
     def _split(self, batch: list[tuple[Key, int]], error: CompileTriggerError) -> None:
         if len(batch) == 1:

@@ -34,7 +34,8 @@ class CompileTriggerClient:
     Options: `timeout` (seconds per HTTP call); `max_buffered_keys` (distinct banks the buffer holds; past it a new
     bank's notification is counted in `stats().overflowed` and logged); `linger` (seconds the sender waits to gather a
     batch after the first notification); `max_attempts`, `backoff`, `max_backoff` (retries of a batch the service
-    did not take: the service unreachable, 503, 5xx; after the last one it counts in `stats().undelivered`).
+    did not take: the service unreachable, 503, 5xx; the defaults retry for about 11 seconds, through a restart of the
+    service; after the last one the batch, and the rest of that round, count in `stats().undelivered`).
     """
 
     def __init__(
@@ -45,7 +46,7 @@ class CompileTriggerClient:
         timeout: float = 10.0,
         max_buffered_keys: int = 100_000,
         linger: float = 0.005,
-        max_attempts: int = 5,
+        max_attempts: int = 8,
         backoff: float = 0.1,
         max_backoff: float = 5.0,
     ) -> None:
