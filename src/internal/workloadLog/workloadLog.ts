@@ -34,6 +34,8 @@ export interface WorkloadLogService {
   /** A tally for a new queue over its bank table; the queue marks it `closed` when it closes. */
   readonly register: (table: BankIds) => RetainTally
   readonly status: Effect.Effect<WorkloadLogStatus>
+  /** Completes once the appends under way have ended (a test reads the files then). */
+  readonly idle: Effect.Effect<void>
 }
 
 /** Present only when the log is on: queues built without it count nothing. */
@@ -53,7 +55,7 @@ class LogState {
   bucket: number
   /** The day whose retention was last applied. */
   prunedDay = ""
-  /** The appends in order, one after another: a write cut off by an interruption still lands before the next. */
+  /** The last append queued, never rejected: appends run one after another, in the order their minutes were drained. */
   writing: Promise<void> = Promise.resolve()
   writtenEvents = 0
   lostEvents = 0
@@ -61,6 +63,7 @@ class LogState {
   failedWrites = 0
   lastError: string | undefined = undefined
   readonly throttle = new WarningThrottle(WARN_EVERY_MILLIS)
+  readonly pruneThrottle = new WarningThrottle(WARN_EVERY_MILLIS)
 
   constructor(now: number) {
     this.bucket = minuteOf(now)
@@ -102,42 +105,60 @@ const failed = (state: LogState, events: number, file: string, error: unknown, n
     )
   })
 
-/** Appends minute `label`'s lines to its day's file, then applies the retention when the day changed. */
-const flush = (state: LogState, options: WorkloadLogOptions, label: number, now: number): Effect.Effect<void> =>
-  Effect.suspend(() => {
-    const lines = state.collect(label)
-    const file = fileOf(options.dir, label)
-    const write = lines.length === 0 ? Effect.void : Effect.tryPromise(() =>
-      state.writing = state.writing.catch(() => undefined).then(() => appendWhole(options.dir, file, lines.join("")))
-    ).pipe(
+/** Runs `task` after the file operations queued before it; `state.writing` follows it (and handles its rejection). */
+const enqueue = <A>(state: LogState, task: () => Promise<A>): Promise<A> => {
+  const done = state.writing.then(task)
+  state.writing = done.then(() => undefined, () => undefined)
+  return done
+}
+
+/**
+ * Drains minute `label` now, and queues its append to the day's file behind the appends before it; the effect waits
+ * for that append (counting it written or lost) and applies the retention when the day changed.
+ */
+const drainMinute = (state: LogState, options: WorkloadLogOptions, label: number, now: number): Effect.Effect<void> => {
+  const lines = state.collect(label)
+  const file = fileOf(options.dir, label)
+  let write: Effect.Effect<void> = Effect.void
+  if (lines.length > 0) {
+    const appended = enqueue(state, () => appendWhole(options.dir, file, lines.join("")))
+    write = Effect.tryPromise(() => appended).pipe(
       Effect.matchEffect({
         onFailure: (error) => failed(state, lines.length, file, error.error, now),
         onSuccess: () => written(state, lines.length, file)
       })
     )
-    const day = dayOf(label)
-    if (day === state.prunedDay) return write
-    state.prunedDay = day
-    return Effect.zipRight(write, pruneOld(state, options, label, now))
-  })
+  }
+  const day = dayOf(label)
+  if (day === state.prunedDay) return write
+  state.prunedDay = day
+  return Effect.asVoid(Effect.zip(write, pruneOld(state, options, label, now), { concurrent: true }))
+}
 
-const pruneOld = (state: LogState, options: WorkloadLogOptions, today: number, now: number) =>
-  Effect.tryPromise(() => prune(options.dir, today, options.retentionDays)).pipe(
+/** Queues the retention as of `today` (behind the appends before it); the effect logs what it deleted or why it failed. */
+const pruneOld = (state: LogState, options: WorkloadLogOptions, today: number, now: number) => {
+  const pruned = enqueue(state, () => prune(options.dir, today, options.retentionDays))
+  return Effect.tryPromise(() => pruned).pipe(
     Effect.flatMap((deleted) =>
       deleted.length === 0 ? Effect.void : Effect.logInfo(`workload log: deleted ${deleted.join(", ")} (past retention)`)
     ),
     Effect.catchAll(({ error }) =>
       Effect.suspend(() => {
         state.lastError = messageOf(error)
-        return state.throttle.note(now) === undefined
+        return state.pruneThrottle.note(now) === undefined
           ? Effect.void
           : Effect.logWarning(`workload log: cannot apply the retention in ${options.dir}: ${state.lastError}`)
       })
     )
   )
+}
 
-/** Sleeps to the end of the current minute, then flushes it; the minute comes from one clock read per flush. */
-const flushEveryMinute = (state: LogState, options: WorkloadLogOptions): Effect.Effect<never> =>
+/**
+ * Sleeps to the end of the current minute, then drains it; the minute comes from one clock read per flush. The write
+ * runs in a fiber of its own (the appends stay in order, see `LogState.writing`): a slow disk never delays the next
+ * drain, so a minute's events are never counted in the one before.
+ */
+const flushEveryMinute = (state: LogState, options: WorkloadLogOptions, scope: Scope.Scope): Effect.Effect<never> =>
   Effect.gen(function*() {
     const clock = yield* Effect.clock
     const round = Effect.suspend(() => {
@@ -148,21 +169,21 @@ const flushEveryMinute = (state: LogState, options: WorkloadLogOptions): Effect.
           const now = clock.unsafeCurrentTimeMillis()
           const label = state.bucket
           state.bucket = minuteOf(now)
-          return flush(state, options, label, now)
+          return Effect.forkIn(drainMinute(state, options, label, now), scope)
         })
       )
     })
     return yield* Effect.forever(round)
   })
 
+const idle = (state: LogState): Effect.Effect<void> => Effect.promise(() => state.writing)
+
 /** At close: the minute counted so far, within its deadline; what it cannot write in time is lost and said so. */
 const finalFlush = (state: LogState, options: WorkloadLogOptions) =>
   Effect.gen(function*() {
     const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
     const timeout = options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT
-    const flushed = flush(state, options, state.bucket, now).pipe(
-      Effect.zipRight(Effect.promise(() => state.writing.catch(() => undefined)))
-    )
+    const flushed = Effect.suspend(() => Effect.zipRight(drainMinute(state, options, state.bucket, now), idle(state)))
     yield* flushed.pipe(
       Effect.interruptible,
       Effect.timeout(timeout),
@@ -177,7 +198,7 @@ export const make = (options: WorkloadLogOptions): Effect.Effect<WorkloadLogServ
     const state = new LogState(yield* Effect.clockWith((clock) => clock.currentTimeMillis))
     // Added before the loop is forked: the loop is interrupted first, then the last minute is written.
     yield* Effect.addFinalizer(() => finalFlush(state, options))
-    yield* Effect.forkScoped(supervised("the workload log", flushEveryMinute(state, options)))
+    yield* Effect.forkScoped(supervised("the workload log", flushEveryMinute(state, options, yield* Effect.scope)))
     return {
       register: (table) => {
         const tally = new RetainTally(table)
@@ -189,7 +210,8 @@ export const make = (options: WorkloadLogOptions): Effect.Effect<WorkloadLogServ
         lostEvents: state.lostEvents,
         failedWrites: state.failedWrites,
         lastError: state.lastError
-      }))
+      })),
+      idle: Effect.suspend(() => idle(state))
     }
   })
 
