@@ -45,7 +45,7 @@ const refused = (rt: QueueRuntime, bankId: string): void => {
 
 const badCount = (rt: QueueRuntime, bankId: string, count: number): void => rt.reject(bankId, badCountMessage(count))
 
-/** `tally`: the workload log's, when it is on (two array writes per retain; see `workloadLog/tally.ts`). */
+/** `tally`: the workload log's, when it is on (an array read and an add per retain; see `workloadLog/tally.ts`). */
 export const makeNotifyRetain = (
   rt: QueueRuntime,
   tally?: RetainTally

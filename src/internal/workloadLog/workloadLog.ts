@@ -220,7 +220,12 @@ export const layer = (options: WorkloadLogOptions): Layer.Layer<WorkloadLog> =>
     WorkloadLog,
     Effect.tap(
       make(options),
-      () => Effect.logInfo(`workload log: ${options.dir}, one file per UTC day, kept ${options.retentionDays} days`)
+      () =>
+        Effect.logInfo(
+          `workload log: ${options.dir}, one file per UTC day, kept ${options.retentionDays} day${
+            options.retentionDays === 1 ? "" : "s"
+          }`
+        )
     )
   )
 
