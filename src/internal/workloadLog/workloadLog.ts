@@ -81,29 +81,30 @@ class LogState {
   }
 }
 
-const written = (state: LogState, events: number, file: string) =>
-  Effect.suspend(() => {
+/**
+ * Counts an append's outcome (in the append's own promise, so the counts are exact even when the fiber that waits for
+ * it is interrupted at close) and says what to log: undefined for nothing.
+ */
+const counted = (state: LogState, events: number, file: string, error: unknown, ok: boolean, now: number) => {
+  if (ok) {
     state.writtenEvents += events
-    if (state.lostSinceWarning === 0) return Effect.void
+    if (state.lostSinceWarning === 0) return undefined
     const lost = state.lostSinceWarning
     state.lostSinceWarning = 0
     return Effect.logInfo(`workload log: writing to ${file} again (${lost} events lost while writes failed)`)
-  })
-
-const failed = (state: LogState, events: number, file: string, error: unknown, now: number) =>
-  Effect.suspend(() => {
-    state.failedWrites++
-    state.lostEvents += events
-    state.lostSinceWarning += events
-    state.lastError = messageOf(error)
-    const due = state.throttle.note(now)
-    if (due === undefined) return Effect.void
-    const since = due.count === 1 ? "" : ` (${due.count} failed writes since the last such warning)`
-    return Effect.logWarning(
-      `workload log: cannot write ${file}: ${state.lastError}; ${state.lostSinceWarning} events lost so far` +
-        `${since} — the service goes on, the tuner will see no retains in those minutes`
-    )
-  })
+  }
+  state.failedWrites++
+  state.lostEvents += events
+  state.lostSinceWarning += events
+  state.lastError = messageOf(error)
+  const due = state.throttle.note(now)
+  if (due === undefined) return undefined
+  const since = due.count === 1 ? "" : ` (${due.count} failed writes since the last such warning)`
+  return Effect.logWarning(
+    `workload log: cannot write ${file}: ${state.lastError}; ${state.lostSinceWarning} events lost so far` +
+      `${since} — the service goes on, the tuner will see no retains in those minutes`
+  )
+}
 
 /** Runs `task` after the file operations queued before it; `state.writing` follows it (and handles its rejection). */
 const enqueue = <A>(state: LogState, task: () => Promise<A>): Promise<A> => {
@@ -121,13 +122,13 @@ const drainMinute = (state: LogState, options: WorkloadLogOptions, label: number
   const file = fileOf(options.dir, label)
   let write: Effect.Effect<void> = Effect.void
   if (lines.length > 0) {
-    const appended = enqueue(state, () => appendWhole(options.dir, file, lines.join("")))
-    write = Effect.tryPromise(() => appended).pipe(
-      Effect.matchEffect({
-        onFailure: (error) => failed(state, lines.length, file, error.error, now),
-        onSuccess: () => written(state, lines.length, file)
-      })
-    )
+    const append = () =>
+      appendWhole(options.dir, file, lines.join("")).then(
+        () => counted(state, lines.length, file, undefined, true, now),
+        (error: unknown) => counted(state, lines.length, file, error, false, now)
+      )
+    const report = enqueue(state, append)
+    write = Effect.flatMap(Effect.promise(() => report), (log) => log ?? Effect.void)
   }
   const day = dayOf(label)
   if (day === state.prunedDay) return write
