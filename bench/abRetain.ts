@@ -2,7 +2,7 @@
  * Same-run A/B of the retain hot path (B1/B2) against another checkout of this repository, in one process:
  *
  *   git worktree add --detach /tmp/base <commit> && ln -s "$PWD/node_modules" /tmp/base/node_modules
- *   CPU=1 node --import tsx bench/abRetain.ts /tmp/base [rounds=30] [--budget]
+ *   CPU=1 node --import tsx bench/abRetain.ts /tmp/base [rounds=30] [--budget] [--workload-log]
  *
  * One queue per build (V8 specializes a closure's optimized code only while one instance of it exists: two queues of
  * one build in a process run ~15 % slower, which would bias a three-way comparison), rounds in alternating order,
@@ -10,18 +10,25 @@
  * banks, threshold 50, instant engine, an event-loop turn between chunks; only the chunks are timed — CPU time of the
  * process with `CPU=1` (on an oversubscribed machine wall time mostly measures the other processes). Prints the
  * median and interquartile range of this checkout's per-round ratio to the other's. `--budget` gives this checkout's
- * queue a cost budget too large to bind.
+ * queue a cost budget too large to bind; `--workload-log` turns this checkout's workload log on (`WORKLOAD_LOG_DIR`,
+ * in a temporary directory): the other checkout is then the same retain path with it off.
  *
  * @internal
  */
 import { Context, Effect, Exit, Layer, Scope } from "effect"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import * as Here from "../src/index.js"
+import * as WorkloadLog from "../src/internal/workloadLog/workloadLog.js"
 
 const args = process.argv.slice(2)
 const positional = args.filter((arg) => !arg.startsWith("--"))
 const basePath = positional[0]
-if (basePath === undefined) throw new Error("usage: bench/abRetain.ts <other checkout> [rounds] [--budget]")
+if (basePath === undefined) {
+  throw new Error("usage: bench/abRetain.ts <other checkout> [rounds] [--budget] [--workload-log]")
+}
+const logDir = args.includes("--workload-log") ? mkdtempSync(join(tmpdir(), "abretain-workload-log-")) : undefined
 const rounds = Number(positional[1] ?? 30)
 const Base = (await import(join(resolve(basePath), "src", "index.ts"))) as typeof Here
 
@@ -40,12 +47,13 @@ const turn = () => new Promise<void>((done) => setImmediate(done))
 type Lib = typeof Here
 type Queue = Here.CompileQueueService
 
-const open = async (lib: Lib, options: Here.CompileQueueOptions) => {
+const open = async (lib: Lib, options: Here.CompileQueueOptions, workloadLog?: string) => {
   const result = new lib.CompileResult({ bankId: "bench" }, true)
   const engine = Layer.succeed(lib.CompileEngine, { run: () => Effect.succeed(result) })
   const scope = Effect.runSync(Scope.make())
+  const log = workloadLog === undefined ? Layer.empty : WorkloadLog.layer({ dir: workloadLog, retentionDays: 1 })
   const context = await Effect.runPromise(
-    Layer.buildWithScope(lib.CompileQueue.layer(options).pipe(Layer.provide(engine)), scope)
+    Layer.buildWithScope(lib.CompileQueue.layer(options).pipe(Layer.provide(engine), Layer.provide(log)), scope)
   )
   return { queue: Context.get(context, lib.CompileQueue) as Queue, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
 }
@@ -76,7 +84,8 @@ const options: Here.CompileQueueOptions = { config: { sizeThreshold: 50 }, maxQu
 const base = await open(Base, options)
 const here = await open(
   Here,
-  args.includes("--budget") ? { ...options, budget: { tokens: 1e12, compiles: 1e9, bankTokens: 1e9 } } : options
+  args.includes("--budget") ? { ...options, budget: { tokens: 1e12, compiles: 1e9, bankTokens: 1e9 } } : options,
+  logDir
 )
 const ratios = { b1: [] as Array<number>, b2: [] as Array<number> }
 for (let round = -2; round < rounds; round++) { // two warm-up rounds
@@ -91,7 +100,9 @@ const quantile = (xs: Array<number>, p: number) => [...xs].sort((a, b) => a - b)
 const pct = (x: number) => `${(x * 100).toFixed(1)} %`
 for (const [name, xs] of Object.entries(ratios)) {
   console.log(
-    `${name.toUpperCase()}: this checkout${args.includes("--budget") ? " (budget set)" : ""} at ${
+    `${name.toUpperCase()}: this checkout${args.includes("--budget") ? " (budget set)" : ""}${
+      logDir === undefined ? "" : " (workload log on)"
+    } at ${
       pct(quantile(xs, 0.5))
     } of ${basePath} (IQR ${pct(quantile(xs, 0.25))}–${pct(quantile(xs, 0.75))}, ${rounds} rounds, ${
       process.env.CPU === "1" ? "CPU" : "wall"
@@ -100,3 +111,4 @@ for (const [name, xs] of Object.entries(ratios)) {
 }
 await base.close()
 await here.close()
+if (logDir !== undefined) rmSync(logDir, { recursive: true, force: true })

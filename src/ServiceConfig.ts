@@ -76,6 +76,21 @@ export interface ServiceConfig {
   readonly maxBanks: number
   /** `HTTP_*`: the bounds of the server's connections. */
   readonly http: HttpSettings
+  /** `WORKLOAD_LOG_*`: the workload log for the tuner, `None` (off) while `WORKLOAD_LOG_DIR` is unset. */
+  readonly workloadLog: Option.Option<WorkloadLogSettings>
+}
+
+/**
+ * The workload log: retains and forgets per bank per minute, in the tuner's format, one file per UTC day
+ * (docs/tuner.md, "On your own traffic").
+ *
+ * @since 0.1.0
+ */
+export interface WorkloadLogSettings {
+  /** `WORKLOAD_LOG_DIR`: where the daily files go (created if missing). */
+  readonly dir: string
+  /** `WORKLOAD_LOG_RETENTION_DAYS`: whole UTC days of files kept, today's included (default 30); older ones are deleted. */
+  readonly retentionDays: number
 }
 
 /**
@@ -131,7 +146,9 @@ export const defaults = {
    * one compile, while a page still citing a forgotten memory waits about as long as one compile takes anyway.
    */
   forgetDelay: "1 minute",
-  budgetPeriod: "1 hour"
+  budgetPeriod: "1 hour",
+  /** A month: what the tuner replays by default. */
+  workloadLogRetentionDays: 30
 } as const
 
 type Parse<A> = (raw: string) => Either.Either<A, string>
@@ -350,6 +367,26 @@ const http: Config.Config<HttpSettings> = Config.all({
     ))
 }))
 
+/** `WORKLOAD_LOG_DIR` and `WORKLOAD_LOG_RETENTION_DAYS`; a retention without a directory is an error. */
+const workloadLog: Config.Config<Option.Option<WorkloadLogSettings>> = Config.all({
+  dir: variable("WORKLOAD_LOG_DIR", string),
+  retentionDays: variable("WORKLOAD_LOG_RETENTION_DAYS", integer(1, 36_500))
+}).pipe(
+  Config.mapOrFail(({ dir, retentionDays }) =>
+    Option.isNone(dir)
+      ? Option.isSome(retentionDays)
+        ? Either.left(ConfigError.InvalidData(
+          ["WORKLOAD_LOG_RETENTION_DAYS"],
+          "WORKLOAD_LOG_RETENTION_DAYS is set but WORKLOAD_LOG_DIR is not (the retention is the log's)"
+        ))
+        : Either.right(Option.none())
+      : Either.right(Option.some({
+        dir: dir.value,
+        retentionDays: Option.getOrElse(retentionDays, () => defaults.workloadLogRetentionDays)
+      }))
+  )
+)
+
 /**
  * The whole configuration, from environment variables (see docs/service.md, "Configuration").
  *
@@ -372,7 +409,8 @@ export const config: Config.Config<ServiceConfig> = Config.all({
   logging,
   budget,
   maxBanks: withDefault(variable("COMPILE_MAX_BANKS", integer(1, HARD_MAX_BANKS)), DEFAULT_MAX_BANKS),
-  http
+  http,
+  workloadLog
 }).pipe(Config.map(({ logging, ...rest }) => ({ ...rest, ...logging })))
 
 /**
@@ -400,7 +438,13 @@ export const describe = (config: ServiceConfig): string =>
     `httpHeadersTimeout=${Duration.format(config.http.headersTimeout)}`,
     `httpRequestTimeout=${Duration.format(config.http.requestTimeout)}`,
     `httpKeepAliveTimeout=${Duration.format(config.http.keepAliveTimeout)}`,
-    `httpMaxConnections=${config.http.maxConnections}`
+    `httpMaxConnections=${config.http.maxConnections}`,
+    `workloadLog=${
+      Option.match(config.workloadLog, {
+        onNone: () => "off",
+        onSome: ({ dir, retentionDays }) => `${JSON.stringify(dir)}(${retentionDays}d)`
+      })
+    }`
   ].join(" ")
 
 const describeBudget = (budget: BudgetSettings): string => {

@@ -1,7 +1,7 @@
 /**
  * The compile trigger as an HTTP sidecar (run by `bin.ts`: `npm start`, `npx effect-compile-trigger`). A thin
  * composition, bottom to top: config → (tracing) → the port bound → engine → (store: its owner lock, then its banks
- * restored) → queue → the API served → `Layer.launch` → `NodeRuntime.runMain`.
+ * restored) → (workload log) → queue → the API served → `Layer.launch` → `NodeRuntime.runMain`.
  */
 import { HttpServerError } from "@effect/platform"
 import { NodeHttpClient, NodeRuntime } from "@effect/platform-node"
@@ -13,6 +13,7 @@ import * as DryRunEngine from "./DryRunEngine.js"
 import * as ServiceConfig from "./ServiceConfig.js"
 import { CLUSTER_PEERS, importLayer, TRACING_PEERS } from "./internal/service/optionalPeers.js"
 import { guardShutdownSignals } from "./internal/service/shutdownSignals.js"
+import * as WorkloadLog from "./internal/workloadLog/workloadLog.js"
 import * as WebhookEngine from "./WebhookEngine.js"
 
 /** Requests already received get this long to finish at shutdown, before the queue's own deadline starts. */
@@ -48,11 +49,19 @@ const queueOptions = (config: ServiceConfig.ServiceConfig) => ({
   maxBanks: config.maxBanks
 })
 
+/**
+ * WORKLOAD_LOG_DIR: the tuner's log of this node's retains and forgets. Beneath the queue, so that it writes its last
+ * minute after the queue closed.
+ */
+const WorkloadLogLayer = (config: ServiceConfig.ServiceConfig) =>
+  Option.match(config.workloadLog, { onNone: () => Layer.empty, onSome: WorkloadLog.layer })
+
 const Queue = (config: ServiceConfig.ServiceConfig) =>
   CompileQueue.layer(queueOptions(config)).pipe(
     Layer.tap(() => Effect.logInfo(`queue: ${ServiceConfig.describe(config)}`)),
     Layer.provide(Engine(config)),
-    Layer.provide(Store)
+    Layer.provide(Store),
+    Layer.provide(WorkloadLogLayer(config))
   )
 
 /**
@@ -80,7 +89,9 @@ const ClusterQueue = (config: ServiceConfig.ServiceConfig, cluster: ServiceConfi
           Effect.logInfo(
             `bank state: Postgres at ${describeDatabase(Redacted.value(cluster.databaseUrl))} (cluster mode: shared by the runners)`
           )
-        )))
+        ))),
+        // Each runner logs the banks it owns (its partitions' queues count them).
+        Layer.provide(WorkloadLogLayer(config))
       ),
     (error) => error instanceof Error ? error : new Error(String(error))
   ).pipe(

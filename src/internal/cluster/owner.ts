@@ -30,6 +30,7 @@ import { noting, toSendOn, UnstoredCounts } from "./unstoredCounts.js"
 import type { GlobalBuckets } from "../core/tokenBucket.js"
 import { addStops, describeStop, logStop, NO_STOP, type StopSummary } from "../runtime/stopSummary.js"
 import { WarningThrottle } from "../core/warningThrottle.js"
+import { withWorkloadLog, WorkloadLog } from "../workloadLog/workloadLog.js"
 
 /** Where a partition that was lost sends on what it counted but could not store: the router (set once it is built). */
 export type SendOn = (
@@ -251,6 +252,8 @@ const partitionBuilder = (
 > =>
   Effect.gen(function*() {
     const { budget, queueOptions, table } = options
+    // Read here, where the runner's layer is built: a partition's queue is built from whichever fiber first asks for it.
+    const workloadLog = yield* Effect.serviceOption(WorkloadLog)
     const permits = yield* Effect.makeSemaphore(queueOptions.concurrency ?? 1)
     const engine = withTimeout(
       yield* CompileEngine,
@@ -273,7 +276,8 @@ const partitionBuilder = (
         }).pipe(
           Effect.provideService(CompileEngine, { run: gate.run }),
           Effect.provideService(BankStateStore, store),
-          Effect.provideService(SharedBudget, budget)
+          Effect.provideService(SharedBudget, budget),
+          withWorkloadLog(workloadLog)
         )
         return {
           queue: noting(queue, unstored),

@@ -28,6 +28,8 @@ import { NO_TAGS, QueueRuntime } from "./queueRuntime.js"
 import type { BudgetLimits, GlobalBuckets } from "../core/tokenBucket.js"
 import { logStop, type StopSummary } from "./stopSummary.js"
 import { WriteBehind } from "./writeBehind.js"
+import { WorkloadLog } from "../workloadLog/workloadLog.js"
+import type { RetainTally } from "../workloadLog/tally.js"
 
 /** The flush at close gets this long by default (on top of `shutdownTimeout`), retrying while the store fails. */
 const FINAL_FLUSH_TIMEOUT = Duration.seconds(10)
@@ -106,11 +108,15 @@ const policyMethods = (rt: QueueRuntime) => {
 }
 
 /** The service's methods over a running queue. */
-const service = (rt: QueueRuntime, writer: WriteBehind | undefined): CompileQueueService => {
+const service = (
+  rt: QueueRuntime,
+  writer: WriteBehind | undefined,
+  tally: RetainTally | undefined
+): CompileQueueService => {
   const { core } = rt
-  const unsafeNotifyRetain = makeNotifyRetain(rt)
+  const unsafeNotifyRetain = makeNotifyRetain(rt, tally)
   const unsafeCompileNow = makeCompileNow(rt)
-  const unsafeNotifyForget = makeNotifyForget(rt)
+  const unsafeNotifyForget = makeNotifyForget(rt, tally)
   return {
     ...policyMethods(rt),
     notifyForget: (bankId, count) => Effect.sync(() => unsafeNotifyForget(bankId, count)),
@@ -222,6 +228,9 @@ export const make = (
     const writer = Option.isSome(store) ? new WriteBehind(rt, store.value) : undefined
     const finalFlushUntil = internal?.finalFlushUntil ?? sleepMillis(Duration.toMillis(FINAL_FLUSH_TIMEOUT), rt.clock)
     const onStopped = internal?.onStopped ?? ((summary: StopSummary) => logStop(summary))
+    // The workload log (when on) drains this queue's tally once more after the close, then forgets it.
+    const tally = Option.getOrUndefined(yield* Effect.serviceOption(WorkloadLog))?.register(core.table)
+    if (tally !== undefined) yield* Effect.addFinalizer(() => Effect.sync(() => (tally.closed = true)))
     yield* Effect.addFinalizer(() => shutdown(rt, workers, background, writer, finalFlushUntil, onStopped))
 
     const worker = makeWorker(rt, engine, tracing, yield* tokenCounter(Option.getOrUndefined(store)))
@@ -229,5 +238,5 @@ export const make = (
     yield* FiberSet.run(background, supervised("the staleness sweep", rt.sweepLoop))
     yield* FiberSet.run(background, supervised("the staleness watcher", rt.watchStaleness))
     if (writer !== undefined) yield* FiberSet.run(background, writer.loop)
-    return service(rt, writer)
+    return service(rt, writer, tally)
   })

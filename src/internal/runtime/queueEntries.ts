@@ -12,6 +12,7 @@ import * as CompileMetrics from "../../CompileMetrics.js"
 import { NOTHING } from "../core/compileCore.js"
 import { badCountMessage, invalidBankId, isCount } from "../core/inputRules.js"
 import { WarningThrottle } from "../core/warningThrottle.js"
+import type { RetainTally } from "../workloadLog/tally.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
 
 /** The bank's number, creating the bank; -1 (after a warning) for an invalid id or a new bank past `maxBanks`. */
@@ -44,7 +45,11 @@ const refused = (rt: QueueRuntime, bankId: string): void => {
 
 const badCount = (rt: QueueRuntime, bankId: string, count: number): void => rt.reject(bankId, badCountMessage(count))
 
-export const makeNotifyRetain = (rt: QueueRuntime): (bankId: string, count?: number) => void => {
+/** `tally`: the workload log's, when it is on (an array read and an add per retain; see `workloadLog/tally.ts`). */
+export const makeNotifyRetain = (
+  rt: QueueRuntime,
+  tally?: RetainTally
+): (bankId: string, count?: number) => void => {
   const core = rt.core
   const index = core.table.index
   return (bankId, count = 1) => {
@@ -57,12 +62,16 @@ export const makeNotifyRetain = (rt: QueueRuntime): (bankId: string, count?: num
       rt.fireSignals()
     }
     rt.countRetains(count)
+    if (tally !== undefined) tally.retain(i, count)
     const answer = core.retain(i, count)
     if (answer !== NOTHING) rt.answered(i, answer)
   }
 }
 
-export const makeNotifyForget = (rt: QueueRuntime): (bankId: string, count?: number) => void => {
+export const makeNotifyForget = (
+  rt: QueueRuntime,
+  tally?: RetainTally
+): (bankId: string, count?: number) => void => {
   const core = rt.core
   const index = core.table.index
   return (bankId, count = 1) => {
@@ -70,6 +79,7 @@ export const makeNotifyForget = (rt: QueueRuntime): (bankId: string, count?: num
     if (!isCount(count)) return badCount(rt, bankId, count)
     let i = index.get(bankId)
     if (i === undefined && (i = bankNumber(rt, bankId)) === -1) return
+    if (tally !== undefined) tally.forget(i, count)
     const answer = core.forget(i, count)
     if (answer !== NOTHING) rt.answered(i, answer)
   }

@@ -42,8 +42,11 @@ const number = (name: string, description: string, fallback: number, integer = f
   )
 
 const options = {
-  log: Options.file("log", { exists: "yes" }).pipe(
-    Options.withDescription("workload log: JSON Lines, one {\"t\", \"bankId\", \"count\"?, \"op\"?} a line, in time order"),
+  log: Options.text("log").pipe(
+    Options.withDescription(
+      "workload log: JSON Lines, one {\"t\", \"bankId\", \"count\"?, \"op\"?} a line, in time order; or a directory " +
+        "of such files (the service's WORKLOAD_LOG_DIR), read in name order as one log"
+    ),
     Options.optional
   ),
   synthetic: Options.boolean("synthetic").pipe(Options.withDescription("generate the workload instead of reading a log")),
