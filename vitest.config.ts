@@ -7,7 +7,12 @@ import { defineConfig } from "vitest/config"
 //   cluster the live cluster files of e2e/: after the rest, alone
 // `npm test` (and `npx vitest run`) runs all three.
 const unit = ["core", "runtime", "http", "cluster", "tuner"].map((tier) => `test/${tier}/**/*.test.ts`)
-const liveCluster = ["test/e2e/cluster.test.ts", "test/e2e/clusterStore.test.ts", "test/e2e/clusterFaults.test.ts"]
+const liveCluster = [
+  "test/e2e/cluster.test.ts",
+  "test/e2e/clusterStore.test.ts",
+  "test/e2e/clusterFaults.test.ts",
+  "test/e2e/clusterWorkloadLog.test.ts"
+]
 // Starts a throwaway Postgres and builds dist/ when a source is newer; per project, so the unit tier starts neither.
 const withPostgres = ["test/support/globalSetup.ts"]
 
