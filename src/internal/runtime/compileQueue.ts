@@ -13,8 +13,9 @@ import { CompileEngine } from "../../CompileEngine.js"
 import * as CompileMetrics from "../../CompileMetrics.js"
 import type { CompileQueueService } from "../../CompileQueue.js"
 import { type CompileQueueOptions, resolve, type ResolvedCompileBudget } from "../../CompileQueueOptions.js"
-import { BankQueue } from "./bankQueue.js"
+import { BankQueue, DEADLINE, ORDINARY, type Priorities, URGENT } from "./bankQueue.js"
 import { type Answer, CompileCore, NOTHING } from "../core/compileCore.js"
+import { FORGET, MANUAL, REASON_NAMES } from "../core/bankTable.js"
 import { CompileHistory } from "./compileHistory.js"
 import { makeWorker } from "./compileWorker.js"
 import { tokenCounter } from "./fencingTokens.js"
@@ -150,6 +151,22 @@ const service = (rt: QueueRuntime, writer: WriteBehind | undefined): CompileQueu
   }
 }
 
+/** The reason code of deadline-triggered compiles. */
+const DEADLINE_REASON = (REASON_NAMES as ReadonlyArray<string>).indexOf("deadline")
+
+/**
+ * The bank queue's lanes from why the core queued a bank: forget and manual compiles are urgent, deadline ones go in
+ * deadline order, the rest (size, staleness, restored) first come first served (decision 0011).
+ */
+export const corePriorities = (core: CompileCore): Priorities => ({
+  laneOf: (i) => {
+    const reason = core.table.reasons.get(i)
+    if (reason === FORGET || reason === MANUAL) return URGENT
+    return reason === DEADLINE_REASON ? DEADLINE : ORDINARY
+  },
+  deadlineOf: (i) => core.deadlineAt(i)
+})
+
 /** The resolved budget option as the core's limits (`Infinity` where unlimited). */
 export const budgetLimits = (budget: ResolvedCompileBudget): BudgetLimits => ({
   tokens: budget.tokens,
@@ -200,6 +217,7 @@ export const make = (
       budget: budgetLimits(opts.budget),
       sharedBudget: Option.getOrUndefined(yield* Effect.serviceOption(SharedBudget))
     })
+    queue.priorities = corePriorities(core)
     internal?.inspectCore?.(core)
     // Made before the shutdown finalizer, so they are closed after it (finalizers run in reverse order).
     const workers = yield* FiberSet.make()

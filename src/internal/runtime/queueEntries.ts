@@ -81,4 +81,5 @@ export const makeCompileNow = (rt: QueueRuntime): (bankId: string) => void => (b
   if (i === -1) return
   const answer = rt.core.request(i)
   if (answer !== NOTHING) rt.answered(i, answer)
+  else if (rt.core.pending.has(i)) rt.queue.promote(i) // asked for while it waited: it is urgent now
 }
