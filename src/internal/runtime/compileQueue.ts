@@ -16,8 +16,10 @@ import { type CompileQueueOptions, resolve, type ResolvedCompileBudget } from ".
 import { BankQueue, DEADLINE, ORDINARY, type Priorities, URGENT } from "./bankQueue.js"
 import { type Answer, CompileCore, NOTHING } from "../core/compileCore.js"
 import { FORGET, MANUAL, REASON_NAMES } from "../core/bankTable.js"
+import { freshness, nextCompile } from "../core/freshnessViews.js"
 import { CompileHistory } from "./compileHistory.js"
 import { makeWorker } from "./compileWorker.js"
+import { watchDeadlines } from "./deadlineWatch.js"
 import { tokenCounter } from "./fencingTokens.js"
 import { invalidBankId } from "../core/inputRules.js"
 import { makeCompileNow, makeNotifyForget, makeNotifyRetain } from "./queueEntries.js"
@@ -145,6 +147,12 @@ const service = (rt: QueueRuntime, writer: WriteBehind | undefined): CompileQueu
       rt.publishBudgetWaiting()
       return { ...core.counts(), budget: core.budgetCounts(rt.now()), store: writer?.health() }
     }),
+    freshness: rt.read(() => rt.publishFreshness(freshness(core, rt.now(), rt.queue.lanes()))),
+    nextCompile: (bankId) =>
+      rt.read(() => {
+        const i = core.table.index.get(bankId)
+        return i === undefined ? Option.none() : Option.some(nextCompile(core, i, rt.now(), (b) => rt.queue.placeOf(b)))
+      }),
     flush: writer === undefined ? Effect.void : writer.flush,
     budget: rt.read(() => core.budgetState(rt.now())),
     config: core.config
@@ -246,6 +254,7 @@ export const make = (
     for (let n = 0; n < opts.concurrency; n++) yield* FiberSet.run(workers, worker)
     yield* FiberSet.run(background, supervised("the staleness sweep", rt.sweepLoop))
     yield* FiberSet.run(background, supervised("the staleness watcher", rt.watchStaleness))
+    yield* FiberSet.run(background, supervised("the deadline watcher", watchDeadlines(rt)))
     if (writer !== undefined) yield* FiberSet.run(background, writer.loop)
     return service(rt, writer)
   })

@@ -13,6 +13,7 @@ import { NOTHING } from "../core/compileCore.js"
 import { badCountMessage, invalidBankId, isCount } from "../core/inputRules.js"
 import { WarningThrottle } from "../core/warningThrottle.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
+import { taskClock } from "./taskClock.js"
 
 /** The bank's number, creating the bank; -1 (after a warning) for an invalid id or a new bank past `maxBanks`. */
 const bankNumber = (rt: QueueRuntime, bankId: string): number => {
@@ -47,6 +48,7 @@ const badCount = (rt: QueueRuntime, bankId: string, count: number): void => rt.r
 export const makeNotifyRetain = (rt: QueueRuntime): (bankId: string, count?: number) => void => {
   const core = rt.core
   const index = core.table.index
+  const now = taskClock(rt.clock) // memories are stamped with their task's time: one clock read per task
   return (bankId, count = 1) => {
     if (!core.accepting) return
     if (!isCount(count)) return badCount(rt, bankId, count)
@@ -57,7 +59,7 @@ export const makeNotifyRetain = (rt: QueueRuntime): (bankId: string, count?: num
       rt.fireSignals()
     }
     rt.countRetains(count)
-    const answer = core.retain(i, count)
+    const answer = core.retain(i, count, now())
     if (answer !== NOTHING) rt.answered(i, answer)
   }
 }
