@@ -398,7 +398,7 @@ const simulate = (scenario: Scenario, budget: SimBudget | undefined, commands: R
     const before = core.statusOf(i)
     const hasRoom = room()
     if (!core.isCounted(i)) core.firstRetain(i, world.now)
-    world.answer(i, core.retain(i, count))
+    world.answer(i, core.retain(i, count, world.now))
     model.retain(id, count)
     const after = core.snapshot(i)
     const parked = model.parked.get(id)
