@@ -210,6 +210,8 @@ export class BankQueue {
   /** The waiting workers, first come first served. */
   private readonly waiters: Array<Taker> = []
   private closed = false
+  /** Banks waiting, in every lane and among the arrivals. */
+  private queued = 0
   /** Set once the core exists (it is built after the queue it offers to). */
   priorities: Priorities = FIFO
 
@@ -222,7 +224,7 @@ export class BankQueue {
   }
 
   get size(): number {
-    return this.arrivals.length + this.urgent.size + this.deadline.size + this.ordinary.size
+    return this.queued
   }
 
   /** Banks waiting in each lane: urgent, deadline, ordinary. */
@@ -246,8 +248,9 @@ export class BankQueue {
       resume(Effect.succeed(bank))
       return true
     }
-    if (this.size >= this.capacity) return false
+    if (this.queued >= this.capacity) return false
     this.arrivals.push(bank)
+    this.queued++
     return true
   }
 
@@ -277,7 +280,7 @@ export class BankQueue {
 
   /** @internal `Taker.take`. */
   takeFor(taker: Taker): Effect.Effect<number> {
-    if (this.size > 0) return Effect.succeed(this.poll())
+    if (this.queued > 0) return Effect.succeed(this.poll())
     if (this.closed) return Effect.interrupt
     return Effect.async<number>((resume) => {
       taker.waiting = resume
@@ -330,7 +333,12 @@ export class BankQueue {
     (lane === URGENT ? this.urgent.size : lane === DEADLINE ? this.deadline.size : this.ordinary.size) > 0
 
   private poll(): number {
+    this.queued--
     this.classify()
+    if (this.urgent.size === 0 && this.deadline.size === 0) { // one lane waits: nothing is passed over
+      this.passedOver[URGENT] = this.passedOver[DEADLINE] = this.passedOver[ORDINARY] = 0
+      return this.ordinary.shift()
+    }
     const lane = this.choose(this.hasBank, this.passedOver)
     return lane === URGENT ? this.urgent.shift() : lane === DEADLINE ? this.deadline.shift() : this.ordinary.shift()
   }
@@ -338,6 +346,7 @@ export class BankQueue {
   /** Discards the queued banks (they stay pending in the core) and interrupts the waiting workers; offers fail from now. */
   readonly shutdown: Effect.Effect<void> = Effect.sync(() => {
     this.closed = true
+    this.queued = 0
     this.arrivals = []
     this.urgent.clear()
     this.deadline.clear()
