@@ -152,7 +152,7 @@
     $("freshness").hidden = freshness === null
     if (freshness === null) return
     $("fresh-max").textContent = freshness.banksWaiting === 0 ? "–" : age(freshness.oldestSeconds)
-    $("fresh-waiting").textContent = `${number(freshness.banksWaiting)} banks with uncompiled memories`
+    $("fresh-waiting").textContent = `${number(freshness.banksWaiting)} ${freshness.banksWaiting === 1 ? "bank" : "banks"} with uncompiled memories`
     $("fresh-p50").textContent = freshness.banksWaiting === 0 ? "–" : age(freshness.p50Seconds)
     $("fresh-p95").textContent = freshness.banksWaiting === 0 ? "–" : age(freshness.p95Seconds)
     $("fresh-overdue").textContent = number(freshness.overdue)
@@ -460,6 +460,9 @@
     fill("lookup-compiles", compiles.compiles.map((record) => historyRow(record, false)))
   }
 
+  const noun = (rule) =>
+    rule.rule === "forget" ? (rule.moreNeeded === 1 ? "forget" : "forgets") : rule.moreNeeded === 1 ? "memory" : "memories"
+
   /** When the bank compiles next and why (`nextCompile`; none in cluster mode): the sentence, then each rule. */
   const renderNextCompile = (next) => {
     $("lookup-next").hidden = next === null
@@ -471,7 +474,7 @@
       `${rule.rule}${next.next !== null && next.next.rule === rule.rule ? " (first)" : ""}`,
       rule.at !== null && (rule.moreNeeded ?? 0) === 0
         ? `at ${dateTime(rule.at)}`
-        : `after ${number(rule.moreNeeded)} more ${rule.rule === "forget" ? "forgets" : "memories"}${rule.at === null ? "" : `, not before ${dateTime(rule.at)}`}`
+        : `after ${number(rule.moreNeeded)} more ${noun(rule)}${rule.at === null ? "" : `, not before ${dateTime(rule.at)}`}`
     ]))
   }
 

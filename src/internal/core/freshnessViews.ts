@@ -145,10 +145,12 @@ const firstToFire = (rules: ReadonlyArray<RuleForecast>): RuleForecast | null =>
 
 const iso = (t: DateTime.Utc | null) => t === null ? "?" : DateTime.formatIso(t)
 
+/** "3 more memories", "1 more forget". */
+const more = (n: number | null, rule: RuleForecast["rule"]): string =>
+  `${n} more ${rule === "forget" ? (n === 1 ? "forget" : "forgets") : n === 1 ? "memory" : "memories"}`
+
 const describeRule = (r: RuleForecast): string =>
-  r.at !== null && (r.moreNeeded ?? 0) === 0
-    ? `${r.rule} at ${iso(r.at)}`
-    : `${r.rule} after ${r.moreNeeded} more ${r.rule === "forget" ? "forgets" : "memories"}`
+  r.at !== null && (r.moreNeeded ?? 0) === 0 ? `${r.rule} at ${iso(r.at)}` : `${r.rule} after ${more(r.moreNeeded, r.rule)}`
 
 interface Held {
   readonly state: NextCompileState
