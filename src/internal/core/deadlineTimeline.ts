@@ -23,6 +23,9 @@ interface Lane {
 
 export class DeadlineTimeline {
   private readonly lanes = new Map<number, Lane>()
+  /** The lane pushed to last (most pushes are the queue's own max wait): no map lookup for it. */
+  private lastLane: Lane | undefined
+  private lastWait = NaN
   /** Out-of-order entries: a binary min-heap of (due, bank) pairs in two parallel arrays. */
   private readonly heapDue: Array<number> = []
   private readonly heapBank: Array<number> = []
@@ -49,8 +52,10 @@ export class DeadlineTimeline {
 
   /** Adds bank `bank`'s deadline `dueAt` under max wait `maxWait` (its lane). True when it is the earliest now. */
   push(bank: number, dueAt: number, maxWait: number): boolean {
-    let lane = this.lanes.get(maxWait)
+    let lane = maxWait === this.lastWait ? this.lastLane : this.lanes.get(maxWait)
     if (lane === undefined) this.lanes.set(maxWait, lane = { fifo: new StalenessTimeline(this.isCurrent), tail: -Infinity })
+    this.lastLane = lane
+    this.lastWait = maxWait
     if (dueAt >= lane.tail && lane.fifo.size !== 0) { // the common case: behind an earlier entry of its lane
       lane.fifo.push(bank, dueAt)
       lane.tail = dueAt
@@ -68,7 +73,9 @@ export class DeadlineTimeline {
   popDue(now: number, onDue: (bank: number, dueAt: number) => void): void {
     for (const [maxWait, lane] of this.lanes) {
       lane.fifo.popDue(now, onDue)
-      if (lane.fifo.size === 0) this.lanes.delete(maxWait) // a value no bank uses any more leaves no lane behind
+      if (lane.fifo.size !== 0) continue
+      this.lanes.delete(maxWait) // a value no bank uses any more leaves no lane behind
+      if (lane === this.lastLane) this.lastWait = NaN
     }
     while (this.heapDue.length > 0 && this.heapDue[0]! <= now) {
       const bank = this.heapBank[0]!
