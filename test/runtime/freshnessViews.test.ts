@@ -44,6 +44,28 @@ describe("CompileQueue.freshness", () => {
       expect(later.lanes).toEqual({ urgent: 0, deadline: 1, ordinary: 0 })
       expect((yield* Metric.value(CompileMetrics.banksOverdue)).value).toBe(2)
     }).pipe(Effect.provide(queueLayer({ config: { sizeThreshold: 100, maxWaitSeconds: 60 } }))))
+
+  it.effect("p50 and p95 are the nearest ranks over the banks, the same as a sort gives", () =>
+    Effect.gen(function*() {
+      // 1,000 banks, bank n retained (n · 7919 mod 1000) seconds in: ages in no order.
+      const offsets = Array.from({ length: 1000 }, (_, n) => (n * 7919) % 1000)
+      const order = offsets.map((offset, n) => ({ offset, n })).sort((a, b) => a.offset - b.offset)
+      let at = 0
+      for (const { n, offset } of order) {
+        yield* seconds(offset - at)
+        at = offset
+        yield* retain(`bank-${n}`, 1)
+      }
+      yield* seconds(1000 - at)
+      const ages = offsets.map((offset) => 1000 - offset).sort((a, b) => a - b)
+      const nearest = (p: number) => ages[Math.ceil(p * ages.length) - 1]
+      expect(yield* freshnessOf).toMatchObject({
+        banksWaiting: 1000,
+        oldestSeconds: ages[999],
+        p50Seconds: nearest(0.5),
+        p95Seconds: nearest(0.95)
+      })
+    }).pipe(Effect.provide(queueLayer({ config: { sizeThreshold: 100 } }))))
 })
 
 describe("CompileQueue.nextCompile", () => {

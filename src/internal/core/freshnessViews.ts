@@ -9,8 +9,9 @@ import { DateTime } from "effect"
 import type { CompileReason } from "../../CompileEngine.js"
 import { BankDeadline, NextCompile, type NextCompileState, QueueFreshness, QueueLanes, RuleForecast } from "../../Freshness.js"
 import { STATUS_NAMES } from "./answers.js"
-import { DROP_WARNED, IDLE, PARKED, PENDING, REASON_NAMES, RUNNING, STATUS } from "./bankTable.js"
+import { DROP_WARNED, IDLE, PARKED, PENDING, POLICY, REASON_NAMES, RUNNING, STATUS } from "./bankTable.js"
 import type { CompileCore } from "./compileCore.js"
+import { select } from "./select.js"
 
 /** How many banks `closestToDeadline` lists. */
 export const CLOSEST = 10
@@ -24,9 +25,8 @@ export interface FreshnessFigures {
   readonly overdue: number
 }
 
-/** Nearest-rank percentile `p` (0-1) of sorted `values`; 0 when there are none. */
-const percentile = (sorted: Float64Array, p: number): number =>
-  sorted.length === 0 ? 0 : sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]!
+/** The nearest rank of percentile `p` (0-1) among `count` values. */
+const rank = (p: number, count: number): number => Math.max(0, Math.ceil(p * count) - 1)
 
 /** Keeps the `CLOSEST` earliest deadlines seen, in order (an insertion into a short array). */
 class Closest {
@@ -47,36 +47,57 @@ class Closest {
   }
 }
 
-/** The ages at `now` and the banks closest to their deadline, in one pass over the table. */
+/** Per core, the ages' buffer, kept between reads (a million banks: 8 MB a scrape otherwise). */
+const buffers = new WeakMap<CompileCore, Float64Array>()
+
+const agesBuffer = (core: CompileCore, size: number): Float64Array => {
+  let buffer = buffers.get(core)
+  if (buffer === undefined || buffer.length < size) buffers.set(core, buffer = new Float64Array(Math.max(1024, Math.ceil(size * 1.25))))
+  return buffer
+}
+
+/**
+ * The ages at `now` and the banks closest to their deadline: one pass over the columns for the banks not running
+ * (no lookup but a policy bank's max wait), then the running ones, whose compile took their oldest memories.
+ */
 const scan = (core: CompileCore, now: number) => {
-  const table = core.table
-  const ages = new Float64Array(table.size)
+  const { oldestAt, size, state } = core.table
+  const ages = agesBuffer(core, size)
   const closest = new Closest()
+  const maxWait = core.maxWaitMillis
   let n = 0
   let overdue = 0
-  for (let i = 0; i < table.size; i++) {
-    const oldest = table.oldestUncompiledAt(i)
-    if (oldest !== oldest) continue
-    ages[n++] = Math.max(0, now - oldest) / 1000
-    const due = core.deadlineAt(i)
-    if (due !== due) continue
+  const note = (i: number, oldest: number, due: number) => {
+    ages[n++] = now > oldest ? (now - oldest) / 1000 : 0
+    if (due !== due) return
     if (due <= now) overdue++
     closest.offer(i, due)
   }
-  return { ages: ages.subarray(0, n).sort(), closest, overdue }
+  for (let i = 0; i < size; i++) {
+    const oldest = oldestAt[i]!
+    const word = state[i]!
+    if (oldest !== oldest || (word & STATUS) === RUNNING) continue
+    note(i, oldest, (word & POLICY) !== 0 ? core.deadlineAt(i) : maxWait === 0 ? NaN : oldest + maxWait)
+  }
+  for (const i of core.running) {
+    const oldest = core.table.oldestUncompiledAt(i)
+    if (oldest === oldest) note(i, oldest, core.deadlineAt(i))
+  }
+  return { ages: ages.subarray(0, n), closest, overdue }
 }
 
 /** The freshness figures at `now`: the gauges' values. */
 export const freshnessFigures = (core: CompileCore, now: number): FreshnessFigures & { readonly banks: Closest } => {
   const { ages, closest, overdue } = scan(core, now)
-  return {
-    banksWaiting: ages.length,
-    oldestSeconds: ages.length === 0 ? 0 : ages[ages.length - 1]!,
-    p50Seconds: percentile(ages, 0.5),
-    p95Seconds: percentile(ages, 0.95),
-    overdue,
-    banks: closest
-  }
+  const count = ages.length
+  if (count === 0) return { banksWaiting: 0, oldestSeconds: 0, p50Seconds: 0, p95Seconds: 0, overdue, banks: closest }
+  // Selected in rank order: each call leaves nothing smaller after its rank, so the next may start past it.
+  const p50 = rank(0.5, count)
+  const p95 = rank(0.95, count)
+  const p50Seconds = select(ages, p50, 0, count)
+  const p95Seconds = p95 === p50 ? p50Seconds : select(ages, p95, p50 + 1, count)
+  const oldestSeconds = p95 === count - 1 ? p95Seconds : select(ages, count - 1, p95 + 1, count)
+  return { banksWaiting: count, oldestSeconds, p50Seconds, p95Seconds, overdue, banks: closest }
 }
 
 /** `CompileQueue.freshness` at `now`, with the queue's lanes. */
