@@ -218,10 +218,9 @@ export class BankLifecycle {
     const state = table.state[i]!
     const memories = (table.memories[i]! += count)
     const oldest = table.oldestAt[i]!
-    if (oldest !== oldest) { // the first memory no compile has taken: its time starts the bank's wait
-      table.oldestAt[i] = now
-      if (this.maxWaitMillis !== 0 || (state & POLICY) !== 0) this.freshness.schedule(i)
-    } else if (now > oldest) table.waitSum[i]! += count * (now - oldest)
+    // The first memory no compile has taken starts the bank's wait (out of line: once per compile cycle).
+    if (oldest !== oldest) this.firstWaiting(i, state, now)
+    else table.waitSum[i]! += count * (now - oldest) // a clock stepping back is clamped where the wait is read
     if (this.persistent && (state & DIRTY) === 0) table.markDirty(i)
     // A pending bank is queued once; a running one is re-checked when its compile ends; a parked one waits for the
     // sweep; a policy bank leaves the fast rule (one bit tested: banks without a policy pay nothing for policies).
@@ -231,6 +230,12 @@ export class BankLifecycle {
       return (state & OVERDUE) === 0 || !config.enabled ? NOTHING : this.enqueue(i, DEADLINE)
     }
     return this.enqueue(i, memories >= config.sizeThreshold ? SIZE : STALENESS)
+  }
+
+  /** Bank `i` had no memory waiting: this retain's time is its oldest (and its deadline goes on the timeline). */
+  private firstWaiting(i: number, state: number, now: number): void {
+    this.table.oldestAt[i] = now
+    if (this.maxWaitMillis !== 0 || (state & POLICY) !== 0) this.freshness.schedule(i)
   }
 
   /**
