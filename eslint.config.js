@@ -19,7 +19,7 @@ const upperLayers = (from) => [
 ]
 
 /** Public modules that are plain data and pure functions (Schema classes, the trigger rule): the core may use them. */
-const pureModules = ["BankCompileState", "BankPolicy", "CompileBudget", "CompileHistory", "CompileTriggerConfig"]
+const pureModules = ["BankCompileState", "BankPolicy", "CompileBudget", "CompileHistory", "CompileTriggerConfig", "Freshness"]
 
 export default tseslint.config(
   { ignores: ["dist/**", "node_modules/**", "src/ui/**"] },

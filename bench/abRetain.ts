@@ -2,7 +2,7 @@
  * Same-run A/B of the retain hot path (B1/B2) against another checkout of this repository, in one process:
  *
  *   git worktree add --detach /tmp/base <commit> && ln -s "$PWD/node_modules" /tmp/base/node_modules
- *   CPU=1 node --import tsx bench/abRetain.ts /tmp/base [rounds=30] [--budget] [--workload-log]
+ *   CPU=1 node --import tsx bench/abRetain.ts /tmp/base [rounds=30] [--budget] [--max-wait] [--workload-log]
  *
  * One queue per build (V8 specializes a closure's optimized code only while one instance of it exists: two queues of
  * one build in a process run ~15 % slower, which would bias a three-way comparison), rounds in alternating order,
@@ -10,8 +10,9 @@
  * banks, threshold 50, instant engine, an event-loop turn between chunks; only the chunks are timed — CPU time of the
  * process with `CPU=1` (on an oversubscribed machine wall time mostly measures the other processes). Prints the
  * median and interquartile range of this checkout's per-round ratio to the other's. `--budget` gives this checkout's
- * queue a cost budget too large to bind; `--workload-log` turns this checkout's workload log on (`WORKLOAD_LOG_DIR`,
- * in a temporary directory): the other checkout is then the same retain path with it off.
+ * queue a cost budget too large to bind; `--max-wait` a freshness deadline (`maxWaitSeconds: 3600`, never reached: it
+ * measures keeping the deadlines, not compiling more); `--workload-log` turns this checkout's workload log on
+ * (`WORKLOAD_LOG_DIR`, in a temporary directory): the other checkout is then the same retain path with it off.
  *
  * @internal
  */
@@ -82,9 +83,14 @@ const b2 = (queue: Queue) =>
 
 const options: Here.CompileQueueOptions = { config: { sizeThreshold: 50 }, maxQueueSize: BANKS + 1 }
 const base = await open(Base, options)
+const maxWait = args.includes("--max-wait")
 const here = await open(
   Here,
-  args.includes("--budget") ? { ...options, budget: { tokens: 1e12, compiles: 1e9, bankTokens: 1e9 } } : options,
+  {
+    ...options,
+    ...(maxWait ? { config: { sizeThreshold: 50, maxWaitSeconds: 3600 } } : {}),
+    ...(args.includes("--budget") ? { budget: { tokens: 1e12, compiles: 1e9, bankTokens: 1e9 } } : {})
+  },
   logDir
 )
 const ratios = { b1: [] as Array<number>, b2: [] as Array<number> }
@@ -101,6 +107,8 @@ const pct = (x: number) => `${(x * 100).toFixed(1)} %`
 for (const [name, xs] of Object.entries(ratios)) {
   console.log(
     `${name.toUpperCase()}: this checkout${args.includes("--budget") ? " (budget set)" : ""}${
+      maxWait ? " (maxWaitSeconds set)" : ""
+    }${
       logDir === undefined ? "" : " (workload log on)"
     } at ${
       pct(quantile(xs, 0.5))

@@ -25,6 +25,8 @@ export interface Scale {
   readonly divisor: number
   /** `--budget`: B1/B2 on a queue with a (non-binding) cost budget. */
   readonly budget?: boolean | undefined
+  /** `--max-wait`: B3 on a queue with a freshness deadline set (`maxWaitSeconds`: every bank has one on the timeline). */
+  readonly maxWait?: boolean | undefined
 }
 
 /** One shared result, built without validation: the instant engine must not dominate what is measured. */

@@ -3,7 +3,7 @@
  * Every figure is printed beside a baseline measured in the same run; the table is printed as Markdown and written,
  * with the raw numbers, to bench/results/latest.json.
  *
- *   node --expose-gc --import tsx bench/run.ts [--quick] [--only B1,B3,S1,...] [--no-store] [--budget]
+ *   node --expose-gc --import tsx bench/run.ts [--quick] [--only B1,B3,S1,...] [--no-store] [--budget] [--max-wait]
  *
  * `--budget`: B1/B2 run on a queue with a cost budget set (limits too large to bind, so the same compiles run): the
  * budget is checked at compile start, never on the retain path, so the figures must not move.
@@ -24,7 +24,12 @@ const args = process.argv.slice(2)
 const quick = args.includes("--quick")
 const onlyAt = args.indexOf("--only")
 const only = onlyAt === -1 ? undefined : new Set((args[onlyAt + 1] ?? "").split(","))
-const scale: Scale = { quick, divisor: quick ? 10 : 1, budget: args.includes("--budget") }
+const scale: Scale = {
+  quick,
+  divisor: quick ? 10 : 1,
+  budget: args.includes("--budget"),
+  maxWait: args.includes("--max-wait")
+}
 
 const groups: ReadonlyArray<readonly [ReadonlyArray<string>, (scale: Scale) => Promise<Array<Row>>]> = [
   // B3 first: the heap is quietest before anything else ran.

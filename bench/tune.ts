@@ -29,6 +29,7 @@ const grid = combinations({
   stalenessMinMemories: [10],
   forgetThreshold: [1],
   forgetDelaySeconds: [0],
+  maxWaitSeconds: [0],
   budgetTokens: [null],
   budgetCompiles: [null]
 })

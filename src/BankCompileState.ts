@@ -39,31 +39,48 @@ export class BankCompileState extends Schema.Class<BankCompileState>("BankCompil
   consecutiveFailures: Schema.optionalWith(Schema.NonNegativeInt, { default: () => 0 }),
   lastError: Schema.optionalWith(Schema.OptionFromNullOr(Schema.String), { default: () => Option.none() }),
   /** The bank's own settings (`setPolicy`); `null` in JSON when it has none. */
-  policy: Schema.optionalWith(Schema.OptionFromNullOr(BankPolicy), { default: () => Option.none() })
+  policy: Schema.optionalWith(Schema.OptionFromNullOr(BankPolicy), { default: () => Option.none() }),
+  /** When the oldest memory no compile has consumed yet arrived (a running compile's memories included). */
+  oldestMemoryAt: OptionalTime,
+  /**
+   * When that memory's `maxWaitSeconds` runs out: the bank is queued for reason `deadline` then. In the past, the
+   * bank is late by the difference (waiting for a worker, the budget or room in the queue). None while the rule is
+   * off or no memory waits.
+   */
+  deadlineAt: OptionalTime
 }) {}
 
 /**
- * Why the rule says a bank needs a compile, the first that holds in this order.
+ * Why the rule says a bank needs a compile, the first that holds in this order: `size`, `staleness`, `deadline` (the
+ * oldest uncompiled memory is `maxWaitSeconds` old), `forget`.
  *
  * @since 0.1.0
  */
-export type TriggerReason = "size" | "staleness" | "forget"
+export type TriggerReason = "size" | "staleness" | "deadline" | "forget"
 
 /**
  * The trigger rule on plain numbers: the one decision shared by `shouldTrigger`, the retain and forget paths and the
- * sweep. `isStale` is whether the bank's reference time is at least `stalenessDays` old. Nothing triggers while
+ * sweep. `isStale` is whether the bank's reference time is at least `stalenessDays` old; `isOverdue` whether its
+ * oldest uncompiled memory is at least `maxWaitSeconds` old (false while that rule is off). Nothing triggers while
  * `config.enabled` is false. `forgets` defaults to 0, which leaves only the size and staleness rules (the ones that
  * queue at once).
  *
  * @since 0.1.0
  */
-export const triggers = (memories: number, isStale: boolean, config: CompileTriggerConfig, forgets = 0): boolean =>
+export const triggers = (
+  memories: number,
+  isStale: boolean,
+  config: CompileTriggerConfig,
+  forgets = 0,
+  isOverdue = false
+): boolean =>
   config.enabled &&
-  (memories >= config.sizeThreshold || (isStale && memories >= config.stalenessMinMemories) ||
+  (memories >= config.sizeThreshold || (isStale && memories >= config.stalenessMinMemories) || isOverdue ||
     forgets >= config.forgetThreshold)
 
 /**
- * `triggers` with its reason: `"size"`, else `"staleness"`, else `"forget"`; `undefined` when the bank needs no compile.
+ * `triggers` with its reason: `"size"`, else `"staleness"`, else `"deadline"`, else `"forget"`; `undefined` when the
+ * bank needs no compile.
  *
  * @since 0.1.0
  */
@@ -71,7 +88,8 @@ export const triggerReason = (
   memories: number,
   isStale: boolean,
   config: CompileTriggerConfig,
-  forgets = 0
+  forgets = 0,
+  isOverdue = false
 ): TriggerReason | undefined =>
   !config.enabled ?
     undefined :
@@ -79,6 +97,8 @@ export const triggerReason = (
     "size" :
     isStale && memories >= config.stalenessMinMemories ?
     "staleness" :
+    isOverdue ?
+    "deadline" :
     forgets >= config.forgetThreshold ?
     "forget" :
     undefined
@@ -90,6 +110,15 @@ export const triggerReason = (
  */
 export const isStaleAt = (referenceMillis: number, nowMillis: number, stalenessMillis: number): boolean =>
   nowMillis - referenceMillis >= stalenessMillis // false when referenceMillis is NaN
+
+/**
+ * Whether a bank whose oldest uncompiled memory arrived at `oldestMillis` (`NaN`: none) is due under `maxWaitMillis`
+ * (0: the rule is off) at `nowMillis`. Inclusive.
+ *
+ * @since 0.1.0
+ */
+export const isOverdueAt = (oldestMillis: number, nowMillis: number, maxWaitMillis: number): boolean =>
+  maxWaitMillis > 0 && nowMillis - oldestMillis >= maxWaitMillis // false when oldestMillis is NaN
 
 /**
  * The time staleness is measured from: the last compile, or the first retain when the bank never compiled.
@@ -111,7 +140,8 @@ const isStale = (state: BankCompileState, config: CompileTriggerConfig, now: Dat
 /**
  * Pure: does this bank need a compile at `now`? With the bank's effective config `c` (its policy over `config`): when
  * `c.enabled` and `memoriesSinceLastCompile >= c.sizeThreshold`, or it has at least `c.stalenessMinMemories` and its
- * reference time is at least `c.stalenessDays` old, or `forgetsSinceLastCompile >= c.forgetThreshold`. Comparisons are
+ * reference time is at least `c.stalenessDays` old, or its oldest uncompiled memory (`oldestMemoryAt`) is at least
+ * `c.maxWaitSeconds` old (when that is not 0), or `forgetsSinceLastCompile >= c.forgetThreshold`. Comparisons are
  * inclusive.
  *
  * @since 0.1.0
@@ -120,7 +150,8 @@ export const shouldTrigger = (state: BankCompileState, config: CompileTriggerCon
   compileReason(state, config, now) !== undefined
 
 /**
- * `shouldTrigger` with its reason (`"size"`, else `"staleness"`, else `"forget"`); `undefined` when it is false.
+ * `shouldTrigger` with its reason (`"size"`, else `"staleness"`, else `"deadline"`, else `"forget"`); `undefined` when
+ * it is false.
  *
  * @since 0.1.0
  */
@@ -130,10 +161,12 @@ export const compileReason = (
   now: DateTime.Utc
 ): TriggerReason | undefined => {
   const effective = effectiveConfig(config, state.policy)
+  const oldest = Option.match(state.oldestMemoryAt, { onNone: () => NaN, onSome: DateTime.toEpochMillis })
   return triggerReason(
     state.memoriesSinceLastCompile,
     isStale(state, effective, now),
     effective,
-    state.forgetsSinceLastCompile
+    state.forgetsSinceLastCompile,
+    isOverdueAt(oldest, DateTime.toEpochMillis(now), effective.maxWaitMillis)
   )
 }

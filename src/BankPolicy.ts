@@ -1,5 +1,5 @@
 /**
- * A bank's own compile settings: any of the queue's six trigger settings, set for one bank (the rest fall back to the
+ * A bank's own compile settings: any of the queue's seven trigger settings, set for one bank (the rest fall back to the
  * queue's config), and its own token budget (`bankTokens`).
  *
  * @since 0.1.0
@@ -21,6 +21,7 @@ export class BankPolicy extends Schema.Class<BankPolicy>("BankPolicy")({
   stalenessMinMemories: Schema.optional(triggerFields.stalenessMinMemories),
   forgetThreshold: Schema.optional(triggerFields.forgetThreshold),
   forgetDelaySeconds: Schema.optional(triggerFields.forgetDelaySeconds),
+  maxWaitSeconds: Schema.optional(triggerFields.maxWaitSeconds),
   /**
    * The bank's own token budget per `budget.period` (a positive integer), instead of the queue's `budget.bankTokens`.
    * Not a trigger setting: it decides when the bank's compiles may start, not whether it needs one.
@@ -80,6 +81,7 @@ export const effectiveConfig = (
     stalenessDays: own.stalenessDays ?? defaults.stalenessDays,
     stalenessMinMemories: own.stalenessMinMemories ?? defaults.stalenessMinMemories,
     forgetThreshold: own.forgetThreshold ?? defaults.forgetThreshold,
-    forgetDelaySeconds: own.forgetDelaySeconds ?? defaults.forgetDelaySeconds
+    forgetDelaySeconds: own.forgetDelaySeconds ?? defaults.forgetDelaySeconds,
+    maxWaitSeconds: own.maxWaitSeconds ?? defaults.maxWaitSeconds
   }, true)
 }

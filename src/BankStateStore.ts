@@ -32,6 +32,13 @@ export interface PersistedBank {
   readonly policy?: BankPolicy | null | undefined
   /** The bank's own token bucket, when it is not full: its level and the time of that level (absent: full). */
   readonly budget?: StoredLevel | null | undefined
+  /**
+   * When the oldest memory no compile consumed arrived (absent or null: none, or a row stored before it was kept —
+   * then the reference time stands in for it).
+   */
+  readonly oldestMemoryAt?: number | null | undefined
+  /** The sum over those memories of (retain time − `oldestMemoryAt`), in milliseconds (absent: 0). */
+  readonly memoryWaitSum?: number | undefined
 }
 
 /**
@@ -96,7 +103,7 @@ const TABLE = "compile_trigger_banks"
 const BUDGET_TABLE = "compile_trigger_budget"
 /** The owner generation: one row, counting the store's opens (see `BankStateStoreService.epoch`). */
 const GENERATION_TABLE = "compile_trigger_owner_generation"
-/** Rows per INSERT: 12 parameters a row stays under SQLite's 32,766 and Postgres' 65,535 parameter limits. */
+/** Rows per INSERT: 14 parameters a row stays under SQLite's 32,766 and Postgres' 65,535 parameter limits. */
 const BATCH = 1000
 
 const ownMessage = (error: unknown): string =>
@@ -161,8 +168,15 @@ const bankFromRow = (row: Record<string, unknown>): PersistedBank | undefined =>
     lastError: typeof row.last_error === "string" ? row.last_error : null,
     status: isStatus(status) ? status : "idle",
     forgets: forgets !== null && forgets >= 0 ? forgets : 0,
-    policy: policyFromColumn(row.policy)
+    policy: policyFromColumn(row.policy),
+    oldestMemoryAt: finiteOrNull(row.oldest_memory_at),
+    memoryWaitSum: finiteOrNull(row.memory_wait_sum) ?? 0
   }
+}
+
+const finiteOrNull = (value: unknown): number | null => {
+  const number = toNumber(value)
+  return number !== null && Number.isFinite(number) ? number : null
 }
 
 /** A stored level and its time (null unless both are readable numbers), and its limit when one was stored. */
@@ -262,6 +276,13 @@ const migrations = Migrator.fromRecord({
         generation BIGINT NOT NULL
       )`,
       sql`INSERT INTO ${sql(GENERATION_TABLE)} (id, generation) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`
+    )),
+  // Freshness deadlines survive restarts: each bank's oldest uncompiled memory and the wait sum of its memories.
+  // Rows stored before keep NULL / 0 (the reference time stands in for the oldest memory).
+  "6_max_wait": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.zipRight(
+      sql`ALTER TABLE ${sql(TABLE)} ADD COLUMN oldest_memory_at BIGINT`,
+      sql`ALTER TABLE ${sql(TABLE)} ADD COLUMN memory_wait_sum DOUBLE PRECISION NOT NULL DEFAULT 0`
     ))
 })
 
@@ -316,9 +337,11 @@ const ON_CONFLICT = `ON CONFLICT (bank_id) DO UPDATE SET
         policy = excluded.policy,
         budget_level = excluded.budget_level,
         budget_at = excluded.budget_at,
-        budget_capacity = excluded.budget_capacity`
+        budget_capacity = excluded.budget_capacity,
+        oldest_memory_at = excluded.oldest_memory_at,
+        memory_wait_sum = excluded.memory_wait_sum`
 
-/** One multi-row INSERT of these banks (at most `BATCH`: each row is twelve parameters). */
+/** One multi-row INSERT of these banks (at most `BATCH`: each row is fourteen parameters). */
 const upsertRows = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBank>) =>
   sql`INSERT INTO ${sql(TABLE)} ${
     sql.insert(banks.map((bank) => ({
@@ -333,19 +356,21 @@ const upsertRows = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBank
       policy: policyColumn(bank),
       budget_level: bank.budget?.level ?? null,
       budget_at: bank.budget?.at ?? null,
-      budget_capacity: bank.budget?.capacity ?? null
+      budget_capacity: bank.budget?.capacity ?? null,
+      oldest_memory_at: bank.oldestMemoryAt ?? null,
+      memory_wait_sum: bank.memoryWaitSum ?? 0
     })))
   } ${sql.literal(ON_CONFLICT)}`
 
-// Postgres: one statement of twelve array parameters, however many banks (multi-row VALUES cost 1.4 s per 100k).
+// Postgres: one statement of fourteen array parameters, however many banks (multi-row VALUES cost 1.4 s per 100k).
 const upsertUnnest = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBank>) =>
   sql.unsafe(
     `INSERT INTO ${TABLE}
           (bank_id, memories, last_compile_at, first_retain_at, consecutive_failures, last_error, status, forgets, policy,
-            budget_level, budget_at, budget_capacity)
+            budget_level, budget_at, budget_capacity, oldest_memory_at, memory_wait_sum)
         SELECT * FROM UNNEST(
           $1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::integer[], $6::text[], $7::text[], $8::bigint[], $9::text[],
-          $10::float8[], $11::bigint[], $12::float8[]
+          $10::float8[], $11::bigint[], $12::float8[], $13::bigint[], $14::float8[]
         )
         ${ON_CONFLICT}`,
     [
@@ -360,7 +385,9 @@ const upsertUnnest = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBa
       banks.map(policyColumn),
       banks.map((bank) => bank.budget?.level ?? null),
       banks.map((bank) => bank.budget?.at ?? null),
-      banks.map((bank) => bank.budget?.capacity ?? null)
+      banks.map((bank) => bank.budget?.capacity ?? null),
+      banks.map((bank) => bank.oldestMemoryAt ?? null),
+      banks.map((bank) => bank.memoryWaitSum ?? 0)
     ]
   )
 

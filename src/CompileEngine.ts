@@ -36,22 +36,37 @@ export class CompileError extends Schema.TaggedError<CompileError>()("CompileErr
 }) {}
 
 /**
- * Why a bank was queued: the rule that held (`"size"`, `"staleness"`, `"forget"`, the first in that order),
- * `"manual"` (`compileNow`) or `"restored"` (queued again after a restart).
+ * Why a bank was queued: the rule that held (`"size"`, `"staleness"`, `"deadline"`, `"forget"`, the first in that
+ * order), `"manual"` (`compileNow`) or `"restored"` (queued again after a restart).
  *
  * @since 0.1.0
  */
-export const CompileReason = Schema.Literal("size", "staleness", "forget", "manual", "restored")
+export const CompileReason = Schema.Literal("size", "staleness", "forget", "manual", "restored", "deadline")
 
 /** @since 0.1.0 */
 export type CompileReason = typeof CompileReason.Type
+
+/**
+ * How long the memories a compile consumes waited for it, from the retain that counted each to the compile's start:
+ * their mean and the oldest one's, in seconds. Exact: kept per bank as a sum of retain times, not sampled.
+ *
+ * @since 0.1.0
+ */
+export const MemoryWait = Schema.Struct({
+  meanSeconds: Schema.NonNegative,
+  oldestSeconds: Schema.NonNegative
+}).annotations({ identifier: "MemoryWait" })
+
+/** @since 0.1.0 */
+export interface MemoryWait extends Schema.Schema.Type<typeof MemoryWait> {}
 
 /**
  * What the engine is asked to do: compile `bankId`, queued for `reason`, consuming `memories` new and `forgets`
  * forgotten memories (the counters when this run started). `attempt` is 1 for the first engine run of the trigger
  * and grows on retries. `fencingToken` is higher than that of every earlier engine run of the bank, across retries,
  * restarts and cluster nodes: make your page writes conditional on it, and refuse a token lower than the highest you
- * have seen for the bank (see `FencingToken`).
+ * have seen for the bank (see `FencingToken`). `memoryWait` says how long those memories waited (absent when the run
+ * consumes none).
  *
  * @since 0.1.0
  */
@@ -61,7 +76,8 @@ export const CompileJob = Schema.Struct({
   memories: Schema.NonNegativeInt,
   forgets: Schema.NonNegativeInt,
   attempt: Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)),
-  fencingToken: FencingToken
+  fencingToken: FencingToken,
+  memoryWait: Schema.optional(MemoryWait)
 }).annotations({ identifier: "CompileJob" })
 
 /** @since 0.1.0 */

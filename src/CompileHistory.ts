@@ -4,8 +4,8 @@
  *
  * @since 0.1.0
  */
-import { Schema } from "effect"
-import { CompileReason } from "./CompileEngine.js"
+import { Option, Schema } from "effect"
+import { CompileReason, MemoryWait } from "./CompileEngine.js"
 
 /**
  * How an engine run ended: `success`, `reported_error` (a result with `error` set: it still counts as a compile) or
@@ -37,7 +37,9 @@ export class CompileRecord extends Schema.Class<CompileRecord>("CompileRecord")(
   /** `CompileResult.tokensUsed`; 0 for a `failure` (there is no result). */
   tokensUsed: Schema.NonNegativeInt,
   /** The result's `error` (`reported_error`) or the failure's message (`failure`). */
-  error: Schema.OptionFromNullOr(Schema.String)
+  error: Schema.OptionFromNullOr(Schema.String),
+  /** How long the memories the run was asked to consume waited for it (`CompileJob.memoryWait`); `null`: none. */
+  memoryWait: Schema.optionalWith(Schema.OptionFromNullOr(MemoryWait), { default: () => Option.none() })
 }) {}
 
 /**
@@ -52,7 +54,9 @@ export class RunningCompile extends Schema.Class<RunningCompile>("RunningCompile
   memories: Schema.NonNegativeInt,
   forgets: Schema.NonNegativeInt,
   /** 1 for the trigger's first engine run, more on retries. */
-  attempt: Schema.Int
+  attempt: Schema.Int,
+  /** How long the memories it consumes waited for it (`CompileJob.memoryWait`); `null`: none. */
+  memoryWait: Schema.optionalWith(Schema.OptionFromNullOr(MemoryWait), { default: () => Option.none() })
 }) {}
 
 /**

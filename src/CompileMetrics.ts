@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import { Metric, MetricBoundaries } from "effect"
+import { WeightedHistogram } from "./internal/runtime/weightedHistogram.js"
 
 /** Memories counted by `notifyRetain` (the sum of the counts, not the number of calls). */
 export const retains = Metric.counter("compile_trigger_retains_total", {
@@ -112,3 +113,43 @@ export const budgetWait = Metric.histogram(
   MetricBoundaries.exponential({ start: 0.1, factor: 2, count: 20 }),
   "Time compiles waited for budget, in seconds"
 )
+
+/**
+ * How long memories waited for the compile that consumed them, from their retain to the compile's start, in seconds:
+ * one observation per memory (each compile adds its memories at their exact mean wait, so `_sum / _count` is the
+ * exact mean wait of every memory compiled). Rendered by `PrometheusMetrics`; Effect histograms count one observation
+ * per update, and one update per memory would be one per retain.
+ *
+ * @since 0.1.0
+ */
+export const memoryWait: WeightedHistogram = new WeightedHistogram(
+  "compile_trigger_memory_wait_seconds",
+  "Time memories waited from their retain to the compile that consumed them, in seconds (one count per memory)",
+  MetricBoundaries.exponential({ start: 1, factor: 2, count: 22 }).values
+)
+
+/**
+ * Freshness now, across the banks with an uncompiled memory: the age of the oldest one (the largest over banks), the
+ * 50th and 95th percentiles of each bank's oldest-memory age, and the banks past their `maxWaitSeconds`. Computed
+ * when the queue's freshness is read (the service's `/metrics` reads it first), never on the retain path.
+ *
+ * @since 0.1.0
+ */
+export const oldestMemoryAge = Metric.gauge("compile_trigger_oldest_memory_age_seconds", {
+  description: "Age of the oldest uncompiled memory of any bank, in seconds (0: none waits)"
+})
+
+/** @since 0.1.0 */
+export const memoryAgeP50 = Metric.gauge("compile_trigger_memory_age_p50_seconds", {
+  description: "Median over banks of the age of each bank's oldest uncompiled memory, in seconds"
+})
+
+/** @since 0.1.0 */
+export const memoryAgeP95 = Metric.gauge("compile_trigger_memory_age_p95_seconds", {
+  description: "95th percentile over banks of the age of each bank's oldest uncompiled memory, in seconds"
+})
+
+/** @since 0.1.0 */
+export const banksOverdue = Metric.gauge("compile_trigger_banks_overdue", {
+  description: "Banks whose oldest uncompiled memory waited longer than their maxWaitSeconds"
+})

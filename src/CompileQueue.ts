@@ -14,6 +14,7 @@ import type { CompileEngine } from "./CompileEngine.js"
 import type { CompileRecord, RecentCompilesOptions, RunningCompile } from "./CompileHistory.js"
 import type { CompileQueueOptions } from "./CompileQueueOptions.js"
 import type { CompileTriggerConfig } from "./CompileTriggerConfig.js"
+import type { NextCompile, QueueFreshness } from "./Freshness.js"
 import type { StoreHealth } from "./StoreHealth.js"
 import * as internal from "./internal/runtime/compileQueue.js"
 
@@ -140,6 +141,17 @@ export interface CompileQueueService {
   /** Banks page by page, optionally only those with one status. */
   readonly listBanks: (options?: ListBanksOptions) => Effect.Effect<BankPage>
   readonly stats: Effect.Effect<CompileQueueStats>
+  /**
+   * Freshness now: the age of each bank's oldest uncompiled memory (largest, p50, p95), the banks past or closest to
+   * their `maxWaitSeconds` deadline, and the queue's lanes. One pass over every bank (read it per scrape, not per
+   * retain); it also sets the freshness gauges. Absent on a cluster router.
+   */
+  readonly freshness?: Effect.Effect<QueueFreshness>
+  /**
+   * When the bank compiles next and why: which rule fires when, or what holds it. `None` for a bank the queue never
+   * saw. Absent on a cluster router.
+   */
+  readonly nextCompile?: (bankId: string) => Effect.Effect<Option.Option<NextCompile>>
   /**
    * The last finished engine runs, newest first (at most `historyCapacity`, default 1,000), optionally only one
    * bank's or one outcome's. Kept in a fixed-size ring written once per engine run, never on the retain path.

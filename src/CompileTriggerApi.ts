@@ -21,6 +21,7 @@ import { BankPolicy } from "./BankPolicy.js"
 import { CompileOutcome, CompileRecord, RunningCompile } from "./CompileHistory.js"
 import { CompileBudgetState } from "./CompileBudget.js"
 import { CompileTriggerConfig } from "./CompileTriggerConfig.js"
+import { NextCompile, QueueFreshness } from "./Freshness.js"
 import { StoreHealth } from "./StoreHealth.js"
 import { mustBe, quote } from "./internal/core/inputRules.js"
 import { apiDocs, documented, groupDocs } from "./internal/http/apiDocs.js"
@@ -248,7 +249,21 @@ export class QueueStats extends Schema.Class<QueueStats>("QueueStats")({
    */
   mode: Schema.Literal("single", "cluster"),
   /** The trigger settings in force for every bank without a policy (a policy's fields override them). */
-  defaults: CompileTriggerConfig
+  defaults: CompileTriggerConfig,
+  /**
+   * Freshness now: ages of the banks' oldest uncompiled memories (largest, p50, p95), banks past their deadline, the
+   * banks closest to it, and the queue's lanes. `null` in cluster mode (read each node's `/metrics`).
+   */
+  freshness: Schema.optionalWith(Schema.NullOr(QueueFreshness), { default: () => null })
+}) {}
+
+/**
+ * `GET /v1/banks/{bankId}`: the bank's state and when it compiles next (`null` in cluster mode).
+ *
+ * @since 0.1.0
+ */
+export class BankView extends BankCompileState.extend<BankView>("BankView")({
+  nextCompile: Schema.optionalWith(Schema.NullOr(NextCompile), { default: () => null })
 }) {}
 
 /** A page size in a query string: 1 to 1,000. */
@@ -480,7 +495,7 @@ export class BanksGroup extends HttpApiGroup.make("banks").annotateContext(group
     HttpApiEndpoint.get("getBank", "/banks/:bankId")
       .annotateContext(documented("getBank"))
       .setPath(bankPath)
-      .addSuccess(BankCompileState)
+      .addSuccess(BankView)
       .addError(BankNotFound)
   )
   .add(

@@ -25,7 +25,14 @@ export const MAX_STALENESS_DAYS = 3650
 export const MAX_FORGET_DELAY_SECONDS = 315_360_000
 
 /**
- * The six settings, unset: one definition of each field's validation, shared by `CompileTriggerConfig` (which fills
+ * Largest `maxWaitSeconds`: 10 years (315,360,000 s), for the same reason.
+ *
+ * @since 0.1.0
+ */
+export const MAX_WAIT_SECONDS = 315_360_000
+
+/**
+ * The seven settings, unset: one definition of each field's validation, shared by `CompileTriggerConfig` (which fills
  * in the defaults) and `BankPolicy` (where every field is optional). Each names itself and the value it got when it
  * refuses one (`sizeThreshold must be a non-negative integer, got -1`).
  *
@@ -51,6 +58,13 @@ export const triggerFields = {
   /** A forget-triggered compile is queued this long after the forget that reached the threshold. */
   forgetDelaySeconds: Schema.Number.pipe(Schema.between(0, MAX_FORGET_DELAY_SECONDS)).annotations({
     message: mustBe("forgetDelaySeconds", `a number of seconds from 0 to ${MAX_FORGET_DELAY_SECONDS} (10 years)`)
+  }),
+  /**
+   * Compile once the bank's oldest uncompiled memory is this old, whatever the count (reason `deadline`); 0 turns the
+   * rule off (the default). A memory then waits at most this long plus the time a free worker and the budget take.
+   */
+  maxWaitSeconds: Schema.Number.pipe(Schema.between(0, MAX_WAIT_SECONDS)).annotations({
+    message: mustBe("maxWaitSeconds", `a number of seconds from 0 (off) to ${MAX_WAIT_SECONDS} (10 years)`)
   })
 } as const
 
@@ -65,7 +79,8 @@ export class CompileTriggerConfig extends Schema.Class<CompileTriggerConfig>("Co
   stalenessDays: Schema.optionalWith(triggerFields.stalenessDays, { default: () => 7 }),
   stalenessMinMemories: Schema.optionalWith(triggerFields.stalenessMinMemories, { default: () => 10 }),
   forgetThreshold: Schema.optionalWith(triggerFields.forgetThreshold, { default: () => 1 }),
-  forgetDelaySeconds: Schema.optionalWith(triggerFields.forgetDelaySeconds, { default: () => 0 })
+  forgetDelaySeconds: Schema.optionalWith(triggerFields.forgetDelaySeconds, { default: () => 0 }),
+  maxWaitSeconds: Schema.optionalWith(triggerFields.maxWaitSeconds, { default: () => 0 })
 }) {
   /** `stalenessDays` in milliseconds, the unit every clock comparison uses. */
   get stalenessMillis(): number {
@@ -75,6 +90,11 @@ export class CompileTriggerConfig extends Schema.Class<CompileTriggerConfig>("Co
   /** `forgetDelaySeconds` in milliseconds. */
   get forgetDelayMillis(): number {
     return this.forgetDelaySeconds * 1000
+  }
+
+  /** `maxWaitSeconds` in milliseconds; 0 when the rule is off. */
+  get maxWaitMillis(): number {
+    return this.maxWaitSeconds * 1000
   }
 }
 

@@ -25,6 +25,7 @@ import type { Duplex } from "node:stream"
 import {
   Authorization,
   BankNotFound,
+  BankView,
   BankLimitReached,
   BankPage,
   BatchRetainPayload,
@@ -376,12 +377,11 @@ const policyRoutes = (queue: CompileQueueService, forBank: ForBank, ack: Acknowl
 const readRoutes = (queue: CompileQueueService, forBank: ForBank) => ({
   getBank: HttpApiBuilder.handler(CompileTriggerApi, "banks", "getBank", ({ path }) =>
     forBank(path.bankId, Effect.flatMap(
-      queue.bankState(path.bankId),
-      Option.match({
-        onNone: () =>
-          Effect.fail(new BankNotFound({ bankId: path.bankId, message: `no bank ${JSON.stringify(path.bankId)}` })),
-        onSome: Effect.succeed
-      })
+      Effect.zip(queue.bankState(path.bankId), queue.nextCompile?.(path.bankId) ?? Effect.succeedNone),
+      ([state, next]) =>
+        Option.isNone(state)
+          ? Effect.fail(new BankNotFound({ bankId: path.bankId, message: `no bank ${JSON.stringify(path.bankId)}` }))
+          : Effect.succeed(new BankView({ ...state.value, nextCompile: Option.getOrNull(next) }, true))
     ))),
   listBanks: HttpApiBuilder.handler(CompileTriggerApi, "banks", "listBanks", ({ urlParams }) =>
     Effect.map(
@@ -389,7 +389,7 @@ const readRoutes = (queue: CompileQueueService, forBank: ForBank) => ({
       (page) => new BankPage({ banks: page.banks, nextCursor: page.nextCursor }, true)
     )),
   queue: HttpApiBuilder.handler(CompileTriggerApi, "banks", "queue", () =>
-    Effect.map(queue.stats, (stats) =>
+    Effect.zipWith(queue.stats, queue.freshness ?? Effect.succeed(null), (stats, freshness) =>
       new QueueStats({
         pending: stats.pending,
         running: stats.running,
@@ -398,7 +398,8 @@ const readRoutes = (queue: CompileQueueService, forBank: ForBank) => ({
         banks: stats.banks,
         store: stats.store ?? null,
         mode: stats.cluster === true ? "cluster" : "single",
-        defaults: queue.config
+        defaults: queue.config,
+        freshness
       }, true))),
   listCompiles: HttpApiBuilder.handler(CompileTriggerApi, "banks", "listCompiles", ({ urlParams }) =>
     Effect.zipWith(
@@ -470,7 +471,7 @@ const HealthLive = (options: ApiOptions) => HttpApiBuilder.group(CompileTriggerA
               })
             )))
       // Reading the queue first publishes its batched retain counter, so the scrape is exact.
-      .handle("metrics", () => Effect.zipRight(queue.stats, metrics.render))
+      .handle("metrics", () => Effect.zipRight(Effect.zip(queue.stats, queue.freshness ?? Effect.void), metrics.render))
   }))
 
 // --- request guard ------------------------------------------------------------------------------------------------

@@ -100,6 +100,21 @@ export const families = (pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>): A
   return [...byName.values()]
 }
 
+/** `CompileMetrics.memoryWait` (weighted, so not in Effect's registry) as a Prometheus histogram family. */
+const memoryWaitFamily = (): Family => {
+  const histogram = CompileMetrics.memoryWait
+  const { buckets, count, sum } = histogram.snapshot()
+  const name = histogram.name
+  const values: Array<Sample> = buckets.map(([boundary, cumulative]) => ({
+    metricName: `${name}_bucket`,
+    value: cumulative,
+    labels: { le: boundary === Infinity ? "+Inf" : String(boundary) }
+  }))
+  values.push({ metricName: `${name}_sum`, value: sum, labels: {} })
+  values.push({ metricName: `${name}_count`, value: count, labels: {} })
+  return { name, help: histogram.help, type: "histogram", values }
+}
+
 /**
  * Every series of `CompileMetrics` (the budget's included, whether a budget is set or not), created at zero so a
  * scrape lists them before anything happened. The store gauges are not: a queue with a store publishes them at its
@@ -120,7 +135,11 @@ const compileMetricSeries = [
   CompileMetrics.storeFlushFailures,
   CompileMetrics.tokensUsed,
   CompileMetrics.budgetWaiting,
-  CompileMetrics.budgetWait
+  CompileMetrics.budgetWait,
+  CompileMetrics.oldestMemoryAge,
+  CompileMetrics.memoryAgeP50,
+  CompileMetrics.memoryAgeP95,
+  CompileMetrics.banksOverdue
 ] as const
 
 /**
@@ -135,7 +154,7 @@ export class PrometheusMetrics extends Context.Tag("effect-compile-trigger/Prome
     return {
       render: Effect.promise(() => {
         const effectRegistry = new Prometheus.Registry()
-        for (const family of families(Metric.unsafeSnapshot())) {
+        for (const family of [...families(Metric.unsafeSnapshot()), memoryWaitFamily()]) {
           if (processRegistry.getSingleMetric(family.name) === undefined) {
             effectRegistry.registerMetric(staticMetric(family))
           }

@@ -12,7 +12,7 @@ import {
   DEFAULT_REQUEST_TIMEOUT_MILLIS,
   defaultMaxConnections
 } from "./internal/http/connectionLimits.js"
-import { CompileTriggerConfig, MAX_FORGET_DELAY_SECONDS, MAX_STALENESS_DAYS } from "./CompileTriggerConfig.js"
+import { CompileTriggerConfig, MAX_FORGET_DELAY_SECONDS, MAX_STALENESS_DAYS, MAX_WAIT_SECONDS } from "./CompileTriggerConfig.js"
 
 /**
  * Where compiles go: a webhook (`COMPILE_WEBHOOK_URL`), or a dry run that only logs them.
@@ -323,6 +323,10 @@ const trigger: Config.Config<CompileTriggerConfig> = Config.all({
     ),
     (delay) => Duration.toMillis(delay) / 1000
   ),
+  maxWaitSeconds: Config.map(
+    withDefault(variable("COMPILE_MAX_WAIT", duration(true, Duration.seconds(MAX_WAIT_SECONDS))), Duration.zero),
+    (wait) => Duration.toMillis(wait) / 1000
+  ),
   sizeThreshold: withDefault(variable("COMPILE_SIZE_THRESHOLD", integer(0)), libraryDefaults.sizeThreshold),
   stalenessDays: withDefault(
     variable("COMPILE_STALENESS_DAYS", nonNegativeNumber(MAX_STALENESS_DAYS)),
@@ -426,6 +430,7 @@ export const describe = (config: ServiceConfig): string =>
     `defaultEnabled=${config.trigger.enabled}`,
     `forgetThreshold=${config.trigger.forgetThreshold}`,
     `forgetDelay=${Duration.format(Duration.seconds(config.trigger.forgetDelaySeconds))}`,
+    `maxWait=${config.trigger.maxWaitSeconds === 0 ? "off" : Duration.format(Duration.seconds(config.trigger.maxWaitSeconds))}`,
     `maxQueueSize=${Number.isFinite(config.maxQueueSize) ? config.maxQueueSize : "unbounded"}`,
     `concurrency=${config.concurrency}`,
     `sweepInterval=${Duration.format(config.sweepInterval)}`,

@@ -1,6 +1,6 @@
 /**
  * A `CompileEngine` that calls the memory system's compile endpoint over HTTP: `POST {url}` with the `CompileJob`
- * (`{ "bankId", "reason", "memories", "forgets", "attempt", "fencingToken" }`), optionally signed, reading a bounded
+ * (`{ "bankId", "reason", "memories", "forgets", "attempt", "fencingToken", "memoryWait" }`), optionally signed, reading a bounded
  * answer; a 409 is the endpoint refusing a stale compile. A compile cut off can be told to a cancel URL.
  *
  * @since 0.1.0
@@ -275,7 +275,9 @@ const compileCall = (caller: Caller, options: WebhookEngineOptions, spawn: Spawn
       memories: job.memories,
       forgets: job.forgets,
       attempt: job.attempt,
-      fencingToken: tokenJson(job.fencingToken)
+      fencingToken: tokenJson(job.fencingToken),
+      // `{ meanSeconds, oldestSeconds }` of the memories this compile consumes; null when it consumes none.
+      memoryWait: job.memoryWait ?? null
     })
     const call = caller.post(url, body, job.fencingToken).pipe(
       Effect.flatMap(caller.client.execute),

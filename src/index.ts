@@ -36,6 +36,14 @@ export {
   RunningCompile
 } from "./CompileHistory.js"
 export { BudgetBucketState, CompileBudgetState, DeferredBank } from "./CompileBudget.js"
+export {
+  BankDeadline,
+  NextCompile,
+  NextCompileState,
+  QueueFreshness,
+  QueueLanes,
+  RuleForecast
+} from "./Freshness.js"
 export * as CompileMetrics from "./CompileMetrics.js"
 export {
   type BankPage,

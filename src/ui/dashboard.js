@@ -137,6 +137,33 @@
     ui.defaults = queue.defaults
     renderScope(queue.mode === "cluster")
     renderStore(queue.store)
+    renderFreshness(queue.freshness ?? null)
+  }
+
+  /** Seconds as "42 s", "3.5 min", "2.1 h", "1.5 d"; a negative figure is a lateness. */
+  const age = (seconds) => {
+    const s = Math.abs(seconds)
+    const text = s < 120 ? `${Math.round(s)} s` : s < 7200 ? `${(s / 60).toFixed(1)} min` : s < 172_800 ? `${(s / 3600).toFixed(1)} h` : `${(s / 86_400).toFixed(1)} d`
+    return seconds < 0 ? `${text} late` : text
+  }
+
+  /** The freshness panel (`/v1/queue`'s `freshness`; none in cluster mode): ages now and the banks nearest their deadline. */
+  const renderFreshness = (freshness) => {
+    $("freshness").hidden = freshness === null
+    if (freshness === null) return
+    $("fresh-max").textContent = freshness.banksWaiting === 0 ? "–" : age(freshness.oldestSeconds)
+    $("fresh-waiting").textContent = `${number(freshness.banksWaiting)} ${freshness.banksWaiting === 1 ? "bank" : "banks"} with uncompiled memories`
+    $("fresh-p50").textContent = freshness.banksWaiting === 0 ? "–" : age(freshness.p50Seconds)
+    $("fresh-p95").textContent = freshness.banksWaiting === 0 ? "–" : age(freshness.p95Seconds)
+    $("fresh-overdue").textContent = number(freshness.overdue)
+    $("fresh-overdue").className = freshness.overdue > 0 ? "figure small error-text" : "figure small"
+    const lanes = freshness.lanes
+    $("fresh-lanes").textContent = `queued: ${number(lanes.urgent)} urgent, ${number(lanes.deadline)} deadline, ${number(lanes.ordinary)} ordinary`
+    fill("fresh-closest", freshness.closestToDeadline.map((bank) =>
+      row(bankLink(bank.bankId), badge(bank.status), dateTime(bank.oldestMemoryAt), dateTime(bank.deadlineAt),
+        cell(age(bank.secondsLeft), bank.secondsLeft < 0 ? "error" : ""))
+    ))
+    $("fresh-closest").hidden = freshness.closestToDeadline.length === 0
   }
 
   /** The write-behind: healthy or failing, what a crash now would lose, and since when it fails. */
@@ -418,7 +445,10 @@
     const status = $("lookup-status")
     status.textContent = state.status
     status.className = `badge ${state.status}`
+    renderNextCompile(state.nextCompile ?? null)
     facts("lookup-state", [
+      ["oldest uncompiled memory", state.oldestMemoryAt == null ? "none" : dateTime(state.oldestMemoryAt)],
+      ["deadline", state.deadlineAt == null ? "none" : dateTime(state.deadlineAt)],
       ["memories since last compile", number(state.memoriesSinceLastCompile)],
       ["forgets since last compile", number(state.forgetsSinceLastCompile)],
       ["last compile", dateTime(state.lastCompileAt)],
@@ -428,6 +458,24 @@
     ])
     facts("lookup-policy", policyFacts(policy))
     fill("lookup-compiles", compiles.compiles.map((record) => historyRow(record, false)))
+  }
+
+  const noun = (rule) =>
+    rule.rule === "forget" ? (rule.moreNeeded === 1 ? "forget" : "forgets") : rule.moreNeeded === 1 ? "memory" : "memories"
+
+  /** When the bank compiles next and why (`nextCompile`; none in cluster mode): the sentence, then each rule. */
+  const renderNextCompile = (next) => {
+    $("lookup-next").hidden = next === null
+    $("lookup-rules").hidden = next === null || next.rules.length === 0
+    if (next === null) return
+    $("lookup-next").textContent = `Next compile: ${next.message}`
+    $("lookup-next").className = ["parked", "queue_full", "disabled"].includes(next.state) ? "next-compile warn" : "next-compile"
+    facts("lookup-rules", next.rules.map((rule) => [
+      `${rule.rule}${next.next !== null && next.next.rule === rule.rule ? " (first)" : ""}`,
+      rule.at !== null && (rule.moreNeeded ?? 0) === 0
+        ? `at ${dateTime(rule.at)}`
+        : `after ${number(rule.moreNeeded)} more ${noun(rule)}${rule.at === null ? "" : `, not before ${dateTime(rule.at)}`}`
+    ]))
   }
 
   const lookUp = (bankId) => {

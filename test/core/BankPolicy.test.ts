@@ -28,7 +28,8 @@ describe("BankPolicy", () => {
       stalenessDays: 7,
       stalenessMinMemories: 10,
       forgetThreshold: 3,
-      forgetDelaySeconds: 30
+      forgetDelaySeconds: 30,
+      maxWaitSeconds: 0
     })
     expect(effective.forgetDelayMillis).toBe(30_000)
     expect(effectiveConfig(defaults, Option.none())).toBe(defaults)

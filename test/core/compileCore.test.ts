@@ -63,7 +63,7 @@ const harness = (
   const retain = (id: string, count = 1, now = 0): Answer => {
     const i = bank(id)
     if (!core.isCounted(i)) core.firstRetain(i, now)
-    return core.retain(i, count)
+    return core.retain(i, count, now)
   }
   /** A worker takes the head of the queue. */
   const take = () => {
@@ -234,7 +234,7 @@ describe("compile core — overflow and the sweep", () => {
     const i = core.add("a")
     core.firstRetain(i, 1000)
     expect(core.takeSignals() & TIMELINE).toBe(TIMELINE)
-    expect(core.retain(i, 2)).toBe(NOTHING)
+    expect(core.retain(i, 2, 1000)).toBe(NOTHING)
     expect(core.nextStaleDue).toBe(1000 + DAY)
     core.staleDue(1000 + DAY - 1)
     expect(retain("a", 0 + 1)).toBe(NOTHING)
@@ -264,9 +264,9 @@ describe("compile core — persistence", () => {
     })
     const plain = { forgets: 0, policy: null, budget: null }
     const rows = [
-      { bankId: "a", memories: 3, lastCompileAt: 10, firstRetainAt: 5, consecutiveFailures: 0, lastError: null, status: "idle", ...plain },
-      { bankId: "b", memories: 9, lastCompileAt: null, firstRetainAt: 7, consecutiveFailures: 2, lastError: "x", status: "running", ...plain },
-      { bankId: "c", memories: 0, lastCompileAt: null, firstRetainAt: null, consecutiveFailures: 0, lastError: null, status: "pending", ...plain }
+      { bankId: "a", memories: 3, lastCompileAt: 10, firstRetainAt: 5, consecutiveFailures: 0, lastError: null, status: "idle", ...plain, oldestMemoryAt: 12, memoryWaitSum: 4 },
+      { bankId: "b", memories: 9, lastCompileAt: null, firstRetainAt: 7, consecutiveFailures: 2, lastError: "x", status: "running", ...plain, oldestMemoryAt: 7, memoryWaitSum: 0 },
+      { bankId: "c", memories: 0, lastCompileAt: null, firstRetainAt: null, consecutiveFailures: 0, lastError: null, status: "pending", ...plain, oldestMemoryAt: null, memoryWaitSum: 0 }
     ] as const
     const requeued = core.restore(rows, 20)
     expect(requeued.map((i) => core.table.ids[i])).toEqual(["b", "c"])
@@ -274,7 +274,7 @@ describe("compile core — persistence", () => {
     expect(core.row(0)).toEqual(rows[0])
     expect(core.row(1)).toEqual({ ...rows[1], status: "pending" })
     expect(core.row(2)).toEqual(rows[2])
-    core.retain(0, 1)
+    core.retain(0, 1, 20)
     expect(Array.from(core.changed())).toEqual([0])
   })
 })
@@ -288,7 +288,15 @@ describe("compile core — policies, forgets, jobs", () => {
     expect(retain("p", 1)).toBe(RECHECK)
     expect(core.recheck(bank("p"), 0)).toBe(QUEUED)
     const run = take()
-    expect(core.job(run.i, run.taken, TOKEN)).toEqual({ bankId: "p", reason: "size", memories: 2, forgets: 0, attempt: 1, fencingToken: TOKEN })
+    expect(core.job(run.i, run.taken, TOKEN)).toEqual({
+      bankId: "p",
+      reason: "size",
+      memories: 2,
+      forgets: 0,
+      attempt: 1,
+      fencingToken: TOKEN,
+      memoryWait: { meanSeconds: 0, oldestSeconds: 0 }
+    })
     expect(state("p").policy).toEqual(Option.some(new BankPolicy({ sizeThreshold: 2 })))
   })
 
@@ -357,7 +365,15 @@ describe("compile core — policies, forgets, jobs", () => {
     const policy = new BankPolicy({ stalenessDays: 2 })
     const row = { bankId: "r", memories: 1, lastCompileAt: null, firstRetainAt: 5, consecutiveFailures: 0, lastError: null, status: "pending", forgets: 4, policy } as const
     const [i] = core.restore([row], 10)
-    expect(core.job(i!, takenBy(core.start(i!)), TOKEN)).toEqual({ bankId: "r", reason: "restored", memories: 1, forgets: 4, attempt: 1, fencingToken: TOKEN })
+    expect(core.job(i!, takenBy(core.start(i!, 1005)), TOKEN)).toEqual({
+      bankId: "r",
+      reason: "restored",
+      memories: 1,
+      forgets: 4,
+      attempt: 1,
+      fencingToken: TOKEN,
+      memoryWait: { meanSeconds: 1, oldestSeconds: 1 } // a row stored before the oldest memory was kept: from firstRetainAt
+    })
     expect(core.row(i!)).toMatchObject({ forgets: 4, policy, status: "running" })
     expect(core.configOf(i!).stalenessDays).toBe(2)
   })

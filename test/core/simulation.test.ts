@@ -19,7 +19,7 @@ import { describe, it } from "@effect/vitest"
 import { type BankCompileState, BankPolicy, compileReason, CompileTriggerConfig, shouldTrigger } from "../../src/index.js"
 import { DateTime, FastCheck as fc } from "effect"
 import { type Answer, CompileCore, DELAY, RECHECK } from "../../src/internal/core/compileCore.js"
-import { MANUAL } from "../../src/internal/core/bankTable.js"
+import { DROP_WARNED, MANUAL, PARKED } from "../../src/internal/core/bankTable.js"
 import { type Command as ScenarioCommand, commandsOf, type Scenario, scenarioArb } from "../support/scenarios.js"
 import { prng } from "../support/random.js"
 import type { PolicyFields } from "../support/utils.js"
@@ -207,6 +207,13 @@ class World {
     }
     const taken = start.memories
     if (disabled && !manual) this.violations.push(`${this.idOf(i)} compiled while disabled`)
+    const expected = this.model.waitOf(this.idOf(i), taken, this.now)
+    const got = start.memoryWait
+    if (
+      (expected === undefined) !== (got === undefined) ||
+      (expected !== undefined && got !== undefined &&
+        (Math.abs(expected.meanSeconds - got.meanSeconds) > 1e-6 || expected.oldestSeconds !== got.oldestSeconds))
+    ) this.violations.push(`${this.idOf(i)}: memory wait ${JSON.stringify(got)}, the model says ${JSON.stringify(expected)}`)
     const job = this.core.job(i, taken, { epoch: 0, sequence: 1 })
     const timeout = this.scenario.compileTimeout
     this.runs.push({
@@ -237,7 +244,7 @@ class World {
 
   /** The next timer of any kind: staleness, compile timeout, retry, sweep. */
   private nextEvent(): number {
-    let next = Math.min(this.nextSweep, this.core.nextStaleDue || Infinity)
+    let next = Math.min(this.nextSweep, this.core.nextStaleDue || Infinity, this.core.freshness.nextDue || Infinity)
     for (const run of this.runs) next = Math.min(next, run.deadline)
     for (const timer of this.timers) next = Math.min(next, timer.at)
     for (const timer of this.forgetTimers) next = Math.min(next, timer.at)
@@ -263,6 +270,7 @@ class World {
     for (let at = this.nextEvent(); at <= target; at = this.nextEvent()) {
       this.now = Math.max(this.now, at)
       this.core.staleDue(this.now)
+      this.deadlinesDue()
       for (const run of this.runs.filter((r) => r.deadline <= this.now)) {
         this.runs.splice(this.runs.indexOf(run), 1)
         this.finish(run, "fail")
@@ -277,7 +285,13 @@ class World {
     }
     this.now = target
     this.core.staleDue(this.now)
+    this.deadlinesDue()
     this.settle()
+  }
+
+  /** The deadline watcher's round: banks whose deadline came are re-checked (queued for `deadline`). */
+  private deadlinesDue(): void {
+    for (const i of this.core.freshness.due(this.now)) this.answer(i, this.core.recheck(i, this.now))
   }
 }
 
@@ -295,9 +309,31 @@ class Model {
   private add(map: Map<string, number>, id: string, n: number): void {
     map.set(id, (map.get(id) ?? 0) + n)
   }
-  retain(id: string, n: number): void {
+  /** Each bank's uncompiled memories in arrival order: [time, count] batches. */
+  readonly arrivals = new Map<string, Array<[number, number]>>()
+  retain(id: string, n: number, now: number): void {
     this.add(this.retained, id, n)
     if (!this.parked.has(id)) this.parked.set(id, false)
+    const batches = this.arrivals.get(id) ?? []
+    batches.push([now, n])
+    this.arrivals.set(id, batches)
+  }
+  /** The wait of the `taken` oldest uncompiled memories at `now` (seconds), straight from their retain times. */
+  waitOf(id: string, taken: number, now: number): { meanSeconds: number; oldestSeconds: number } | undefined {
+    const batches = this.arrivals.get(id) ?? []
+    if (taken === 0 || batches.length === 0) return undefined
+    let left = taken
+    let total = 0
+    for (const [at, count] of batches) {
+      const k = Math.min(left, count)
+      total += k * Math.max(0, now - at)
+      if ((left -= k) === 0) break
+    }
+    return { meanSeconds: total / taken / 1000, oldestSeconds: Math.max(0, now - batches[0]![0]) / 1000 }
+  }
+  /** The oldest uncompiled memory's time (NaN: none). */
+  oldestOf(id: string): number {
+    return this.arrivals.get(id)?.[0]?.[0] ?? NaN
   }
   forget(id: string, n: number): void {
     this.add(this.forgotten, id, n)
@@ -308,6 +344,14 @@ class Model {
     this.attempts.set(id, 0)
   }
   succeeded(id: string, k: number, f: number): void {
+    const batches = this.arrivals.get(id) ?? []
+    for (let left = k; left > 0;) {
+      const first = batches[0]!
+      const used = Math.min(left, first[1])
+      left -= used
+      if (used === first[1]) batches.shift()
+      else first[1] -= used
+    }
     this.add(this.consumed, id, k)
     this.add(this.consumedForgets, id, f)
     this.failures.set(id, 0)
@@ -332,7 +376,8 @@ const simulate = (scenario: Scenario, budget: SimBudget | undefined, commands: R
     stalenessMinMemories: scenario.stalenessMinMemories,
     enabled: scenario.enabled,
     forgetThreshold: scenario.forgetThreshold,
-    forgetDelaySeconds: scenario.forgetDelaySeconds
+    forgetDelaySeconds: scenario.forgetDelaySeconds,
+    maxWaitSeconds: scenario.maxWaitSeconds
   })
   const model = new Model()
   const world = new World(scenario, config, model, budget)
@@ -353,6 +398,25 @@ const simulate = (scenario: Scenario, budget: SimBudget | undefined, commands: R
   const room = () => core.counts().queued < world.capacity
 
   /** The invariants, checked without `expect` (a few million checks a run: each costs microseconds there). */
+  /**
+   * The oldest uncompiled memory is the model's, and no memory waits longer than its max wait plus the time a free
+   * worker and the budget take: once a bank's deadline passed it is pending or running — unless it is parked,
+   * disabled, or refused by a full queue (then it waits for room like any due bank).
+   */
+  const freshness = (step: string, i: number, id: string) => {
+    const { table } = core
+    const oldest = table.oldestUncompiledAt(i)
+    const expected = model.oldestOf(id)
+    if (!(oldest === expected || (oldest !== oldest && expected !== expected))) {
+      fail(`${step}: oldest uncompiled memory of ${id} is ${oldest}, the model says ${expected}`)
+    }
+    const state = table.state[i]!
+    if (
+      core.statusOf(i) === "idle" && core.deadlineAt(i) <= world.now && core.configOf(i).enabled && core.accepting &&
+      (state & (PARKED | DROP_WARNED)) === 0
+    ) fail(`${step}: ${id} idle past its deadline ${core.deadlineAt(i)} at ${world.now}`)
+  }
+
   const check = (step: string) => {
     if (world.violations.length > 0) fail(`${step}: ${world.violations.join("; ")}`)
     const { table } = core
@@ -376,6 +440,7 @@ const simulate = (scenario: Scenario, budget: SimBudget | undefined, commands: R
       const status = core.statusOf(i)
       if (core.pending.has(i) !== (status === "pending")) fail(`${step}: pending vs status of ${id}`)
       if (core.running.has(i) !== (status === "running")) fail(`${step}: running vs status of ${id}`)
+      freshness(step, i, id)
     }
     if (world.runs.length !== core.running.size || world.runs.some((r) => !core.running.has(r.i))) {
       fail(`${step}: running banks differ from the runs in flight`)
@@ -398,8 +463,8 @@ const simulate = (scenario: Scenario, budget: SimBudget | undefined, commands: R
     const before = core.statusOf(i)
     const hasRoom = room()
     if (!core.isCounted(i)) core.firstRetain(i, world.now)
-    world.answer(i, core.retain(i, count))
-    model.retain(id, count)
+    world.answer(i, core.retain(i, count, world.now))
+    model.retain(id, count, world.now)
     const after = core.snapshot(i)
     const parked = model.parked.get(id)
     if (before !== "idle") ensure(after.status === before, `${label}: status`)

@@ -321,6 +321,49 @@ describe.skipIf(!runBrowser)("dashboard (headless Chromium)", () => {
     }
   }, 120_000)
 
+  it("freshness: the oldest memory's age, the banks past their deadline, and a bank's next compile with its rules", async () => {
+    const service = await startService({
+      COMPILE_WEBHOOK_URL: webhook.url,
+      COMPILE_SIZE_THRESHOLD: String(THRESHOLD),
+      COMPILE_MAX_WAIT: "2 seconds"
+    })
+    let recorded: RecordedPage | undefined
+    try {
+      recorded = await openRecordedPage(browser)
+      const { page } = recorded
+      await page.setViewportSize({ width: 1360, height: 1500 })
+      await page.goto(`${service.base}/`)
+      await page.locator("#freshness").waitFor({ state: "visible" })
+      expect(await text(page, "fresh-overdue")).toBe("0")
+      // A bank whose own max wait is an hour: its next compile is that deadline, or two more memories.
+      const put = await fetch(`${service.base}/v1/banks/calm/policy`, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ maxWaitSeconds: 3600 })
+      })
+      expect(put.status).toBe(200)
+      expect((await retain(service, "calm", 1)).status).toBe(202)
+      // A slow bank: due 2 s after its retain, then compiling for 4 s — past its deadline meanwhile.
+      expect((await retain(service, "slow-late", 1)).status).toBe(202)
+      await expect.poll(() => text(page, "fresh-overdue"), { timeout: 10_000 }).toBe("1")
+      expect(await rows(page, "fresh-closest")).toEqual([
+        expect.stringMatching(/^slow-late\s+running\s.*\d+ s late$/),
+        expect.stringMatching(/^calm\s+idle\s/)
+      ])
+      expect(await text(page, "fresh-waiting")).toBe("2 banks with uncompiled memories")
+      await page.locator("#fresh-closest tbody button", { hasText: "calm" }).click()
+      await expect.poll(() => text(page, "lookup-next")).toMatch(/^Next compile: next: deadline at \S+, or size after 2 more memories$/)
+      const rules = await text(page, "lookup-rules")
+      expect(rules).toMatch(/size\s+after 2 more memories/)
+      expect(rules).toMatch(/deadline \(first\)\s+at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d/)
+      expect(await text(page, "lookup-state")).toMatch(/oldest uncompiled memory\s+\d{4}-/)
+      expect(recorded.consoleErrors).toEqual([])
+    } finally {
+      await recorded?.page.context().close()
+      await service.stop()
+    }
+  }, 120_000)
+
   it("in cluster mode: says that retains/s, compiles/min, the chart and the budget are this node's", async () => {
     const pg = await startPgCluster()
     if (pg === undefined) throw new Error("PostgreSQL server binaries not found: .ci/run installs them")

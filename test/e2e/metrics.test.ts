@@ -21,7 +21,7 @@ const documentedSeries = (): Array<DocumentedSeries> => {
   const text = readFileSync(join(root, "docs/service.md"), "utf8")
   const section = text.slice(text.indexOf("\n## Metrics\n"), text.indexOf("\n## ", text.indexOf("\n## Metrics\n") + 1))
   return Array.from(
-    section.matchAll(/^\| `(compile_trigger_[a-z_]+)` \| (counter|gauge|histogram) \| ([^|]+?) \|/gm),
+    section.matchAll(/^\| `(compile_trigger_[a-z0-9_]+)` \| (counter|gauge|histogram) \| ([^|]+?) \|/gm),
     ([, name, type, atStart]) => ({ name: name!, type: type!, atStart: atStart! })
   )
 }

@@ -48,10 +48,18 @@ describe("service: policies, forgets, jobs", () => {
     expect(put.status).toBe(200)
     expect(await put.json()).toEqual({
       policy: { enabled: true, sizeThreshold: 6 },
-      effective: { enabled: true, sizeThreshold: 6, stalenessDays: 7, stalenessMinMemories: 10, forgetThreshold: 2, forgetDelaySeconds: 0.3 }
+      effective: { enabled: true, sizeThreshold: 6, stalenessDays: 7, stalenessMinMemories: 10, forgetThreshold: 2, forgetDelaySeconds: 0.3, maxWaitSeconds: 0 }
     })
     const job = await webhook.waitForCall("opt-1")
-    expect(job.body).toEqual({ bankId: "opt-1", reason: "size", memories: 7, forgets: 0, attempt: 1, fencingToken: ANY_TOKEN })
+    expect(job.body).toEqual({
+      bankId: "opt-1",
+      reason: "size",
+      memories: 7,
+      forgets: 0,
+      attempt: 1,
+      fencingToken: ANY_TOKEN,
+      memoryWait: { meanSeconds: expect.any(Number), oldestSeconds: expect.any(Number) }
+    })
     const compiled = await eventually(() => bank("opt-1"), (state) => state?.memoriesSinceLastCompile === 0)
     expect(compiled?.policy).toEqual({ enabled: true, sizeThreshold: 6 })
     expect(webhook.calls.some((c) => c.bankId === "plain-1")).toBe(false)
@@ -79,7 +87,15 @@ describe("service: policies, forgets, jobs", () => {
     await call("POST", "/v1/banks/fg-1/forget", { count: 3 }) // joins
     expect(await bank("fg-1")).toMatchObject({ forgetsSinceLastCompile: 5, status: "idle" })
     const job = await webhook.waitForCall("fg-1")
-    expect(job.body).toEqual({ bankId: "fg-1", reason: "forget", memories: 0, forgets: 5, attempt: 1, fencingToken: ANY_TOKEN })
+    expect(job.body).toEqual({
+      bankId: "fg-1",
+      reason: "forget",
+      memories: 0,
+      forgets: 5,
+      attempt: 1,
+      fencingToken: ANY_TOKEN,
+      memoryWait: null
+    })
     await eventually(() => bank("fg-1"), (state) => state?.forgetsSinceLastCompile === 0)
     expect(webhook.calls.filter((c) => c.bankId === "fg-1")).toHaveLength(1)
   })

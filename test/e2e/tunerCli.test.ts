@@ -53,7 +53,7 @@ describe("effect-compile-trigger tune", () => {
     const rows = JSON.parse(run.stdout) as Array<Record<string, any>>
     expect(rows).toHaveLength(2)
     expect(Object.keys(rows[0]!).sort()).toEqual(
-      ["banksNeverCompiled", "compiles", "freshness", "pareto", "settings", "tokens", "uncompiledMemories"]
+      ["banksNeverCompiled", "compiles", "freshness", "lateness", "pareto", "settings", "tokens", "uncompiledMemories"]
     )
     expect(rows[0]!.settings).toEqual({
       sizeThreshold: 50,
@@ -61,6 +61,7 @@ describe("effect-compile-trigger tune", () => {
       stalenessMinMemories: 10,
       forgetThreshold: 1,
       forgetDelaySeconds: 0,
+      maxWaitSeconds: 0,
       budgetTokens: null,
       budgetCompiles: null
     })

@@ -127,7 +127,7 @@ describe("error bodies: one short sentence per problem, each once", () => {
     ["policy forgetThreshold", "PUT", "/v1/banks/e-1/policy", `{"forgetThreshold":0}`, "forgetThreshold must be an integer of at least 1, got 0", ["forgetThreshold"]],
     ["policy bankTokens", "PUT", "/v1/banks/e-1/policy", `{"bankTokens":1.5}`, "bankTokens must be a positive integer, got 1.5", ["bankTokens"]],
     ["policy without a body", "PUT", "/v1/banks/e-1/policy", "", `the body must be a JSON object such as {"sizeThreshold": 20}, got nothing`, []],
-    ["policy unknown field", "PUT", "/v1/banks/e-1/policy", `{"colour":"red"}`, "unknown field colour (allowed: enabled, sizeThreshold, stalenessDays, stalenessMinMemories, forgetThreshold, forgetDelaySeconds, bankTokens)", ["colour"]],
+    ["policy unknown field", "PUT", "/v1/banks/e-1/policy", `{"colour":"red"}`, "unknown field colour (allowed: enabled, sizeThreshold, stalenessDays, stalenessMinMemories, forgetThreshold, forgetDelaySeconds, maxWaitSeconds, bankTokens)", ["colour"]],
     ["path bankId", "POST", "/v1/banks/a%20b/retain", undefined, `bankId must be 1 to 200 characters of A-Z a-z 0-9 . _ : -, got "a b"`, ["bankId"]],
     ["query limit", "GET", "/v1/banks?limit=abc", undefined, `limit must be an integer from 1 to 1000, got "abc"`, ["limit"]],
     ["query limit repeated", "GET", "/v1/compiles?limit=1&limit=2", undefined, `limit must be an integer from 1 to 1000, got ["1","2"]`, ["limit"]],

@@ -85,7 +85,8 @@ describe("the webhook carries the fencing token", () => {
         memories: 3,
         forgets: 0,
         attempt: 2,
-        fencingToken: { epoch: 7, sequence: 12 }
+        fencingToken: { epoch: 7, sequence: 12 },
+        memoryWait: null // the job given here carries none
       })
       expect(call!.headers.authorization).toBe(`Bearer ${TOKEN}`)
       expect(signedBy(call!, SECRET)).toBe(true)

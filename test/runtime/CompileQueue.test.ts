@@ -674,8 +674,8 @@ describe("CompileQueue — listing", () => {
       const queue = yield* CompileQueue
       const { engine, open } = yield* gated
       for (let n = 0; n < 5; n++) yield* retain(`b${n}`, n === 2 ? 5 : 1)
-      yield* queue.compileNow("blocker") // b2 runs, blocker waits
-      yield* Queue.take(engine.started)
+      yield* Queue.take(engine.started) // b2 runs (taken before blocker is asked for: manual compiles go first)
+      yield* queue.compileNow("blocker") // blocker waits
       const first = yield* queue.listBanks({ limit: 2 })
       expect(first.banks.map((b) => b.bankId)).toEqual(["b0", "b1"])
       const second = yield* queue.listBanks({ limit: 2, cursor: Option.getOrThrow(first.nextCursor) })

@@ -50,6 +50,7 @@ import {
   CompileTriggerConfig,
   shouldTrigger
 } from "../../src/index.js"
+import { DROP_WARNED, PARKED } from "../../src/internal/core/bankTable.js"
 import type { CompileCore } from "../../src/internal/core/compileCore.js"
 import { make as makeQueue } from "../../src/internal/runtime/compileQueue.js"
 import { type Command as ScenarioCommand, commandsOf, type Scenario, scenarioArb } from "../support/scenarios.js"
@@ -68,6 +69,20 @@ interface Run {
   hung: boolean
 }
 
+/**
+ * No memory waits longer than its max wait plus the time a free worker and the budget take: a bank whose deadline
+ * passed is pending or running by the time the queue settles — unless it is parked, disabled, or was refused by a
+ * full queue (it then waits for room like any due bank).
+ */
+const overdueIdle = (core: CompileCore, now: number): Array<string> => {
+  const late: Array<string> = []
+  for (let i = 0; i < core.table.size; i++) {
+    if (core.statusOf(i) !== "idle" || !(core.deadlineAt(i) <= now) || !core.configOf(i).enabled) continue
+    if (core.accepting && (core.table.state[i]! & (PARKED | DROP_WARNED)) === 0) late.push(core.table.ids[i]!)
+  }
+  return late
+}
+
 const runScenario = (scenario: Scenario, commands: ReadonlyArray<Command>) =>
   Effect.gen(function*() {
     const config = new CompileTriggerConfig({
@@ -76,7 +91,8 @@ const runScenario = (scenario: Scenario, commands: ReadonlyArray<Command>) =>
       stalenessMinMemories: scenario.stalenessMinMemories,
       enabled: scenario.enabled,
       forgetThreshold: scenario.forgetThreshold,
-      forgetDelaySeconds: scenario.forgetDelaySeconds
+      forgetDelaySeconds: scenario.forgetDelaySeconds,
+      maxWaitSeconds: scenario.maxWaitSeconds
     })
     const capacity = scenario.maxQueueSize <= 0 ? Infinity : scenario.maxQueueSize
     const clock: Clock.Clock = yield* Effect.clock
@@ -255,6 +271,7 @@ const runScenario = (scenario: Scenario, commands: ReadonlyArray<Command>) =>
       expect(new Set(blocked.map((r) => r.bankId)), `${step}: running banks`).toEqual(new Set(running))
       expect(s.running, `${step}: running ≤ concurrency`).toBeLessThanOrEqual(scenario.concurrency)
       expect(s.queued, `${step}: queued ≤ maxQueueSize`).toBeLessThanOrEqual(capacity)
+      if (core !== undefined) expect(overdueIdle(core, now()), `${step}: idle past their deadline`).toEqual([])
     }
 
     /** After the clock moved past a sweep, parking is unknown (a sweep unparks idle banks, failures may park). */

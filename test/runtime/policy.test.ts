@@ -157,9 +157,9 @@ describe("notifyForget / unsafeNotifyForget", () => {
       expect(yield* counters("k")).toEqual({ memories: 5, forgets: 5 })
       yield* engine.open
       yield* queue.drain()
-      expect(engine.jobs[0]).toEqual({ bankId: "k", reason: "forget", memories: 2, forgets: 1, attempt: 1, fencingToken: ANY_TOKEN })
+      expect(engine.jobs[0]).toEqual({ bankId: "k", reason: "forget", memories: 2, forgets: 1, attempt: 1, fencingToken: ANY_TOKEN, memoryWait: { meanSeconds: 0, oldestSeconds: 0 } })
       // the 4 forgets during the compile reached the threshold again: compiled once more, consuming the rest
-      expect(engine.jobs[1]).toEqual({ bankId: "k", reason: "forget", memories: 3, forgets: 4, attempt: 1, fencingToken: ANY_TOKEN })
+      expect(engine.jobs[1]).toEqual({ bankId: "k", reason: "forget", memories: 3, forgets: 4, attempt: 1, fencingToken: ANY_TOKEN, memoryWait: { meanSeconds: 0, oldestSeconds: 0 } })
       expect(yield* counters("k")).toEqual({ memories: 0, forgets: 0 })
     }).pipe(Effect.provide(queueLayer())))
 
@@ -207,7 +207,7 @@ describe("the forget delay", () => {
       yield* TestClock.adjust("20 seconds")
       yield* retain("s", 5)
       yield* queue.drain()
-      expect(engine.jobs).toEqual([{ bankId: "s", reason: "size", memories: 5, forgets: 2, attempt: 1, fencingToken: ANY_TOKEN }])
+      expect(engine.jobs).toEqual([{ bankId: "s", reason: "size", memories: 5, forgets: 2, attempt: 1, fencingToken: ANY_TOKEN, memoryWait: { meanSeconds: 0, oldestSeconds: 0 } }])
       yield* TestClock.adjust("2 minutes")
       yield* queue.drain()
       expect(engine.calls).toEqual(["s"])
@@ -266,7 +266,15 @@ describe("disabled banks", () => {
       expect(yield* counters("off")).toEqual({ memories: 100, forgets: 10 })
       yield* queue.compileNow("off")
       yield* queue.drain()
-      expect(engine.jobs).toEqual([{ bankId: "off", reason: "manual", memories: 100, forgets: 10, attempt: 1, fencingToken: ANY_TOKEN }])
+      expect(engine.jobs).toEqual([{
+        bankId: "off",
+        reason: "manual",
+        memories: 100,
+        forgets: 10,
+        attempt: 1,
+        fencingToken: ANY_TOKEN,
+        memoryWait: { meanSeconds: 2_592_000, oldestSeconds: 2_592_000 } // counted 30 days before
+      }])
     }).pipe(Effect.provide(queueLayer({ config: { sizeThreshold: 5 } }))))
 
   it.effect("enabled: false in the config (COMPILE_DEFAULT_ENABLED=false): only banks a policy enables compile", () =>

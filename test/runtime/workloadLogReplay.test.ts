@@ -28,6 +28,7 @@ const settings: TuneSettings = {
   stalenessMinMemories: 1,
   forgetThreshold: 3,
   forgetDelaySeconds: 90,
+  maxWaitSeconds: 0,
   budgetTokens: null,
   budgetCompiles: null
 }

@@ -59,6 +59,9 @@ const bank = (n: number, patch: Partial<PersistedBank> = {}): PersistedBank => (
   ...(n % 3 === 1
     ? { budget: { level: -123.25 - n, at: 1_700_000_000_000 + n, ...(n % 2 === 0 ? { capacity: 500 + n } : {}) } }
     : {}),
+  // The freshness columns (6_max_wait): the oldest uncompiled memory and the wait sum of the memories after it.
+  oldestMemoryAt: n % 2 === 0 ? null : 1_650_000_000_000 + n,
+  memoryWaitSum: n % 2 === 0 ? 0 : n * 1000.5,
   ...patch
 })
 
@@ -182,8 +185,8 @@ describe("BankStateStore — migration from the first schema", () => {
         yield* Effect.gen(function*() {
           const opened = yield* BankStateStore
           expect(byId(yield* opened.load)).toEqual([
-            { bankId: "old-1", memories: 7, lastCompileAt: 1_700_000_000_000, firstRetainAt: 1_600_000_000_000, consecutiveFailures: 1, lastError: "e", status: "pending", forgets: 0, policy: null },
-            { bankId: "old-2", memories: 0, lastCompileAt: null, firstRetainAt: null, consecutiveFailures: 0, lastError: null, status: "idle", forgets: 0, policy: null }
+            { bankId: "old-1", memories: 7, lastCompileAt: 1_700_000_000_000, firstRetainAt: 1_600_000_000_000, consecutiveFailures: 1, lastError: "e", status: "pending", forgets: 0, policy: null, oldestMemoryAt: null, memoryWaitSum: 0 },
+            { bankId: "old-2", memories: 0, lastCompileAt: null, firstRetainAt: null, consecutiveFailures: 0, lastError: null, status: "idle", forgets: 0, policy: null, oldestMemoryAt: null, memoryWaitSum: 0 }
           ])
           const policy = new BankPolicy({ forgetThreshold: 4 })
           yield* opened.save([{ ...bank(9), bankId: "old-2", forgets: 3, policy }])

@@ -37,6 +37,8 @@ export interface Scenario {
   readonly enabled: boolean
   readonly forgetThreshold: number
   readonly forgetDelaySeconds: number
+  /** 0: the freshness deadline is off. */
+  readonly maxWaitSeconds: number
 }
 
 export const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
@@ -54,7 +56,8 @@ export const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
   randomSeed: fc.integer(),
   enabled: fc.constantFrom(true, true, true, false),
   forgetThreshold: fc.integer({ min: 1, max: 5 }),
-  forgetDelaySeconds: fc.constantFrom(0, 0, 60, 3600)
+  forgetDelaySeconds: fc.constantFrom(0, 0, 60, 3600),
+  maxWaitSeconds: fc.constantFrom(0, 0, 600, 3600, 86_400)
 })
 
 /** Command sequences; `outcomes` lists the engine outcomes to draw from (repeat one to weight it). */

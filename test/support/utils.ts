@@ -121,7 +121,8 @@ export const policyArb: fc.Arbitrary<PolicyFields> = fc.record({
   stalenessDays: fc.constantFrom(0, 0.5, 1, 4),
   stalenessMinMemories: fc.integer({ min: 1, max: 10 }),
   forgetThreshold: fc.integer({ min: 1, max: 5 }),
-  forgetDelaySeconds: fc.constantFrom(0, 30, 600)
+  forgetDelaySeconds: fc.constantFrom(0, 30, 600),
+  maxWaitSeconds: fc.constantFrom(0, 60, 7200)
 }, { requiredKeys: [] })
 
 /** A stored bank's row as a store's `save` takes it: idle, `memories` counted, nothing else set. */

@@ -25,6 +25,7 @@ const row = (size: number, tokens: number, p95Seconds: number): Omit<Combination
     stalenessMinMemories: 10,
     forgetThreshold: 1,
     forgetDelaySeconds: 0,
+    maxWaitSeconds: 0,
     budgetTokens: null,
     budgetCompiles: null
   },
@@ -32,7 +33,8 @@ const row = (size: number, tokens: number, p95Seconds: number): Omit<Combination
   tokens: { total: tokens, perDay: tokens / 30 },
   freshness: { p50Seconds: 3600, p95Seconds, maxSeconds: 26 * DAY },
   uncompiledMemories: 0,
-  banksNeverCompiled: 0
+  banksNeverCompiled: 0,
+  lateness: null
 })
 
 const result = (rows: ReadonlyArray<Omit<CombinationReport, "pareto">>): TuneResult => ({

@@ -28,6 +28,7 @@ const settings = (overrides: Partial<TuneSettings> = {}): TuneSettings => ({
   stalenessMinMemories: 10,
   forgetThreshold: 1,
   forgetDelaySeconds: 0,
+  maxWaitSeconds: 0,
   budgetTokens: null,
   budgetCompiles: null,
   ...overrides
@@ -128,6 +129,7 @@ describe("determinism", () => {
       stalenessMinMemories: [10],
       forgetThreshold: [1],
       forgetDelaySeconds: [0],
+      maxWaitSeconds: [0],
   budgetTokens: [null],
   budgetCompiles: [null]
     })

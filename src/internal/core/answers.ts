@@ -5,6 +5,7 @@
  * @internal
  */
 import type { BankStatus } from "../../BankCompileState.js"
+import type { MemoryWait } from "../../CompileEngine.js"
 
 // ---- what happened to a bank that needed a slot in the queue ----
 
@@ -30,11 +31,15 @@ export type Answer =
 
 // ---- a compile's start ----
 
-/** `start`'s answer when the bank runs now: it takes `memories`; `waitedMillis` it waited for budget (-1: none). */
+/**
+ * `start`'s answer when the bank runs now: it takes `memories`, which waited `memoryWait` (none when it takes none);
+ * `waitedMillis` it waited for budget (-1: none).
+ */
 export interface Run {
   readonly _tag: "Run"
   readonly memories: number
   readonly waitedMillis: number
+  readonly memoryWait: MemoryWait | undefined
 }
 /** `start`'s answer for a bank disabled while it waited in the queue: it is idle again, the engine is not called. */
 export const SKIPPED = { _tag: "Skipped" } as const

@@ -1,13 +1,13 @@
 /**
  * The bank lifecycle: the state machine that takes a bank from idle to pending — the retain and forget hot paths, the
- * trigger rule and its exact re-check, compileNow, policies (`policies.ts`), forget delays, staleness, the queue's
- * room (`queueRoom.ts`) — and keeps
- * the pending and running sets, the queue counters and the signals. `CompileCore` adds what happens from a compile's
- * start to its end. Nothing here runs an Effect or reads a clock: it is given `now`.
+ * trigger rule and its exact re-check, compileNow, policies (`policies.ts`), forget delays, staleness, freshness
+ * deadlines (`deadlines.ts`) — and keeps the pending and running sets, the queue counters and the signals.
+ * `QueueLifecycle` adds the queue's room and closing, `CompileCore` what happens from a compile's start to its end.
+ * Nothing here runs an Effect or reads a clock: it is given `now`.
  *
  * @internal
  */
-import { isStaleAt, triggerReason, triggers } from "../../BankCompileState.js"
+import { isOverdueAt, isStaleAt, triggerReason, triggers } from "../../BankCompileState.js"
 import type { BankPolicy } from "../../BankPolicy.js"
 import type { CompileTriggerConfig } from "../../CompileTriggerConfig.js"
 import {
@@ -26,11 +26,13 @@ import {
 import {
   BankTable,
   COUNTED,
+  DEADLINE,
   DIRTY,
   DROP_WARNED,
   FORGET,
   IDLE,
   MANUAL,
+  OVERDUE,
   PARKED,
   PENDING,
   POLICY,
@@ -43,6 +45,7 @@ import {
   STATUS
 } from "./bankTable.js"
 import { BudgetGate } from "./budgetGate.js"
+import { Deadlines } from "./deadlines.js"
 import * as Policies from "./policies.js"
 import { QueueRoom } from "./queueRoom.js"
 import { StalenessTimeline } from "./stalenessTimeline.js"
@@ -55,6 +58,10 @@ export class BankLifecycle {
   readonly running = new Set<number>()
   readonly config: CompileTriggerConfig
   readonly stalenessMillis: number
+  /** The queue's `maxWaitSeconds` in millis (0: off); a policy bank's own is in its config. */
+  readonly maxWaitMillis: number
+  /** Freshness deadlines: each bank's, and their timeline (`deadlines.ts`). */
+  readonly freshness: Deadlines
   /** Banks in the queue, or taken from it and held at its head while the global budget is spent. */
   inQueue = 0
   readonly gate: BudgetGate
@@ -75,6 +82,7 @@ export class BankLifecycle {
     this.options = options
     this.config = options.config
     this.stalenessMillis = options.config.stalenessMillis
+    this.maxWaitMillis = options.config.maxWaitMillis
     this.offer = options.offer
     this.persistent = options.persistent
     if (options.maxBanks !== undefined) this.table.maxBanks = options.maxBanks
@@ -83,6 +91,7 @@ export class BankLifecycle {
     this.timeline = new StalenessTimeline((i, due) =>
       (this.table.state[i]! & STALE) === 0 && this.table.referenceTime(i) + this.stalenessMillis === due
     )
+    this.freshness = new Deadlines(this.table, this.maxWaitMillis)
   }
 
   // ---- banks and signals ----
@@ -149,11 +158,15 @@ export class BankLifecycle {
     return (this.table.state[i]! & POLICY) === 0 ? this.config : this.table.policies.get(i)!.config
   }
 
-  /** Why bank `i` needs a compile at `now` under `config` (size, staleness, forget), exactly; -1 when it does not. */
+  /**
+   * Why idle bank `i` needs a compile at `now` under `config` (size, staleness, deadline, forget), exactly; -1 when
+   * it does not.
+   */
   reasonAt(i: number, config: CompileTriggerConfig, now: number): number {
     const table = this.table
     const stale = isStaleAt(table.referenceTime(i), now, config.stalenessMillis)
-    return reasonCode(triggerReason(table.memories[i]!, stale, config, table.forgets[i]!))
+    const overdue = isOverdueAt(table.oldestAt[i]!, now, config.maxWaitMillis)
+    return reasonCode(triggerReason(table.memories[i]!, stale, config, table.forgets[i]!, overdue))
   }
 
   /**
@@ -196,18 +209,33 @@ export class BankLifecycle {
     if (table.lastCompileAt[i] !== table.lastCompileAt[i]) this.scheduleStaleness(i, now) // NaN: never compiled
   }
 
-  /** Counts `count` memories; queues the bank when the rule says so and it is idle and not parked. */
-  retain(i: number, count: number): Answer {
+  /**
+   * Counts `count` memories that arrived at `now` (the time of the caller's task: read once per task, not per
+   * retain); queues the bank when the rule says so and it is idle and not parked.
+   */
+  retain(i: number, count: number, now: number): Answer {
     const table = this.table
     const state = table.state[i]!
     const memories = (table.memories[i]! += count)
+    const oldest = table.oldestAt[i]!
+    // The first memory no compile has taken starts the bank's wait (out of line: once per compile cycle).
+    if (oldest !== oldest) this.firstWaiting(i, state, now)
+    else table.waitSum[i]! += count * (now - oldest) // a clock stepping back is clamped where the wait is read
     if (this.persistent && (state & DIRTY) === 0) table.markDirty(i)
     // A pending bank is queued once; a running one is re-checked when its compile ends; a parked one waits for the
     // sweep; a policy bank leaves the fast rule (one bit tested: banks without a policy pay nothing for policies).
     if ((state & (STATUS | PARKED | POLICY)) !== 0) return (state & (STATUS | PARKED)) === 0 ? RECHECK : NOTHING
     const config = this.config
-    if (!triggers(memories, (state & STALE) !== 0, config)) return NOTHING
+    if (!triggers(memories, (state & STALE) !== 0, config)) {
+      return (state & OVERDUE) === 0 || !config.enabled ? NOTHING : this.enqueue(i, DEADLINE)
+    }
     return this.enqueue(i, memories >= config.sizeThreshold ? SIZE : STALENESS)
+  }
+
+  /** Bank `i` had no memory waiting: this retain's time is its oldest (and its deadline goes on the timeline). */
+  private firstWaiting(i: number, state: number, now: number): void {
+    this.table.oldestAt[i] = now
+    if (this.maxWaitMillis !== 0 || (state & POLICY) !== 0) this.freshness.schedule(i)
   }
 
   /**
@@ -306,39 +334,15 @@ export class BankLifecycle {
     if (this.table.referenceTime(i) + this.stalenessMillis === due) this.table.state[i]! |= STALE
   }
 
-  // ---- the queue's room ----
+  // ---- freshness deadlines (`deadlines.ts`) ----
 
-  /**
-   * A pending bank (retry delay over, restored, no longer deferred) back into the queue: at once when it has room
-   * (and nobody waits for room before it), else when a worker frees a slot (`fillRoom`). True when it is queued now.
-   */
-  requeue(i: number): boolean {
-    if (!this.accepting || !this.room.requeue(i)) return false
-    this.inQueue++
-    return true
+  /** Bank `i`'s `maxWaitSeconds` in millis, its policy's or the queue's; 0: the rule is off for it. */
+  maxWaitMillisOf(i: number): number {
+    return this.freshness.maxWaitMillisOf(i)
   }
 
-  /** A worker took a bank, so the queue has room: banks waiting for it go in, in order. Returns how many. */
-  fillRoom(): number {
-    if (!this.accepting) return 0
-    const moved = this.room.fill()
-    this.inQueue += moved
-    return moved
-  }
-
-  // ---- closing ----
-
-  /** Closing begins: nothing is queued from now on. */
-  close(): void {
-    this.accepting = false
-  }
-
-  /** The queue was shut down (its banks stay pending): returns how many it held. */
-  queueShutDown(): number {
-    const held = this.inQueue
-    this.inQueue = 0
-    this.gate.clear()
-    this.room.clear()
-    return held
+  /** When bank `i`'s oldest uncompiled memory reaches its max wait (epoch millis); NaN: no memory waits, or no rule. */
+  deadlineAt(i: number): number {
+    return this.freshness.deadlineAt(i)
   }
 }

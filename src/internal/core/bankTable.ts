@@ -9,11 +9,12 @@
  */
 import type { TriggerReason } from "../../BankCompileState.js"
 import type { BankPolicy } from "../../BankPolicy.js"
+import type { MemoryWait } from "../../CompileEngine.js"
 import type { CompileTriggerConfig } from "../../CompileTriggerConfig.js"
 
 /**
  * One 16-bit word per bank holds its status and flags, so the retain path reads a single word to decide.
- * Bits 0-1: status. Bits 2-8: flags.
+ * Bits 0-1: status. Bits 2-9: flags.
  */
 export const STATUS = 0b11
 export const IDLE = 0
@@ -36,14 +37,20 @@ export const DIRTY = 1 << 7
  * fast rule for the policy check. Banks without one never look anything up.
  */
 export const POLICY = 1 << 8
+/**
+ * The bank's oldest memory no compile has taken reached its `maxWaitSeconds` (set by the deadline timeline, cleared
+ * when a compile takes the memories): the retain path queues the bank for reason `deadline` like a stale one.
+ */
+export const OVERDUE = 1 << 9
 
 /** Why a bank is queued, kept while it is pending or running (see `CompileReason`). */
-export const REASON_NAMES = ["size", "staleness", "forget", "manual", "restored"] as const
+export const REASON_NAMES = ["size", "staleness", "forget", "manual", "restored", "deadline"] as const
 export const SIZE = 0
 export const STALENESS = 1
 export const FORGET = 2
 export const MANUAL = 3
 export const RESTORED = 4
+export const DEADLINE = 5
 
 /** A trigger reason as an index into REASON_NAMES; -1 for none. */
 export const reasonCode = (reason: TriggerReason | undefined): number =>
@@ -71,6 +78,17 @@ export class BankTable {
   lastCompileAt = new Float64Array(INITIAL_CAPACITY).fill(NaN)
   /** Epoch millis; NaN = none. */
   firstRetainAt = new Float64Array(INITIAL_CAPACITY).fill(NaN)
+  /**
+   * Epoch millis of the oldest memory no compile has taken yet; NaN = none. For idle and pending banks it is the
+   * oldest uncompiled memory; for a running bank the oldest retain after the compile's snapshot (what the compile
+   * took is in `taken`; `oldestUncompiledAt` covers both). Kept from the time of the retain's task, no clock read.
+   */
+  oldestAt = new Float64Array(INITIAL_CAPACITY).fill(NaN)
+  /**
+   * The memories counted in `oldestAt`'s span: the sum over them of (retain time − `oldestAt`), in millis. Offsets,
+   * not epoch times: integers of a few hours' millis add up exactly far past any count a bank holds.
+   */
+  waitSum = new Float64Array(INITIAL_CAPACITY)
   /** Status and flags, see above. */
   state = new Uint16Array(INITIAL_CAPACITY)
   consecutiveFailures = new Uint32Array(INITIAL_CAPACITY)
@@ -85,6 +103,11 @@ export class BankTable {
   readonly policies = new Map<number, { readonly policy: BankPolicy | undefined; readonly config: CompileTriggerConfig }>()
   /** Sparse: why each pending or running bank was queued (an index into REASON_NAMES). */
   readonly reasons = new Map<number, number>()
+  /**
+   * Sparse: what the running compile of a bank took, split off `oldestAt` / `waitSum` at its snapshot (absent: it
+   * took no memories). Merged back when the compile fails or is cut off; dropped when it succeeds.
+   */
+  readonly taken = new Map<number, TakenMemories>()
   /** Sparse: forgets the running compile of a bank took (absent: none). */
   readonly forgetsTaken = new Map<number, number>()
   /** Sparse: when the forget-delayed compile of an idle bank is due (epoch millis). */
@@ -146,6 +169,45 @@ export class BankTable {
     return undefined
   }
 
+  /** The oldest memory of bank `i` no compile has consumed (a running compile's included); NaN = none. */
+  oldestUncompiledAt(i: number): number {
+    const taken = this.taken.get(i)
+    return taken === undefined ? this.oldestAt[i]! : taken.oldestAt
+  }
+
+  /**
+   * Splits bank `i`'s memories at a compile's snapshot: what it takes (returned, and kept in `taken`) and what
+   * arrives from now on (the columns start empty). Undefined when it has no memory waiting.
+   */
+  takeMemories(i: number, memories: number): TakenMemories | undefined {
+    const oldestAt = this.oldestAt[i]!
+    if (oldestAt !== oldestAt) return undefined
+    const taken: TakenMemories = { oldestAt, waitSum: this.waitSum[i]!, memories, memoryWait: undefined }
+    this.taken.set(i, taken)
+    this.oldestAt[i] = NaN
+    this.waitSum[i] = 0
+    return taken
+  }
+
+  /** The running compile of bank `i` consumed nothing (failed, cut off): its memories wait again, oldest first. */
+  untakeMemories(i: number): void {
+    const taken = this.taken.get(i)
+    if (taken === undefined) return
+    this.waitSum[i] = this.uncompiledWaitSum(i)
+    this.oldestAt[i] = taken.oldestAt
+    this.taken.delete(i)
+  }
+
+  /** `waitSum` over every uncompiled memory of bank `i` (a running compile's included), from `oldestUncompiledAt`. */
+  uncompiledWaitSum(i: number): number {
+    const taken = this.taken.get(i)
+    if (taken === undefined) return this.waitSum[i]!
+    const later = this.oldestAt[i]!
+    if (later !== later) return taken.waitSum
+    // The later memories' offsets move from their own oldest to the taken one's.
+    return taken.waitSum + this.waitSum[i]! + (this.memories[i]! - taken.memories) * (later - taken.oldestAt)
+  }
+
   /** The reference time for staleness: the last compile, else the first retain; NaN when neither exists. */
   referenceTime(i: number): number {
     const last = this.lastCompileAt[i]!
@@ -158,9 +220,20 @@ export class BankTable {
     this.forgets = copy(new Float64Array(capacity), this.forgets)
     this.lastCompileAt = copy(new Float64Array(capacity).fill(NaN), this.lastCompileAt)
     this.firstRetainAt = copy(new Float64Array(capacity).fill(NaN), this.firstRetainAt)
+    this.oldestAt = copy(new Float64Array(capacity).fill(NaN), this.oldestAt)
+    this.waitSum = copy(new Float64Array(capacity), this.waitSum)
     this.state = copy(new Uint16Array(capacity), this.state)
     this.consecutiveFailures = copy(new Uint32Array(capacity), this.consecutiveFailures)
   }
+}
+
+/** The memories a running compile took at its snapshot: their oldest retain time, offset sum and count. */
+export interface TakenMemories {
+  readonly oldestAt: number
+  readonly waitSum: number
+  readonly memories: number
+  /** Their wait at the compile's start (for its job). */
+  memoryWait: MemoryWait | undefined
 }
 
 const copy = <A extends Float64Array | Uint16Array | Uint32Array | Int32Array>(into: A, from: A): A => {

@@ -1,6 +1,6 @@
 /**
- * The compile queue's synchronous core: the bank lifecycle (`bankLifecycle.ts`) and what happens from a compile's
- * start to its end — the budget gate at the start, the job the engine is told, success with its re-check, failure
+ * The compile queue's synchronous core: the bank lifecycle (`bankLifecycle.ts`, `queueLifecycle.ts`) and what
+ * happens from a compile's start to its end — the budget gate at the start, the job the engine is told, success with its re-check, failure
  * with its retry — plus the views the runtime needs (store rows, read views, the sweep, the budget). It never runs an
  * Effect, forks a fiber or reads a clock: it is given `now` and answers what the runtime must do. Tests and the
  * simulation drive it directly; `invariantViolations` says what a test should never see.
@@ -25,12 +25,13 @@ import {
   type SweepReport,
   WAIT_BUDGET
 } from "./answers.js"
-import { BankLifecycle } from "./bankLifecycle.js"
 import {
+  DEADLINE,
   FORGET,
   IDLE,
   MANUAL,
   MAX_FAILURES,
+  OVERDUE,
   PARKED,
   PENDING,
   POLICY,
@@ -43,7 +44,9 @@ import {
   STATUS
 } from "./bankTable.js"
 import type { BudgetCounts, BudgetRow } from "./budgetGate.js"
+import { memoryWaitAt, withMemoryWait } from "./deadlines.js"
 import { checkInvariants } from "./invariants.js"
+import { QueueLifecycle } from "./queueLifecycle.js"
 import * as ReadViews from "./readViews.js"
 import { restoreBanks, rowOf } from "./storeRows.js"
 import { sweep } from "./sweep.js"
@@ -53,7 +56,7 @@ export * from "./answers.js"
 export { type BudgetCounts, type BudgetRow, globalBucketStates, globalLevels } from "./budgetGate.js"
 export type { CoreOptions } from "./coreOptions.js"
 
-export class CompileCore extends BankLifecycle {
+export class CompileCore extends QueueLifecycle {
   /** The budget's buckets (global and per bank) and the deferred banks. */
   get budget(): BudgetBuckets {
     return this.gate.buckets
@@ -64,8 +67,9 @@ export class CompileCore extends BankLifecycle {
   /**
    * A worker took bank `i` from the queue: it runs now, taking its memories and forgets (kept for `job` and
    * `succeeded`). A bank disabled while it waited (unless asked for by compileNow) is `SKIPPED`: idle, counters
-   * kept. With a cost budget, at `now`: `WAIT_BUDGET` (held at the head) or `DEFERRED` (its own bucket is spent);
-   * `now` matters only then (callers without a budget may leave it out).
+   * kept. With a cost budget, at `now`: `WAIT_BUDGET` (held at the head) or `DEFERRED` (its own bucket is spent).
+   * A run's memories are split off at `now` (its snapshot): their wait is measured to it (`memoryWait`), and retains
+   * from now on wait for the next compile.
    */
   start(i: number, now = 0): Start {
     const table = this.table
@@ -83,11 +87,14 @@ export class CompileCore extends BankLifecycle {
     if (admitted === WAIT_BUDGET) return WAIT_BUDGET
     this.leaveHead(i)
     if (typeof admitted !== "number") return DEFERRED
-    table.state[i]! &= ~REQUESTED
+    table.state[i]! &= ~(REQUESTED | OVERDUE)
     this.setStatus(i, RUNNING)
     const forgets = table.forgets[i]!
     if (forgets > 0) table.forgetsTaken.set(i, forgets)
-    return { _tag: "Run", memories: table.memories[i]!, waitedMillis: admitted }
+    const memories = table.memories[i]!
+    const taken = table.takeMemories(i, memories)
+    if (taken !== undefined) taken.memoryWait = memoryWaitAt(taken.oldestAt, taken.waitSum, memories, now)
+    return { _tag: "Run", memories, waitedMillis: admitted, memoryWait: taken?.memoryWait }
   }
 
   /** The bank left the queue (or its head) for good: it runs, is skipped or is deferred. */
@@ -105,7 +112,8 @@ export class CompileCore extends BankLifecycle {
       memories,
       forgets: table.forgetsTaken.get(i) ?? 0,
       attempt: (table.attempts.get(i) ?? 0) + 1,
-      fencingToken
+      fencingToken,
+      ...withMemoryWait(table.taken.get(i)?.memoryWait)
     }
   }
 
@@ -118,6 +126,7 @@ export class CompileCore extends BankLifecycle {
   succeeded(i: number, taken: number, now: number, error: string | undefined): Answer {
     const table = this.table
     table.memories[i]! -= taken
+    table.taken.delete(i) // consumed: what arrived since the snapshot (the columns) is all that waits
     const forgetsTaken = table.forgetsTaken.get(i)
     if (forgetsTaken !== undefined) {
       table.forgets[i]! -= forgetsTaken // forgets that arrived during the compile stay counted
@@ -156,6 +165,8 @@ export class CompileCore extends BankLifecycle {
     if (rest > 0 && triggers(rest, (state & STALE) !== 0, config)) {
       return this.enqueue(i, rest >= config.sizeThreshold ? SIZE : STALENESS)
     }
+    // A deadline of memories that arrived during the compile came while it ran.
+    if (rest > 0 && (state & OVERDUE) !== 0 && config.enabled) return this.enqueue(i, DEADLINE)
     // Forgets that reached the threshold during the compile armed a delay then (queued when it ends), or had none.
     if (!config.enabled || restForgets < config.forgetThreshold || table.forgetDue.has(i)) return NOTHING
     return this.enqueue(i, FORGET)
@@ -167,6 +178,7 @@ export class CompileCore extends BankLifecycle {
     table.consecutiveFailures[i] = Math.min(table.consecutiveFailures[i]! + 1, MAX_FAILURES)
     table.lastError.set(i, message)
     table.forgetsTaken.delete(i) // a failed compile consumes nothing
+    this.freshness.waitAgain(i)
     const attempt = (table.attempts.get(i) ?? 0) + 1
     if (this.accepting && attempt < this.options.maxAttempts) {
       table.attempts.set(i, attempt)
@@ -188,6 +200,7 @@ export class CompileCore extends BankLifecycle {
   /** Cut off by shutdown: the compile did not happen, so the bank stays pending. */
   interrupted(i: number): void {
     this.table.forgetsTaken.delete(i)
+    this.freshness.waitAgain(i)
     this.setStatus(i, PENDING)
   }
 
@@ -302,7 +315,7 @@ export class CompileCore extends BankLifecycle {
   }
 
   snapshot(i: number): BankCompileState {
-    return ReadViews.snapshot(this.table, i)
+    return ReadViews.snapshot(this.table, i, this.deadlineAt(i))
   }
 
   statusOf(i: number): BankStatus {
@@ -311,7 +324,7 @@ export class CompileCore extends BankLifecycle {
 
   /** Banks in first-seen order from `cursor`, optionally only those with one status. */
   page(options?: ReadViews.PageOptions): ReadViews.Page {
-    return ReadViews.page(this.table, options)
+    return ReadViews.page(this.table, options, (i) => this.deadlineAt(i))
   }
 
   /** The ids of a set of banks (`pending`, `running`). */

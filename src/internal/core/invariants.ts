@@ -22,6 +22,23 @@ const statusesAgree = (core: BankLifecycle, broken: Array<string>): void => {
   }
 }
 
+/**
+ * The oldest uncompiled memory is known exactly when memories wait: the memories no compile took are counted iff
+ * `oldestAt` is set, their wait sum is not negative, and only a running bank has memories taken.
+ */
+const oldestKnown = (core: BankLifecycle, broken: Array<string>): void => {
+  const table = core.table
+  for (let i = 0; i < table.size; i++) {
+    const id = table.ids[i]
+    const taken = table.taken.get(i)
+    if (taken !== undefined && (table.state[i]! & STATUS) !== RUNNING) broken.push(`${id}: memories taken while not running`)
+    const waiting = table.memories[i]! - (taken?.memories ?? 0)
+    const oldest = table.oldestAt[i]!
+    if ((waiting > 0) !== (oldest === oldest)) broken.push(`${id}: ${waiting} memories waiting but oldest ${oldest}`)
+    if (!(table.waitSum[i]! >= 0)) broken.push(`${id}: wait sum ${table.waitSum[i]}`) // (the tests' clocks never step back)
+  }
+}
+
 /** Banks waiting for something (budget, room) are pending; the queue holds no more banks than are pending. */
 const waitersPending = (core: BankLifecycle, broken: Array<string>): void => {
   const { gate, pending, table } = core
@@ -56,6 +73,7 @@ const budgetWaitersDistinct = (core: BankLifecycle, broken: Array<string>): void
 export const checkInvariants = (core: BankLifecycle): Array<string> => {
   const broken: Array<string> = []
   statusesAgree(core, broken)
+  oldestKnown(core, broken)
   waitersPending(core, broken)
   budgetWaitersDistinct(core, broken)
   return broken

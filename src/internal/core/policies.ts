@@ -17,6 +17,7 @@ export const set = (core: BankLifecycle, i: number, policy: BankPolicy, now: num
   table.state[i]! |= POLICY
   if (core.persistent) table.markDirty(i)
   core.gate.redefer(i, core.bankCapacity(i), now)
+  core.freshness.redo(i, now)
   return core.recheck(i, now)
 }
 
@@ -38,5 +39,6 @@ export const clear = (core: BankLifecycle, i: number, now: number): Answer => {
     table.state[i] = (table.state[i]! & ~POLICY) | (reference === reference ? STALE : 0)
   }
   core.gate.redefer(i, core.bankCapacity(i), now)
+  core.freshness.redo(i, now)
   return core.recheck(i, now)
 }

@@ -25,7 +25,8 @@ export interface Page {
 const optionalTime = (millis: number): Option.Option<DateTime.Utc> =>
   millis === millis ? Option.some(DateTime.unsafeMake(millis)) : Option.none()
 
-export const snapshot = (table: BankTable, i: number): BankCompileState =>
+/** `deadlineAt`: the bank's freshness deadline (epoch millis, NaN: none; `BankLifecycle.deadlineAt`). */
+export const snapshot = (table: BankTable, i: number, deadlineAt = NaN): BankCompileState =>
   new BankCompileState({
     bankId: table.ids[i]!,
     memoriesSinceLastCompile: table.memories[i]!,
@@ -35,20 +36,22 @@ export const snapshot = (table: BankTable, i: number): BankCompileState =>
     status: STATUS_NAMES[table.state[i]! & STATUS]!,
     consecutiveFailures: table.consecutiveFailures[i]!,
     lastError: Option.fromNullable(table.lastError.get(i)),
-    policy: Option.fromNullable(table.policies.get(i)?.policy)
+    policy: Option.fromNullable(table.policies.get(i)?.policy),
+    oldestMemoryAt: optionalTime(table.oldestUncompiledAt(i)),
+    deadlineAt: optionalTime(deadlineAt)
   }, true) // built from checked state: skip validation
 
 export const statusOf = (table: BankTable, i: number): BankStatus => STATUS_NAMES[table.state[i]! & STATUS]!
 
 /** Banks in first-seen order from `cursor`, optionally only those with one status. */
-export const page = (table: BankTable, options?: PageOptions): Page => {
+export const page = (table: BankTable, options?: PageOptions, deadlineOf?: (i: number) => number): Page => {
   const limit = Math.min(1000, Math.max(1, Math.trunc(options?.limit ?? 100)))
   const wanted = options?.status === undefined ? -1 : STATUS_NAMES.indexOf(options.status)
   const from = Number(options?.cursor ?? 0)
   const banks: Array<BankCompileState> = []
   let i = Number.isSafeInteger(from) && from > 0 ? from : 0
   for (; i < table.size && banks.length < limit; i++) {
-    if (wanted === -1 || (table.state[i]! & STATUS) === wanted) banks.push(snapshot(table, i))
+    if (wanted === -1 || (table.state[i]! & STATUS) === wanted) banks.push(snapshot(table, i, deadlineOf?.(i)))
   }
   return { banks, nextCursor: i < table.size ? Option.some(String(i)) : Option.none() }
 }

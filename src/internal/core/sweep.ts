@@ -5,10 +5,22 @@
  *
  * @internal
  */
-import { isStaleAt, triggerReason } from "../../BankCompileState.js"
+import { isOverdueAt, isStaleAt, triggerReason } from "../../BankCompileState.js"
 import { DROPPED_FIRST, NO_SWEEP, QUEUED, type SweepReport } from "./answers.js"
 import type { BankLifecycle } from "./bankLifecycle.js"
-import { DROP_WARNED, FORGET, IDLE, MANUAL, PARKED, POLICY, reasonCode, REQUESTED, STALE, STATUS } from "./bankTable.js"
+import {
+  DROP_WARNED,
+  FORGET,
+  IDLE,
+  MANUAL,
+  OVERDUE,
+  PARKED,
+  POLICY,
+  reasonCode,
+  REQUESTED,
+  STALE,
+  STATUS
+} from "./bankTable.js"
 
 /** Why idle bank `i` needs a compile at `now` (-1: it does not); unparks it and marks it stale when it is. */
 const dueReason = (core: BankLifecycle, i: number, now: number): number => {
@@ -20,11 +32,16 @@ const dueReason = (core: BankLifecycle, i: number, now: number): number => {
   if ((s & POLICY) !== 0) return core.reasonAt(i, core.configOf(i), now)
   if (!config.enabled) return -1
   const m = table.memories[i]!
-  if (m < Math.min(config.sizeThreshold, config.stalenessMinMemories) && table.forgets[i]! < config.forgetThreshold) {
+  if ((s & OVERDUE) === 0 && isOverdueAt(table.oldestAt[i]!, now, core.maxWaitMillis)) state[i] = s |= OVERDUE
+  const overdue = (s & OVERDUE) !== 0
+  if (
+    m < Math.min(config.sizeThreshold, config.stalenessMinMemories) && table.forgets[i]! < config.forgetThreshold &&
+    !overdue
+  ) {
     return -1
   }
   if ((s & STALE) === 0 && isStaleAt(table.referenceTime(i), now, core.stalenessMillis)) state[i] = s |= STALE
-  return reasonCode(triggerReason(m, (s & STALE) !== 0, config, table.forgets[i]!))
+  return reasonCode(triggerReason(m, (s & STALE) !== 0, config, table.forgets[i]!, overdue))
 }
 
 /**

@@ -55,7 +55,9 @@ const operations = {
   getBank: {
     summary: "Read a bank's state",
     description: "Its counters since the last compile, the last compile's time, its status (`idle`, `pending`, " +
-      "`running`), failures, last error and policy; 404 `BankNotFound` for a bank the service does not know."
+      "`running`), failures, last error and policy, its oldest uncompiled memory and deadline, and `nextCompile`: " +
+      "which rule fires when, or what holds it (disabled, budget, parked, queue full, running, its place in the " +
+      "queue); 404 `BankNotFound` for a bank the service does not know."
   },
   listBanks: {
     summary: "List banks, a page at a time",
@@ -65,7 +67,9 @@ const operations = {
   queue: {
     summary: "Read the queue's figures",
     description: "Banks pending and running, banks waiting in the queue and its capacity, banks known, and the " +
-      "health of the write-behind to the store (`null` without a store)."
+      "health of the write-behind to the store (`null` without a store), and `freshness`: the age of the oldest " +
+      "uncompiled memory (largest, p50 and p95 across banks), banks past their deadline, the banks closest to it " +
+      "and the queue's lanes."
   },
   listCompiles: {
     summary: "List running and recent compiles",

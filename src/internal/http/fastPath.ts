@@ -73,5 +73,7 @@ export const encodeBankState = (state: BankCompileState) => ({
   status: state.status,
   consecutiveFailures: state.consecutiveFailures,
   lastError: Option.getOrNull(state.lastError),
-  policy: Option.isSome(state.policy) ? encodePolicy(state.policy.value) : null
+  policy: Option.isSome(state.policy) ? encodePolicy(state.policy.value) : null,
+  oldestMemoryAt: time(state.oldestMemoryAt),
+  deadlineAt: time(state.deadlineAt)
 })

@@ -85,7 +85,8 @@ export class CompileHistory {
           startedAt: DateTime.unsafeMake(run.startedAt),
           memories: run.job.memories,
           forgets: run.job.forgets,
-          attempt: run.job.attempt
+          attempt: run.job.attempt,
+          memoryWait: Option.fromNullable(run.job.memoryWait)
         }, true)
       )
     }
@@ -103,5 +104,6 @@ const toRecord = (entry: Entry): CompileRecord =>
     memories: entry.job.memories,
     forgets: entry.job.forgets,
     tokensUsed: entry.tokensUsed,
-    error: Option.fromNullable(entry.error)
+    error: Option.fromNullable(entry.error),
+    memoryWait: Option.fromNullable(entry.job.memoryWait)
   }, true) // built from the engine's checked values: skip validation

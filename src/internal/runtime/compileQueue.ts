@@ -13,10 +13,13 @@ import { CompileEngine } from "../../CompileEngine.js"
 import * as CompileMetrics from "../../CompileMetrics.js"
 import type { CompileQueueService } from "../../CompileQueue.js"
 import { type CompileQueueOptions, resolve, type ResolvedCompileBudget } from "../../CompileQueueOptions.js"
-import { BankQueue } from "./bankQueue.js"
+import { BankQueue, DEADLINE, ORDINARY, type Priorities, URGENT } from "./bankQueue.js"
 import { type Answer, CompileCore, NOTHING } from "../core/compileCore.js"
+import { FORGET, MANUAL, REASON_NAMES } from "../core/bankTable.js"
+import { freshness, nextCompile } from "../core/freshnessViews.js"
 import { CompileHistory } from "./compileHistory.js"
 import { makeWorker } from "./compileWorker.js"
+import { watchDeadlines } from "./deadlineWatch.js"
 import { tokenCounter } from "./fencingTokens.js"
 import { invalidBankId } from "../core/inputRules.js"
 import { makeCompileNow, makeNotifyForget, makeNotifyRetain } from "./queueEntries.js"
@@ -150,11 +153,33 @@ const service = (
       rt.publishBudgetWaiting()
       return { ...core.counts(), budget: core.budgetCounts(rt.now()), store: writer?.health() }
     }),
+    freshness: rt.read(() => rt.publishFreshness(freshness(core, rt.now(), rt.queue.lanes()))),
+    nextCompile: (bankId) =>
+      rt.read(() => {
+        const i = core.table.index.get(bankId)
+        return i === undefined ? Option.none() : Option.some(nextCompile(core, i, rt.now(), (b) => rt.queue.placeOf(b)))
+      }),
     flush: writer === undefined ? Effect.void : writer.flush,
     budget: rt.read(() => core.budgetState(rt.now())),
     config: core.config
   }
 }
+
+/** The reason code of deadline-triggered compiles. */
+const DEADLINE_REASON = (REASON_NAMES as ReadonlyArray<string>).indexOf("deadline")
+
+/**
+ * The bank queue's lanes from why the core queued a bank: forget and manual compiles are urgent, deadline ones go in
+ * deadline order, the rest (size, staleness, restored) first come first served (decision 0011).
+ */
+export const corePriorities = (core: CompileCore): Priorities => ({
+  laneOf: (i) => {
+    const reason = core.table.reasons.get(i)
+    if (reason === FORGET || reason === MANUAL) return URGENT
+    return reason === DEADLINE_REASON ? DEADLINE : ORDINARY
+  },
+  deadlineOf: (i) => core.deadlineAt(i)
+})
 
 /** The resolved budget option as the core's limits (`Infinity` where unlimited). */
 export const budgetLimits = (budget: ResolvedCompileBudget): BudgetLimits => ({
@@ -206,6 +231,7 @@ export const make = (
       budget: budgetLimits(opts.budget),
       sharedBudget: Option.getOrUndefined(yield* Effect.serviceOption(SharedBudget))
     })
+    queue.priorities = corePriorities(core)
     internal?.inspectCore?.(core)
     // Made before the shutdown finalizer, so they are closed after it (finalizers run in reverse order).
     const workers = yield* FiberSet.make()
@@ -237,6 +263,7 @@ export const make = (
     for (let n = 0; n < opts.concurrency; n++) yield* FiberSet.run(workers, worker)
     yield* FiberSet.run(background, supervised("the staleness sweep", rt.sweepLoop))
     yield* FiberSet.run(background, supervised("the staleness watcher", rt.watchStaleness))
+    yield* FiberSet.run(background, supervised("the deadline watcher", watchDeadlines(rt)))
     if (writer !== undefined) yield* FiberSet.run(background, writer.loop)
     return service(rt, writer, tally)
   })

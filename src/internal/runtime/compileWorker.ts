@@ -193,6 +193,7 @@ export const makeWorker = (
     }
     const taken = start.memories
     CompileMetrics.running.unsafeModify(1, NO_TAGS)
+    if (start.memoryWait !== undefined) CompileMetrics.memoryWait.observe(start.memoryWait.meanSeconds, taken)
     // Each engine run (a retry too) under a token higher than every earlier one of this queue's.
     const job = rt.core.job(i, taken, tokens.next())
     const bankId = job.bankId

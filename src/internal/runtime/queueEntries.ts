@@ -14,6 +14,7 @@ import { badCountMessage, invalidBankId, isCount } from "../core/inputRules.js"
 import { WarningThrottle } from "../core/warningThrottle.js"
 import type { RetainTally } from "../workloadLog/tally.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
+import { taskClock } from "./taskClock.js"
 
 /** The bank's number, creating the bank; -1 (after a warning) for an invalid id or a new bank past `maxBanks`. */
 const bankNumber = (rt: QueueRuntime, bankId: string): number => {
@@ -52,6 +53,7 @@ export const makeNotifyRetain = (
 ): (bankId: string, count?: number) => void => {
   const core = rt.core
   const index = core.table.index
+  const now = taskClock(rt.clock) // memories are stamped with their task's time: one clock read per task
   return (bankId, count = 1) => {
     if (!core.accepting) return
     if (!isCount(count)) return badCount(rt, bankId, count)
@@ -63,7 +65,7 @@ export const makeNotifyRetain = (
     }
     rt.countRetains(count)
     if (tally !== undefined) tally.retain(i, count)
-    const answer = core.retain(i, count)
+    const answer = core.retain(i, count, now())
     if (answer !== NOTHING) rt.answered(i, answer)
   }
 }
@@ -91,4 +93,5 @@ export const makeCompileNow = (rt: QueueRuntime): (bankId: string) => void => (b
   if (i === -1) return
   const answer = rt.core.request(i)
   if (answer !== NOTHING) rt.answered(i, answer)
+  else if (rt.core.pending.has(i)) rt.queue.promote(i) // asked for while it waited: it is urgent now
 }

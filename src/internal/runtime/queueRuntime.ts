@@ -32,6 +32,7 @@ import {
   RECHECK,
   TIMELINE
 } from "../core/compileCore.js"
+import type { FreshnessFigures } from "../core/freshnessViews.js"
 import type { BankQueue } from "./bankQueue.js"
 import type { CompileHistory } from "./compileHistory.js"
 import { loopForever } from "./loop.js"
@@ -210,6 +211,17 @@ export class QueueRuntime {
   roomFreed(): void {
     const moved = this.core.fillRoom()
     if (moved > 0) this.queued(moved)
+  }
+
+  // ---- freshness ----
+
+  /** Sets the freshness gauges from a freshness read (this queue's figures: one queue per process sets them). */
+  publishFreshness<A extends FreshnessFigures>(figures: A): A {
+    CompileMetrics.oldestMemoryAge.unsafeUpdate(figures.oldestSeconds, NO_TAGS)
+    CompileMetrics.memoryAgeP50.unsafeUpdate(figures.p50Seconds, NO_TAGS)
+    CompileMetrics.memoryAgeP95.unsafeUpdate(figures.p95Seconds, NO_TAGS)
+    CompileMetrics.banksOverdue.unsafeUpdate(figures.overdue, NO_TAGS)
+    return figures
   }
 
   // ---- the budget ----

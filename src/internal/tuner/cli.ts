@@ -60,6 +60,7 @@ const options = {
   stalenessMin: list("staleness-min", "stalenessMinMemories", "10"),
   forgetThreshold: list("forget-threshold", "forgetThreshold", "1"),
   forgetDelay: list("forget-delay", "forgetDelaySeconds", "0"),
+  maxWait: list("max-wait", "maxWaitSeconds (the freshness deadline; 0 = off)", "0"),
   budgetTokens: list("budget-tokens", "budget.tokens: LLM tokens all compiles may use per --budget-period, or none", "none"),
   budgetCompiles: list("budget-compiles", "budget.compiles: engine runs per --budget-period, or none", "none"),
   budgetPeriod: Options.text("budget-period").pipe(
@@ -131,6 +132,7 @@ const grid = (p: Parsed): Either.Either<SettingsGrid, string> =>
     stalenessMinMemories: candidates("staleness-min", "stalenessMinMemories", p.stalenessMin),
     forgetThreshold: candidates("forget-threshold", "forgetThreshold", p.forgetThreshold),
     forgetDelaySeconds: candidates("forget-delay", "forgetDelaySeconds", p.forgetDelay),
+    maxWaitSeconds: candidates("max-wait", "maxWaitSeconds", p.maxWait),
     budgetTokens: budgetCandidates("budget-tokens", p.budgetTokens),
     budgetCompiles: budgetCandidates("budget-compiles", p.budgetCompiles)
   })

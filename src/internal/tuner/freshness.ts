@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import { select } from "../core/select.js"
 
 /** Samples of weight up to this are stored expanded (one slot per memory); heavier ones go to a side list. */
 const EXPAND_UP_TO = 32
@@ -34,44 +35,6 @@ class Floats {
   get values(): Float64Array {
     return this.data.subarray(0, this.length)
   }
-}
-
-/** Partition rounds after which `select` sorts what is left (inputs that defeat a median-of-three pivot). */
-const SELECT_ROUNDS = 64
-
-/**
- * The value a sort would put at index `k`, found by reordering `data[from, to)` around it (Hoare's FIND): nothing
- * greater before it, nothing smaller after — so a later call for a higher index may start at `k + 1`.
- */
-const select = (data: Float64Array, k: number, from: number, to: number): number => {
-  let lo = from
-  let hi = to - 1
-  for (let round = 0; lo < hi; round++) {
-    if (round === SELECT_ROUNDS) {
-      data.subarray(lo, hi + 1).sort()
-      break
-    }
-    const a = data[lo]!
-    const b = data[(lo + hi) >>> 1]!
-    const c = data[hi]!
-    const pivot = a < b ? (b < c ? b : a < c ? c : a) : a < c ? a : b < c ? c : b
-    let i = lo
-    let j = hi
-    while (i <= j) {
-      while (data[i]! < pivot) i++
-      while (data[j]! > pivot) j--
-      if (i <= j) {
-        const t = data[i]!
-        data[i++] = data[j]!
-        data[j--] = t
-      }
-    }
-    // Now data[lo..j] <= pivot <= data[i..hi], and everything strictly between j and i equals the pivot.
-    if (k <= j) hi = j
-    else if (k >= i) lo = i
-    else break
-  }
-  return data[k]!
 }
 
 /** Delays in milliseconds, each with a weight (memories); percentiles interpolate linearly between order statistics. */

@@ -52,6 +52,8 @@ export interface TuneSettings {
   readonly stalenessMinMemories: number
   readonly forgetThreshold: number
   readonly forgetDelaySeconds: number
+  /** The freshness deadline: a bank is queued once its oldest memory waited this long; 0: off. */
+  readonly maxWaitSeconds: number
   /** The queue's `budget.tokens` / `budget.compiles` per `EngineModel.budgetPeriodMillis`; null: unlimited. */
   readonly budgetTokens: number | null
   readonly budgetCompiles: number | null
@@ -69,16 +71,48 @@ export interface ReplayMeasures {
   readonly freshnessP50: number
   readonly freshnessP95: number
   readonly freshnessMax: number
+  /** The mean delay over every compiled memory (NaN when none was compiled). */
+  readonly freshnessMean: number
   readonly compiledMemories: number
   readonly uncompiledMemories: number
   readonly banksNeverCompiled: number
+  /**
+   * Against the deadline (`maxWaitSeconds`; all 0 when it is off): compiled memories whose compile started after it,
+   * and the largest lateness (retain to compile start, minus the max wait).
+   */
+  readonly lateMemories: number
+  readonly latenessMax: number
   readonly events: number
+}
+
+/**
+ * The delays (retain to compile end), also judged against the deadline: with a constant compile latency, a memory's
+ * compile started `delay − latency` after its retain, late by what exceeds the max wait.
+ */
+class DeadlineDelays extends WeightedDelays {
+  late = 0
+  latenessMax = 0
+  /** The sum of every delay times its weight (the mean's numerator). */
+  sum = 0
+
+  constructor(expected: number, private readonly allowedMillis: number) {
+    super(expected)
+  }
+
+  override add(delay: number, weight: number): void {
+    super.add(delay, weight)
+    this.sum += delay * weight
+    const lateness = delay - this.allowedMillis
+    if (lateness <= 0) return
+    this.late += weight
+    if (lateness > this.latenessMax) this.latenessMax = lateness
+  }
 }
 
 /** The replay's measurements, filled in by the model engine. */
 class Recorder {
   readonly backlog: MemoryBacklog
-  readonly delays: WeightedDelays
+  readonly delays: DeadlineDelays
   readonly compiledBanks: Uint8Array
   readonly dailyCompiles: Float64Array
   readonly dailyTokens: Float64Array
@@ -86,10 +120,12 @@ class Recorder {
   compiles = 0
   tokens = 0
 
-  constructor(workload: Workload, days: number, readonly start: number) {
+  constructor(workload: Workload, days: number, readonly start: number, settings: TuneSettings, model: EngineModel) {
     const banks = workload.bankIds.length
     this.backlog = new MemoryBacklog(retainsOf(workload))
-    this.delays = new WeightedDelays(totals(workload).memories) // at most every retained memory is compiled
+    // At most every retained memory is compiled. Without a deadline nothing is late.
+    const allowed = settings.maxWaitSeconds > 0 ? (settings.maxWaitSeconds + model.compileSeconds) * 1000 : Infinity
+    this.delays = new DeadlineDelays(totals(workload).memories, allowed)
     this.compiledBanks = new Uint8Array(banks)
     this.dailyCompiles = new Float64Array(days)
     this.dailyTokens = new Float64Array(days)
@@ -145,7 +181,8 @@ export const queueOptions = (settings: TuneSettings, model: EngineModel): Compil
     stalenessDays: settings.stalenessDays,
     stalenessMinMemories: settings.stalenessMinMemories,
     forgetThreshold: settings.forgetThreshold,
-    forgetDelaySeconds: settings.forgetDelaySeconds
+    forgetDelaySeconds: settings.forgetDelaySeconds,
+    maxWaitSeconds: settings.maxWaitSeconds
   },
   concurrency: model.concurrency,
   maxQueueSize: model.maxQueueSize,
@@ -232,7 +269,7 @@ export const replay = (
   const scheduler = new VirtualScheduler()
   const clock = new VirtualClock(workload.start, scheduler)
   const days = Math.max(1, Math.ceil((workload.end - workload.start) / DAY))
-  const recorder = new Recorder(workload, days, workload.start)
+  const recorder = new Recorder(workload, days, workload.start, settings, model)
   const engine = modelEngine(model, bankIndexOf(workload), clock, recorder)
   const scope = Effect.runSync(Scope.make())
   const queue = runNow(
@@ -260,9 +297,12 @@ export const replay = (
     freshnessP50: p50!,
     freshnessP95: p95!,
     freshnessMax: recorder.delays.total === 0 ? NaN : recorder.delays.max,
+    freshnessMean: recorder.delays.total === 0 ? NaN : recorder.delays.sum / recorder.delays.total,
     compiledMemories: recorder.delays.total,
     uncompiledMemories: totals(workload).memories - recorder.delays.total,
     banksNeverCompiled,
+    lateMemories: recorder.delays.late,
+    latenessMax: recorder.delays.latenessMax,
     events: workload.length
   }
   runNow(Scope.close(scope, Exit.void), clock, scheduler) // compiles still running at the end are not waited for

@@ -64,6 +64,18 @@ const budgetColumns: ReadonlyArray<Column> = [
   { title: "budget compiles", cell: (r) => r.settings.budgetCompiles === null ? "—" : integer(r.settings.budgetCompiles) }
 ]
 
+/** The deadline's columns: the setting and, against it, the memories compiled late and the worst lateness. */
+const deadlineColumns: ReadonlyArray<Column> = [
+  { title: "max wait s", cell: (r) => r.settings.maxWaitSeconds === 0 ? "off" : String(r.settings.maxWaitSeconds) }
+]
+
+const latenessColumns: ReadonlyArray<Column> = [
+  { title: "late", cell: (r) => r.lateness === null ? "—" : `${(100 * r.lateness.lateShare).toFixed(2)} %` },
+  { title: "late max", cell: (r) => r.lateness === null || r.lateness.lateMemories === 0 ? "—" : formatDuration(r.lateness.maxSeconds) }
+]
+
+const hasDeadline = (rows: ReadonlyArray<CombinationReport>) => rows.some((r) => r.settings.maxWaitSeconds > 0)
+
 const hasBudget = (rows: ReadonlyArray<CombinationReport>) =>
   rows.some((r) => r.settings.budgetTokens !== null || r.settings.budgetCompiles !== null)
 
@@ -73,8 +85,10 @@ const columnsFor = (rows: ReadonlyArray<CombinationReport>): ReadonlyArray<Colum
   return [
     { title: "#", cell: (_, i) => String(i + 1) },
     ...settingColumns,
+    ...(hasDeadline(rows) ? deadlineColumns : []),
     ...(hasBudget(rows) ? budgetColumns : []),
-    ...resultColumns(p95)
+    ...resultColumns(p95),
+    ...(hasDeadline(rows) ? latenessColumns : [])
   ]
 }
 
@@ -104,7 +118,8 @@ export const formatTable = (result: TuneResult): string => {
   return [
     `${integer(result.events)} events, ${integer(result.banks)} banks, ${decimal(days)} days ` +
     `(${new Date(result.start).toISOString()} to ${new Date(result.end).toISOString()}); ` +
-    `freshness = retain to the end of the compile that consumed it; * = on the Pareto front (tokens vs p95)`,
+    `freshness = retain to the end of the compile that consumed it; * = on the Pareto front (tokens vs p95)` +
+    (hasDeadline(result.rows) ? "; late = compiled memories whose compile started after their max wait" : ""),
     ...lines
   ].join("\n") + "\n"
 }
@@ -117,6 +132,7 @@ export const labels = (rows: ReadonlyArray<CombinationReport>): Array<string> =>
     ["stalenessMinMemories", "min"],
     ["forgetThreshold", "forget"],
     ["forgetDelaySeconds", "delay"],
+    ["maxWaitSeconds", "max wait"],
     ["budgetTokens", "budget"],
     ["budgetCompiles", "budget compiles"]
   ]

@@ -13,6 +13,7 @@ export interface SettingsGrid {
   readonly stalenessMinMemories: ReadonlyArray<number>
   readonly forgetThreshold: ReadonlyArray<number>
   readonly forgetDelaySeconds: ReadonlyArray<number>
+  readonly maxWaitSeconds: ReadonlyArray<number>
   readonly budgetTokens: ReadonlyArray<number | null>
   readonly budgetCompiles: ReadonlyArray<number | null>
 }
@@ -25,17 +26,20 @@ export const combinations = (grid: SettingsGrid): Array<TuneSettings> => {
       for (const stalenessMinMemories of grid.stalenessMinMemories) {
         for (const forgetThreshold of grid.forgetThreshold) {
           for (const forgetDelaySeconds of grid.forgetDelaySeconds) {
-            for (const budgetTokens of grid.budgetTokens) {
-              for (const budgetCompiles of grid.budgetCompiles) {
-                out.push({
-                  sizeThreshold,
-                  stalenessDays,
-                  stalenessMinMemories,
-                  forgetThreshold,
-                  forgetDelaySeconds,
-                  budgetTokens,
-                  budgetCompiles
-                })
+            for (const maxWaitSeconds of grid.maxWaitSeconds) {
+              for (const budgetTokens of grid.budgetTokens) {
+                for (const budgetCompiles of grid.budgetCompiles) {
+                  out.push({
+                    sizeThreshold,
+                    stalenessDays,
+                    stalenessMinMemories,
+                    forgetThreshold,
+                    forgetDelaySeconds,
+                    maxWaitSeconds,
+                    budgetTokens,
+                    budgetCompiles
+                  })
+                }
               }
             }
           }
@@ -67,6 +71,15 @@ export interface CombinationReport {
   readonly uncompiledMemories: number
   /** Banks with at least one retain that never compiled. */
   readonly banksNeverCompiled: number
+  /**
+   * Against the `maxWaitSeconds` deadline (null when it is off): compiled memories whose compile started after it
+   * (how many, and their share of the compiled ones) and the largest lateness, in seconds.
+   */
+  readonly lateness: {
+    readonly lateMemories: number
+    readonly lateShare: number
+    readonly maxSeconds: number
+  } | null
   /** No other combination is at most as costly (tokens) and at most as stale (p95), and better in one. */
   readonly pareto: boolean
 }
@@ -85,7 +98,14 @@ const row = (settings: TuneSettings, m: ReplayMeasures): Omit<CombinationReport,
     maxSeconds: seconds(m.freshnessMax)
   },
   uncompiledMemories: m.uncompiledMemories,
-  banksNeverCompiled: m.banksNeverCompiled
+  banksNeverCompiled: m.banksNeverCompiled,
+  lateness: settings.maxWaitSeconds > 0
+    ? {
+      lateMemories: m.lateMemories,
+      lateShare: m.compiledMemories === 0 ? 0 : m.lateMemories / m.compiledMemories,
+      maxSeconds: m.latenessMax / 1000
+    }
+    : null
 })
 
 /** The staleness a combination is judged by on the front: p95, with "never compiled anything" as worst. */
