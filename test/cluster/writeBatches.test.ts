@@ -10,14 +10,7 @@ import type { BankLimitError } from "../../src/BankLimit.js"
 import type { CompileQueueService } from "../../src/CompileQueue.js"
 import { LocalPartitions } from "../../src/internal/cluster/partitionSlots.js"
 import { partitionOf } from "../../src/internal/cluster/protocol.js"
-import {
-  Batcher,
-  forwardHandler,
-  holdWrite,
-  isAnswered,
-  makeLanes,
-  makeRoutes
-} from "../../src/internal/cluster/writeBatches.js"
+import { Batcher, forwardHandler, makeLanes, makeRoutes } from "../../src/internal/cluster/writeBatches.js"
 import type { WriteNotConfirmed } from "../../src/internal/runtime/writeAcks.js"
 
 type Pairs = ReadonlyArray<readonly [string, number]>
@@ -80,39 +73,6 @@ describe("Batcher", () => {
       yield* TestClock.adjust(Duration.seconds(1))
       yield* settle
       expect(sent).toEqual([[["a", 1]], [["b", 1]]])
-    }))
-})
-
-describe("holdWrite", () => {
-  it.effect("keeps the latest batch of a route, and the unanswered ones of the routes the partition used before", () =>
-    Effect.gen(function*() {
-      const fork = yield* forker
-      const gates = [yield* Deferred.make<void>(), yield* Deferred.make<void>()]
-      const batchers = gates.map((gate) => new Batcher(() => Effect.as(Deferred.await(gate), []), fork))
-      const a1 = batchers[0]!.add("retains", "a", 1)
-      let held = holdWrite([], a1, 0)
-      expect(holdWrite(held, a1, 0)).toBe(held)
-      yield* settle
-      // Same route, next batch: the earlier one is answered before this one is sent (or stalled), so it is dropped.
-      const a2 = batchers[0]!.add("retains", "a", 1)
-      held = holdWrite(held, a2, 0)
-      expect(held.map((h) => h.ack)).toEqual([a2])
-      // The route changed: the other route's batch is still out, so a settle waits for both.
-      const b1 = batchers[1]!.add("retains", "a", 1)
-      held = holdWrite(held, b1, 1)
-      expect(held.map((h) => h.ack)).toEqual([a2, b1])
-      // Once answered, an earlier route's batch is no longer waited for.
-      yield* Deferred.succeed(gates[0]!, undefined)
-      yield* Deferred.await(a2)
-      yield* Deferred.await(a1)
-      expect(isAnswered(a2)).toBe(true)
-      expect(isAnswered(b1)).toBe(false)
-      yield* settle
-      const b2 = batchers[1]!.add("retains", "a", 1)
-      held = holdWrite(held, b2, 1)
-      expect(held.map((h) => h.ack)).toEqual([b2])
-      const a3 = batchers[0]!.add("retains", "a", 1)
-      expect(holdWrite(held, a3, 0).map((h) => h.ack)).toEqual([b2, a3])
     }))
 })
 

@@ -22,16 +22,7 @@ import type { LocalPartitions } from "./partitionSlots.js"
 import { badCountMessage, invalidBankId, isCount } from "../core/inputRules.js"
 import { WriteAcks, WriteNotConfirmed } from "../runtime/writeAcks.js"
 import { routed, ROUTE_TIMEOUT } from "./routed.js"
-import {
-  type Ack,
-  type Batcher,
-  forwardHandler,
-  type Held,
-  holdWrite,
-  makeLanes,
-  makeRoutes,
-  type WriteKind
-} from "./writeBatches.js"
+import { type Ack, type Batcher, forwardHandler, makeLanes, makeRoutes, type WriteKind } from "./writeBatches.js"
 import { PartitionHost } from "./owner.js"
 
 /** The runner's budget as the router reports it: its limits and its global buckets (shared by its partitions). */
@@ -54,12 +45,13 @@ const invalidWrite = (bankId: string, count: number): string | undefined =>
 
 /**
  * The coalescing side of the routes: a retain or forget of a partition running here is counted at once; any other
- * joins its route's open batch (`held[p]` then holds that batch's ack). Synchronous, so that the HTTP route can settle
- * right after it.
+ * joins its route's open batch (`latest[p]` is then that batch's ack). Synchronous, so that the HTTP route can settle
+ * right after it: the partition's latest batch is then the one holding the request's write (a route changes only when
+ * a `Forward` is answered, in a fiber of its own).
  */
 const makeWrite = (
   routes: ReturnType<typeof makeRoutes>,
-  held: Array<ReadonlyArray<Held>>,
+  latest: Array<Ack | undefined>,
   local: LocalPartitions,
   runSync: <A>(effect: Effect.Effect<A>) => A
 ) =>
@@ -74,8 +66,7 @@ const makeWrite = (
   if (queue !== undefined) {
     return kind === "retains" ? queue.unsafeNotifyRetain(bankId, count) : queue.unsafeNotifyForget(bankId, count)
   }
-  const route = routes.routeOf(p)
-  held[p] = holdWrite(held[p]!, routes.add(p, kind, bankId, count), route)
+  latest[p] = routes.add(p, kind, bankId, count)
 }
 
 /** Durable: a write counted here, by a partition this runner runs, is confirmed once that queue stored it. */
@@ -94,7 +85,7 @@ const storedHere = (queue: CompileQueueService, p: number): Effect.Effect<void, 
  * more than the rest of the route. Flushes start together (a flush is asked for when its wait begins).
  */
 const makeSettle = (
-  held: ReadonlyArray<ReadonlyArray<Held>>,
+  latest: ReadonlyArray<Ack | undefined>,
   local: LocalPartitions,
   durable: boolean
 ) =>
@@ -110,7 +101,8 @@ const makeSettle = (
       seen[p] = 1
       const queue = durable ? local.get(p) : undefined
       if (queue !== undefined) flushes.push(storedHere(queue, p))
-      for (const h of held[p]!) acks.add(h.ack)
+      const ack = latest[p]
+      if (ack !== undefined) acks.add(ack)
     }
     const confirmed = acks.size === 0 ? Effect.void : answersOf(acks, ids, () => routedPartitions(seen, local))
     if (flushes.length === 0) return confirmed
@@ -417,9 +409,9 @@ export const makeRouter = (
     const fork = (effect: Effect.Effect<void>) => void runFork(effect)
     const lanes = makeLanes((p) => clients[p]!, fork)
     const routes = makeRoutes((c) => routerClientFor(String(c)), lanes, fork)
-    const held: Array<ReadonlyArray<Held>> = Array.from({ length: PARTITIONS }, () => [])
+    const latest: Array<Ack | undefined> = Array.from({ length: PARTITIONS }, () => undefined)
     const now = () => runSync(Clock.currentTimeMillis)
-    const write = makeWrite(routes, held, local, runSync)
+    const write = makeWrite(routes, latest, local, runSync)
 
     const service: CompileQueueService = {
       notifyRetain: (bankId, count) => Effect.sync(() => write("retains", bankId, count)),
@@ -446,5 +438,5 @@ export const makeRouter = (
     )
     // Added after the entity: closed before it, so the writes already taken still reach their owners.
     yield* Effect.addFinalizer(() => batchesSent([...routes.routes, ...lanes]))
-    return { service, acks: WriteAcks.of({ settle: makeSettle(held, local, durable) }) }
+    return { service, acks: WriteAcks.of({ settle: makeSettle(latest, local, durable) }) }
   })

@@ -24,12 +24,6 @@ const STALL = Duration.seconds(1)
 /** Completes with the banks the owners refused (new ones past their partition's `maxBanks`). */
 export type Ack = Deferred.Deferred<ReadonlyArray<string>, WriteNotConfirmed>
 
-/** The acks completed (a `Deferred` cannot be asked synchronously whether it is done). */
-const answered = new WeakSet<Ack>()
-
-/** Whether the batch of `ack` was answered (confirmed or not). Synchronous. */
-export const isAnswered = (ack: Ack): boolean => answered.has(ack)
-
 export type WriteKind = "retains" | "forgets"
 
 type Pairs = ReadonlyArray<readonly [string, number]>
@@ -79,35 +73,13 @@ export class Batcher {
     this.retains.clear()
     this.forgets.clear()
     this.open = undefined
-    const answer = Effect.flatMap(Effect.exit(this.send(retains, forgets)), (exit) =>
-      Effect.sync(() => {
-        answered.add(ack)
-        Deferred.unsafeDone(ack, exit)
-      }))
+    const answer = Effect.flatMap(Effect.exit(this.send(retains, forgets)), (exit) => Deferred.done(ack, exit))
     // Answered, or stalled: either way the next batch (if one collected meanwhile) goes now.
     return Effect.forkDaemon(answer).pipe(
       Effect.flatMap((fiber) => Effect.raceFirst(Fiber.await(fiber), Effect.sleep(STALL))),
       Effect.zipRight(this.drain)
     )
   })
-}
-
-/** A batch holding a partition's write, and the route it travels by. */
-export interface Held {
-  readonly ack: Ack
-  readonly route: number
-}
-
-/**
- * The batches a partition's next `settle` waits for: the one holding its latest write and, when its route changed
- * since (a `Forward` taught the router where the partition runs), those of its other routes not answered yet — a route
- * does not wait for another, so the latest batch being answered says nothing of an earlier one on another route.
- */
-export const holdWrite = (held: ReadonlyArray<Held>, ack: Ack, route: number): ReadonlyArray<Held> => {
-  const last = held[held.length - 1]
-  if (last !== undefined && last.ack === ack) return held
-  if (held.length === 1 && last!.route === route) return [{ ack, route }]
-  return [...held.filter((h) => h.route !== route && !isAnswered(h.ack)), { ack, route }]
 }
 
 /** A failure as the writes' acks report it: `notStored` when the owner counted them but could not store them. */
@@ -176,8 +148,6 @@ export const makeRoutes = (clientOf: (c: number) => RouterClient, lanes: Readonl
   return {
     /** Takes a write of partition `p` into its route: the ack of the batch holding it. */
     add: (p: number, kind: WriteKind, bankId: string, count: number): Ack => routes[via[p]!]!.add(kind, bankId, count),
-    /** The route partition `p`'s writes take now. */
-    routeOf: (p: number): number => via[p]!,
     routes
   }
 }
