@@ -22,14 +22,47 @@ export const PARTITIONS = 64
 
 /**
  * The bank's partition: the first byte of the MD5 of its UTF-8 id, modulo 64. Postgres computes the same
- * (`get_byte(decode(md5(bank_id), 'hex'), 0) & 63`) for the stored column, so the two can never disagree.
+ * (`get_byte(decode(md5(bank_id), 'hex'), 0) & 63`) for the stored column, so the two can never disagree. Remembered
+ * (`PartitionMemo`): a runner sees the same banks again and again, and hashing an id costs more than counting it.
  */
-export const partitionOf = (bankId: string): number => md5(bankId)[0]! & (PARTITIONS - 1)
+export const partitionOf = (bankId: string): number => memo.of(bankId)
 
-/** The MD5 of a string's UTF-8: Node's one-shot `crypto.hash` where it has it (20.12 and later: a third cheaper). */
-const md5: (text: string) => Buffer = typeof crypto.hash === "function"
-  ? (text) => crypto.hash("md5", text, "buffer")
-  : (text) => crypto.createHash("md5").update(text).digest()
+/** The partition as hashed, not remembered: `node:crypto`'s one-shot MD5 (hex: cheaper to get than a Buffer). */
+export const hashPartition = (bankId: string): number =>
+  Number.parseInt(md5Hex(bankId).slice(0, 2), 16) & (PARTITIONS - 1)
+
+const md5Hex: (text: string) => string = typeof crypto.hash === "function"
+  ? (text) => crypto.hash("md5", text, "hex")
+  : (text) => crypto.createHash("md5").update(text).digest("hex")
+
+/** Ids remembered at most: about 5 MB at 64 characters an id; a runner writing to more banks hashes some again. */
+export const MEMO_LIMIT = 65_536
+
+/**
+ * Bank id → partition, bounded: once full it starts over (cheaper than evicting one by one, and the banks written
+ * since come back within one batch). A million banks cost a hash per write, as without it, not 100 MB of map.
+ */
+export class PartitionMemo {
+  private partitions = new Map<string, number>()
+
+  constructor(private readonly limit: number = MEMO_LIMIT) {}
+
+  of(bankId: string): number {
+    let p = this.partitions.get(bankId)
+    if (p === undefined) {
+      p = hashPartition(bankId)
+      if (this.partitions.size >= this.limit) this.partitions = new Map()
+      this.partitions.set(bankId, p)
+    }
+    return p
+  }
+
+  get size(): number {
+    return this.partitions.size
+  }
+}
+
+const memo = new PartitionMemo()
 
 /** The SQL expression of `partitionOf` over the `bank_id` column. */
 export const PARTITION_SQL = `(get_byte(decode(md5(bank_id), 'hex'), 0) & ${PARTITIONS - 1})`
@@ -104,6 +137,33 @@ export const PartitionPage = Schema.Struct({
 export class PartitionMoved extends Schema.TaggedError<PartitionMoved>()("PartitionMoved", {
   partition: Schema.Number
 }) {}
+
+/** What a runner answers a `Forward`. */
+const Forwarded = Schema.Struct({
+  /** Banks refused: new ones past their partition's maximum (the rest was counted). */
+  refused: Schema.Array(Schema.String),
+  /** The partitions this runner runs now. */
+  running: Schema.Array(Schema.Number),
+  /** The writes of the partitions it did not take (not running here, or taken over after `sentAt`). */
+  notTaken: Schema.Struct({ retains: Counts, forgets: Counts })
+})
+
+/**
+ * One entity per partition number, hosted by every runner's router; the cluster puts entity `n` on the runner that
+ * holds partition `n`'s shard, so on that partition's owner. A router sends it, in one `Forward`, the writes of every
+ * partition it takes that runner to run: the runner counts those of the partitions it runs, as its `Write` would
+ * (`sentAt` as there: a copy sent before the partition's run here took its lease is not taken), and answers the rest,
+ * which the sender then writes to their owners one partition at a time; and it answers the partitions it runs, which
+ * is how the sender learns what travels together. One RPC per runner, where a `Write` per partition cost about as
+ * much CPU each. Not persisted, like `Write`.
+ */
+export const RouterEntity = Entity.make("CompileTriggerRouter", [
+  Rpc.make("Forward", {
+    payload: { retains: Counts, forgets: Counts, sentAt: Schema.Number },
+    success: Forwarded,
+    error: BankStoreError
+  })
+]).annotate(ClusterSchema.ClientTracingEnabled, false)
 
 /**
  * One entity per partition; its id is the partition number. Not persisted: a `Write` is answered once the owner's

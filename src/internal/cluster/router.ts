@@ -1,85 +1,29 @@
 /**
  * The router side of cluster mode, on every runner: a `CompileQueueService` whose every call goes to the owner of the
- * bank's partition. Retains and forgets are coalesced per partition into one `Write` RPC at a time (the next batch
- * collects while one is in flight), and `WriteAcks.settle` waits for the batch holding a write; reads go to the owner;
- * queue-wide reads fan out to every partition.
+ * bank's partition. Retains and forgets of the partitions running here are counted here; the others are coalesced
+ * per runner into one `Forward` RPC at a time (`writeBatches.ts`: the next batch collects while one is in flight), and
+ * `WriteAcks.settle` waits for the batch holding a write; reads go to the owner; queue-wide reads fan out to every
+ * partition.
  *
  * @internal
  */
-import {
-  Cause,
-  Clock,
-  Fiber,
-  DateTime,
-  Deferred,
-  Duration,
-  Effect,
-  Exit,
-  FiberId,
-  Option,
-  Runtime,
-  Schedule
-} from "effect"
-import type { AlreadyProcessingMessage, MailboxFull, PersistenceError } from "@effect/cluster/ClusterError"
+import { Sharding } from "@effect/cluster"
+import { Cause, Clock, DateTime, Deferred, Duration, Effect, Option, Runtime } from "effect"
 import type { BankCompileState } from "../../BankCompileState.js"
 import { BankPolicyError, validatePolicy } from "../../BankPolicy.js"
 import type { BankPage, CompileQueueService, CompileQueueStats } from "../../CompileQueue.js"
 import type { CompileTriggerConfig } from "../../CompileTriggerConfig.js"
 import { combine, type StoreHealth } from "../../StoreHealth.js"
 import { CompileBudgetState } from "../../CompileBudget.js"
-import { PARTITIONS, PartitionEntity, type PartitionMoved, partitionOf } from "./protocol.js"
+import { PARTITIONS, PartitionEntity, partitionOf, RouterEntity } from "./protocol.js"
 import { globalBucketStates, globalLevels } from "../core/compileCore.js"
 import type { BudgetLimits, GlobalBuckets } from "../core/tokenBucket.js"
 import type { LocalPartitions } from "./partitionSlots.js"
 import { badCountMessage, invalidBankId, isCount } from "../core/inputRules.js"
 import { WriteAcks, WriteNotConfirmed } from "../runtime/writeAcks.js"
-
-/** A write or read the owner has not answered in this long fails (503 for a write: it may or may not count). */
-const ROUTE_TIMEOUT = Duration.seconds(30)
-/**
- * A lane sends its next batch once the one in flight is answered, or once that one has been out this long: an owner
- * frozen or cut off must not hold up the writes that will reach its successor. (A batch is never sent twice: the one
- * out goes on, and is answered by the cluster, or fails at ROUTE_TIMEOUT.)
- */
-const LANE_STALL = Duration.seconds(1)
-
-/** Completes with the banks the owner refused (new ones past its partition's `maxBanks`). */
-type Ack = Deferred.Deferred<ReadonlyArray<string>, WriteNotConfirmed>
-
-/** One partition's writes not yet sent, and whether a `Write` is in flight. */
-class Lane {
-  retains = new Map<string, number>()
-  forgets = new Map<string, number>()
-  /** The batch collecting now; its deferred completes when the owner answers for it. */
-  open: Ack | undefined = undefined
-  /** The batch that holds the latest write (the open one, or one in flight). */
-  latest: Ack | undefined = undefined
-  sending = false
-}
-
-const isClusterError = (error: unknown): boolean => {
-  const tag = (error as { readonly _tag?: unknown } | null)?._tag
-  return tag === "MailboxFull" || tag === "AlreadyProcessingMessage" || tag === "PersistenceError" ||
-    tag === "RpcClientError" || tag === "TimeoutException" || tag === "PartitionMoved"
-}
-
-type ClusterErrors = MailboxFull | AlreadyProcessingMessage | PersistenceError | PartitionMoved
-
-const retried = (error: unknown): boolean => {
-  const tag = (error as { readonly _tag?: unknown } | null)?._tag
-  return tag === "MailboxFull" || tag === "PartitionMoved"
-}
-
-/**
- * An owner's answer. A full mailbox, or a partition that moved while the call was on its way, is asked again (the
- * cluster resolves the owner anew), bounded by ROUTE_TIMEOUT; the cluster's own errors are defects.
- */
-const routed = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, Exclude<E, ClusterErrors>, R> =>
-  effect.pipe(
-    Effect.retry({ while: retried, schedule: Schedule.spaced(Duration.millis(50)) }),
-    Effect.timeout(ROUTE_TIMEOUT),
-    Effect.catchIf(isClusterError, (error) => Effect.die(error))
-  ) as unknown as Effect.Effect<A, Exclude<E, ClusterErrors>, R>
+import { routed, ROUTE_TIMEOUT } from "./routed.js"
+import { type Ack, type Batcher, forwardHandler, makeLanes, makeRoutes, type WriteKind } from "./writeBatches.js"
+import { PartitionHost } from "./owner.js"
 
 /** The runner's budget as the router reports it: its limits and its global buckets (shared by its partitions). */
 export interface RunnerBudget {
@@ -93,105 +37,36 @@ type PartitionClient = ReturnType<Effect.Effect.Success<typeof PartitionEntity.c
 /** Every partition's client, by partition number. */
 type Clients = ReadonlyArray<PartitionClient>
 
-// --- write lanes: coalescing, send, settle ------------------------------------------------------------------------
-
-/**
- * A bank's partition, remembered for the rest of the task: a request's writes, its room check and its `settle` each
- * need it, and hashing the id costs more than counting the retain. Bounded by what one task writes.
- */
-let partitionsInTask: Map<string, number> | undefined
-const forgetPartitionsInTask = () => {
-  partitionsInTask = undefined
-}
-const partitionInTask = (bankId: string): number => {
-  if (partitionsInTask === undefined) {
-    partitionsInTask = new Map()
-    queueMicrotask(forgetPartitionsInTask)
-  }
-  let p = partitionsInTask.get(bankId)
-  if (p === undefined) {
-    p = partitionOf(bankId)
-    partitionsInTask.set(bankId, p)
-  }
-  return p
-}
+// --- writes: counted here or routed, settled -------------------------------------------------------------------------
 
 /** Why a retain or forget is ignored (a bad bank id or count), or undefined when it is counted. */
 const invalidWrite = (bankId: string, count: number): string | undefined =>
   invalidBankId(bankId) ?? (isCount(count) ? undefined : badCountMessage(count))
 
 /**
- * Sends the lane's open batch as one `Write` and completes its ack with the owner's answer, then the batch that
- * collected meanwhile, and so on until none is open: then the lane stops sending (the next write starts it again).
- */
-const sendLane = (lane: Lane, client: PartitionClient, p: number): Effect.Effect<void> =>
-  Effect.suspend(() => {
-    const ack = lane.open
-    if (ack === undefined) {
-      lane.sending = false
-      return Effect.void
-    }
-    const retains = Array.from(lane.retains)
-    const forgets = Array.from(lane.forgets)
-    lane.retains.clear()
-    lane.forgets.clear()
-    lane.open = undefined
-    // Each attempt a copy of its own, sent now (see the protocol's `sentAt`).
-    const answered = Effect.suspend(() => client.Write({ retains, forgets, sentAt: Date.now() })).pipe(
-      routed,
-      Effect.exit,
-      Effect.map((exit) => {
-        Deferred.unsafeDone(
-          ack,
-          Exit.isSuccess(exit) ? Exit.succeed(exit.value) : Exit.fail(
-            new WriteNotConfirmed({
-              message: `the owner of partition ${p} did not confirm the write: ${Cause.pretty(exit.cause)}`,
-              notStored: Option.exists(Cause.failureOption(exit.cause), (error) => error._tag === "BankStoreError")
-            })
-          )
-        )
-      })
-    )
-    // Answered, or stalled: either way the next batch (if one collected meanwhile) goes now.
-    return Effect.forkDaemon(answered).pipe(
-      Effect.flatMap((fiber) => Effect.raceFirst(Fiber.await(fiber), Effect.sleep(LANE_STALL))),
-      Effect.zipRight(sendLane(lane, client, p))
-    )
-  })
-
-/**
- * The coalescing side of the lanes: a retain or forget joins its partition's open batch, and the first write of an
- * idle lane starts its sender. Synchronous, so that the HTTP route can settle right after it.
+ * The coalescing side of the routes: a retain or forget of a partition running here is counted at once; any other
+ * joins its route's open batch (`latest[p]` is then that batch's ack). Synchronous, so that the HTTP route can settle
+ * right after it: the partition's latest batch is then the one holding the request's write (a route changes only when
+ * a `Forward` is answered, in a fiber of its own).
  */
 const makeWrite = (
-  clients: Clients,
-  lanes: ReadonlyArray<Lane>,
+  routes: ReturnType<typeof makeRoutes>,
+  latest: Array<Ack | undefined>,
   local: LocalPartitions,
-  runtime: Runtime.Runtime<never>
-) => {
-  const runFork = Runtime.runFork(runtime)
-  const runSync = Runtime.runSync(runtime)
-  return (kind: "retains" | "forgets", bankId: string, count = 1): void => {
-    const invalid = invalidWrite(bankId, count)
-    if (invalid !== undefined) {
-      return runSync(Effect.logWarning(`ignored request for bank ${JSON.stringify(bankId)}: ${invalid}`))
-    }
-    const p = partitionInTask(bankId)
-    // This runner owns the partition and runs its queue: counted here and now, no RPC.
-    const queue = local.get(p)
-    if (queue !== undefined) {
-      return kind === "retains" ? queue.unsafeNotifyRetain(bankId, count) : queue.unsafeNotifyForget(bankId, count)
-    }
-    const lane = lanes[p]!
-    const counts = lane[kind]
-    counts.set(bankId, (counts.get(bankId) ?? 0) + count)
-    lane.latest = lane.open ??= Deferred.unsafeMake<ReadonlyArray<string>, WriteNotConfirmed>(FiberId.none)
-    if (!lane.sending) {
-      lane.sending = true
-      // Yield first: the rest of a batch request (and concurrent requests) joins this RPC.
-      runFork(Effect.zipRight(Effect.yieldNow(), sendLane(lane, clients[p]!, p)))
-    }
+  runSync: <A>(effect: Effect.Effect<A>) => A
+) =>
+(kind: WriteKind, bankId: string, count = 1): void => {
+  const invalid = invalidWrite(bankId, count)
+  if (invalid !== undefined) {
+    return runSync(Effect.logWarning(`ignored request for bank ${JSON.stringify(bankId)}: ${invalid}`))
   }
+  const p = partitionOf(bankId)
+  // This runner owns the partition and runs its queue: counted here and now, no RPC.
+  const queue = local.get(p)
+  if (queue !== undefined) {
+    return kind === "retains" ? queue.unsafeNotifyRetain(bankId, count) : queue.unsafeNotifyForget(bankId, count)
+  }
+  latest[p] = routes.add(p, kind, bankId, count)
 }
 
 /** Durable: a write counted here, by a partition this runner runs, is confirmed once that queue stored it. */
@@ -203,60 +78,80 @@ const storedHere = (queue: CompileQueueService, p: number): Effect.Effect<void, 
     }))
 
 /**
- * `WriteAcks.settle`: what to wait for is taken now, at the call (the batch holding each partition's latest write,
- * and in durable mode the flush of a partition running here); the returned effect only waits.
+ * `WriteAcks.settle`: what to wait for is taken now, at the call (the batches holding each partition's latest write,
+ * and in durable mode the flushes of the partitions running here); the returned effect only waits. One batch carries
+ * the writes of many partitions (all those of a runner), so there are few batches to wait for, and they are awaited
+ * one after the other: a fiber forked per wait inside the HTTP request's fiber (and its fiber refs joined back) cost
+ * more than the rest of the route. Flushes start together (a flush is asked for when its wait begins).
  */
-const makeSettle = (lanes: ReadonlyArray<Lane>, local: LocalPartitions, durable: boolean) =>
+const makeSettle = (
+  latest: ReadonlyArray<Ack | undefined>,
+  local: LocalPartitions,
+  durable: boolean
+) =>
   (bankIds: Iterable<string>): Effect.Effect<void, WriteNotConfirmed> => {
-    const waits: Array<Effect.Effect<void, WriteNotConfirmed>> = []
-    const byPartition = new Map<number, Array<string>>()
-    for (const bankId of bankIds) {
+    const ids: ReadonlyArray<string> = Array.isArray(bankIds) ? bankIds : Array.from(bankIds)
+    const flushes: Array<Effect.Effect<void, WriteNotConfirmed>> = []
+    const acks = new Set<Ack>()
+    const seen = new Uint8Array(PARTITIONS)
+    for (const bankId of ids) {
       if (typeof bankId !== "string") continue
-      const p = partitionInTask(bankId)
-      const ids = byPartition.get(p)
-      if (ids !== undefined) {
-        ids.push(bankId)
-        continue
-      }
-      byPartition.set(p, [bankId])
+      const p = partitionOf(bankId)
+      if (seen[p] === 1) continue
+      seen[p] = 1
       const queue = durable ? local.get(p) : undefined
-      if (queue !== undefined) waits.push(storedHere(queue, p))
+      if (queue !== undefined) flushes.push(storedHere(queue, p))
+      const ack = latest[p]
+      if (ack !== undefined) acks.add(ack)
     }
-    for (const [p, ids] of byPartition) {
-      const ack = lanes[p]!.latest
-      if (ack !== undefined) waits.push(Effect.flatMap(answerOf(ack, p), (refused) => refusedOf(refused, ids, p)))
-    }
-    if (waits.length === 0) return Effect.void
-    return Effect.all(waits, { concurrency: "unbounded", discard: true })
+    const confirmed = acks.size === 0 ? Effect.void : answersOf(acks, ids, () => routedPartitions(seen, local))
+    if (flushes.length === 0) return confirmed
+    return Effect.all([confirmed, ...flushes], { concurrency: "unbounded", discard: true })
   }
 
+/** The partitions among `seen` that do not run here, for a message: "partition 3", "partitions 3, 17". */
+const routedPartitions = (seen: Uint8Array, local: LocalPartitions): string => {
+  const routed: Array<number> = []
+  seen.forEach((touched, p) => {
+    if (touched === 1 && !local.has(p)) routed.push(p)
+  })
+  return `${routed.length === 1 ? "partition" : "partitions"} ${routed.join(", ")}`
+}
+
 /**
- * The owner's answer to the batch holding a write, within ROUTE_TIMEOUT of the wait: a batch waits for the one in
- * flight before it is sent, and the two together must not hold a request longer than one route's deadline.
+ * The owners' answers to the batches holding the writes, within ROUTE_TIMEOUT of the wait: a batch waits for the one
+ * in flight before it is sent, and the two together must not hold a request longer than one route's deadline.
  */
-const answerOf = (ack: Ack, p: number): Effect.Effect<ReadonlyArray<string>, WriteNotConfirmed> =>
-  Deferred.await(ack).pipe(
+const answersOf = (
+  acks: Iterable<Ack>,
+  bankIds: ReadonlyArray<string>,
+  partitions: () => string
+): Effect.Effect<void, WriteNotConfirmed> =>
+  Effect.forEach(acks, (ack) => Effect.flatMap(Deferred.await(ack), (refused) => refusedOf(refused, bankIds)), {
+    discard: true
+  }).pipe(
     Effect.timeoutFail({
       duration: ROUTE_TIMEOUT,
       onTimeout: () =>
         new WriteNotConfirmed({
-          message: `the owner of partition ${p} did not confirm the write within ${Duration.format(ROUTE_TIMEOUT)}`,
+          message: `the owners of ${partitions()} did not confirm the write within ${Duration.format(ROUTE_TIMEOUT)}`,
           notStored: false
         })
     })
   )
 
-/** Fails when the owner refused one of `bankIds` (a new bank past its partition's maximum). */
+/** Fails when the owners refused one of `bankIds` (a new bank past its partition's maximum). */
 const refusedOf = (
   refused: ReadonlyArray<string>,
-  bankIds: ReadonlyArray<string>,
-  p: number
+  bankIds: ReadonlyArray<string>
 ): Effect.Effect<void, WriteNotConfirmed> => {
   if (refused.length === 0) return Effect.void
   const bankId = bankIds.find((id) => refused.includes(id))
   return bankId === undefined ? Effect.void : Effect.fail(
     new WriteNotConfirmed({
-      message: `bank ${JSON.stringify(bankId)} was refused: partition ${p} already holds its maximum number of banks`,
+      message: `bank ${JSON.stringify(bankId)} was refused: partition ${
+        partitionOf(bankId)
+      } already holds its maximum number of banks`,
       refused: bankId
     })
   )
@@ -273,7 +168,7 @@ const makeCheckRoom = (local: LocalPartitions): CompileQueueService["unsafeCheck
   if (!full) return undefined
   const byPartition = new Map<number, Array<string>>()
   for (const bankId of bankIds) {
-    const p = partitionInTask(bankId)
+    const p = partitionOf(bankId)
     if (!local.has(p)) continue
     const ids = byPartition.get(p)
     if (ids === undefined) byPartition.set(p, [bankId])
@@ -287,10 +182,10 @@ const makeCheckRoom = (local: LocalPartitions): CompileQueueService["unsafeCheck
 }
 
 /** At close: let the writes already taken reach their owners (bounded). */
-const lanesSent = (lanes: ReadonlyArray<Lane>): Effect.Effect<void> =>
+const batchesSent = (batchers: ReadonlyArray<Batcher>): Effect.Effect<void> =>
   Effect.forEach(
-    lanes,
-    (lane) => lane.latest === undefined ? Effect.void : Effect.ignore(Deferred.await(lane.latest)),
+    batchers,
+    (batcher) => batcher.latest === undefined ? Effect.void : Effect.ignore(Deferred.await(batcher.latest)),
     { discard: true }
   ).pipe(Effect.interruptible, Effect.timeout(ROUTE_TIMEOUT), Effect.ignore)
 
@@ -494,7 +389,10 @@ const commandsToEveryPartition = (
 
 // --- the router ---------------------------------------------------------------------------------------------------
 
-/** The router's `CompileQueueService` and its `WriteAcks`, on one client per partition and one write lane each. */
+/**
+ * The router's `CompileQueueService` and its `WriteAcks`, on one client per partition, a route per runner and a lane
+ * per partition; registers the router entity, which receives the other runners' forwarded writes.
+ */
 export const makeRouter = (
   config: CompileTriggerConfig,
   local: LocalPartitions,
@@ -504,11 +402,16 @@ export const makeRouter = (
   Effect.gen(function*() {
     const clientFor = yield* PartitionEntity.client
     const clients = Array.from({ length: PARTITIONS }, (_, p) => clientFor(String(p)))
-    const lanes = Array.from({ length: PARTITIONS }, () => new Lane())
+    const routerClientFor = yield* RouterEntity.client
     const runtime = yield* Effect.runtime<never>()
     const runSync = Runtime.runSync(runtime)
+    const runFork = Runtime.runFork(runtime)
+    const fork = (effect: Effect.Effect<void>) => void runFork(effect)
+    const lanes = makeLanes((p) => clients[p]!, fork)
+    const routes = makeRoutes((c) => routerClientFor(String(c)), lanes, fork)
+    const latest: Array<Ack | undefined> = Array.from({ length: PARTITIONS }, () => undefined)
     const now = () => runSync(Clock.currentTimeMillis)
-    const write = makeWrite(clients, lanes, local, runtime)
+    const write = makeWrite(routes, latest, local, runSync)
 
     const service: CompileQueueService = {
       notifyRetain: (bankId, count) => Effect.sync(() => write("retains", bankId, count)),
@@ -526,6 +429,14 @@ export const makeRouter = (
       config
     }
 
-    yield* Effect.addFinalizer(() => lanesSent(lanes))
-    return { service, acks: WriteAcks.of({ settle: makeSettle(lanes, local, durable) }) }
+    const sharding = yield* Sharding.Sharding
+    const { takenAt } = yield* PartitionHost
+    yield* sharding.registerEntity(
+      RouterEntity,
+      Effect.succeed(RouterEntity.of({ Forward: forwardHandler(local, takenAt, durable) })),
+      { maxIdleTime: Duration.infinity, concurrency: "unbounded" }
+    )
+    // Added after the entity: closed before it, so the writes already taken still reach their owners.
+    yield* Effect.addFinalizer(() => batchesSent([...routes.routes, ...lanes]))
+    return { service, acks: WriteAcks.of({ settle: makeSettle(latest, local, durable) }) }
   })

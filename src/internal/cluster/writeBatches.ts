@@ -1,0 +1,194 @@
+/**
+ * How the router's retains and forgets travel to the owners of their partitions. They collect in batches, one per
+ * destination, and a batch is sent once the one before it was answered (the next collects meanwhile): a route per
+ * runner (`RouterEntity`'s `Forward`: one RPC carries the writes of every partition that runner runs) and a lane per
+ * partition (`PartitionEntity`'s `Write`, for what a runner did not take). `forwardHandler` is the receiving side of
+ * `Forward`.
+ *
+ * @internal
+ */
+import { Cause, Deferred, Duration, Effect, Fiber, FiberId, Option } from "effect"
+import type { CompileQueueService } from "../../CompileQueue.js"
+import { WriteNotConfirmed } from "../runtime/writeAcks.js"
+import type { LocalPartitions } from "./partitionSlots.js"
+import { PARTITIONS, type PartitionEntity, partitionOf, type RouterEntity } from "./protocol.js"
+import { routed } from "./routed.js"
+
+/**
+ * A destination takes its next batch once the one in flight is answered, or once that one has been out this long: an
+ * owner frozen or cut off must not hold up the writes that will reach its successor. (A batch is never sent twice: the
+ * one out goes on, and is answered by the cluster, or fails at ROUTE_TIMEOUT.)
+ */
+const STALL = Duration.seconds(1)
+
+/** Completes with the banks the owners refused (new ones past their partition's `maxBanks`). */
+export type Ack = Deferred.Deferred<ReadonlyArray<string>, WriteNotConfirmed>
+
+export type WriteKind = "retains" | "forgets"
+
+type Pairs = ReadonlyArray<readonly [string, number]>
+
+/** Sends one batch: the banks refused, or why it was not confirmed. */
+type Send = (retains: Pairs, forgets: Pairs) => Effect.Effect<ReadonlyArray<string>, WriteNotConfirmed>
+
+/** Runs an effect on its own (the router's runtime). */
+type Fork = (effect: Effect.Effect<void>) => void
+
+/**
+ * The writes collecting for one destination, and its sender: the first write that finds it idle starts it; it sends
+ * the batch, then (once that one is answered or stalled) whatever collected meanwhile, until nothing is left.
+ */
+export class Batcher {
+  private readonly retains = new Map<string, number>()
+  private readonly forgets = new Map<string, number>()
+  /** The batch collecting now; its ack completes when the destination answers for it. */
+  private open: Ack | undefined = undefined
+  private sending = false
+  /** The ack of the batch holding the last write taken (a close waits for it). */
+  latest: Ack | undefined = undefined
+
+  constructor(private readonly send: Send, private readonly fork: Fork) {}
+
+  /** Takes a write into the batch collecting now: the ack that batch completes. Synchronous. */
+  add(kind: WriteKind, bankId: string, count: number): Ack {
+    const counts = this[kind]
+    counts.set(bankId, (counts.get(bankId) ?? 0) + count)
+    const ack = this.latest = this.open ??= Deferred.unsafeMake<ReadonlyArray<string>, WriteNotConfirmed>(FiberId.none)
+    if (!this.sending) {
+      this.sending = true
+      // Yield first: the rest of a batch request (and concurrent requests) joins this send.
+      this.fork(Effect.zipRight(Effect.yieldNow(), this.drain))
+    }
+    return ack
+  }
+
+  private readonly drain: Effect.Effect<void> = Effect.suspend(() => {
+    const ack = this.open
+    if (ack === undefined) {
+      this.sending = false
+      return Effect.void
+    }
+    const retains = Array.from(this.retains)
+    const forgets = Array.from(this.forgets)
+    this.retains.clear()
+    this.forgets.clear()
+    this.open = undefined
+    const answer = Effect.flatMap(Effect.exit(this.send(retains, forgets)), (exit) => Deferred.done(ack, exit))
+    // Answered, or stalled: either way the next batch (if one collected meanwhile) goes now.
+    return Effect.forkDaemon(answer).pipe(
+      Effect.flatMap((fiber) => Effect.raceFirst(Fiber.await(fiber), Effect.sleep(STALL))),
+      Effect.zipRight(this.drain)
+    )
+  })
+}
+
+/** A failure as the writes' acks report it: `notStored` when the owner counted them but could not store them. */
+const notConfirmed = (who: string) => (cause: Cause.Cause<{ readonly _tag: string }>) =>
+  Effect.fail(
+    new WriteNotConfirmed({
+      message: `${who} did not confirm the write: ${Cause.pretty(cause)}`,
+      notStored: Option.exists(Cause.failureOption(cause), (error) => error._tag === "BankStoreError")
+    })
+  )
+
+type PartitionClient = ReturnType<Effect.Effect.Success<typeof PartitionEntity.client>>
+type RouterClient = ReturnType<Effect.Effect.Success<typeof RouterEntity.client>>
+
+/** A lane per partition: its writes go to the partition's owner, one `Write` at a time. */
+export const makeLanes = (clientOf: (p: number) => PartitionClient, fork: Fork): ReadonlyArray<Batcher> =>
+  Array.from({ length: PARTITIONS }, (_, p) =>
+    new Batcher(
+      (retains, forgets) =>
+        // Each attempt a copy of its own, sent now (see the protocol's `sentAt`).
+        routed(Effect.suspend(() => clientOf(p).Write({ retains, forgets, sentAt: Date.now() }))).pipe(
+          Effect.catchAllCause(notConfirmed(`the owner of partition ${p}`))
+        ),
+      fork
+    ))
+
+/** Writes what a runner did not take through the partitions' lanes: the banks their owners refused. */
+const throughLanes = (
+  lanes: ReadonlyArray<Batcher>,
+  notTaken: { readonly retains: Pairs; readonly forgets: Pairs }
+): Effect.Effect<ReadonlyArray<string>, WriteNotConfirmed> => {
+  const acks = new Set<Ack>()
+  for (const [bankId, count] of notTaken.retains) acks.add(lanes[partitionOf(bankId)]!.add("retains", bankId, count))
+  for (const [bankId, count] of notTaken.forgets) acks.add(lanes[partitionOf(bankId)]!.add("forgets", bankId, count))
+  return Effect.map(Effect.forEach(acks, Deferred.await), (refused) => refused.flat())
+}
+
+/**
+ * The routes of the partitions this router does not run: partition `q`'s writes go to router entity `via[q]`, on the
+ * runner holding that partition's shard. At first each partition has its own route; each `Forward` answers the
+ * partitions its runner runs, and from then on they share that one. A partition the answer leaves out has its own
+ * route again. Nothing depends on this being right but the number of RPCs: what a runner does not take, the sender
+ * writes to the partition's owner.
+ */
+export const makeRoutes = (clientOf: (c: number) => RouterClient, lanes: ReadonlyArray<Batcher>, fork: Fork) => {
+  const via = Array.from({ length: PARTITIONS }, (_, q) => q)
+  const learn = (c: number, running: ReadonlyArray<number>) => {
+    for (let q = 0; q < PARTITIONS; q++) if (via[q] === c) via[q] = q
+    for (const q of running) if (Number.isInteger(q) && q >= 0 && q < PARTITIONS) via[q] = c
+  }
+  const routes = Array.from({ length: PARTITIONS }, (_, c) =>
+    new Batcher(
+      (retains, forgets) =>
+        routed(Effect.suspend(() => clientOf(c).Forward({ retains, forgets, sentAt: Date.now() }))).pipe(
+          Effect.catchAllCause(notConfirmed(`the runner of partition ${c}`)),
+          Effect.flatMap((answer) => {
+            learn(c, answer.running)
+            if (answer.notTaken.retains.length === 0 && answer.notTaken.forgets.length === 0) {
+              return Effect.succeed(answer.refused)
+            }
+            return Effect.map(throughLanes(lanes, answer.notTaken), (refused) => answer.refused.concat(refused))
+          })
+        ),
+      fork
+    ))
+  return {
+    /** Takes a write of partition `p` into its route: the ack of the batch holding it. */
+    add: (p: number, kind: WriteKind, bankId: string, count: number): Ack => routes[via[p]!]!.add(kind, bankId, count),
+    routes
+  }
+}
+
+/** A retain or forget counted in a queue running here: refused when it is a new bank past the partition's maximum. */
+const countHere = (queue: CompileQueueService, kind: WriteKind, bankId: string, count: number): boolean => {
+  const refused = queue.unsafeCheckRoom([bankId]) !== undefined
+  if (kind === "retains") queue.unsafeNotifyRetain(bankId, count)
+  else queue.unsafeNotifyForget(bankId, count)
+  return refused
+}
+
+/**
+ * `Forward`, on the runner it reached. Each write whose partition runs here, with its lease proven, and whose run here
+ * took the lease before the copy was sent, is counted as the owner's `Write` counts it (a new bank past the partition's
+ * maximum is refused, the rest counted); the others are answered back, not taken. Answered once the queues here
+ * stored what they counted, in durable mode.
+ */
+export const forwardHandler = (local: LocalPartitions, takenAt: (partition: number) => number, durable: boolean) =>
+(
+  { payload }: { readonly payload: { readonly retains: Pairs; readonly forgets: Pairs; readonly sentAt: number } }
+) =>
+  Effect.suspend(() => {
+    const refused: Array<string> = []
+    const notTaken = { retains: [] as Array<readonly [string, number]>, forgets: [] as Array<readonly [string, number]> }
+    const toStore = new Set<CompileQueueService>()
+    const take = (kind: WriteKind, pairs: Pairs) => {
+      for (const pair of pairs) {
+        const p = partitionOf(pair[0])
+        const queue = local.get(p)
+        if (queue === undefined || payload.sentAt < takenAt(p)) {
+          notTaken[kind].push(pair)
+          continue
+        }
+        if (countHere(queue, kind, pair[0], pair[1])) refused.push(pair[0])
+        if (durable) toStore.add(queue)
+      }
+    }
+    take("retains", payload.retains)
+    take("forgets", payload.forgets)
+    const answer = { refused, running: Array.from({ length: PARTITIONS }, (_, p) => p).filter((p) => local.has(p)), notTaken }
+    if (toStore.size === 0) return Effect.succeed(answer)
+    return Effect.as(Effect.forEach(toStore, (queue) => queue.flush, { concurrency: "unbounded", discard: true }), answer)
+  })
