@@ -478,7 +478,8 @@ describe("GET /v1/compiles", () => {
       memories: 2,
       forgets: 0,
       tokensUsed: 7,
-      error: null
+      error: null,
+      memoryWait: { meanSeconds: expect.any(Number), oldestSeconds: expect.any(Number) }
     })
     const failure = all.compiles.find((record) => record.bankId === "fail-1")
     expect(failure).toMatchObject({ outcome: "failure", tokensUsed: 0, error: expect.stringContaining("HTTP 500") })
