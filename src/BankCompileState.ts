@@ -6,6 +6,7 @@
 import { DateTime, Option, Schema } from "effect"
 import { BankPolicy, effectiveConfig } from "./BankPolicy.js"
 import type { CompileTriggerConfig } from "./CompileTriggerConfig.js"
+import { DirtyScopesState } from "./DirtyScopes.js"
 
 /**
  * `idle`: nothing scheduled. `pending`: waiting in the queue or for a retry. `running`: its compile runs now.
@@ -39,7 +40,9 @@ export class BankCompileState extends Schema.Class<BankCompileState>("BankCompil
   consecutiveFailures: Schema.optionalWith(Schema.NonNegativeInt, { default: () => 0 }),
   lastError: Schema.optionalWith(Schema.OptionFromNullOr(Schema.String), { default: () => Option.none() }),
   /** The bank's own settings (`setPolicy`); `null` in JSON when it has none. */
-  policy: Schema.optionalWith(Schema.OptionFromNullOr(BankPolicy), { default: () => Option.none() })
+  policy: Schema.optionalWith(Schema.OptionFromNullOr(BankPolicy), { default: () => Option.none() }),
+  /** The scopes writes named since a compile consumed them (absent: none named). */
+  dirtyScopes: Schema.optional(DirtyScopesState)
 }) {}
 
 /**

@@ -80,6 +80,7 @@ export const effectiveConfig = (
     stalenessDays: own.stalenessDays ?? defaults.stalenessDays,
     stalenessMinMemories: own.stalenessMinMemories ?? defaults.stalenessMinMemories,
     forgetThreshold: own.forgetThreshold ?? defaults.forgetThreshold,
-    forgetDelaySeconds: own.forgetDelaySeconds ?? defaults.forgetDelaySeconds
+    forgetDelaySeconds: own.forgetDelaySeconds ?? defaults.forgetDelaySeconds,
+    maxScopesPerBank: defaults.maxScopesPerBank
   }, true)
 }

@@ -10,6 +10,8 @@ import { Cause, Clock, Config, type ConfigError, Context, Effect, Layer, Option,
 import { join } from "node:path"
 import { BankStatus } from "./BankCompileState.js"
 import { BankPolicy } from "./BankPolicy.js"
+import type { DirtyScopesRow } from "./DirtyScopes.js"
+import { scopesColumn, scopesFromColumn } from "./internal/core/dirtyScopes.js"
 import { importLayer } from "./internal/service/optionalPeers.js"
 
 /**
@@ -32,6 +34,8 @@ export interface PersistedBank {
   readonly policy?: BankPolicy | null | undefined
   /** The bank's own token bucket, when it is not full: its level and the time of that level (absent: full). */
   readonly budget?: StoredLevel | null | undefined
+  /** The scopes its writes named since a compile consumed them (absent or null: none). */
+  readonly scopes?: DirtyScopesRow | null | undefined
 }
 
 /**
@@ -161,7 +165,8 @@ const bankFromRow = (row: Record<string, unknown>): PersistedBank | undefined =>
     lastError: typeof row.last_error === "string" ? row.last_error : null,
     status: isStatus(status) ? status : "idle",
     forgets: forgets !== null && forgets >= 0 ? forgets : 0,
-    policy: policyFromColumn(row.policy)
+    policy: policyFromColumn(row.policy),
+    scopes: scopesFromColumn(row.scopes)
   }
 }
 
@@ -262,7 +267,18 @@ const migrations = Migrator.fromRecord({
         generation BIGINT NOT NULL
       )`,
       sql`INSERT INTO ${sql(GENERATION_TABLE)} (id, generation) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`
-    ))
+    )),
+  // Each bank's dirty scopes, JSON text (NULL: none). Idempotent: SQLite has no ADD COLUMN IF NOT EXISTS.
+  "7_dirty_scopes": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.onDialectOrElse({
+      pg: () => Effect.asVoid(sql.unsafe(`ALTER TABLE ${TABLE} ADD COLUMN IF NOT EXISTS scopes TEXT`)),
+      orElse: () =>
+        Effect.flatMap(
+          sql<{ name: string }>`SELECT name FROM pragma_table_info(${TABLE}) WHERE name = 'scopes'`,
+          (found) =>
+            found.length > 0 ? Effect.void : Effect.asVoid(sql.unsafe(`ALTER TABLE ${TABLE} ADD COLUMN scopes TEXT`))
+        )
+    }))
 })
 
 /**
@@ -316,9 +332,10 @@ const ON_CONFLICT = `ON CONFLICT (bank_id) DO UPDATE SET
         policy = excluded.policy,
         budget_level = excluded.budget_level,
         budget_at = excluded.budget_at,
-        budget_capacity = excluded.budget_capacity`
+        budget_capacity = excluded.budget_capacity,
+        scopes = excluded.scopes`
 
-/** One multi-row INSERT of these banks (at most `BATCH`: each row is twelve parameters). */
+/** One multi-row INSERT of these banks (at most `BATCH`: each row is thirteen parameters). */
 const upsertRows = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBank>) =>
   sql`INSERT INTO ${sql(TABLE)} ${
     sql.insert(banks.map((bank) => ({
@@ -333,19 +350,20 @@ const upsertRows = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBank
       policy: policyColumn(bank),
       budget_level: bank.budget?.level ?? null,
       budget_at: bank.budget?.at ?? null,
-      budget_capacity: bank.budget?.capacity ?? null
+      budget_capacity: bank.budget?.capacity ?? null,
+      scopes: scopesColumn(bank.scopes)
     })))
   } ${sql.literal(ON_CONFLICT)}`
 
-// Postgres: one statement of twelve array parameters, however many banks (multi-row VALUES cost 1.4 s per 100k).
+// Postgres: one statement of thirteen array parameters, however many banks (multi-row VALUES cost 1.4 s per 100k).
 const upsertUnnest = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBank>) =>
   sql.unsafe(
     `INSERT INTO ${TABLE}
           (bank_id, memories, last_compile_at, first_retain_at, consecutive_failures, last_error, status, forgets, policy,
-            budget_level, budget_at, budget_capacity)
+            budget_level, budget_at, budget_capacity, scopes)
         SELECT * FROM UNNEST(
           $1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::integer[], $6::text[], $7::text[], $8::bigint[], $9::text[],
-          $10::float8[], $11::bigint[], $12::float8[]
+          $10::float8[], $11::bigint[], $12::float8[], $13::text[]
         )
         ${ON_CONFLICT}`,
     [
@@ -360,7 +378,8 @@ const upsertUnnest = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBa
       banks.map(policyColumn),
       banks.map((bank) => bank.budget?.level ?? null),
       banks.map((bank) => bank.budget?.at ?? null),
-      banks.map((bank) => bank.budget?.capacity ?? null)
+      banks.map((bank) => bank.budget?.capacity ?? null),
+      banks.map((bank) => scopesColumn(bank.scopes))
     ]
   )
 

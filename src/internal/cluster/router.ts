@@ -32,6 +32,8 @@ import { globalBucketStates, globalLevels } from "../core/compileCore.js"
 import type { BudgetLimits, GlobalBuckets } from "../core/tokenBucket.js"
 import type { LocalPartitions } from "./partitionSlots.js"
 import { badCountMessage, invalidBankId, isCount } from "../core/inputRules.js"
+import type { WriteOptions } from "../../DirtyScopes.js"
+import { invalidScopedWrite, type ScopedWrite, scopedWrite } from "./scopedWrites.js"
 import { WriteAcks, WriteNotConfirmed } from "../runtime/writeAcks.js"
 
 /** A write or read the owner has not answered in this long fails (503 for a write: it may or may not count). */
@@ -50,6 +52,8 @@ type Ack = Deferred.Deferred<ReadonlyArray<string>, WriteNotConfirmed>
 class Lane {
   retains = new Map<string, number>()
   forgets = new Map<string, number>()
+  /** Writes that named scopes, sent as they are (`scopedWrites.ts`). */
+  scoped: Array<ScopedWrite> = []
   /** The batch collecting now; its deferred completes when the owner answers for it. */
   open: Ack | undefined = undefined
   /** The batch that holds the latest write (the open one, or one in flight). */
@@ -133,11 +137,13 @@ const sendLane = (lane: Lane, client: PartitionClient, p: number): Effect.Effect
     }
     const retains = Array.from(lane.retains)
     const forgets = Array.from(lane.forgets)
+    const scoped = lane.scoped.length === 0 ? undefined : lane.scoped
     lane.retains.clear()
     lane.forgets.clear()
+    if (scoped !== undefined) lane.scoped = []
     lane.open = undefined
     // Each attempt a copy of its own, sent now (see the protocol's `sentAt`).
-    const answered = Effect.suspend(() => client.Write({ retains, forgets, sentAt: Date.now() })).pipe(
+    const answered = Effect.suspend(() => client.Write({ retains, forgets, sentAt: Date.now(), scoped })).pipe(
       routed,
       Effect.exit,
       Effect.map((exit) => {
@@ -171,8 +177,11 @@ const makeWrite = (
 ) => {
   const runFork = Runtime.runFork(runtime)
   const runSync = Runtime.runSync(runtime)
-  return (kind: "retains" | "forgets", bankId: string, count = 1): void => {
-    const invalid = invalidWrite(bankId, count)
+  return (kind: "retains" | "forgets", bankId: string, count: number | WriteOptions = 1): void => {
+    const options = typeof count === "number" ? undefined : count
+    const invalid = options === undefined
+      ? invalidWrite(bankId, count as number)
+      : invalidBankId(bankId) ?? invalidScopedWrite(options)
     if (invalid !== undefined) {
       return runSync(Effect.logWarning(`ignored request for bank ${JSON.stringify(bankId)}: ${invalid}`))
     }
@@ -183,8 +192,8 @@ const makeWrite = (
       return kind === "retains" ? queue.unsafeNotifyRetain(bankId, count) : queue.unsafeNotifyForget(bankId, count)
     }
     const lane = lanes[p]!
-    const counts = lane[kind]
-    counts.set(bankId, (counts.get(bankId) ?? 0) + count)
+    if (options !== undefined) lane.scoped.push(scopedWrite(kind === "forgets", bankId, options))
+    else lane[kind].set(bankId, (lane[kind].get(bankId) ?? 0) + (count as number))
     lane.latest = lane.open ??= Deferred.unsafeMake<ReadonlyArray<string>, WriteNotConfirmed>(FiberId.none)
     if (!lane.sending) {
       lane.sending = true
@@ -324,8 +333,11 @@ const ownerCalls = (clients: Clients, local: LocalPartitions): Pick<CompileQueue
       ),
     configFor: (bankId) =>
       Effect.suspend(() => localOwner(bankId)?.configFor(bankId) ?? routed(owner(bankId).ConfigFor({ bankId }))),
-    compileNow: (bankId) =>
-      Effect.suspend(() => localOwner(bankId)?.compileNow(bankId) ?? routed(owner(bankId).CompileNow({ bankId }))),
+    compileNow: (bankId, options) =>
+      Effect.suspend(() =>
+        localOwner(bankId)?.compileNow(bankId, options) ??
+          routed(owner(bankId).CompileNow(options?.scopes === undefined ? { bankId } : { bankId, scopes: options.scopes }))
+      ),
     bankState: (bankId) =>
       Effect.suspend(() =>
         localOwner(bankId)?.bankState(bankId) ??

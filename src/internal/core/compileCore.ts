@@ -87,6 +87,7 @@ export class CompileCore extends BankLifecycle {
     this.setStatus(i, RUNNING)
     const forgets = table.forgets[i]!
     if (forgets > 0) table.forgetsTaken.set(i, forgets)
+    table.scopes.take(i, table.memories[i]!, forgets)
     return { _tag: "Run", memories: table.memories[i]!, waitedMillis: admitted }
   }
 
@@ -99,7 +100,8 @@ export class CompileCore extends BankLifecycle {
   /** What the engine is told about the compile `start(i)` began, which took `memories`, under `fencingToken`. */
   job(i: number, memories: number, fencingToken: FencingToken): CompileJob {
     const table = this.table
-    return {
+    const scopes = table.scopes.jobScopes(i)
+    const job: CompileJob = {
       bankId: table.ids[i]!,
       reason: REASON_NAMES[table.reasons.get(i) ?? MANUAL]!,
       memories,
@@ -107,17 +109,26 @@ export class CompileCore extends BankLifecycle {
       attempt: (table.attempts.get(i) ?? 0) + 1,
       fencingToken
     }
+    return scopes === undefined ? job : { ...job, scopes }
   }
 
   // ---- a compile's end ----
 
   /**
    * The engine run succeeded at `now` (with `error` when the result reported one). The `taken` memories are consumed,
-   * those that arrived meanwhile stay; the answer is the re-check's.
+   * those that arrived meanwhile stay, and so do the dirty scopes a non-empty `scopesCompiled` left out; the answer is
+   * the re-check's.
    */
-  succeeded(i: number, taken: number, now: number, error: string | undefined): Answer {
+  succeeded(
+    i: number,
+    taken: number,
+    now: number,
+    error: string | undefined,
+    scopesCompiled: ReadonlyArray<string> = []
+  ): Answer {
     const table = this.table
     table.memories[i]! -= taken
+    table.scopes.consumed(i, scopesCompiled, this.config.maxScopesPerBank)
     const forgetsTaken = table.forgetsTaken.get(i)
     if (forgetsTaken !== undefined) {
       table.forgets[i]! -= forgetsTaken // forgets that arrived during the compile stay counted
@@ -167,6 +178,7 @@ export class CompileCore extends BankLifecycle {
     table.consecutiveFailures[i] = Math.min(table.consecutiveFailures[i]! + 1, MAX_FAILURES)
     table.lastError.set(i, message)
     table.forgetsTaken.delete(i) // a failed compile consumes nothing
+    table.scopes.putBack(i, this.config.maxScopesPerBank)
     const attempt = (table.attempts.get(i) ?? 0) + 1
     if (this.accepting && attempt < this.options.maxAttempts) {
       table.attempts.set(i, attempt)
@@ -188,6 +200,7 @@ export class CompileCore extends BankLifecycle {
   /** Cut off by shutdown: the compile did not happen, so the bank stays pending. */
   interrupted(i: number): void {
     this.table.forgetsTaken.delete(i)
+    this.table.scopes.putBack(i, this.config.maxScopesPerBank)
     this.setStatus(i, PENDING)
   }
 

@@ -25,8 +25,9 @@ export interface Page {
 const optionalTime = (millis: number): Option.Option<DateTime.Utc> =>
   millis === millis ? Option.some(DateTime.unsafeMake(millis)) : Option.none()
 
-export const snapshot = (table: BankTable, i: number): BankCompileState =>
-  new BankCompileState({
+export const snapshot = (table: BankTable, i: number): BankCompileState => {
+  const dirtyScopes = table.scopes.state(i)
+  return new BankCompileState({
     bankId: table.ids[i]!,
     memoriesSinceLastCompile: table.memories[i]!,
     forgetsSinceLastCompile: table.forgets[i]!,
@@ -35,8 +36,10 @@ export const snapshot = (table: BankTable, i: number): BankCompileState =>
     status: STATUS_NAMES[table.state[i]! & STATUS]!,
     consecutiveFailures: table.consecutiveFailures[i]!,
     lastError: Option.fromNullable(table.lastError.get(i)),
-    policy: Option.fromNullable(table.policies.get(i)?.policy)
+    policy: Option.fromNullable(table.policies.get(i)?.policy),
+    ...(dirtyScopes === undefined ? undefined : { dirtyScopes })
   }, true) // built from checked state: skip validation
+}
 
 export const statusOf = (table: BankTable, i: number): BankStatus => STATUS_NAMES[table.state[i]! & STATUS]!
 

@@ -29,6 +29,7 @@ const load = (core: BankLifecycle, bank: PersistedBank): number => {
     table.state[i]! |= POLICY // its staleness is computed exactly: no timeline entry
   }
   if (bank.budget != null) core.gate.buckets.restoreBank(i, core.bankCapacity(i), bank.budget)
+  if (bank.scopes != null) table.scopes.restore(i, bank.scopes, core.config.maxScopesPerBank)
   return i
 }
 
@@ -77,6 +78,7 @@ export const rowOf = (core: BankLifecycle, i: number): PersistedBank => {
     status: status === IDLE && (state & REQUESTED) !== 0 ? "pending" : STATUS_NAMES[status]!,
     forgets: table.forgets[i]!,
     policy: table.policies.get(i)?.policy ?? null,
-    budget: core.gate.bankRow(i)
+    budget: core.gate.bankRow(i),
+    scopes: table.scopes.row(i)
   }
 }

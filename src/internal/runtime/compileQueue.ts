@@ -117,7 +117,7 @@ const service = (rt: QueueRuntime, writer: WriteBehind | undefined): CompileQueu
     unsafeNotifyForget,
     notifyRetain: (bankId, count) => Effect.sync(() => unsafeNotifyRetain(bankId, count)),
     unsafeNotifyRetain,
-    compileNow: (bankId) => Effect.sync(() => unsafeCompileNow(bankId)),
+    compileNow: (bankId, options) => Effect.sync(() => unsafeCompileNow(bankId, options)),
     unsafeCheckRoom: (bankIds) => {
       const refused = core.table.firstRefused(bankIds)
       return refused === undefined ? undefined : bankLimitError(refused, core.table.maxBanks)

@@ -1,6 +1,6 @@
 /**
  * The queue's synchronous entry points — `unsafeNotifyRetain` (the hot path), `unsafeNotifyForget` and
- * `unsafeCompileNow` — and the check of their input. Each is one core transition plus carrying out its answer; the
+ * `unsafeCompileNow`, each with its scoped form — and the check of their input. Each is one core transition plus carrying out its answer; the
  * retain and forget paths allocate nothing and read the clock only on a bank's first counted retain (and, for banks
  * with a policy or a forget delay to arm, when the rule needs `now`).
  *
@@ -10,6 +10,7 @@ import { Effect } from "effect"
 import { bankLimitError } from "../../BankLimit.js"
 import * as CompileMetrics from "../../CompileMetrics.js"
 import { NOTHING } from "../core/compileCore.js"
+import { type CompileNowOptions, invalidScopes, type WriteOptions } from "../../DirtyScopes.js"
 import { badCountMessage, invalidBankId, isCount } from "../core/inputRules.js"
 import { WarningThrottle } from "../core/warningThrottle.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
@@ -44,41 +45,101 @@ const refused = (rt: QueueRuntime, bankId: string): void => {
 
 const badCount = (rt: QueueRuntime, bankId: string, count: number): void => rt.reject(bankId, badCountMessage(count))
 
-export const makeNotifyRetain = (rt: QueueRuntime): (bankId: string, count?: number) => void => {
+/** A scoped write's count and scopes, checked; undefined (after a warning, nothing counted) when either is invalid. */
+const checkedWrite = (
+  rt: QueueRuntime,
+  bankId: string,
+  options: WriteOptions
+): { readonly count: number; readonly scopes: ReadonlyArray<string> } | undefined => {
+  const count = options.count ?? 1
+  if (!isCount(count)) {
+    badCount(rt, bankId, count)
+    return undefined
+  }
+  const scopes = options.scopes ?? []
+  const invalid = invalidScopes(scopes)
+  if (invalid !== undefined) {
+    rt.reject(bankId, invalid)
+    return undefined
+  }
+  return { count, scopes }
+}
+
+/** Notes the scopes a write to bank `i` named, before it is counted (so the compile it may queue takes them). */
+const noteScopes = (rt: QueueRuntime, i: number, scopes: ReadonlyArray<string>, memories: number, forgets: number) => {
+  const core = rt.core
+  core.table.scopes.note(i, scopes, memories, forgets, core.config.maxScopesPerBank)
+  if (core.persistent) core.table.markDirty(i)
+}
+
+/**
+ * The options form of a write: checked whole first (an invalid count or scope counts nothing), then its scopes
+ * noted and its count counted by the plain path.
+ */
+const scopedWrite = (
+  rt: QueueRuntime,
+  plain: (bankId: string, count: number) => void,
+  forget: boolean
+) =>
+(bankId: string, options: WriteOptions): void => {
+  const write = checkedWrite(rt, bankId, options)
+  if (write === undefined) return
+  const i = bankNumber(rt, bankId)
+  if (i === -1) return
+  if (forget) noteScopes(rt, i, write.scopes, 0, write.count)
+  else noteScopes(rt, i, write.scopes, write.count, 0)
+  plain(bankId, write.count)
+}
+
+export const makeNotifyRetain = (rt: QueueRuntime): (bankId: string, count?: number | WriteOptions) => void => {
   const core = rt.core
   const index = core.table.index
-  return (bankId, count = 1) => {
+  const retain = (bankId: string, count: number | WriteOptions = 1): void => {
     if (!core.accepting) return
-    if (!isCount(count)) return badCount(rt, bankId, count)
+    // The options form leaves at the count check, which it fails: a plain count pays nothing for it.
+    if (!isCount(count as number)) {
+      return typeof count === "object" && count !== null ? withScopes(bankId, count) : badCount(rt, bankId, count)
+    }
     let i = index.get(bankId)
     if (i === undefined && (i = bankNumber(rt, bankId)) === -1) return
     if (!core.isCounted(i)) {
       core.firstRetain(i, rt.now())
       rt.fireSignals()
     }
-    rt.countRetains(count)
-    const answer = core.retain(i, count)
+    rt.countRetains(count as number)
+    const answer = core.retain(i, count as number)
     if (answer !== NOTHING) rt.answered(i, answer)
   }
+  const withScopes = scopedWrite(rt, retain, false)
+  return retain
 }
 
-export const makeNotifyForget = (rt: QueueRuntime): (bankId: string, count?: number) => void => {
+export const makeNotifyForget = (rt: QueueRuntime): (bankId: string, count?: number | WriteOptions) => void => {
   const core = rt.core
   const index = core.table.index
-  return (bankId, count = 1) => {
+  const forget = (bankId: string, count: number | WriteOptions = 1): void => {
     if (!core.accepting) return
-    if (!isCount(count)) return badCount(rt, bankId, count)
+    if (!isCount(count as number)) {
+      return typeof count === "object" && count !== null ? withScopes(bankId, count) : badCount(rt, bankId, count)
+    }
     let i = index.get(bankId)
     if (i === undefined && (i = bankNumber(rt, bankId)) === -1) return
-    const answer = core.forget(i, count)
+    const answer = core.forget(i, count as number)
     if (answer !== NOTHING) rt.answered(i, answer)
   }
+  const withScopes = scopedWrite(rt, forget, true)
+  return forget
 }
 
-export const makeCompileNow = (rt: QueueRuntime): (bankId: string) => void => (bankId) => {
+export const makeCompileNow = (rt: QueueRuntime): (bankId: string, options?: CompileNowOptions) => void =>
+(bankId, options) => {
   if (!rt.core.accepting) return
+  const scopes = options?.scopes
+  const invalid = scopes === undefined ? undefined : invalidScopes(scopes)
+  if (invalid !== undefined) return rt.reject(bankId, invalid)
   const i = bankNumber(rt, bankId)
   if (i === -1) return
+  if (scopes !== undefined) noteScopes(rt, i, scopes, 0, 0)
   const answer = rt.core.request(i)
   if (answer !== NOTHING) rt.answered(i, answer)
 }
