@@ -65,28 +65,17 @@ export const invalidScopes = (scopes: unknown): string | undefined => {
 }
 
 /**
- * One scope name (see `invalidScope`).
+ * The scopes one write names: an array of at most 32 scope names. The message of an invalid one names every bad
+ * scope (`invalidScopes`).
  *
  * @since 0.1.0
  */
-export const ScopeName = Schema.String.pipe(
-  Schema.filter((scope) => invalidScope(scope) === undefined)
-).annotations({
-  identifier: "ScopeName",
-  message: mustBe("each scope", `1 to ${MAX_SCOPE_LENGTH} characters without control characters`)
-})
-
-/**
- * The scopes one write names: 0 to 32 scope names.
- *
- * @since 0.1.0
- */
-export const WriteScopes = Schema.Array(ScopeName).pipe(
-  Schema.maxItems(MAX_SCOPES_PER_WRITE, {
-    message: ({ actual }) =>
-      `scopes must name at most ${MAX_SCOPES_PER_WRITE} scopes, got ${Array.isArray(actual) ? actual.length : 0}`
-  })
-).annotations({ identifier: "WriteScopes" })
+export const WriteScopes = Schema.Array(Schema.String).annotations({
+  message: mustBe("scopes", "an array of scope names (strings)")
+}).pipe(
+  Schema.filter((scopes) => invalidScopes(scopes) ?? true),
+  Schema.annotations({ identifier: "WriteScopes" })
+)
 
 /**
  * The options form of a retain or forget: `count` (default 1) and the scopes it touched.

@@ -275,7 +275,9 @@ const compileCall = (caller: Caller, options: WebhookEngineOptions, spawn: Spawn
       memories: job.memories,
       forgets: job.forgets,
       attempt: job.attempt,
-      fencingToken: tokenJson(job.fencingToken)
+      fencingToken: tokenJson(job.fencingToken),
+      // Absent (undefined drops the key) when no write the compile consumes named a scope.
+      scopes: job.scopes
     })
     const call = caller.post(url, body, job.fencingToken).pipe(
       Effect.flatMap(caller.client.execute),
