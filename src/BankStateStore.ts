@@ -146,6 +146,8 @@ const fromRow = (row: Record<string, unknown>): PersistedBank | undefined => {
   const bank = bankFromRow(row)
   if (bank === undefined) return undefined
   const budget = levelFrom(row.budget_level, row.budget_at, row.budget_capacity)
+  const scopes = scopesFromColumn(row.scopes)
+  if (scopes !== null) return budget === null ? { ...bank, scopes } : { ...bank, budget, scopes }
   return budget === null ? bank : { ...bank, budget }
 }
 
@@ -165,8 +167,7 @@ const bankFromRow = (row: Record<string, unknown>): PersistedBank | undefined =>
     lastError: typeof row.last_error === "string" ? row.last_error : null,
     status: isStatus(status) ? status : "idle",
     forgets: forgets !== null && forgets >= 0 ? forgets : 0,
-    policy: policyFromColumn(row.policy),
-    scopes: scopesFromColumn(row.scopes)
+    policy: policyFromColumn(row.policy)
   }
 }
 
