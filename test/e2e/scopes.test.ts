@@ -22,7 +22,18 @@ const post = (path: string, body?: unknown) =>
     ...(body === undefined ? {} : { body: JSON.stringify(body) })
   })
 
-const bank = async (bankId: string) => (await fetch(`${service.base}/v1/banks/${bankId}`)).json()
+/** What these tests read of an answer: a bank's state or an error. */
+interface Answer {
+  readonly message: string
+  readonly dirtyScopes?: {
+    readonly all: boolean
+    readonly scopes: ReadonlyArray<{ readonly scope: string; readonly memories: number; readonly forgets: number }>
+  }
+}
+
+const read = (response: Response) => response.json() as Promise<Answer>
+
+const bank = async (bankId: string) => read(await fetch(`${service.base}/v1/banks/${bankId}`))
 
 shareServiceWithWebhook(
   { COMPILE_SIZE_THRESHOLD: "1000", COMPILE_FORGET_THRESHOLD: "1000", COMPILE_MAX_SCOPES_PER_BANK: "3" },
@@ -40,14 +51,14 @@ shareServiceWithWebhook(
 describe("scopes over HTTP", () => {
   it("retain, forget and batch items name scopes; GET shows them; the webhook gets them; the answer consumes them", async () => {
     expect((await post("/v1/banks/s-1/retain", { count: 2, scopes: ["page-a", "tag:b"] })).status).toBe(202)
-    const afterForget = await (await post("/v1/banks/s-1/forget", { scopes: ["tag:b"] })).json()
+    const afterForget = await read(await post("/v1/banks/s-1/forget", { scopes: ["tag:b"] }))
     expect(afterForget.dirtyScopes).toEqual({
       all: false,
       scopes: [{ scope: "page-a", memories: 2, forgets: 0 }, { scope: "tag:b", memories: 2, forgets: 1 }]
     })
     const batch = await post("/v1/retains", [{ bankId: "s-1", scopes: ["page-c"] }, { bankId: "s-2" }])
-    expect(await batch.json()).toMatchObject({ accepted: 2, retains: 2 })
-    expect((await bank("s-1")).dirtyScopes.scopes.map((s: { scope: string }) => s.scope)).toEqual([
+    expect(await read(batch)).toMatchObject({ accepted: 2, retains: 2 })
+    expect((await bank("s-1")).dirtyScopes?.scopes.map((s) => s.scope)).toEqual([
       "page-a",
       "tag:b",
       "page-c"
@@ -64,7 +75,7 @@ describe("scopes over HTTP", () => {
     await post("/v1/banks/partial-1/compile", { scopes: ["c"] })
     const call = await webhook.waitForCall("partial-1")
     expect(call.body.scopes).toEqual(["a", "b", "c"])
-    await expect.poll(async () => (await bank("partial-1")).dirtyScopes?.scopes?.map((s: { scope: string }) => s.scope), {
+    await expect.poll(async () => (await bank("partial-1")).dirtyScopes?.scopes.map((s) => s.scope), {
       timeout: 10_000
     }).toEqual(["b", "c"])
   })
@@ -79,16 +90,16 @@ describe("scopes over HTTP", () => {
   it("an invalid scope is a 400 naming it; nothing is counted, in a batch not even the valid items", async () => {
     const single = await post("/v1/banks/bad-1/retain", { count: 3, scopes: ["ok", "", "x\u0001"] })
     expect(single.status).toBe(400)
-    expect((await single.json()).message).toContain(`invalid scopes "", "x\\u0001"`)
+    expect((await read(single)).message).toContain(`invalid scopes "", "x\\u0001"`)
     expect((await fetch(`${service.base}/v1/banks/bad-1`)).status).toBe(404)
     const tooMany = await post("/v1/banks/bad-1/forget", { scopes: Array.from({ length: 33 }, (_, k) => `s${k}`) })
     expect(tooMany.status).toBe(400)
-    expect((await tooMany.json()).message).toContain("at most 32 scopes")
+    expect((await read(tooMany)).message).toContain("at most 32 scopes")
     const notArray = await post("/v1/banks/bad-1/compile", { scopes: "a,b" })
     expect(notArray.status).toBe(400)
     const batch = await post("/v1/retains", [{ bankId: "bad-2", count: 2 }, { bankId: "bad-3", scopes: ["y".repeat(129)] }])
     expect(batch.status).toBe(400)
-    expect((await batch.json()).message).toContain("invalid scopes")
+    expect((await read(batch)).message).toContain("invalid scopes")
     expect((await fetch(`${service.base}/v1/banks/bad-2`)).status).toBe(404)
     expect((await fetch(`${service.base}/v1/banks/bad-3`)).status).toBe(404)
   })

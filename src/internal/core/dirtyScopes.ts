@@ -70,13 +70,26 @@ export class ScopeSets {
     return set
   }
 
-  /** A write of `memories` and `forgets` to bank `i` named `scopes` (checked by the caller). */
+  /**
+   * A write of `memories` and `forgets` to bank `i` named `scopes` (checked by the caller). On every scoped write: two
+   * lookups (the bank's set, the scope's count) and no allocation once the scope is known.
+   */
   note(i: number, scopes: ReadonlyArray<string>, memories: number, forgets: number, max: number): void {
-    if (scopes.length === 0) return
-    const set = this.setOf(i)
+    let set = this.dirty.get(i)
+    if (set === undefined) this.dirty.set(i, set = new DirtyScopes())
     set.namedMemories += memories
     set.namedForgets += forgets
-    for (const scope of scopes) set.add(scope, memories, forgets, max)
+    if (set.all) return
+    const counts = set.counts
+    for (let n = 0; n < scopes.length; n++) {
+      const scope = scopes[n]!
+      const count = counts.get(scope)
+      if (count === undefined) set.add(scope, memories, forgets, max)
+      else {
+        count.memories += memories
+        count.forgets += forgets
+      }
+    }
   }
 
   /** A compile of bank `i` starts and consumes `memories` and `forgets`: it takes the bank's set. */

@@ -10,7 +10,7 @@ import { Effect } from "effect"
 import { bankLimitError } from "../../BankLimit.js"
 import * as CompileMetrics from "../../CompileMetrics.js"
 import { NOTHING } from "../core/compileCore.js"
-import { type CompileNowOptions, invalidScopes, type WriteOptions } from "../../DirtyScopes.js"
+import { areScopeNames, type CompileNowOptions, invalidScopes, type WriteOptions } from "../../DirtyScopes.js"
 import { badCountMessage, invalidBankId, isCount } from "../core/inputRules.js"
 import { WarningThrottle } from "../core/warningThrottle.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
@@ -45,26 +45,6 @@ const refused = (rt: QueueRuntime, bankId: string): void => {
 
 const badCount = (rt: QueueRuntime, bankId: string, count: number): void => rt.reject(bankId, badCountMessage(count))
 
-/** A scoped write's count and scopes, checked; undefined (after a warning, nothing counted) when either is invalid. */
-const checkedWrite = (
-  rt: QueueRuntime,
-  bankId: string,
-  options: WriteOptions
-): { readonly count: number; readonly scopes: ReadonlyArray<string> } | undefined => {
-  const count = options.count ?? 1
-  if (!isCount(count)) {
-    badCount(rt, bankId, count)
-    return undefined
-  }
-  const scopes = options.scopes ?? []
-  const invalid = invalidScopes(scopes)
-  if (invalid !== undefined) {
-    rt.reject(bankId, invalid)
-    return undefined
-  }
-  return { count, scopes }
-}
-
 /** Notes the scopes a write to bank `i` named, before it is counted (so the compile it may queue takes them). */
 const noteScopes = (rt: QueueRuntime, i: number, scopes: ReadonlyArray<string>, memories: number, forgets: number) => {
   const core = rt.core
@@ -73,22 +53,19 @@ const noteScopes = (rt: QueueRuntime, i: number, scopes: ReadonlyArray<string>, 
 }
 
 /**
- * The options form of a write: checked whole first (an invalid count or scope counts nothing), then its scopes
- * noted and its count counted by the plain path.
+ * A scoped write's bank number, its count and scopes checked whole first (an invalid count or scope counts nothing,
+ * with a warning); -1 when refused. Allocates nothing for a valid write.
  */
-const scopedWrite = (
-  rt: QueueRuntime,
-  plain: (bankId: string, count: number) => void,
-  forget: boolean
-) =>
-(bankId: string, options: WriteOptions): void => {
-  const write = checkedWrite(rt, bankId, options)
-  if (write === undefined) return
-  const i = bankNumber(rt, bankId)
-  if (i === -1) return
-  if (forget) noteScopes(rt, i, write.scopes, 0, write.count)
-  else noteScopes(rt, i, write.scopes, write.count, 0)
-  plain(bankId, write.count)
+const scopedBank = (rt: QueueRuntime, bankId: string, count: number, scopes: ReadonlyArray<string> | undefined) => {
+  if (!isCount(count)) {
+    badCount(rt, bankId, count)
+    return -1
+  }
+  if (scopes !== undefined && !areScopeNames(scopes)) {
+    rt.reject(bankId, invalidScopes(scopes)!)
+    return -1
+  }
+  return bankNumber(rt, bankId)
 }
 
 export const makeNotifyRetain = (rt: QueueRuntime): (bankId: string, count?: number | WriteOptions) => void => {
@@ -110,7 +87,24 @@ export const makeNotifyRetain = (rt: QueueRuntime): (bankId: string, count?: num
     const answer = core.retain(i, count as number)
     if (answer !== NOTHING) rt.answered(i, answer)
   }
-  const withScopes = scopedWrite(rt, retain, false)
+  // The plain path's steps, after the scopes are noted (repeated rather than shared: the plain path stays as it was).
+  const withScopes = (bankId: string, options: WriteOptions): void => {
+    const count = options.count ?? 1
+    const scopes = options.scopes
+    const i = scopedBank(rt, bankId, count, scopes)
+    if (i === -1) return
+    if (scopes !== undefined && scopes.length !== 0) {
+      core.table.scopes.note(i, scopes, count, 0, core.config.maxScopesPerBank)
+      if (core.persistent) core.table.markDirty(i)
+    }
+    if (!core.isCounted(i)) {
+      core.firstRetain(i, rt.now())
+      rt.fireSignals()
+    }
+    rt.countRetains(count)
+    const answer = core.retain(i, count)
+    if (answer !== NOTHING) rt.answered(i, answer)
+  }
   return retain
 }
 
@@ -127,7 +121,15 @@ export const makeNotifyForget = (rt: QueueRuntime): (bankId: string, count?: num
     const answer = core.forget(i, count as number)
     if (answer !== NOTHING) rt.answered(i, answer)
   }
-  const withScopes = scopedWrite(rt, forget, true)
+  const withScopes = (bankId: string, options: WriteOptions): void => {
+    const count = options.count ?? 1
+    const scopes = options.scopes
+    const i = scopedBank(rt, bankId, count, scopes)
+    if (i === -1) return
+    if (scopes !== undefined && scopes.length > 0) noteScopes(rt, i, scopes, 0, count)
+    const answer = core.forget(i, count)
+    if (answer !== NOTHING) rt.answered(i, answer)
+  }
   return forget
 }
 
