@@ -54,6 +54,11 @@ describe("tuner: tokens per scope", () => {
     expect(m.tokens).toBe(10 * 5 * 100 + 10 * 18 * 100)
   })
 
+  it("--whole-bank: every compile is charged all of its bank's scopes (what targeted compiles save)", () => {
+    const m = replay(log(() => true), settings, { ...perScope, wholeBank: true })
+    expect(m.tokens).toBe(20 * 20 * 100)
+  })
+
   it("a log line's scopes are checked like the API's", () => {
     const builder = new WorkloadBuilder()
     expect(builder.addLine(JSON.stringify({ t: T0, bankId: "b", scopes: ["ok", ""] }), 7)).toMatch(

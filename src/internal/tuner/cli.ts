@@ -71,6 +71,9 @@ const options = {
     "engine model: tokens per scope a compile rebuilds (its dirty scopes; all the bank's when it names none)",
     0
   ),
+  wholeBank: Options.boolean("whole-bank").pipe(
+    Options.withDescription("engine model: every compile rebuilds all of its bank's scopes (the cost without targeted compiles)")
+  ),
   concurrency: number("concurrency", "compiles at once", 4, true),
   sweepInterval: Options.text("sweep-interval").pipe(
     Options.withDescription("how often the queue sweeps for stale banks, e.g. \"1 hour\", \"15 minutes\" (default 1 hour)"),
@@ -161,6 +164,7 @@ const engineModel = (p: Parsed, grid: ReadonlyArray<TuneSettings>): Either.Eithe
     tokensBase: p.tokensBase,
     tokensPerMemory: p.tokensPerMemory,
     tokensPerScope: p.tokensPerScope,
+    wholeBank: p.wholeBank,
     concurrency: p.concurrency,
     sweepIntervalMillis: interval.right,
     maxQueueSize: p.maxQueueSize,
@@ -228,7 +232,9 @@ const run = (p: Parsed) =>
     yield* p.json ? Console.log(JSON.stringify(result.rows, null, 2)) : Effect.sync(() => process.stdout.write(formatTable(result)))
     if (Option.isSome(p.out)) {
       const file = p.out.value
-      const perScope = p.tokensPerScope === 0 ? "" : ` + ${p.tokensPerScope} × scopes rebuilt`
+      const perScope = p.tokensPerScope === 0
+        ? ""
+        : ` + ${p.tokensPerScope} × ${p.wholeBank ? "all the bank's scopes" : "scopes rebuilt"}`
       const engine = `${p.compileSeconds} s a compile, ${p.tokensBase} + ${p.tokensPerMemory} × memories${perScope} tokens, ` +
         `concurrency ${p.concurrency}, sweep every ${p.sweepInterval}, budget period ${p.budgetPeriod}`
       yield* writeReport(file, () => reportHtml(result, { source, engine }))

@@ -46,6 +46,8 @@ export interface EngineModel {
    * job says `"all"` or names none (a whole-bank compile). Absent: 0.
    */
   readonly tokensPerScope?: number | undefined
+  /** Every compile rebuilds all the bank's scopes, whatever its job names: the cost without targeted compiles. */
+  readonly wholeBank?: boolean | undefined
   readonly concurrency: number
   readonly sweepIntervalMillis: number
   /** Banks that may wait in the queue; 0 = unbounded. */
@@ -127,7 +129,7 @@ const modelEngine = (
   const perScope = model.tokensPerScope ?? 0
   /** The scopes a compile rebuilds: the job's, else the bank's every scope. */
   const scopesRebuilt = (bank: number, job: CompileJob): number =>
-    Array.isArray(job.scopes) ? job.scopes.length : bankScopes?.[bank] ?? 0
+    Array.isArray(job.scopes) && model.wholeBank !== true ? job.scopes.length : bankScopes?.[bank] ?? 0
   const latency = Math.round(model.compileSeconds * 1000)
   const template = new CompileResult({ bankId: "" })
   // The class constructor merges defaults field by field (~10 µs even unvalidated): copy a valid template instead,
