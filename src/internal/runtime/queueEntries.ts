@@ -1,8 +1,9 @@
 /**
  * The queue's synchronous entry points — `unsafeNotifyRetain` (the hot path), `unsafeNotifyForget` and
- * `unsafeCompileNow`, each with its scoped form — and the check of their input. Each is one core transition plus carrying out its answer; the
- * retain and forget paths allocate nothing and read the clock only on a bank's first counted retain (and, for banks
- * with a policy or a forget delay to arm, when the rule needs `now`).
+ * `unsafeCompileNow`, each with its scoped form — and the check of their input. Each is one core transition plus
+ * carrying out its answer; the plain retain and forget paths allocate nothing and read the clock only on a bank's
+ * first counted retain (and, for banks with a policy or a forget delay to arm, when the rule needs `now`). The scoped
+ * forms allocate only for a bank's or a scope's first mention (`dirtyScopes.ts`).
  *
  * @internal
  */
@@ -93,10 +94,7 @@ export const makeNotifyRetain = (rt: QueueRuntime): (bankId: string, count?: num
     const scopes = options.scopes
     const i = scopedBank(rt, bankId, count, scopes)
     if (i === -1) return
-    if (scopes !== undefined && scopes.length !== 0) {
-      core.table.scopes.note(i, scopes, count, 0, core.config.maxScopesPerBank)
-      if (core.persistent) core.table.markDirty(i)
-    }
+    if (scopes !== undefined && scopes.length > 0) noteScopes(rt, i, scopes, count, 0)
     if (!core.isCounted(i)) {
       core.firstRetain(i, rt.now())
       rt.fireSignals()
