@@ -28,7 +28,8 @@ describe("BankPolicy", () => {
       stalenessDays: 7,
       stalenessMinMemories: 10,
       forgetThreshold: 3,
-      forgetDelaySeconds: 30
+      forgetDelaySeconds: 30,
+      maxScopesPerBank: 64 // the queue's alone: no policy sets it
     })
     expect(effective.forgetDelayMillis).toBe(30_000)
     expect(effectiveConfig(defaults, Option.none())).toBe(defaults)
