@@ -6,6 +6,7 @@
 import { DateTime, Option, Schema } from "effect"
 import { BankPolicy, effectiveConfig } from "./BankPolicy.js"
 import type { CompileTriggerConfig } from "./CompileTriggerConfig.js"
+import { DirtyScopesState } from "./DirtyScopes.js"
 
 /**
  * `idle`: nothing scheduled. `pending`: waiting in the queue or for a retry. `running`: its compile runs now.
@@ -47,7 +48,9 @@ export class BankCompileState extends Schema.Class<BankCompileState>("BankCompil
    * bank is late by the difference (waiting for a worker, the budget or room in the queue). None while the rule is
    * off or no memory waits.
    */
-  deadlineAt: OptionalTime
+  deadlineAt: OptionalTime,
+  /** The scopes writes named since a compile consumed them (absent: none named). */
+  dirtyScopes: Schema.optional(DirtyScopesState)
 }) {}
 
 /**

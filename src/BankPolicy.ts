@@ -82,6 +82,7 @@ export const effectiveConfig = (
     stalenessMinMemories: own.stalenessMinMemories ?? defaults.stalenessMinMemories,
     forgetThreshold: own.forgetThreshold ?? defaults.forgetThreshold,
     forgetDelaySeconds: own.forgetDelaySeconds ?? defaults.forgetDelaySeconds,
-    maxWaitSeconds: own.maxWaitSeconds ?? defaults.maxWaitSeconds
+    maxWaitSeconds: own.maxWaitSeconds ?? defaults.maxWaitSeconds,
+    maxScopesPerBank: defaults.maxScopesPerBank
   }, true)
 }

@@ -10,6 +10,8 @@ import { Cause, Clock, Config, type ConfigError, Context, Effect, Layer, Option,
 import { join } from "node:path"
 import { BankStatus } from "./BankCompileState.js"
 import { BankPolicy } from "./BankPolicy.js"
+import type { DirtyScopesRow } from "./DirtyScopes.js"
+import { scopesColumn, scopesFromColumn } from "./internal/core/dirtyScopes.js"
 import { importLayer } from "./internal/service/optionalPeers.js"
 
 /**
@@ -39,6 +41,8 @@ export interface PersistedBank {
   readonly oldestMemoryAt?: number | null | undefined
   /** The sum over those memories of (retain time − `oldestMemoryAt`), in milliseconds (absent: 0). */
   readonly memoryWaitSum?: number | undefined
+  /** The scopes its writes named since a compile consumed them (absent or null: none). */
+  readonly scopes?: DirtyScopesRow | null | undefined
 }
 
 /**
@@ -149,6 +153,8 @@ const fromRow = (row: Record<string, unknown>): PersistedBank | undefined => {
   const bank = bankFromRow(row)
   if (bank === undefined) return undefined
   const budget = levelFrom(row.budget_level, row.budget_at, row.budget_capacity)
+  const scopes = scopesFromColumn(row.scopes)
+  if (scopes !== null) return budget === null ? { ...bank, scopes } : { ...bank, budget, scopes }
   return budget === null ? bank : { ...bank, budget }
 }
 
@@ -283,7 +289,18 @@ const migrations = Migrator.fromRecord({
     Effect.zipRight(
       sql`ALTER TABLE ${sql(TABLE)} ADD COLUMN oldest_memory_at BIGINT`,
       sql`ALTER TABLE ${sql(TABLE)} ADD COLUMN memory_wait_sum DOUBLE PRECISION NOT NULL DEFAULT 0`
-    ))
+    )),
+  // Each bank's dirty scopes, JSON text (NULL: none). Idempotent: SQLite has no ADD COLUMN IF NOT EXISTS.
+  "7_dirty_scopes": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.onDialectOrElse({
+      pg: () => Effect.asVoid(sql.unsafe(`ALTER TABLE ${TABLE} ADD COLUMN IF NOT EXISTS scopes TEXT`)),
+      orElse: () =>
+        Effect.flatMap(
+          sql<{ name: string }>`SELECT name FROM pragma_table_info(${TABLE}) WHERE name = 'scopes'`,
+          (found) =>
+            found.length > 0 ? Effect.void : Effect.asVoid(sql.unsafe(`ALTER TABLE ${TABLE} ADD COLUMN scopes TEXT`))
+        )
+    }))
 })
 
 /**
@@ -339,9 +356,10 @@ const ON_CONFLICT = `ON CONFLICT (bank_id) DO UPDATE SET
         budget_at = excluded.budget_at,
         budget_capacity = excluded.budget_capacity,
         oldest_memory_at = excluded.oldest_memory_at,
-        memory_wait_sum = excluded.memory_wait_sum`
+        memory_wait_sum = excluded.memory_wait_sum,
+        scopes = excluded.scopes`
 
-/** One multi-row INSERT of these banks (at most `BATCH`: each row is fourteen parameters). */
+/** One multi-row INSERT of these banks (at most `BATCH`: each row is fifteen parameters). */
 const upsertRows = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBank>) =>
   sql`INSERT INTO ${sql(TABLE)} ${
     sql.insert(banks.map((bank) => ({
@@ -358,19 +376,20 @@ const upsertRows = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBank
       budget_at: bank.budget?.at ?? null,
       budget_capacity: bank.budget?.capacity ?? null,
       oldest_memory_at: bank.oldestMemoryAt ?? null,
-      memory_wait_sum: bank.memoryWaitSum ?? 0
+      memory_wait_sum: bank.memoryWaitSum ?? 0,
+      scopes: scopesColumn(bank.scopes)
     })))
   } ${sql.literal(ON_CONFLICT)}`
 
-// Postgres: one statement of fourteen array parameters, however many banks (multi-row VALUES cost 1.4 s per 100k).
+// Postgres: one statement of fifteen array parameters, however many banks (multi-row VALUES cost 1.4 s per 100k).
 const upsertUnnest = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBank>) =>
   sql.unsafe(
     `INSERT INTO ${TABLE}
           (bank_id, memories, last_compile_at, first_retain_at, consecutive_failures, last_error, status, forgets, policy,
-            budget_level, budget_at, budget_capacity, oldest_memory_at, memory_wait_sum)
+            budget_level, budget_at, budget_capacity, oldest_memory_at, memory_wait_sum, scopes)
         SELECT * FROM UNNEST(
           $1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::integer[], $6::text[], $7::text[], $8::bigint[], $9::text[],
-          $10::float8[], $11::bigint[], $12::float8[], $13::bigint[], $14::float8[]
+          $10::float8[], $11::bigint[], $12::float8[], $13::bigint[], $14::float8[], $15::text[]
         )
         ${ON_CONFLICT}`,
     [
@@ -387,7 +406,8 @@ const upsertUnnest = (sql: SqlClient.SqlClient, banks: ReadonlyArray<PersistedBa
       banks.map((bank) => bank.budget?.at ?? null),
       banks.map((bank) => bank.budget?.capacity ?? null),
       banks.map((bank) => bank.oldestMemoryAt ?? null),
-      banks.map((bank) => bank.memoryWaitSum ?? 0)
+      banks.map((bank) => bank.memoryWaitSum ?? 0),
+      banks.map((bank) => scopesColumn(bank.scopes))
     ]
   )
 

@@ -4,13 +4,16 @@
  * @since 0.1.0
  */
 import { Context, type Effect, Layer, Schema } from "effect"
+import { JobScopes } from "./DirtyScopes.js"
 import { FencingToken } from "./FencingToken.js"
 
 const Count = Schema.optionalWith(Schema.NonNegativeInt, { default: () => 0 })
 
 /**
  * What one compile produced. Counts default to 0. A result with `error` set still counts as a compile: the memories
- * it consumed stay consumed, and the error is logged and kept as the bank's `lastError`.
+ * it consumed stay consumed, and the error is logged and kept as the bank's `lastError`. `scopesCompiled`: the scopes
+ * it rebuilt; empty (the default) means everything the job named. The job's scopes it leaves out stay dirty for the
+ * next compile (an `"all"` job is consumed either way).
  *
  * @since 0.1.0
  */
@@ -68,6 +71,9 @@ export interface MemoryWait extends Schema.Schema.Type<typeof MemoryWait> {}
  * have seen for the bank (see `FencingToken`). `memoryWait` says how long those memories waited (absent when the run
  * consumes none).
  *
+ * `scopes`, present when writes the compile consumes named scopes, says what to rebuild: those scopes, or `"all"`
+ * (past `maxScopesPerBank`, or some write named none). Absent: no write named a scope; compile as you always do.
+ *
  * @since 0.1.0
  */
 export const CompileJob = Schema.Struct({
@@ -77,7 +83,8 @@ export const CompileJob = Schema.Struct({
   forgets: Schema.NonNegativeInt,
   attempt: Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)),
   fencingToken: FencingToken,
-  memoryWait: Schema.optional(MemoryWait)
+  memoryWait: Schema.optional(MemoryWait),
+  scopes: Schema.optional(JobScopes)
 }).annotations({ identifier: "CompileJob" })
 
 /** @since 0.1.0 */

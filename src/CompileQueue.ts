@@ -15,6 +15,7 @@ import type { CompileRecord, RecentCompilesOptions, RunningCompile } from "./Com
 import type { CompileQueueOptions } from "./CompileQueueOptions.js"
 import type { CompileTriggerConfig } from "./CompileTriggerConfig.js"
 import type { NextCompile, QueueFreshness } from "./Freshness.js"
+import type { CompileNowOptions, WriteOptions } from "./DirtyScopes.js"
 import type { StoreHealth } from "./StoreHealth.js"
 import * as internal from "./internal/runtime/compileQueue.js"
 
@@ -83,18 +84,21 @@ export interface CompileQueueService {
   /**
    * Counts `count` (default 1) new memories for the bank and queues it if it now needs a compile. Never fails or
    * suspends: invalid input, or a new bank past `maxBanks`, is ignored with a warning (`unsafeCheckRoom` tells first).
+   * The options form `{ count?, scopes? }` also names the scopes the memories touched (see `DirtyScopes`): they join
+   * the bank's dirty scopes, which its next compile's job names; an invalid scope counts nothing.
    */
-  readonly notifyRetain: (bankId: string, count?: number) => Effect.Effect<void>
+  readonly notifyRetain: (bankId: string, count?: number | WriteOptions) => Effect.Effect<void>
   /** `notifyRetain` for synchronous, non-Effect callers; uses the runtime and clock the layer was built with. */
-  readonly unsafeNotifyRetain: (bankId: string, count?: number) => void
+  readonly unsafeNotifyRetain: (bankId: string, count?: number | WriteOptions) => void
   /**
    * Counts `count` (default 1) forgotten memories for the bank. Once `forgetsSinceLastCompile` reaches the bank's
    * `forgetThreshold` it is queued `forgetDelaySeconds` later (0: before this returns); forgets in between join that
-   * compile. Never fails or suspends; invalid input, or a new bank past `maxBanks`, is ignored with a warning.
+   * compile. Never fails or suspends; invalid input, or a new bank past `maxBanks`, is ignored with a warning. Takes
+   * `{ count?, scopes? }` like `notifyRetain`.
    */
-  readonly notifyForget: (bankId: string, count?: number) => Effect.Effect<void>
+  readonly notifyForget: (bankId: string, count?: number | WriteOptions) => Effect.Effect<void>
   /** `notifyForget` for synchronous, non-Effect callers; uses the runtime and clock the layer was built with. */
-  readonly unsafeNotifyForget: (bankId: string, count?: number) => void
+  readonly unsafeNotifyForget: (bankId: string, count?: number | WriteOptions) => void
   /**
    * Replaces the bank's policy (creating the bank if new, with nothing counted) and re-checks it at once: an idle bank
    * whose new rule holds is queued before this returns. An invalid bank id or field fails with `BankPolicyError`, a
@@ -108,9 +112,10 @@ export interface CompileQueueService {
   readonly configFor: (bankId: string) => Effect.Effect<CompileTriggerConfig>
   /**
    * Queues the bank regardless of thresholds; a running bank is queued again when its compile ends. A new bank past
-   * `maxBanks` is ignored with a warning.
+   * `maxBanks` is ignored with a warning. `scopes` join the bank's dirty scopes, so the compile is told to rebuild them
+   * (invalid ones: ignored with a warning, nothing queued).
    */
-  readonly compileNow: (bankId: string) => Effect.Effect<void>
+  readonly compileNow: (bankId: string, options?: CompileNowOptions) => Effect.Effect<void>
   /**
    * Whether writes naming `bankIds` would all be counted: `undefined` when every bank is known or fits under
    * `maxBanks` (the new ones counted together), else a `BankLimitError` for the first that does not. Synchronous:

@@ -25,6 +25,7 @@ import { NextCompile, QueueFreshness } from "./Freshness.js"
 import { StoreHealth } from "./StoreHealth.js"
 import { mustBe, quote } from "./internal/core/inputRules.js"
 import { apiDocs, documented, groupDocs } from "./internal/http/apiDocs.js"
+import { MAX_SCOPE_LENGTH, MAX_SCOPES_PER_WRITE, WriteScopes } from "./DirtyScopes.js"
 import { BANK_ID_PATTERN, isValidBatch } from "./internal/http/fastPath.js"
 
 /** Largest request body the service reads. */
@@ -65,20 +66,28 @@ export const RetainCount = Schema.Number.pipe(Schema.int(), Schema.between(1, MA
 const objectBody = (example: string) => (issue: { readonly actual: unknown }) =>
   `the body must be a JSON object such as ${example}, got ${quote(issue.actual)}`
 
-/** `{ count? }` with an empty body meaning `{}`: the body of the retain and forget routes. */
+const SCOPES_JSON_SCHEMA = {
+  type: "array",
+  maxItems: MAX_SCOPES_PER_WRITE,
+  items: { type: "string", minLength: 1, maxLength: MAX_SCOPE_LENGTH },
+  description: "The scopes (tags, page keys) the memories touched: 1 to 128 characters each, no control characters."
+} as const
+
+/** `{ count?, scopes? }` with an empty body meaning `{}`: the body of the retain and forget routes. */
 const countPayload = (identifier: string, what: string) => {
-  const request = Schema.Struct({ count: Schema.optional(RetainCount) }).annotations({
-    ...strict,
-    identifier,
-    message: objectBody(`{"count": 3} (or an empty body)`)
-  })
+  const request = Schema.Struct({ count: Schema.optional(RetainCount), scopes: Schema.optional(WriteScopes) })
+    .annotations({
+      ...strict,
+      identifier,
+      message: objectBody(`{"count": 3, "scopes": ["page-a"]} (or an empty body)`)
+    })
   // Decoded from `unknown` so that errors name only the object's problems.
   const payload = Schema.transformOrFail(
     Schema.Unknown.annotations({
       jsonSchema: {
         type: "object",
-        description: `An empty body means {} (count 1): how many memories ${what}.`,
-        properties: { count: COUNT_JSON_SCHEMA },
+        description: `An empty body means {} (count 1): how many memories ${what}, and the scopes they touched.`,
+        properties: { count: COUNT_JSON_SCHEMA, scopes: SCOPES_JSON_SCHEMA },
         additionalProperties: false
       }
     }),
@@ -125,6 +134,42 @@ export const ForgetRequest = forgetBody.request
  */
 export const ForgetPayload = forgetBody.payload
 
+const compileRequest = Schema.Struct({ scopes: Schema.optional(WriteScopes) }).annotations({
+  ...strict,
+  identifier: "CompileRequest",
+  message: objectBody(`{"scopes": ["page-a"]} (or an empty body)`)
+})
+
+/**
+ * Body of `POST /v1/banks/{bankId}/compile`: the scopes to rebuild (they join the bank's dirty scopes). An empty body
+ * means `{}`.
+ *
+ * @since 0.1.0
+ */
+export const CompileRequest = compileRequest
+
+/**
+ * The compile route's payload: `CompileRequest`, where an empty body means `{}`.
+ *
+ * @since 0.1.0
+ */
+export const CompilePayload = Schema.transformOrFail(
+  Schema.Unknown.annotations({
+    jsonSchema: {
+      type: "object",
+      description: "An empty body means {}: compile the bank, telling the engine its dirty scopes.",
+      properties: { scopes: SCOPES_JSON_SCHEMA },
+      additionalProperties: false
+    }
+  }),
+  Schema.typeSchema(compileRequest),
+  {
+    strict: true,
+    decode: (body) => body === undefined ? ParseResult.succeed({}) : ParseResult.decodeUnknown(compileRequest)(body),
+    encode: ParseResult.succeed
+  }
+)
+
 /**
  * Body of `PUT /v1/banks/{bankId}/policy`: the `BankPolicy` fields, each optional; no other key.
  *
@@ -151,7 +196,11 @@ export class PolicyResponse extends Schema.Class<PolicyResponse>("PolicyResponse
  *
  * @since 0.1.0
  */
-export const BatchRetainItem = Schema.Struct({ bankId: BankId, count: Schema.optional(RetainCount) }).annotations({
+export const BatchRetainItem = Schema.Struct({
+  bankId: BankId,
+  count: Schema.optional(RetainCount),
+  scopes: Schema.optional(WriteScopes)
+}).annotations({
   ...strict,
   identifier: "BatchRetainItem",
   message: (issue) => `the item must be a JSON object such as {"bankId": "b-1", "count": 3}, got ${quote(issue.actual)}`
@@ -189,7 +238,7 @@ export const BatchRetainPayload = Schema.transformOrFail(
       items: {
         type: "object",
         required: ["bankId"],
-        properties: { bankId: BANK_ID_JSON_SCHEMA, count: COUNT_JSON_SCHEMA },
+        properties: { bankId: BANK_ID_JSON_SCHEMA, count: COUNT_JSON_SCHEMA, scopes: SCOPES_JSON_SCHEMA },
         additionalProperties: false
       }
     }
@@ -484,8 +533,9 @@ export class BanksGroup extends HttpApiGroup.make("banks").annotateContext(group
   )
   .add(
     HttpApiEndpoint.post("compile", "/banks/:bankId/compile")
-      .annotateContext(documented("compile"))
+      .annotateContext(documented("compile", { optionalBody: true }))
       .setPath(bankPath)
+      .setPayload(CompilePayload)
       .addSuccess(BankCompileState, { status: 202 })
       .addError(NotReady)
       .addError(StoreUnavailable)

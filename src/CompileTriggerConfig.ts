@@ -80,7 +80,14 @@ export class CompileTriggerConfig extends Schema.Class<CompileTriggerConfig>("Co
   stalenessMinMemories: Schema.optionalWith(triggerFields.stalenessMinMemories, { default: () => 10 }),
   forgetThreshold: Schema.optionalWith(triggerFields.forgetThreshold, { default: () => 1 }),
   forgetDelaySeconds: Schema.optionalWith(triggerFields.forgetDelaySeconds, { default: () => 0 }),
-  maxWaitSeconds: Schema.optionalWith(triggerFields.maxWaitSeconds, { default: () => 0 })
+  maxWaitSeconds: Schema.optionalWith(triggerFields.maxWaitSeconds, { default: () => 0 }),
+  /** Past this many distinct dirty scopes a bank is marked "all scopes" (the queue's alone: not a policy field). */
+  maxScopesPerBank: Schema.optionalWith(
+    Schema.Int.pipe(Schema.between(1, 100_000)).annotations({
+      message: mustBe("maxScopesPerBank", "an integer from 1 to 100000")
+    }),
+    { default: () => 64 }
+  )
 }) {
   /** `stalenessDays` in milliseconds, the unit every clock comparison uses. */
   get stalenessMillis(): number {

@@ -29,6 +29,7 @@ import {
   BankLimitReached,
   BankPage,
   BatchRetainPayload,
+  CompilePayload,
   BatchRetainResponse,
   CompileHistoryResponse,
   CompileTriggerApi,
@@ -58,6 +59,7 @@ import { appTracing } from "./internal/runtime/tracing.js"
 import { WriteAcks } from "./internal/runtime/writeAcks.js"
 import { PrometheusMetrics } from "./PrometheusMetrics.js"
 import type { AckMode } from "./ServiceConfig.js"
+import type { WriteOptions } from "./DirtyScopes.js"
 import * as StoreHealth from "./StoreHealth.js"
 
 /**
@@ -167,6 +169,13 @@ const shuttingDown = new NotReady({ state: "shutting_down", message: "the servic
 const decodeRetain = Schema.decodeUnknown(RetainPayload)
 const decodeForget = Schema.decodeUnknown(ForgetPayload)
 const decodeBatch = Schema.decodeUnknown(BatchRetainPayload)
+const decodeCompile = Schema.decodeUnknown(CompilePayload)
+
+/** A retain or forget body, decoded. */
+interface WriteBody {
+  readonly count?: number | undefined
+  readonly scopes?: ReadonlyArray<string> | undefined
+}
 const decodePolicy = Schema.decodeUnknown(PolicyRequest)
 
 /**
@@ -177,7 +186,7 @@ const decodePolicy = Schema.decodeUnknown(PolicyRequest)
  */
 const countBody = (
   request: HttpServerRequest.HttpServerRequest,
-  decode: (body: unknown) => Effect.Effect<{ readonly count?: number | undefined }, ParseResult.ParseError>
+  decode: (body: unknown) => Effect.Effect<WriteBody, ParseResult.ParseError>
 ) =>
   readJson(request, MAX_BODY_BYTES).pipe(
     Effect.flatMap((body) =>
@@ -185,6 +194,18 @@ const countBody = (
     ),
     Effect.catchIf(ParseResult.isParseError, refailReadable)
   )
+
+/** The compile route's body, read and decoded the same way (no fast path: compileNow is rare). */
+const compileBody = (request: HttpServerRequest.HttpServerRequest) =>
+  readJson(request, MAX_BODY_BYTES).pipe(
+    Effect.flatMap(withinDepth),
+    Effect.flatMap(decodeCompile),
+    Effect.catchIf(ParseResult.isParseError, refailReadable)
+  )
+
+/** A retain's or forget's body as the queue takes it: a plain count, or the options form when it names scopes. */
+const writeOf = (body: WriteBody): number | WriteOptions =>
+  body.scopes === undefined || body.scopes.length === 0 ? body.count ?? 1 : body
 
 /** The batch route's body, read and decoded the same way (a valid batch skips the Schema walk too). */
 const batchBody = (request: HttpServerRequest.HttpServerRequest) =>
@@ -303,7 +324,7 @@ const writeRoutes = (queue: CompileQueueService, forBank: ForBank, ack: Acknowle
       forBank(
         path.bankId,
         Effect.flatMap(countBody(request, decodeRetain), (payload) => {
-          queue.unsafeNotifyRetain(path.bankId, payload.count ?? 1)
+          queue.unsafeNotifyRetain(path.bankId, writeOf(payload))
           return afterWrite(path.bankId)
         })
       ),
@@ -311,7 +332,7 @@ const writeRoutes = (queue: CompileQueueService, forBank: ForBank, ack: Acknowle
       forBank(
         path.bankId,
         Effect.flatMap(countBody(request, decodeForget), (payload) => {
-          queue.unsafeNotifyForget(path.bankId, payload.count ?? 1)
+          queue.unsafeNotifyForget(path.bankId, writeOf(payload))
           return afterWrite(path.bankId)
         })
       ),
@@ -327,7 +348,7 @@ const writeRoutes = (queue: CompileQueueService, forBank: ForBank, ack: Acknowle
         let retains = 0
         for (const item of payload) {
           const count = item.count ?? 1
-          queue.unsafeNotifyRetain(item.bankId, count)
+          queue.unsafeNotifyRetain(item.bankId, writeOf(item))
           retains += count
         }
         const response = new BatchRetainResponse({ accepted: payload.length, retains }, true)
@@ -335,11 +356,15 @@ const writeRoutes = (queue: CompileQueueService, forBank: ForBank, ack: Acknowle
           ? Effect.succeed(response)
           : Effect.as(settle(payload.map((item) => item.bankId)), response)
       }),
-    compile: HttpApiBuilder.handler(CompileTriggerApi, "banks", "compile", ({ path }) =>
+    compile: ({ path, request }: RawBankRequest) =>
       forBank(
         path.bankId,
-        Effect.zipRight(ack.afterChange(queue.compileNow(path.bankId)), stateAfterWrite(queue, path.bankId))
-      ))
+        Effect.flatMap(compileBody(request), (payload) =>
+          Effect.zipRight(
+            ack.afterChange(queue.compileNow(path.bankId, payload)),
+            stateAfterWrite(queue, path.bankId)
+          ))
+      )
   }
 }
 
@@ -426,7 +451,7 @@ const BanksLive = (options: ApiOptions) => HttpApiBuilder.group(CompileTriggerAp
       .handle("getPolicy", policies.getPolicy)
       .handle("deletePolicy", policies.deletePolicy)
       .handleRaw("retainBatch", writes.retainBatch)
-      .handle("compile", writes.compile)
+      .handleRaw("compile", writes.compile)
       .handle("getBank", reads.getBank)
       .handle("listBanks", reads.listBanks)
       .handle("queue", reads.queue)

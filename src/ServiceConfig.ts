@@ -335,7 +335,8 @@ const trigger: Config.Config<CompileTriggerConfig> = Config.all({
   stalenessMinMemories: withDefault(
     variable("COMPILE_STALENESS_MIN_MEMORIES", integer(0)),
     libraryDefaults.stalenessMinMemories
-  )
+  ),
+  maxScopesPerBank: withDefault(variable("COMPILE_MAX_SCOPES_PER_BANK", integer(1)), libraryDefaults.maxScopesPerBank)
 }).pipe(Config.map((fields) => new CompileTriggerConfig(fields)))
 
 /** @since 0.1.0 */

@@ -277,7 +277,9 @@ const compileCall = (caller: Caller, options: WebhookEngineOptions, spawn: Spawn
       attempt: job.attempt,
       fencingToken: tokenJson(job.fencingToken),
       // `{ meanSeconds, oldestSeconds }` of the memories this compile consumes; null when it consumes none.
-      memoryWait: job.memoryWait ?? null
+      memoryWait: job.memoryWait ?? null,
+      // Absent (undefined drops the key) when no write the compile consumes named a scope.
+      scopes: job.scopes
     })
     const call = caller.post(url, body, job.fencingToken).pipe(
       Effect.flatMap(caller.client.execute),

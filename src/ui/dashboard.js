@@ -403,6 +403,20 @@
     }))
   }
 
+  /** The most dirty scopes the panel lists; the rest are counted. */
+  const SCOPES_SHOWN = 20
+
+  /** A bank's dirty scopes (`dirtyScopes` of its state): each with the memories and forgets that named it. */
+  const scopeFacts = (dirty) => {
+    if (dirty === undefined) return [["scopes", "none named since the last compile"]]
+    if (dirty.all) return [["all scopes", "more distinct scopes than the per-bank limit: the next compile rebuilds all"]]
+    const shown = dirty.scopes.slice(0, SCOPES_SHOWN).map((entry) =>
+      [entry.scope, `${number(entry.memories)} memories, ${number(entry.forgets)} forgets`]
+    )
+    const rest = dirty.scopes.length - shown.length
+    return rest > 0 ? [...shown, ["…", `and ${number(rest)} more`]] : shown
+  }
+
   const SETTINGS = ["enabled", "sizeThreshold", "stalenessDays", "stalenessMinMemories", "forgetThreshold", "forgetDelaySeconds"]
 
   /**
@@ -457,6 +471,7 @@
       ["last error", state.lastError ?? "none"]
     ])
     facts("lookup-policy", policyFacts(policy))
+    facts("lookup-scopes", scopeFacts(state.dirtyScopes))
     fill("lookup-compiles", compiles.compiles.map((record) => historyRow(record, false)))
   }
 

@@ -29,7 +29,8 @@ describe("BankPolicy", () => {
       stalenessMinMemories: 10,
       forgetThreshold: 3,
       forgetDelaySeconds: 30,
-      maxWaitSeconds: 0
+      maxWaitSeconds: 0,
+      maxScopesPerBank: 64 // the queue's alone: no policy sets it
     })
     expect(effective.forgetDelayMillis).toBe(30_000)
     expect(effectiveConfig(defaults, Option.none())).toBe(defaults)

@@ -262,7 +262,7 @@ describe("compile core — persistence", () => {
       persistent: true,
       offer: () => true
     })
-    const plain = { forgets: 0, policy: null, budget: null }
+    const plain = { forgets: 0, policy: null, budget: null, scopes: null }
     const rows = [
       { bankId: "a", memories: 3, lastCompileAt: 10, firstRetainAt: 5, consecutiveFailures: 0, lastError: null, status: "idle", ...plain, oldestMemoryAt: 12, memoryWaitSum: 4 },
       { bankId: "b", memories: 9, lastCompileAt: null, firstRetainAt: 7, consecutiveFailures: 2, lastError: "x", status: "running", ...plain, oldestMemoryAt: 7, memoryWaitSum: 0 },

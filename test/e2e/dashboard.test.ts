@@ -115,6 +115,7 @@ describe.skipIf(!runBrowser)("dashboard (headless Chromium)", () => {
       await expect.poll(() => text(page, "lookup-id")).toBe("support-bot")
       expect(await text(page, "lookup-status")).toBe("idle")
       expect(await text(page, "lookup-policy")).toMatch(new RegExp(`sizeThreshold\\s+${THRESHOLD} \\(default\\)`))
+      expect(await text(page, "lookup-scopes")).toMatch(/none named since the last compile/)
       await expect.poll(() => rows(page, "lookup-compiles")).toHaveLength(1)
       await page.locator("#compile-now").click()
       await eventually(async () => webhook.calls.filter((c) => c.bankId === "support-bot").length, (n) => n === 2)

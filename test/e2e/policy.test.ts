@@ -48,7 +48,7 @@ describe("service: policies, forgets, jobs", () => {
     expect(put.status).toBe(200)
     expect(await put.json()).toEqual({
       policy: { enabled: true, sizeThreshold: 6 },
-      effective: { enabled: true, sizeThreshold: 6, stalenessDays: 7, stalenessMinMemories: 10, forgetThreshold: 2, forgetDelaySeconds: 0.3, maxWaitSeconds: 0 }
+      effective: { enabled: true, sizeThreshold: 6, stalenessDays: 7, stalenessMinMemories: 10, forgetThreshold: 2, forgetDelaySeconds: 0.3, maxWaitSeconds: 0, maxScopesPerBank: 64 }
     })
     const job = await webhook.waitForCall("opt-1")
     expect(job.body).toEqual({
@@ -108,7 +108,7 @@ describe("service: policies, forgets, jobs", () => {
       ["forgetThreshold 0", await call("PUT", "/v1/banks/bad-p/policy", { forgetThreshold: 0 }), /^forgetThreshold must be an integer of at least 1, got 0$/],
       ["forget count 0", await call("POST", "/v1/banks/bad-p/forget", { count: 0 }), /count must be an integer from 1 to 1000000/],
       ["forget count too large", await call("POST", "/v1/banks/bad-p/forget", { count: 1_000_001 }), /count must be/],
-      ["forget unknown field", await call("POST", "/v1/banks/bad-p/forget", { n: 1 }), /^unknown field n \(allowed: count\)$/],
+      ["forget unknown field", await call("POST", "/v1/banks/bad-p/forget", { n: 1 }), /^unknown field n \(allowed: count, scopes\)$/],
       ["bad bankId", await call("POST", "/v1/banks/bad%20id/forget", {}), /bankId must be/]
     ]
     for (const [name, response, message] of bad) {

@@ -206,7 +206,7 @@ describe("service (one process shared by these tests)", () => {
       ["count 0", await post("/v1/banks/bad-1/retain", { count: 0 }), 400, /count must be an integer from 1 to 1000000/],
       ["count 1.5", await post("/v1/banks/bad-1/retain", { count: 1.5 }), 400, /count must be an integer/],
       ["count too large", await post("/v1/banks/bad-1/retain", { count: 1_000_001 }), 400, /count must be/],
-      ["unknown field", await post("/v1/banks/bad-1/retain", { count: 1, extra: true }), 400, /^unknown field extra \(allowed: count\)$/],
+      ["unknown field", await post("/v1/banks/bad-1/retain", { count: 1, extra: true }), 400, /^unknown field extra \(allowed: count, scopes\)$/],
       ["array body", await post("/v1/banks/bad-1/retain", [1]), 400, /^the body must be a JSON object/],
       ["bad bankId", await post("/v1/banks/bad%20id/retain", { count: 1 }), 400, /bankId must be 1 to 200 characters/],
       ["bankId too long", await post(`/v1/banks/${"b".repeat(201)}/retain`, {}), 400, /bankId must be/],
@@ -220,7 +220,7 @@ describe("service (one process shared by these tests)", () => {
         "batch with one bad item",
         await post("/v1/retains", [{ bankId: "bad-2", count: 2 }, { bankId: "bad-3", count: 1, note: "x" }]),
         400,
-        /^item 1: unknown field note \(allowed: bankId, count\)$/
+        /^item 1: unknown field note \(allowed: bankId, count, scopes\)$/
       ],
       ["batch item with bad bankId", await post("/v1/retains", [{ bankId: "" }]), 400, /bankId must be/],
       ["batch not an array", await post("/v1/retains", { bankId: "bad-2" }), 400, /^the body must be a JSON array/],

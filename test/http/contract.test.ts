@@ -96,7 +96,7 @@ describe("a JSON null is not an empty body", () => {
     for (const route of ["retain", "forget"]) {
       const refused = await call("POST", `/v1/banks/null-${route}/${route}`, "null")
       expect(refused).toMatchObject({ status: 400, body: { _tag: "HttpApiDecodeError" } })
-      expect(refused.body.message).toBe(`the body must be a JSON object such as {"count": 3} (or an empty body), got null`)
+      expect(refused.body.message).toBe(`the body must be a JSON object such as {"count": 3, "scopes": ["page-a"]} (or an empty body), got null`)
       expect((await bank(`null-${route}`)).status).toBe(404)
     }
     expect(await call("POST", "/v1/banks/empty-1/retain", "")).toMatchObject({ status: 202 })
@@ -111,11 +111,11 @@ describe("error bodies: one short sentence per problem, each once", () => {
   const cases: ReadonlyArray<readonly [string, string, string, string | undefined, string, ReadonlyArray<PropertyKey>]> = [
     ["count as a string", "POST", "/v1/banks/e-1/retain", `{"count":"5"}`, `count must be an integer from 1 to 1000000, got "5"`, ["count"]],
     ["forget count 0", "POST", "/v1/banks/e-1/forget", `{"count":0}`, "count must be an integer from 1 to 1000000, got 0", ["count"]],
-    ["unknown field", "POST", "/v1/banks/e-1/retain", `{"count":1,"extra":true}`, "unknown field extra (allowed: count)", ["extra"]],
-    ["array body", "POST", "/v1/banks/e-1/retain", "[1]", `the body must be a JSON object such as {"count": 3} (or an empty body), got [1]`, []],
+    ["unknown field", "POST", "/v1/banks/e-1/retain", `{"count":1,"extra":true}`, "unknown field extra (allowed: count, scopes)", ["extra"]],
+    ["array body", "POST", "/v1/banks/e-1/retain", "[1]", `the body must be a JSON object such as {"count": 3, "scopes": ["page-a"]} (or an empty body), got [1]`, []],
     ["batch item count", "POST", "/v1/retains", `[{"bankId":"e-2"},{"bankId":"e-3","count":"5"}]`, `item 1: count must be an integer from 1 to 1000000, got "5"`, [1, "count"]],
     ["batch item without bankId", "POST", "/v1/retains", `[{"count":1}]`, "item 0: bankId is missing", [0, "bankId"]],
-    ["batch item unknown field", "POST", "/v1/retains", `[{"bankId":"e-2","note":1}]`, "item 0: unknown field note (allowed: bankId, count)", [0, "note"]],
+    ["batch item unknown field", "POST", "/v1/retains", `[{"bankId":"e-2","note":1}]`, "item 0: unknown field note (allowed: bankId, count, scopes)", [0, "note"]],
     ["batch item bad bankId", "POST", "/v1/retains", `[{"bankId":"a b"}]`, `item 0: bankId must be 1 to 200 characters of A-Z a-z 0-9 . _ : -, got "a b"`, [0, "bankId"]],
     ["batch not an array", "POST", "/v1/retains", `{"bankId":"e-2"}`, `the body must be a JSON array of 1 to 1000 items such as [{"bankId": "b-1", "count": 3}], got {"bankId":"e-2"}`, []],
     ["batch null", "POST", "/v1/retains", "null", `the body must be a JSON array of 1 to 1000 items such as [{"bankId": "b-1", "count": 3}], got null`, []],

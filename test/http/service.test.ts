@@ -20,8 +20,15 @@ describe("fast paths", () => {
     FastCheck.integer({ min: 1, max: MAX_RETAIN_COUNT }),
     FastCheck.constantFrom(0, -1, 1.5, MAX_RETAIN_COUNT + 1, NaN, Infinity, "3", null, true)
   )
+  const scopes = FastCheck.oneof(
+    FastCheck.array(FastCheck.string({ minLength: 1, maxLength: 128 }), { maxLength: 32 }),
+    FastCheck.array(FastCheck.constantFrom("a", "", "x".repeat(129), "bell\u0007", "nul\u0000", "é"), { maxLength: 4 }),
+    FastCheck.array(FastCheck.constant("s"), { minLength: 32, maxLength: 34 }),
+    FastCheck.constantFrom(null, "a", [1], {}, [["a"]])
+  )
   const item = FastCheck.oneof(
     FastCheck.record({ bankId, count }, { requiredKeys: ["bankId"] }),
+    FastCheck.record({ bankId, count, scopes }, { requiredKeys: ["bankId", "scopes"] }),
     FastCheck.record({ bankId, count, extra: FastCheck.integer() }, { requiredKeys: ["bankId", "extra"] }),
     FastCheck.constantFrom(null, 1, "bank", [])
   )
@@ -44,6 +51,7 @@ describe("fast paths", () => {
   it("isValidRetain accepts exactly what RetainPayload decodes", () => {
     const body = FastCheck.oneof(
       FastCheck.record({ count }, { requiredKeys: [] }),
+      FastCheck.record({ count, scopes }, { requiredKeys: ["scopes"] }),
       FastCheck.record({ count, other: FastCheck.integer() }, { requiredKeys: ["other"] }),
       // `undefined` is an empty body; a JSON null is not one.
       FastCheck.constantFrom(undefined, null, [], [1], "1", 1, true)
@@ -75,8 +83,12 @@ describe("fast paths", () => {
         stalenessMinMemories: FastCheck.nat(),
         forgetThreshold: FastCheck.integer({ min: 1, max: 1000 }),
         forgetDelaySeconds: FastCheck.double({ min: 0, max: 3600, noNaN: true })
-      }, { requiredKeys: [] }))
-    })
+      }, { requiredKeys: [] })),
+      dirtyScopes: FastCheck.option(FastCheck.record({
+        all: FastCheck.boolean(),
+        scopes: FastCheck.array(FastCheck.record({ scope: FastCheck.string(), memories: FastCheck.nat(), forgets: FastCheck.nat() }))
+      }), { nil: undefined })
+    }, { requiredKeys: ["bankId", "memoriesSinceLastCompile", "forgetsSinceLastCompile", "lastCompileAt", "firstRetainAt", "status", "consecutiveFailures", "lastError", "policy"] })
     FastCheck.assert(
       FastCheck.property(state, (fields) => {
         const time = (millis: number | null) => Option.map(Option.fromNullable(millis), DateTime.unsafeMake)

@@ -62,6 +62,10 @@ const bank = (n: number, patch: Partial<PersistedBank> = {}): PersistedBank => (
   // The freshness columns (6_max_wait): the oldest uncompiled memory and the wait sum of the memories after it.
   oldestMemoryAt: n % 2 === 0 ? null : 1_650_000_000_000 + n,
   memoryWaitSum: n % 2 === 0 ? 0 : n * 1000.5,
+  // Dirty scopes (a JSON column): names with non-ASCII and a key an object literal would mistake for its prototype.
+  ...(n % 3 === 2
+    ? { scopes: { all: n % 2 === 0, namedMemories: n, namedForgets: 1, scopes: [["page-ü", n, 1], ["__proto__", 0, 0]] as const } }
+    : {}),
   ...patch
 })
 
@@ -102,6 +106,33 @@ describe("BankStateStore — contract", () => {
           const loaded = byId(yield* store.load)
           expect(loaded).toHaveLength(2500)
           expect(loaded).toEqual(byId([...changed, ...banks.slice(1000)]))
+        }).pipe(Effect.provide(makeStore())))
+
+      it.live("a restart keeps each bank's dirty scopes, a running compile's too", () =>
+        Effect.gen(function*() {
+          const store = yield* BankStateStore
+          const first = yield* openQueue(Layer.succeed(BankStateStore, store), { config: { sizeThreshold: 100, forgetThreshold: 100 } })
+          first.queue.unsafeNotifyRetain("idle", { count: 2, scopes: ["page-a", "tag:b"] })
+          first.queue.unsafeNotifyForget("idle", { scopes: ["tag:b"] })
+          yield* first.engine.hold
+          first.queue.unsafeNotifyRetain("running", { scopes: ["x"] })
+          yield* first.queue.compileNow("running")
+          yield* Queue.take(first.engine.started)
+          first.queue.unsafeNotifyRetain("running", { scopes: ["y"] })
+          yield* first.queue.flush
+          const before = [Option.getOrThrow(yield* first.queue.bankState("idle")).dirtyScopes]
+          const second = yield* openQueue(Layer.succeed(BankStateStore, store), { config: { sizeThreshold: 100, forgetThreshold: 100 } })
+          expect(Option.getOrThrow(yield* second.queue.bankState("idle")).dirtyScopes).toEqual(before[0])
+          expect(before[0]).toEqual({
+            all: false,
+            scopes: [{ scope: "page-a", memories: 2, forgets: 0 }, { scope: "tag:b", memories: 2, forgets: 1 }]
+          })
+          // Stored as running: queued again after the restart, with every scope it had not consumed.
+          yield* second.queue.drain()
+          expect(second.engine.jobs.map((job) => [job.bankId, job.scopes])).toEqual([["running", ["x", "y"]]])
+          yield* second.close
+          yield* first.engine.open
+          yield* first.close
         }).pipe(Effect.provide(makeStore())))
 
       it.live("restore: a queue resumes counters, times and failures, and compiles banks stored as pending", () =>

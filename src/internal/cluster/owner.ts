@@ -29,6 +29,7 @@ import { type LocalPartitions, makePartitionSlots, type PartitionRun, type Parti
 import { noting, toSendOn, UnstoredCounts } from "./unstoredCounts.js"
 import type { GlobalBuckets } from "../core/tokenBucket.js"
 import { addStops, describeStop, logStop, NO_STOP, type StopSummary } from "../runtime/stopSummary.js"
+import { countScoped } from "./scopedWrites.js"
 import { WarningThrottle } from "../core/warningThrottle.js"
 import { withWorkloadLog, WorkloadLog } from "../workloadLog/workloadLog.js"
 
@@ -436,6 +437,7 @@ const handlers = (host: PartitionHost["Type"], partition: number) => {
           if (queue.unsafeCheckRoom([bankId]) !== undefined) refused.push(bankId)
           queue.unsafeNotifyForget(bankId, count)
         }
+        countScoped(queue, payload.scoped, refused)
         return Effect.as(host.durable ? queue.flush : Effect.void, refused)
       }),
     Ping: () => on(() => Effect.void),
@@ -444,7 +446,7 @@ const handlers = (host: PartitionHost["Type"], partition: number) => {
     ClearPolicy: ({ payload }) => change((queue) => queue.clearPolicy(payload.bankId)),
     PolicyOf: ({ payload }) => on((queue) => Effect.map(queue.policyOf(payload.bankId), Option.getOrNull)),
     ConfigFor: ({ payload }) => on((queue) => queue.configFor(payload.bankId)),
-    CompileNow: ({ payload }) => change((queue) => queue.compileNow(payload.bankId)),
+    CompileNow: ({ payload }) => change((queue) => queue.compileNow(payload.bankId, payload)),
     Stats: () =>
       on((queue) =>
         Effect.map(queue.stats, (stats) => ({

@@ -15,6 +15,7 @@ import { CompileBudgetState } from "../../CompileBudget.js"
 import { CompileOutcome, CompileRecord, RunningCompile } from "../../CompileHistory.js"
 import { BankStoreError } from "../../BankStateStore.js"
 import { CompileTriggerConfig } from "../../CompileTriggerConfig.js"
+import { ScopedWrites } from "./scopedWrites.js"
 import { StoreHealth } from "../../StoreHealth.js"
 
 /** Partitions of the bank space: the same on every runner, forever (a bank's partition is stored with it). */
@@ -145,7 +146,7 @@ const Forwarded = Schema.Struct({
   /** The partitions this runner runs now. */
   running: Schema.Array(Schema.Number),
   /** The writes of the partitions it did not take (not running here, or taken over after `sentAt`). */
-  notTaken: Schema.Struct({ retains: Counts, forgets: Counts })
+  notTaken: Schema.Struct({ retains: Counts, forgets: Counts, scoped: ScopedWrites })
 })
 
 /**
@@ -159,7 +160,7 @@ const Forwarded = Schema.Struct({
  */
 export const RouterEntity = Entity.make("CompileTriggerRouter", [
   Rpc.make("Forward", {
-    payload: { retains: Counts, forgets: Counts, sentAt: Schema.Number },
+    payload: { retains: Counts, forgets: Counts, sentAt: Schema.Number, scoped: ScopedWrites },
     success: Forwarded,
     error: BankStoreError
   })
@@ -177,7 +178,7 @@ export const PartitionEntity = Entity.make("CompileTriggerPartition", [
   // that took the partition over; an owner refuses a copy sent before it took the partition (`PartitionMoved`: the
   // router sends a fresh copy), so only one of them counts.
   Rpc.make("Write", {
-    payload: { retains: Counts, forgets: Counts, sentAt: Schema.Number },
+    payload: { retains: Counts, forgets: Counts, sentAt: Schema.Number, scoped: ScopedWrites },
     success: Schema.Array(Schema.String),
     error: Schema.Union(PartitionMoved, BankStoreError)
   }),
@@ -190,7 +191,10 @@ export const PartitionEntity = Entity.make("CompileTriggerPartition", [
   Rpc.make("ClearPolicy", { payload: BankIdPayload, error: PartitionMoved }),
   Rpc.make("PolicyOf", { payload: BankIdPayload, success: Schema.NullOr(BankPolicy), error: PartitionMoved }),
   Rpc.make("ConfigFor", { payload: BankIdPayload, success: CompileTriggerConfig, error: PartitionMoved }),
-  Rpc.make("CompileNow", { payload: BankIdPayload, error: PartitionMoved }),
+  Rpc.make("CompileNow", {
+    payload: { ...BankIdPayload, scopes: Schema.optional(Schema.Array(Schema.String)) },
+    error: PartitionMoved
+  }),
   Rpc.make("Stats", { success: PartitionStats, error: PartitionMoved }),
   Rpc.make("ListBanks", {
     payload: { status: Schema.NullOr(BankStatus), limit: Schema.Number, cursor: Schema.NullOr(Schema.String) },

@@ -20,6 +20,8 @@ import { globalBucketStates, globalLevels } from "../core/compileCore.js"
 import type { BudgetLimits, GlobalBuckets } from "../core/tokenBucket.js"
 import type { LocalPartitions } from "./partitionSlots.js"
 import { badCountMessage, invalidBankId, isCount } from "../core/inputRules.js"
+import type { WriteOptions } from "../../DirtyScopes.js"
+import { invalidScopedWrite, scopedWrite } from "./scopedWrites.js"
 import { WriteAcks, WriteNotConfirmed } from "../runtime/writeAcks.js"
 import { routed, ROUTE_TIMEOUT } from "./routed.js"
 import { type Ack, type Batcher, forwardHandler, makeLanes, makeRoutes, type WriteKind } from "./writeBatches.js"
@@ -39,15 +41,17 @@ type Clients = ReadonlyArray<PartitionClient>
 
 // --- writes: counted here or routed, settled -------------------------------------------------------------------------
 
-/** Why a retain or forget is ignored (a bad bank id or count), or undefined when it is counted. */
-const invalidWrite = (bankId: string, count: number): string | undefined =>
-  invalidBankId(bankId) ?? (isCount(count) ? undefined : badCountMessage(count))
+/** Why a retain or forget is ignored (a bad bank id, count or scope), or undefined when it is counted. */
+const invalidWrite = (bankId: string, count: number | WriteOptions): string | undefined =>
+  typeof count === "number"
+    ? invalidBankId(bankId) ?? (isCount(count) ? undefined : badCountMessage(count))
+    : invalidBankId(bankId) ?? invalidScopedWrite(count)
 
 /**
  * The coalescing side of the routes: a retain or forget of a partition running here is counted at once; any other
  * joins its route's open batch (`latest[p]` is then that batch's ack). Synchronous, so that the HTTP route can settle
  * right after it: the partition's latest batch is then the one holding the request's write (a route changes only when
- * a `Forward` is answered, in a fiber of its own).
+ * a `Forward` is answered, in a fiber of its own). A write that names scopes travels as it is, beside the counts.
  */
 const makeWrite = (
   routes: ReturnType<typeof makeRoutes>,
@@ -55,7 +59,7 @@ const makeWrite = (
   local: LocalPartitions,
   runSync: <A>(effect: Effect.Effect<A>) => A
 ) =>
-(kind: WriteKind, bankId: string, count = 1): void => {
+(kind: WriteKind, bankId: string, count: number | WriteOptions = 1): void => {
   const invalid = invalidWrite(bankId, count)
   if (invalid !== undefined) {
     return runSync(Effect.logWarning(`ignored request for bank ${JSON.stringify(bankId)}: ${invalid}`))
@@ -66,7 +70,9 @@ const makeWrite = (
   if (queue !== undefined) {
     return kind === "retains" ? queue.unsafeNotifyRetain(bankId, count) : queue.unsafeNotifyForget(bankId, count)
   }
-  latest[p] = routes.add(p, kind, bankId, count)
+  latest[p] = typeof count === "number"
+    ? routes.add(p, kind, bankId, count)
+    : routes.addScoped(p, scopedWrite(kind === "forgets", bankId, count))
 }
 
 /** Durable: a write counted here, by a partition this runner runs, is confirmed once that queue stored it. */
@@ -219,8 +225,11 @@ const ownerCalls = (clients: Clients, local: LocalPartitions): Pick<CompileQueue
       ),
     configFor: (bankId) =>
       Effect.suspend(() => localOwner(bankId)?.configFor(bankId) ?? routed(owner(bankId).ConfigFor({ bankId }))),
-    compileNow: (bankId) =>
-      Effect.suspend(() => localOwner(bankId)?.compileNow(bankId) ?? routed(owner(bankId).CompileNow({ bankId }))),
+    compileNow: (bankId, options) =>
+      Effect.suspend(() =>
+        localOwner(bankId)?.compileNow(bankId, options) ??
+          routed(owner(bankId).CompileNow(options?.scopes === undefined ? { bankId } : { bankId, scopes: options.scopes }))
+      ),
     bankState: (bankId) =>
       Effect.suspend(() =>
         localOwner(bankId)?.bankState(bankId) ??

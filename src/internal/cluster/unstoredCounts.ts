@@ -13,6 +13,7 @@
  * @internal
  */
 import { Effect, Option } from "effect"
+import type { WriteOptions } from "../../DirtyScopes.js"
 import type { CompileQueueService } from "../../CompileQueue.js"
 
 interface Counts {
@@ -72,12 +73,13 @@ export class UnstoredCounts {
 
 /** The queue as the router and the partition's entity use it: every retain and forget it takes is noted. */
 export const noting = (queue: CompileQueueService, unstored: UnstoredCounts): CompileQueueService => {
-  const unsafeNotifyRetain = (bankId: string, count = 1) => {
-    unstored.add(bankId, count, 0)
+  // A scoped write's scopes are not noted: they reach the next owner through the store (see the top).
+  const unsafeNotifyRetain = (bankId: string, count: number | WriteOptions = 1) => {
+    unstored.add(bankId, typeof count === "number" ? count : count.count ?? 1, 0)
     queue.unsafeNotifyRetain(bankId, count)
   }
-  const unsafeNotifyForget = (bankId: string, count = 1) => {
-    unstored.add(bankId, 0, count)
+  const unsafeNotifyForget = (bankId: string, count: number | WriteOptions = 1) => {
+    unstored.add(bankId, 0, typeof count === "number" ? count : count.count ?? 1)
     queue.unsafeNotifyForget(bankId, count)
   }
   return {

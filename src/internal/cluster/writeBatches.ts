@@ -13,6 +13,7 @@ import { WriteNotConfirmed } from "../runtime/writeAcks.js"
 import type { LocalPartitions } from "./partitionSlots.js"
 import { PARTITIONS, type PartitionEntity, partitionOf, type RouterEntity } from "./protocol.js"
 import { routed } from "./routed.js"
+import { countScoped, type ScopedWrite } from "./scopedWrites.js"
 
 /**
  * A destination takes its next batch once the one in flight is answered, or once that one has been out this long: an
@@ -28,8 +29,11 @@ export type WriteKind = "retains" | "forgets"
 
 type Pairs = ReadonlyArray<readonly [string, number]>
 
+/** Writes that named scopes, as they are (absent when a batch has none: `scopedWrites.ts`). */
+type Scoped = ReadonlyArray<ScopedWrite> | undefined
+
 /** Sends one batch: the banks refused, or why it was not confirmed. */
-type Send = (retains: Pairs, forgets: Pairs) => Effect.Effect<ReadonlyArray<string>, WriteNotConfirmed>
+type Send = (retains: Pairs, forgets: Pairs, scoped: Scoped) => Effect.Effect<ReadonlyArray<string>, WriteNotConfirmed>
 
 /** Runs an effect on its own (the router's runtime). */
 type Fork = (effect: Effect.Effect<void>) => void
@@ -41,6 +45,7 @@ type Fork = (effect: Effect.Effect<void>) => void
 export class Batcher {
   private readonly retains = new Map<string, number>()
   private readonly forgets = new Map<string, number>()
+  private scoped: Array<ScopedWrite> = []
   /** The batch collecting now; its ack completes when the destination answers for it. */
   private open: Ack | undefined = undefined
   private sending = false
@@ -53,6 +58,17 @@ export class Batcher {
   add(kind: WriteKind, bankId: string, count: number): Ack {
     const counts = this[kind]
     counts.set(bankId, (counts.get(bankId) ?? 0) + count)
+    return this.joined()
+  }
+
+  /** Takes a write that named scopes into the batch collecting now (never summed with others). Synchronous. */
+  addScoped(write: ScopedWrite): Ack {
+    this.scoped.push(write)
+    return this.joined()
+  }
+
+  /** The open batch's ack (opened if none is), its sender started if idle. */
+  private joined(): Ack {
     const ack = this.latest = this.open ??= Deferred.unsafeMake<ReadonlyArray<string>, WriteNotConfirmed>(FiberId.none)
     if (!this.sending) {
       this.sending = true
@@ -70,10 +86,12 @@ export class Batcher {
     }
     const retains = Array.from(this.retains)
     const forgets = Array.from(this.forgets)
+    const scoped = this.scoped.length === 0 ? undefined : this.scoped
     this.retains.clear()
     this.forgets.clear()
+    if (scoped !== undefined) this.scoped = []
     this.open = undefined
-    const answer = Effect.flatMap(Effect.exit(this.send(retains, forgets)), (exit) => Deferred.done(ack, exit))
+    const answer = Effect.flatMap(Effect.exit(this.send(retains, forgets, scoped)), (exit) => Deferred.done(ack, exit))
     // Answered, or stalled: either way the next batch (if one collected meanwhile) goes now.
     return Effect.forkDaemon(answer).pipe(
       Effect.flatMap((fiber) => Effect.raceFirst(Fiber.await(fiber), Effect.sleep(STALL))),
@@ -98,9 +116,9 @@ type RouterClient = ReturnType<Effect.Effect.Success<typeof RouterEntity.client>
 export const makeLanes = (clientOf: (p: number) => PartitionClient, fork: Fork): ReadonlyArray<Batcher> =>
   Array.from({ length: PARTITIONS }, (_, p) =>
     new Batcher(
-      (retains, forgets) =>
+      (retains, forgets, scoped) =>
         // Each attempt a copy of its own, sent now (see the protocol's `sentAt`).
-        routed(Effect.suspend(() => clientOf(p).Write({ retains, forgets, sentAt: Date.now() }))).pipe(
+        routed(Effect.suspend(() => clientOf(p).Write({ retains, forgets, sentAt: Date.now(), scoped }))).pipe(
           Effect.catchAllCause(notConfirmed(`the owner of partition ${p}`))
         ),
       fork
@@ -109,11 +127,12 @@ export const makeLanes = (clientOf: (p: number) => PartitionClient, fork: Fork):
 /** Writes what a runner did not take through the partitions' lanes: the banks their owners refused. */
 const throughLanes = (
   lanes: ReadonlyArray<Batcher>,
-  notTaken: { readonly retains: Pairs; readonly forgets: Pairs }
+  notTaken: { readonly retains: Pairs; readonly forgets: Pairs; readonly scoped?: Scoped }
 ): Effect.Effect<ReadonlyArray<string>, WriteNotConfirmed> => {
   const acks = new Set<Ack>()
   for (const [bankId, count] of notTaken.retains) acks.add(lanes[partitionOf(bankId)]!.add("retains", bankId, count))
   for (const [bankId, count] of notTaken.forgets) acks.add(lanes[partitionOf(bankId)]!.add("forgets", bankId, count))
+  for (const write of notTaken.scoped ?? []) acks.add(lanes[partitionOf(write.bankId)]!.addScoped(write))
   return Effect.map(Effect.forEach(acks, Deferred.await), (refused) => refused.flat())
 }
 
@@ -132,12 +151,13 @@ export const makeRoutes = (clientOf: (c: number) => RouterClient, lanes: Readonl
   }
   const routes = Array.from({ length: PARTITIONS }, (_, c) =>
     new Batcher(
-      (retains, forgets) =>
-        routed(Effect.suspend(() => clientOf(c).Forward({ retains, forgets, sentAt: Date.now() }))).pipe(
+      (retains, forgets, scoped) =>
+        routed(Effect.suspend(() => clientOf(c).Forward({ retains, forgets, sentAt: Date.now(), scoped }))).pipe(
           Effect.catchAllCause(notConfirmed(`the runner of partition ${c}`)),
           Effect.flatMap((answer) => {
             learn(c, answer.running)
-            if (answer.notTaken.retains.length === 0 && answer.notTaken.forgets.length === 0) {
+            const { forgets, retains, scoped } = answer.notTaken
+            if (retains.length === 0 && forgets.length === 0 && (scoped === undefined || scoped.length === 0)) {
               return Effect.succeed(answer.refused)
             }
             return Effect.map(throughLanes(lanes, answer.notTaken), (refused) => answer.refused.concat(refused))
@@ -148,6 +168,8 @@ export const makeRoutes = (clientOf: (c: number) => RouterClient, lanes: Readonl
   return {
     /** Takes a write of partition `p` into its route: the ack of the batch holding it. */
     add: (p: number, kind: WriteKind, bankId: string, count: number): Ack => routes[via[p]!]!.add(kind, bankId, count),
+    /** Takes a write of partition `p` that named scopes into its route. */
+    addScoped: (p: number, write: ScopedWrite): Ack => routes[via[p]!]!.addScoped(write),
     routes
   }
 }
@@ -160,6 +182,12 @@ const countHere = (queue: CompileQueueService, kind: WriteKind, bankId: string, 
   return refused
 }
 
+/** The queue running partition `p` here when a copy sent at `sentAt` may count there; else undefined. */
+const takerOf = (local: LocalPartitions, takenAt: (partition: number) => number, p: number, sentAt: number) => {
+  const queue = local.get(p)
+  return queue === undefined || sentAt < takenAt(p) ? undefined : queue
+}
+
 /**
  * `Forward`, on the runner it reached. Each write whose partition runs here, with its lease proven, and whose run here
  * took the lease before the copy was sent, is counted as the owner's `Write` counts it (a new bank past the partition's
@@ -168,17 +196,22 @@ const countHere = (queue: CompileQueueService, kind: WriteKind, bankId: string, 
  */
 export const forwardHandler = (local: LocalPartitions, takenAt: (partition: number) => number, durable: boolean) =>
 (
-  { payload }: { readonly payload: { readonly retains: Pairs; readonly forgets: Pairs; readonly sentAt: number } }
+  { payload }: {
+    readonly payload: { readonly retains: Pairs; readonly forgets: Pairs; readonly sentAt: number; readonly scoped?: Scoped }
+  }
 ) =>
   Effect.suspend(() => {
     const refused: Array<string> = []
-    const notTaken = { retains: [] as Array<readonly [string, number]>, forgets: [] as Array<readonly [string, number]> }
+    const notTaken = {
+      retains: [] as Array<readonly [string, number]>,
+      forgets: [] as Array<readonly [string, number]>,
+      scoped: [] as Array<ScopedWrite>
+    }
     const toStore = new Set<CompileQueueService>()
     const take = (kind: WriteKind, pairs: Pairs) => {
       for (const pair of pairs) {
-        const p = partitionOf(pair[0])
-        const queue = local.get(p)
-        if (queue === undefined || payload.sentAt < takenAt(p)) {
+        const queue = takerOf(local, takenAt, partitionOf(pair[0]), payload.sentAt)
+        if (queue === undefined) {
           notTaken[kind].push(pair)
           continue
         }
@@ -188,7 +221,14 @@ export const forwardHandler = (local: LocalPartitions, takenAt: (partition: numb
     }
     take("retains", payload.retains)
     take("forgets", payload.forgets)
-    const answer = { refused, running: Array.from({ length: PARTITIONS }, (_, p) => p).filter((p) => local.has(p)), notTaken }
+    for (const write of payload.scoped ?? []) {
+      const queue = takerOf(local, takenAt, partitionOf(write.bankId), payload.sentAt)
+      if (queue === undefined) notTaken.scoped.push(write)
+      else countScoped(queue, [write], refused)
+      if (queue !== undefined && durable) toStore.add(queue)
+    }
+    const running = Array.from({ length: PARTITIONS }, (_, p) => p).filter((p) => local.has(p))
+    const answer = { refused, running, notTaken }
     if (toStore.size === 0) return Effect.succeed(answer)
     return Effect.as(Effect.forEach(toStore, (queue) => queue.flush, { concurrency: "unbounded", discard: true }), answer)
   })

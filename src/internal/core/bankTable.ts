@@ -11,6 +11,7 @@ import type { TriggerReason } from "../../BankCompileState.js"
 import type { BankPolicy } from "../../BankPolicy.js"
 import type { MemoryWait } from "../../CompileEngine.js"
 import type { CompileTriggerConfig } from "../../CompileTriggerConfig.js"
+import { ScopeSets } from "./dirtyScopes.js"
 
 /**
  * One 16-bit word per bank holds its status and flags, so the retain path reads a single word to decide.
@@ -112,6 +113,8 @@ export class BankTable {
   readonly forgetsTaken = new Map<number, number>()
   /** Sparse: when the forget-delayed compile of an idle bank is due (epoch millis). */
   readonly forgetDue = new Map<number, number>()
+  /** Sparse, beside the columns: the dirty scopes of banks whose writes named scopes (`dirtyScopes.ts`). */
+  readonly scopes = new ScopeSets()
   /** Banks whose DIRTY bit is set, in the order they changed (kept only when the queue persists its state). */
   private dirty = new Int32Array(INITIAL_CAPACITY)
   private dirtyCount = 0

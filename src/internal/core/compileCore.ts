@@ -19,7 +19,6 @@ import {
   DEFERRED,
   type FailureAnswer,
   NOTHING,
-  type QueueCounts,
   SKIPPED,
   type Start,
   type SweepReport,
@@ -92,6 +91,7 @@ export class CompileCore extends QueueLifecycle {
     const forgets = table.forgets[i]!
     if (forgets > 0) table.forgetsTaken.set(i, forgets)
     const memories = table.memories[i]!
+    table.scopes.take(i, memories, forgets)
     const taken = table.takeMemories(i, memories)
     if (taken !== undefined) taken.memoryWait = memoryWaitAt(taken.oldestAt, taken.waitSum, memories, now)
     return { _tag: "Run", memories, waitedMillis: admitted, memoryWait: taken?.memoryWait }
@@ -106,7 +106,8 @@ export class CompileCore extends QueueLifecycle {
   /** What the engine is told about the compile `start(i)` began, which took `memories`, under `fencingToken`. */
   job(i: number, memories: number, fencingToken: FencingToken): CompileJob {
     const table = this.table
-    return {
+    const scopes = table.scopes.jobScopes(i)
+    const job: CompileJob = {
       bankId: table.ids[i]!,
       reason: REASON_NAMES[table.reasons.get(i) ?? MANUAL]!,
       memories,
@@ -115,18 +116,27 @@ export class CompileCore extends QueueLifecycle {
       fencingToken,
       ...withMemoryWait(table.taken.get(i)?.memoryWait)
     }
+    return scopes === undefined ? job : { ...job, scopes }
   }
 
   // ---- a compile's end ----
 
   /**
    * The engine run succeeded at `now` (with `error` when the result reported one). The `taken` memories are consumed,
-   * those that arrived meanwhile stay; the answer is the re-check's.
+   * those that arrived meanwhile stay, and so do the dirty scopes a non-empty `scopesCompiled` left out; the answer is
+   * the re-check's.
    */
-  succeeded(i: number, taken: number, now: number, error: string | undefined): Answer {
+  succeeded(
+    i: number,
+    taken: number,
+    now: number,
+    error: string | undefined,
+    scopesCompiled: ReadonlyArray<string> = []
+  ): Answer {
     const table = this.table
     table.memories[i]! -= taken
     table.taken.delete(i) // consumed: what arrived since the snapshot (the columns) is all that waits
+    table.scopes.consumed(i, scopesCompiled, this.config.maxScopesPerBank)
     const forgetsTaken = table.forgetsTaken.get(i)
     if (forgetsTaken !== undefined) {
       table.forgets[i]! -= forgetsTaken // forgets that arrived during the compile stay counted
@@ -179,6 +189,7 @@ export class CompileCore extends QueueLifecycle {
     table.lastError.set(i, message)
     table.forgetsTaken.delete(i) // a failed compile consumes nothing
     this.freshness.waitAgain(i)
+    table.scopes.putBack(i, this.config.maxScopesPerBank)
     const attempt = (table.attempts.get(i) ?? 0) + 1
     if (this.accepting && attempt < this.options.maxAttempts) {
       table.attempts.set(i, attempt)
@@ -201,6 +212,7 @@ export class CompileCore extends QueueLifecycle {
   interrupted(i: number): void {
     this.table.forgetsTaken.delete(i)
     this.freshness.waitAgain(i)
+    this.table.scopes.putBack(i, this.config.maxScopesPerBank)
     this.setStatus(i, PENDING)
   }
 
@@ -325,17 +337,6 @@ export class CompileCore extends QueueLifecycle {
   /** Banks in first-seen order from `cursor`, optionally only those with one status. */
   page(options?: ReadViews.PageOptions): ReadViews.Page {
     return ReadViews.page(this.table, options, (i) => this.deadlineAt(i))
-  }
-
-  /** The ids of a set of banks (`pending`, `running`). */
-  idsOf(banks: ReadonlySet<number>): ReadonlySet<string> {
-    return ReadViews.idsOf(this.table, banks)
-  }
-
-  counts(): QueueCounts {
-    const { pending, running, table } = this
-    const capacity = this.options.maxQueueSize
-    return { banks: table.size, pending: pending.size, running: running.size, queued: this.inQueue, capacity }
   }
 
   /** The invariants the tests hold the core to, broken ones as messages (empty: all hold). */

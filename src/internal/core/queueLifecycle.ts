@@ -1,10 +1,12 @@
 /**
  * The queue's side of the bank lifecycle: pending banks waiting for room in the full queue going in as workers free
- * slots, and closing (nothing is queued once it begins). `CompileCore` builds on it.
+ * slots, closing (nothing is queued once it begins), and the queue's counts. `CompileCore` builds on it.
  *
  * @internal
  */
+import type { QueueCounts } from "./answers.js"
 import { BankLifecycle } from "./bankLifecycle.js"
+import * as ReadViews from "./readViews.js"
 
 export class QueueLifecycle extends BankLifecycle {
   // ---- the queue's room ----
@@ -41,5 +43,18 @@ export class QueueLifecycle extends BankLifecycle {
     this.gate.clear()
     this.room.clear()
     return held
+  }
+
+  // ---- reads ----
+
+  /** The ids of a set of banks (`pending`, `running`). */
+  idsOf(banks: ReadonlySet<number>): ReadonlySet<string> {
+    return ReadViews.idsOf(this.table, banks)
+  }
+
+  counts(): QueueCounts {
+    const { pending, running, table } = this
+    const capacity = this.options.maxQueueSize
+    return { banks: table.size, pending: pending.size, running: running.size, queued: this.inQueue, capacity }
   }
 }

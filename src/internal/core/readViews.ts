@@ -26,8 +26,9 @@ const optionalTime = (millis: number): Option.Option<DateTime.Utc> =>
   millis === millis ? Option.some(DateTime.unsafeMake(millis)) : Option.none()
 
 /** `deadlineAt`: the bank's freshness deadline (epoch millis, NaN: none; `BankLifecycle.deadlineAt`). */
-export const snapshot = (table: BankTable, i: number, deadlineAt = NaN): BankCompileState =>
-  new BankCompileState({
+export const snapshot = (table: BankTable, i: number, deadlineAt = NaN): BankCompileState => {
+  const dirtyScopes = table.scopes.state(i)
+  return new BankCompileState({
     bankId: table.ids[i]!,
     memoriesSinceLastCompile: table.memories[i]!,
     forgetsSinceLastCompile: table.forgets[i]!,
@@ -38,8 +39,10 @@ export const snapshot = (table: BankTable, i: number, deadlineAt = NaN): BankCom
     lastError: Option.fromNullable(table.lastError.get(i)),
     policy: Option.fromNullable(table.policies.get(i)?.policy),
     oldestMemoryAt: optionalTime(table.oldestUncompiledAt(i)),
-    deadlineAt: optionalTime(deadlineAt)
+    deadlineAt: optionalTime(deadlineAt),
+    ...(dirtyScopes === undefined ? undefined : { dirtyScopes })
   }, true) // built from checked state: skip validation
+}
 
 export const statusOf = (table: BankTable, i: number): BankStatus => STATUS_NAMES[table.state[i]! & STATUS]!
 

@@ -35,6 +35,7 @@ const load = (core: BankLifecycle, bank: PersistedBank, now: number): number => 
     table.state[i]! |= POLICY // its staleness is computed exactly: no timeline entry
   }
   if (bank.budget != null) core.gate.buckets.restoreBank(i, core.bankCapacity(i), bank.budget)
+  if (bank.scopes != null) table.scopes.restore(i, bank.scopes, core.config.maxScopesPerBank)
   return i
 }
 
@@ -101,6 +102,7 @@ export const rowOf = (core: BankLifecycle, i: number): PersistedBank => {
     policy: table.policies.get(i)?.policy ?? null,
     budget: core.gate.bankRow(i),
     oldestMemoryAt: oldest === oldest ? oldest : null,
-    memoryWaitSum: oldest === oldest ? table.uncompiledWaitSum(i) : 0
+    memoryWaitSum: oldest === oldest ? table.uncompiledWaitSum(i) : 0,
+    scopes: table.scopes.row(i)
   }
 }

@@ -8,6 +8,7 @@
 import { DateTime, Option } from "effect"
 import type { BankCompileState } from "../../BankCompileState.js"
 import type { BankPolicy } from "../../BankPolicy.js"
+import { invalidScopes } from "../../DirtyScopes.js"
 
 /** The API's bank id rule, once: 1 to 200 characters of `A–Z a–z 0–9 . _ : -` (the `BankId` Schema uses it too). */
 export const BANK_ID_PATTERN = "^[A-Za-z0-9._:-]{1,200}$"
@@ -24,19 +25,26 @@ const isStrictObject = (value: unknown, allowed: ReadonlySet<string>): value is 
 const isCount = (value: unknown, max: number): boolean =>
   value === undefined || (typeof value === "number" && Number.isInteger(value) && value >= 1 && value <= max)
 
-const ITEM_KEYS: ReadonlySet<string> = new Set(["bankId", "count"])
-const RETAIN_KEYS: ReadonlySet<string> = new Set(["count"])
+const ITEM_KEYS: ReadonlySet<string> = new Set(["bankId", "count", "scopes"])
+const RETAIN_KEYS: ReadonlySet<string> = new Set(["count", "scopes"])
+
+/** Absent, or a valid list of scopes (`WriteScopes`). */
+const isScopes = (value: unknown): boolean => value === undefined || invalidScopes(value) === undefined
 
 /**
  * True when `body` is a valid retain body (the `RetainPayload` schema): `undefined` (an empty body) or an object with
- * an optional integer `count` from 1 to `maxCount` and no other key. A JSON `null` is not one.
+ * an optional integer `count` from 1 to `maxCount`, optional valid `scopes`, and no other key. A JSON `null` is not one.
  */
-export const isValidRetain = (body: unknown, maxCount: number): body is { readonly count?: number } | undefined =>
-  body === undefined || (isStrictObject(body, RETAIN_KEYS) && isCount(body.count, maxCount))
+export const isValidRetain = (
+  body: unknown,
+  maxCount: number
+): body is { readonly count?: number; readonly scopes?: ReadonlyArray<string> } | undefined =>
+  body === undefined ||
+  (isStrictObject(body, RETAIN_KEYS) && isCount(body.count, maxCount) && isScopes(body.scopes))
 
 /**
  * True when `body` is a valid batch of retains (the `BatchRetainRequest` schema): an array of 1 to `maxItems` objects
- * with a valid `bankId`, an optional integer `count` from 1 to `maxCount`, and no other key. About 50× faster than
+ * with a valid `bankId`, an optional integer `count` from 1 to `maxCount`, optional valid `scopes`, and no other key. About 50× faster than
  * the Schema decode on 1,000 items; anything it rejects goes through the Schema for the precise error.
  */
 export const isValidBatch = (body: unknown, maxItems: number, maxCount: number): boolean => {
@@ -46,6 +54,7 @@ export const isValidBatch = (body: unknown, maxItems: number, maxCount: number):
     if (!isStrictObject(item, ITEM_KEYS)) return false
     const bankId = item.bankId
     if (typeof bankId !== "string" || !BANK_ID.test(bankId) || !isCount(item.count, maxCount)) return false
+    if (!isScopes(item.scopes)) return false
   }
   return true
 }
@@ -75,5 +84,6 @@ export const encodeBankState = (state: BankCompileState) => ({
   lastError: Option.getOrNull(state.lastError),
   policy: Option.isSome(state.policy) ? encodePolicy(state.policy.value) : null,
   oldestMemoryAt: time(state.oldestMemoryAt),
-  deadlineAt: time(state.deadlineAt)
+  deadlineAt: time(state.deadlineAt),
+  ...(state.dirtyScopes === undefined ? undefined : { dirtyScopes: state.dirtyScopes })
 })

@@ -126,7 +126,7 @@ const service = (
     unsafeNotifyForget,
     notifyRetain: (bankId, count) => Effect.sync(() => unsafeNotifyRetain(bankId, count)),
     unsafeNotifyRetain,
-    compileNow: (bankId) => Effect.sync(() => unsafeCompileNow(bankId)),
+    compileNow: (bankId, options) => Effect.sync(() => unsafeCompileNow(bankId, options)),
     unsafeCheckRoom: (bankIds) => {
       const refused = core.table.firstRefused(bankIds)
       return refused === undefined ? undefined : bankLimitError(refused, core.table.maxBanks)

@@ -73,7 +73,7 @@ const succeeded = (rt: QueueRuntime, i: number, taken: number, now: number, resu
     result.tokensUsed,
     result.error
   )
-  const answer = rt.core.succeeded(i, taken, now, result.error)
+  const answer = rt.core.succeeded(i, taken, now, result.error, result.scopesCompiled)
   rt.fireSignals()
   if (answer !== NOTHING) rt.answered(i, answer)
   if (result.error !== undefined) {

@@ -1,8 +1,9 @@
 /**
  * The queue's synchronous entry points — `unsafeNotifyRetain` (the hot path), `unsafeNotifyForget` and
- * `unsafeCompileNow` — and the check of their input. Each is one core transition plus carrying out its answer; the
- * retain and forget paths allocate nothing and read the clock only on a bank's first counted retain (and, for banks
- * with a policy or a forget delay to arm, when the rule needs `now`).
+ * `unsafeCompileNow`, each with its scoped form — and the check of their input. Each is one core transition plus
+ * carrying out its answer; the plain retain and forget paths allocate nothing and read the clock only on a bank's
+ * first counted retain (and, for banks with a policy or a forget delay to arm, when the rule needs `now`). The scoped
+ * forms allocate only for a bank's or a scope's first mention (`dirtyScopes.ts`).
  *
  * @internal
  */
@@ -10,6 +11,7 @@ import { Effect } from "effect"
 import { bankLimitError } from "../../BankLimit.js"
 import * as CompileMetrics from "../../CompileMetrics.js"
 import { NOTHING } from "../core/compileCore.js"
+import { areScopeNames, type CompileNowOptions, invalidScopes, type WriteOptions } from "../../DirtyScopes.js"
 import { badCountMessage, invalidBankId, isCount } from "../core/inputRules.js"
 import { WarningThrottle } from "../core/warningThrottle.js"
 import type { RetainTally } from "../workloadLog/tally.js"
@@ -46,19 +48,38 @@ const refused = (rt: QueueRuntime, bankId: string): void => {
 
 const badCount = (rt: QueueRuntime, bankId: string, count: number): void => rt.reject(bankId, badCountMessage(count))
 
+/** Notes the scopes a write to bank `i` named, before it is counted (so the compile it may queue takes them). */
+const noteScopes = (rt: QueueRuntime, i: number, scopes: ReadonlyArray<string>, memories: number, forgets: number) => {
+  const core = rt.core
+  core.table.scopes.note(i, scopes, memories, forgets, core.config.maxScopesPerBank)
+  if (core.persistent) core.table.markDirty(i)
+}
+
+/**
+ * A scoped write's bank number, its count and scopes checked whole first (an invalid count or scope counts nothing,
+ * with a warning); -1 when refused. Allocates nothing for a valid write.
+ */
+const scopedBank = (rt: QueueRuntime, bankId: string, count: number, scopes: ReadonlyArray<string> | undefined) => {
+  if (!isCount(count)) {
+    badCount(rt, bankId, count)
+    return -1
+  }
+  if (scopes !== undefined && !areScopeNames(scopes)) {
+    rt.reject(bankId, invalidScopes(scopes)!)
+    return -1
+  }
+  return bankNumber(rt, bankId)
+}
+
 /** `tally`: the workload log's, when it is on (an array read and an add per retain; see `workloadLog/tally.ts`). */
 export const makeNotifyRetain = (
   rt: QueueRuntime,
   tally?: RetainTally
-): (bankId: string, count?: number) => void => {
+): (bankId: string, count?: number | WriteOptions) => void => {
   const core = rt.core
   const index = core.table.index
   const now = taskClock(rt.clock) // memories are stamped with their task's time: one clock read per task
-  return (bankId, count = 1) => {
-    if (!core.accepting) return
-    if (!isCount(count)) return badCount(rt, bankId, count)
-    let i = index.get(bankId)
-    if (i === undefined && (i = bankNumber(rt, bankId)) === -1) return
+  const counted = (i: number, count: number): void => {
     if (!core.isCounted(i)) {
       core.firstRetain(i, rt.now())
       rt.fireSignals()
@@ -68,29 +89,65 @@ export const makeNotifyRetain = (
     const answer = core.retain(i, count, now())
     if (answer !== NOTHING) rt.answered(i, answer)
   }
+  // The options form leaves at the count check, which it fails: a plain count pays nothing for it.
+  const withScopes = (bankId: string, options: WriteOptions): void => {
+    const count = options.count ?? 1
+    const scopes = options.scopes
+    const i = scopedBank(rt, bankId, count, scopes)
+    if (i === -1) return
+    if (scopes !== undefined && scopes.length > 0) noteScopes(rt, i, scopes, count, 0)
+    counted(i, count)
+  }
+  return (bankId, count = 1) => {
+    if (!core.accepting) return
+    if (!isCount(count as number)) {
+      return typeof count === "object" && count !== null ? withScopes(bankId, count) : badCount(rt, bankId, count)
+    }
+    let i = index.get(bankId)
+    if (i === undefined && (i = bankNumber(rt, bankId)) === -1) return
+    counted(i, count as number)
+  }
 }
 
 export const makeNotifyForget = (
   rt: QueueRuntime,
   tally?: RetainTally
-): (bankId: string, count?: number) => void => {
+): (bankId: string, count?: number | WriteOptions) => void => {
   const core = rt.core
   const index = core.table.index
-  return (bankId, count = 1) => {
-    if (!core.accepting) return
-    if (!isCount(count)) return badCount(rt, bankId, count)
-    let i = index.get(bankId)
-    if (i === undefined && (i = bankNumber(rt, bankId)) === -1) return
+  const counted = (i: number, count: number): void => {
     if (tally !== undefined) tally.forget(i, count)
     const answer = core.forget(i, count)
     if (answer !== NOTHING) rt.answered(i, answer)
   }
+  const withScopes = (bankId: string, options: WriteOptions): void => {
+    const count = options.count ?? 1
+    const scopes = options.scopes
+    const i = scopedBank(rt, bankId, count, scopes)
+    if (i === -1) return
+    if (scopes !== undefined && scopes.length > 0) noteScopes(rt, i, scopes, 0, count)
+    counted(i, count)
+  }
+  return (bankId, count = 1) => {
+    if (!core.accepting) return
+    if (!isCount(count as number)) {
+      return typeof count === "object" && count !== null ? withScopes(bankId, count) : badCount(rt, bankId, count)
+    }
+    let i = index.get(bankId)
+    if (i === undefined && (i = bankNumber(rt, bankId)) === -1) return
+    counted(i, count as number)
+  }
 }
 
-export const makeCompileNow = (rt: QueueRuntime): (bankId: string) => void => (bankId) => {
+export const makeCompileNow = (rt: QueueRuntime): (bankId: string, options?: CompileNowOptions) => void =>
+(bankId, options) => {
   if (!rt.core.accepting) return
+  const scopes = options?.scopes
+  const invalid = scopes === undefined ? undefined : invalidScopes(scopes)
+  if (invalid !== undefined) return rt.reject(bankId, invalid)
   const i = bankNumber(rt, bankId)
   if (i === -1) return
+  if (scopes !== undefined) noteScopes(rt, i, scopes, 0, 0)
   const answer = rt.core.request(i)
   if (answer !== NOTHING) rt.answered(i, answer)
   else if (rt.core.pending.has(i)) rt.queue.promote(i) // asked for while it waited: it is urgent now

@@ -70,6 +70,14 @@ const options = {
   compileSeconds: number("compile-seconds", "engine model: latency of one compile, seconds", 60),
   tokensBase: number("tokens-base", "engine model: tokens of a compile, fixed part", 2000),
   tokensPerMemory: number("tokens-per-memory", "engine model: tokens of a compile per memory it consumes", 100),
+  tokensPerScope: number(
+    "tokens-per-scope",
+    "engine model: tokens per scope a compile rebuilds (its dirty scopes; all the bank's when it names none)",
+    0
+  ),
+  wholeBank: Options.boolean("whole-bank").pipe(
+    Options.withDescription("engine model: every compile rebuilds all of its bank's scopes (the cost without targeted compiles)")
+  ),
   concurrency: number("concurrency", "compiles at once", 4, true),
   sweepInterval: Options.text("sweep-interval").pipe(
     Options.withDescription("how often the queue sweeps for stale banks, e.g. \"1 hour\", \"15 minutes\" (default 1 hour)"),
@@ -151,6 +159,7 @@ const engineModel = (p: Parsed, grid: ReadonlyArray<TuneSettings>): Either.Eithe
   if (!(p.compileSeconds >= 0)) return Either.left(`--compile-seconds must be >= 0, got ${p.compileSeconds}`)
   if (!(p.tokensBase >= 0)) return Either.left(`--tokens-base must be >= 0, got ${p.tokensBase}`)
   if (!(p.tokensPerMemory >= 0)) return Either.left(`--tokens-per-memory must be >= 0, got ${p.tokensPerMemory}`)
+  if (!(p.tokensPerScope >= 0)) return Either.left(`--tokens-per-scope must be >= 0, got ${p.tokensPerScope}`)
   const interval = durationFlag("sweep-interval", p.sweepInterval)
   if (Either.isLeft(interval)) return Either.left(interval.left)
   const budgetPeriod = durationFlag("budget-period", p.budgetPeriod)
@@ -159,6 +168,8 @@ const engineModel = (p: Parsed, grid: ReadonlyArray<TuneSettings>): Either.Eithe
     compileSeconds: p.compileSeconds,
     tokensBase: p.tokensBase,
     tokensPerMemory: p.tokensPerMemory,
+    tokensPerScope: p.tokensPerScope,
+    wholeBank: p.wholeBank,
     concurrency: p.concurrency,
     sweepIntervalMillis: interval.right,
     maxQueueSize: p.maxQueueSize,
@@ -226,7 +237,10 @@ const run = (p: Parsed) =>
     yield* p.json ? Console.log(JSON.stringify(result.rows, null, 2)) : Effect.sync(() => process.stdout.write(formatTable(result)))
     if (Option.isSome(p.out)) {
       const file = p.out.value
-      const engine = `${p.compileSeconds} s a compile, ${p.tokensBase} + ${p.tokensPerMemory} × memories tokens, ` +
+      const perScope = p.tokensPerScope === 0
+        ? ""
+        : ` + ${p.tokensPerScope} × ${p.wholeBank ? "all the bank's scopes" : "scopes rebuilt"}`
+      const engine = `${p.compileSeconds} s a compile, ${p.tokensBase} + ${p.tokensPerMemory} × memories${perScope} tokens, ` +
         `concurrency ${p.concurrency}, sweep every ${p.sweepInterval}, budget period ${p.budgetPeriod}`
       yield* writeReport(file, () => reportHtml(result, { source, engine }))
       yield* Console.error(`report written to ${file}`)

@@ -24,6 +24,10 @@ export interface Workload {
   readonly banks: Int32Array
   /** > 0: a retain of that many memories; < 0: a forget of −count memories. */
   readonly counts: Int32Array
+  /** Sparse: the scopes an event named (by its index), from the log's optional `scopes` field. */
+  readonly scopes?: ReadonlyMap<number, ReadonlyArray<string>> | undefined
+  /** Per bank: how many distinct scopes its events named — what a whole-bank compile rebuilds (absent: none). */
+  readonly bankScopes?: Int32Array | undefined
   readonly length: number
   /** The replayed window, epoch milliseconds: the queue starts at `start`; timers due by `end` fire. */
   readonly start: number
@@ -37,6 +41,13 @@ export interface EngineModel {
   /** Tokens of a compile = tokensBase + tokensPerMemory × the memories it consumed. */
   readonly tokensBase: number
   readonly tokensPerMemory: number
+  /**
+   * Tokens per scope a compile rebuilds: the job's dirty scopes, or every scope the bank's events ever named when the
+   * job says `"all"` or names none (a whole-bank compile). Absent: 0.
+   */
+  readonly tokensPerScope?: number | undefined
+  /** Every compile rebuilds all the bank's scopes, whatever its job names: the cost without targeted compiles. */
+  readonly wholeBank?: boolean | undefined
   readonly concurrency: number
   readonly sweepIntervalMillis: number
   /** Banks that may wait in the queue; 0 = unbounded. */
@@ -147,17 +158,23 @@ class Recorder {
 const modelEngine = (
   model: EngineModel,
   bankIndex: ReadonlyMap<string, number>,
+  bankScopes: Int32Array | undefined,
   clock: VirtualClock,
   recorder: Recorder
 ): Layer.Layer<CompileEngine> => {
+  const perScope = model.tokensPerScope ?? 0
+  /** The scopes a compile rebuilds: the job's, else the bank's every scope. */
+  const scopesRebuilt = (bank: number, job: CompileJob): number =>
+    Array.isArray(job.scopes) && model.wholeBank !== true ? job.scopes.length : bankScopes?.[bank] ?? 0
   const latency = Math.round(model.compileSeconds * 1000)
   const template = new CompileResult({ bankId: "" })
   // The class constructor merges defaults field by field (~10 µs even unvalidated): copy a valid template instead,
   // and reuse a bank's last result while its tokens are the same (most compiles take exactly the size threshold).
   const results: Array<CompileResult | undefined> = []
   const finish = (bankId: string, job: CompileJob): CompileResult => {
-    const tokensUsed = model.tokensBase + model.tokensPerMemory * job.memories
     const bank = bankIndex.get(bankId)!
+    const tokensUsed = model.tokensBase + model.tokensPerMemory * job.memories +
+      (perScope === 0 ? 0 : perScope * scopesRebuilt(bank, job))
     recorder.compiled(bank, job, tokensUsed, clock.now)
     const last = results[bank]
     if (last !== undefined && last.tokensUsed === tokensUsed) return last
@@ -216,7 +233,7 @@ const feed = (
   scheduler: VirtualScheduler,
   onProgress: OnProgress | undefined
 ): void => {
-  const { bankIds, banks, counts, length, times } = workload
+  const { bankIds, banks, counts, length, scopes, times } = workload
   const retain = queue.unsafeNotifyRetain
   const forget = queue.unsafeNotifyForget
   for (let n = 0; n < length; n++) {
@@ -226,7 +243,11 @@ const feed = (
     else clock.now = time
     const bank = banks[n]!
     const count = counts[n]!
-    if (count > 0) retain(bankIds[bank]!, count) // its memories wait in the backlog from here (see bankRetains)
+    const named = scopes?.get(n)
+    if (named !== undefined) {
+      if (count > 0) retain(bankIds[bank]!, { count, scopes: named })
+      else forget(bankIds[bank]!, { count: -count, scopes: named })
+    } else if (count > 0) retain(bankIds[bank]!, count) // its memories wait in the backlog from here (see bankRetains)
     else forget(bankIds[bank]!, -count)
     if (!scheduler.idle) scheduler.flush() // fibers the event woke: a worker taking a queued bank, the watcher
     if ((n & PROGRESS_EVERY) === PROGRESS_EVERY && onProgress !== undefined) onProgress(n + 1)
@@ -270,7 +291,7 @@ export const replay = (
   const clock = new VirtualClock(workload.start, scheduler)
   const days = Math.max(1, Math.ceil((workload.end - workload.start) / DAY))
   const recorder = new Recorder(workload, days, workload.start, settings, model)
-  const engine = modelEngine(model, bankIndexOf(workload), clock, recorder)
+  const engine = modelEngine(model, bankIndexOf(workload), workload.bankScopes, clock, recorder)
   const scope = Effect.runSync(Scope.make())
   const queue = runNow(
     // `CompileQueue.make` itself, with the per-compile logs off (the replay's logging is off anyway).

@@ -5,6 +5,7 @@
  * @internal
  */
 import { Utils } from "effect"
+import { invalidScopes } from "../../DirtyScopes.js"
 import type { Workload } from "./replay.js"
 
 const DAY = 86_400_000
@@ -17,6 +18,9 @@ export class WorkloadBuilder {
   private length = 0
   private readonly bankIds: Array<string> = []
   private readonly index = new Map<string, number>()
+  /** Sparse: the scopes of the events that named some, by event index; and each bank's distinct scopes. */
+  private readonly scopes = new Map<number, ReadonlyArray<string>>()
+  private readonly bankScopeNames = new Map<number, Set<string>>()
   private lastTime = -Infinity
   private lastLine = 0
 
@@ -33,8 +37,8 @@ export class WorkloadBuilder {
     this.counts = counts
   }
 
-  /** Appends one event (count > 0 retain, < 0 forget); the caller keeps time order. */
-  push(time: number, bankId: string, count: number): void {
+  /** Appends one event (count > 0 retain, < 0 forget), with the scopes it named; the caller keeps time order. */
+  push(time: number, bankId: string, count: number, scopes?: ReadonlyArray<string>): void {
     if (this.length === this.times.length) this.grow()
     let bank = this.index.get(bankId)
     if (bank === undefined) {
@@ -44,6 +48,12 @@ export class WorkloadBuilder {
     this.times[this.length] = time
     this.banks[this.length] = bank
     this.counts[this.length] = count
+    if (scopes !== undefined && scopes.length > 0) {
+      this.scopes.set(this.length, scopes)
+      let names = this.bankScopeNames.get(bank)
+      if (names === undefined) this.bankScopeNames.set(bank, names = new Set())
+      for (const scope of scopes) names.add(scope)
+    }
     this.length++
     this.lastTime = time
   }
@@ -64,9 +74,16 @@ export class WorkloadBuilder {
         new Date(this.lastTime).toISOString()
       } (the log must be sorted by t)`
     }
-    this.push(event.time, event.bankId, event.forget ? -event.count : event.count)
+    this.push(event.time, event.bankId, event.forget ? -event.count : event.count, event.scopes)
     this.lastLine = line
     return undefined
+  }
+
+  /** Each bank's number of distinct scopes. */
+  private distinctScopes(): Int32Array {
+    const counts = new Int32Array(this.bankIds.length)
+    for (const [bank, names] of this.bankScopeNames) counts[bank] = names.size
+    return counts
   }
 
   get size(): number {
@@ -82,6 +99,7 @@ export class WorkloadBuilder {
       times: this.times.slice(0, n),
       banks: this.banks.slice(0, n),
       counts: this.counts.slice(0, n),
+      ...(this.scopes.size === 0 ? {} : { scopes: this.scopes, bankScopes: this.distinctScopes() }),
       length: n,
       start: start ?? first,
       end: end ?? (n > 0 ? this.times[n - 1]! : first)
@@ -94,6 +112,7 @@ interface LogEvent {
   readonly bankId: string
   readonly count: number
   readonly forget: boolean
+  readonly scopes: ReadonlyArray<string> | undefined
 }
 
 const ISO_DATE = /^\d{4}-\d{2}-\d{2}/
@@ -101,7 +120,7 @@ const ISO_DATE = /^\d{4}-\d{2}-\d{2}/
 /** A parsed line as an event, or what is wrong with it. */
 const checkEvent = (value: unknown): LogEvent | string => {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return "an event must be a JSON object"
-  const { bankId, count = 1, op = "retain", t } = value as Record<string, unknown>
+  const { bankId, count = 1, op = "retain", scopes, t } = value as Record<string, unknown>
   let time: number
   if (typeof t === "number") time = t
   else if (typeof t === "string" && ISO_DATE.test(t)) time = Date.parse(t)
@@ -112,7 +131,9 @@ const checkEvent = (value: unknown): LogEvent | string => {
     return `"count" must be a positive integer, got ${JSON.stringify(count)}`
   }
   if (op !== "retain" && op !== "forget") return `"op" must be "retain" or "forget", got ${JSON.stringify(op)}`
-  return { time, bankId, count, forget: op === "forget" }
+  const badScopes = scopes === undefined ? undefined : invalidScopes(scopes)
+  if (badScopes !== undefined) return `"scopes": ${badScopes}`
+  return { time, bankId, count, forget: op === "forget", scopes: scopes as ReadonlyArray<string> | undefined }
 }
 
 /** How the synthetic generator draws a month. */

@@ -28,6 +28,13 @@ class BankState:
     consecutive_failures: int
     last_error: str | None
     policy: dict[str, Any] | None
+    #: When the oldest memory no compile has consumed arrived, and when its `maxWaitSeconds` runs out (None: none).
+    oldest_memory_at: datetime | None = None
+    deadline_at: datetime | None = None
+    #: The scopes writes named since a compile consumed them, as the service sends them (None: none named).
+    dirty_scopes: dict[str, Any] | None = None
+    #: When the bank will compile next and why (`GET /v1/banks/{bankId}` only), as the service sends it.
+    next_compile: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, json: dict[str, Any]) -> BankState:
@@ -41,6 +48,10 @@ class BankState:
             consecutive_failures=json.get("consecutiveFailures", 0),
             last_error=json.get("lastError"),
             policy=json.get("policy"),
+            oldest_memory_at=parse_time(json.get("oldestMemoryAt")),
+            deadline_at=parse_time(json.get("deadlineAt")),
+            dirty_scopes=json.get("dirtyScopes"),
+            next_compile=json.get("nextCompile"),
         )
 
 
