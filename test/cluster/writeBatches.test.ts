@@ -8,6 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber, Runtime, TestClock } from "effect"
 import type { BankLimitError } from "../../src/BankLimit.js"
 import type { CompileQueueService } from "../../src/CompileQueue.js"
+import type { WriteOptions } from "../../src/DirtyScopes.js"
 import { LocalPartitions } from "../../src/internal/cluster/partitionSlots.js"
 import { partitionOf } from "../../src/internal/cluster/protocol.js"
 import { Batcher, forwardHandler, makeLanes, makeRoutes } from "../../src/internal/cluster/writeBatches.js"
@@ -97,12 +98,12 @@ const fakeRouters = (
 
 /** Fake partition lanes' client: records each `Write` and refuses nothing. */
 const fakeOwners = () => {
-  const writes: Array<{ readonly p: number; readonly retains: Pairs }> = []
+  const writes: Array<{ readonly p: number; readonly retains: Pairs; readonly scoped?: unknown }> = []
   const clientOf = (p: number) =>
     ({
-      Write: (payload: { readonly retains: Pairs }) =>
+      Write: (payload: { readonly retains: Pairs; readonly scoped?: unknown }) =>
         Effect.sync(() => {
-          writes.push({ p, retains: payload.retains })
+          writes.push(payload.scoped === undefined ? { p, retains: payload.retains } : { p, retains: payload.retains, scoped: payload.scoped })
           return [] as Array<string>
         })
     }) as never
@@ -160,13 +161,17 @@ describe("routes", () => {
     }))
 })
 
+/** A write as a fake queue notes it: its count, and the scopes it named. */
+const written = (count: number | WriteOptions) =>
+  typeof count === "number" ? `${count}` : `${count.count ?? 1} [${(count.scopes ?? []).join(",")}]`
+
 /** A fake partition queue: what it counted, and whether it refuses new banks. */
 const fakeQueue = (full = false) => {
   const counted: Array<string> = []
   const queue = {
     unsafeCheckRoom: (ids: ReadonlyArray<string>) => full ? ({ bankId: ids[0] } as BankLimitError) : undefined,
-    unsafeNotifyRetain: (id: string, count: number) => void counted.push(`retain ${id} ${count}`),
-    unsafeNotifyForget: (id: string, count: number) => void counted.push(`forget ${id} ${count}`),
+    unsafeNotifyRetain: (id: string, count: number | WriteOptions) => void counted.push(`retain ${id} ${written(count)}`),
+    unsafeNotifyForget: (id: string, count: number | WriteOptions) => void counted.push(`forget ${id} ${written(count)}`),
     flush: Effect.void
   } as unknown as CompileQueueService
   return { queue, counted }
@@ -194,6 +199,44 @@ describe("Forward", () => {
         running: [1, 2, 3],
         notTaken: { retains: [[b3, 1], [b4, 5]], forgets: [] }
       })
+    }))
+
+  it.effect("counts the scoped writes of the partitions running here as they are, and answers the others back", () =>
+    Effect.gen(function*() {
+      const local = new LocalPartitions()
+      const here = fakeQueue()
+      local.set(1, here.queue)
+      const [b1, b4] = [bankOf(1), bankOf(4)]
+      const scoped = [
+        { forget: false, bankId: b1!, count: 2, scopes: ["people/ada"] },
+        { forget: true, bankId: b1!, count: 1, scopes: ["glossary"] },
+        { forget: false, bankId: b4!, count: 3, scopes: ["projects"] }
+      ]
+      const answer = yield* forwardHandler(local, () => 0, false)({
+        payload: { retains: [[b1!, 1]], forgets: [], sentAt: 1_000, scoped }
+      })
+      expect(here.counted).toEqual([`retain ${b1} 1`, `retain ${b1} 2 [people/ada]`, `forget ${b1} 1 [glossary]`])
+      expect(answer.notTaken).toEqual({ retains: [], forgets: [], scoped: [scoped[2]] })
+    }))
+
+  it.effect("sends a route's scoped writes beside its counts, and what the runner did not take through the lanes", () =>
+    Effect.gen(function*() {
+      const fork = yield* forker
+      const sent: Array<unknown> = []
+      const b4 = bankOf(4)
+      const write = { forget: false, bankId: b4!, count: 3, scopes: ["projects"] }
+      const owners = fakeOwners()
+      const clientOf = () => ({
+        Forward: (payload: unknown) => {
+          sent.push(payload)
+          return Effect.succeed({ refused: [], running: [], notTaken: { retains: [], forgets: [], scoped: [write] } })
+        }
+      }) as never
+      const lanes = makeLanes(owners.clientOf, fork)
+      const routes = makeRoutes(clientOf, lanes, fork)
+      yield* Deferred.await(routes.addScoped(4, write))
+      expect(sent).toMatchObject([{ retains: [], forgets: [], scoped: [write] }])
+      expect(owners.writes).toMatchObject([{ p: 4, scoped: [write] }])
     }))
 
   it.effect("leaves out a partition whose lease this runner cannot prove now", () =>

@@ -228,7 +228,9 @@ export const forwardHandler = (local: LocalPartitions, takenAt: (partition: numb
       if (queue !== undefined && durable) toStore.add(queue)
     }
     const running = Array.from({ length: PARTITIONS }, (_, p) => p).filter((p) => local.has(p))
-    const answer = { refused, running, notTaken }
+    // Scoped writes are rare: the answer leaves the field out when it has none (as a batch does).
+    const { forgets, retains, scoped } = notTaken
+    const answer = { refused, running, notTaken: scoped.length === 0 ? { retains, forgets } : notTaken }
     if (toStore.size === 0) return Effect.succeed(answer)
     return Effect.as(Effect.forEach(toStore, (queue) => queue.flush, { concurrency: "unbounded", discard: true }), answer)
   })
