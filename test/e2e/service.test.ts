@@ -173,6 +173,7 @@ describe("service (one process shared by these tests)", () => {
       "banks",
       "capacity",
       "defaults",
+      "freshness",
       "mode",
       "pending",
       "running",
