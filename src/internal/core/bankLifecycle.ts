@@ -166,7 +166,7 @@ export class BankLifecycle {
     const table = this.table
     const stale = isStaleAt(table.referenceTime(i), now, config.stalenessMillis)
     const overdue = isOverdueAt(table.oldestAt[i]!, now, config.maxWaitMillis)
-    return reasonCode(triggerReason(table.memories[i]!, stale, config, table.forgets[i]!, overdue))
+    return reasonCode(triggerReason(table.memories[i]!, stale, config, table.forgets(i), overdue))
   }
 
   /**
@@ -246,7 +246,8 @@ export class BankLifecycle {
   forget(i: number, count: number): Answer {
     const table = this.table
     const state = table.state[i]!
-    const forgets = (table.forgets[i]! += count)
+    const forgets = table.forgets(i) + count
+    table.setForgets(i, forgets)
     if (this.persistent && (state & DIRTY) === 0) table.markDirty(i)
     const status = state & STATUS
     if (status === PENDING || (state & PARKED) !== 0) return NOTHING

@@ -61,7 +61,7 @@ const INITIAL_CAPACITY = 1024
 /** The most banks a table holds: 2^24, the most entries V8 lets a `Map` (the id index) hold. */
 export const HARD_MAX_BANKS = 16_777_216
 
-/** The most `consecutiveFailures` a bank counts (its column is 32-bit). */
+/** The most `consecutiveFailures` a bank counts (it was a 32-bit column; the stored value stays in that range). */
 export const MAX_FAILURES = 0xffff_ffff
 
 export class BankTable {
@@ -72,8 +72,6 @@ export class BankTable {
   ids: Array<string> = []
   /** memoriesSinceLastCompile. Float64 keeps exact integers up to 2^53. */
   memories = new Float64Array(INITIAL_CAPACITY)
-  /** forgetsSinceLastCompile. */
-  forgets = new Float64Array(INITIAL_CAPACITY)
   /** Epoch millis; NaN = none. */
   lastCompileAt = new Float64Array(INITIAL_CAPACITY).fill(NaN)
   /** Epoch millis; NaN = none. */
@@ -91,7 +89,13 @@ export class BankTable {
   waitSum = new Float64Array(INITIAL_CAPACITY)
   /** Status and flags, see above. */
   state = new Uint16Array(INITIAL_CAPACITY)
-  consecutiveFailures = new Uint32Array(INITIAL_CAPACITY)
+  /**
+   * Sparse: forgetsSinceLastCompile, only while non-zero. Forgets are rare, so a column (8 bytes for every bank) would
+   * cost more than this map for the few banks that have them; the retain path never reads it.
+   */
+  private readonly forgetCounts = new Map<number, number>()
+  /** Sparse: consecutiveFailures, only while a bank is failing (a column would cost 4 bytes for every bank). */
+  private readonly failureCounts = new Map<number, number>()
   /** Sparse: only banks whose last compile left an error message. */
   readonly lastError = new Map<number, string>()
   /** Sparse: engine runs spent on the current trigger, only while a bank is being retried. */
@@ -208,6 +212,33 @@ export class BankTable {
     return taken.waitSum + this.waitSum[i]! + (this.memories[i]! - taken.memories) * (later - taken.oldestAt)
   }
 
+  /** forgetsSinceLastCompile of bank `i`. */
+  forgets(i: number): number {
+    return this.forgetCounts.size === 0 ? 0 : this.forgetCounts.get(i) ?? 0
+  }
+
+  /** Sets bank `i`'s forgetsSinceLastCompile (0 drops its entry). */
+  setForgets(i: number, forgets: number): void {
+    if (forgets === 0) this.forgetCounts.delete(i)
+    else this.forgetCounts.set(i, forgets)
+  }
+
+  /** The banks with forgets counted, in bank order. */
+  banksWithForgets(): Array<number> {
+    return Array.from(this.forgetCounts.keys()).sort((a, b) => a - b)
+  }
+
+  /** consecutiveFailures of bank `i`. */
+  consecutiveFailures(i: number): number {
+    return this.failureCounts.size === 0 ? 0 : this.failureCounts.get(i) ?? 0
+  }
+
+  /** Sets bank `i`'s consecutiveFailures, at most MAX_FAILURES (0 drops its entry). */
+  setConsecutiveFailures(i: number, failures: number): void {
+    if (failures === 0) this.failureCounts.delete(i)
+    else this.failureCounts.set(i, Math.min(failures, MAX_FAILURES))
+  }
+
   /** The reference time for staleness: the last compile, else the first retain; NaN when neither exists. */
   referenceTime(i: number): number {
     const last = this.lastCompileAt[i]!
@@ -217,13 +248,11 @@ export class BankTable {
   private grow(): void {
     const capacity = this.memories.length * 2
     this.memories = copy(new Float64Array(capacity), this.memories)
-    this.forgets = copy(new Float64Array(capacity), this.forgets)
     this.lastCompileAt = copy(new Float64Array(capacity).fill(NaN), this.lastCompileAt)
     this.firstRetainAt = copy(new Float64Array(capacity).fill(NaN), this.firstRetainAt)
     this.oldestAt = copy(new Float64Array(capacity).fill(NaN), this.oldestAt)
     this.waitSum = copy(new Float64Array(capacity), this.waitSum)
     this.state = copy(new Uint16Array(capacity), this.state)
-    this.consecutiveFailures = copy(new Uint32Array(capacity), this.consecutiveFailures)
   }
 }
 

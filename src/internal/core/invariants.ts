@@ -16,7 +16,7 @@ const statusesAgree = (core: BankLifecycle, broken: Array<string>): void => {
     if ((status === PENDING) !== pending.has(i)) broken.push(`${id}: status ${status} but pending set ${pending.has(i)}`)
     if ((status === RUNNING) !== running.has(i)) broken.push(`${id}: status ${status} but running set ${running.has(i)}`)
     if (pending.has(i) && running.has(i)) broken.push(`${id}: both pending and running`)
-    if (!(table.memories[i]! >= 0) || !(table.forgets[i]! >= 0)) broken.push(`${id}: a negative counter`)
+    if (!(table.memories[i]! >= 0) || !(table.forgets(i) >= 0)) broken.push(`${id}: a negative counter`)
     if (table.reasons.has(i) && status !== PENDING && status !== RUNNING) broken.push(`${id}: a reason while idle`)
     if (table.forgetsTaken.has(i) && status !== RUNNING) broken.push(`${id}: forgets taken while not running`)
   }
