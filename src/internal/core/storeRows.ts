@@ -29,7 +29,7 @@ const load = (core: BankLifecycle, bank: PersistedBank, now: number): number => 
   const reference = table.referenceTime(i)
   const oldest = bank.oldestMemoryAt ?? (reference === reference ? reference : now)
   table.oldestAt[i] = bank.memories > 0 ? oldest : NaN
-  table.waitSum[i] = bank.memories > 0 ? Math.max(0, bank.memoryWaitSum ?? 0) : 0
+  table.setWaitSum(i, bank.memories > 0 ? Math.max(0, bank.memoryWaitSum ?? 0) : 0)
   if (bank.policy != null) {
     table.policies.set(i, { policy: bank.policy, config: effectiveConfig(core.config, bank.policy) })
     table.state[i]! |= POLICY // its staleness is computed exactly: no timeline entry
