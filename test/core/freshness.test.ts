@@ -141,7 +141,7 @@ describe("freshness — the oldest uncompiled memory through compiles", () => {
     retain("a", 1, 3000)
     expect(core.failed(run.i, "boom").retry).toBe(true)
     expect(core.table.oldestAt[run.i]).toBe(1000)
-    expect(core.table.waitSum[run.i]).toBe(2000) // 0 + 0 + (3000 − 1000)
+    expect(core.table.waitSumOf(run.i)).toBe(2000) // 0 + 0 + (3000 − 1000)
     fifo.push(run.i) // the retry
     const retry = take(4000)
     expect(waitOf(retry.start)).toEqual({ oldestSeconds: 3, meanSeconds: (3 + 3 + 1) / 3 })

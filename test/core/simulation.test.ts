@@ -429,14 +429,14 @@ const simulate = (scenario: Scenario, budget: SimBudget | undefined, commands: R
       if ((model.consumed.get(id) ?? 0) + counter !== (model.retained.get(id) ?? 0)) {
         fail(`${step}: reconciliation of ${id}: consumed ${model.consumed.get(id)} + ${counter} ≠ ${model.retained.get(id)}`)
       }
-      if ((model.consumedForgets.get(id) ?? 0) + table.forgets[i]! !== (model.forgotten.get(id) ?? 0)) {
+      if ((model.consumedForgets.get(id) ?? 0) + table.forgets(i) !== (model.forgotten.get(id) ?? 0)) {
         fail(`${step}: forget reconciliation of ${id}`)
       }
       if (core.statusOf(i) === "idle") world.graced.delete(i)
       if (
         core.pending.has(i) && !core.configOf(i).enabled && table.reasons.get(i) !== MANUAL && !world.graced.has(i)
       ) fail(`${step}: ${id} queued while disabled`)
-      if (table.consecutiveFailures[i] !== (model.failures.get(id) ?? 0)) fail(`${step}: consecutiveFailures of ${id}`)
+      if (table.consecutiveFailures(i) !== (model.failures.get(id) ?? 0)) fail(`${step}: consecutiveFailures of ${id}`)
       const status = core.statusOf(i)
       if (core.pending.has(i) !== (status === "pending")) fail(`${step}: pending vs status of ${id}`)
       if (core.running.has(i) !== (status === "running")) fail(`${step}: running vs status of ${id}`)

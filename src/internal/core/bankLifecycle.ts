@@ -166,7 +166,7 @@ export class BankLifecycle {
     const table = this.table
     const stale = isStaleAt(table.referenceTime(i), now, config.stalenessMillis)
     const overdue = isOverdueAt(table.oldestAt[i]!, now, config.maxWaitMillis)
-    return reasonCode(triggerReason(table.memories[i]!, stale, config, table.forgets[i]!, overdue))
+    return reasonCode(triggerReason(table.memories[i]!, stale, config, table.forgets(i), overdue))
   }
 
   /**
@@ -220,7 +220,7 @@ export class BankLifecycle {
     const oldest = table.oldestAt[i]!
     // The first memory no compile has taken starts the bank's wait (out of line: once per compile cycle).
     if (oldest !== oldest) this.firstWaiting(i, state, now)
-    else table.waitSum[i]! += count * (now - oldest) // a clock stepping back is clamped where the wait is read
+    else table.addWaitSum(i, count * (now - oldest)) // a clock stepping back is clamped where the wait is read
     if (this.persistent && (state & DIRTY) === 0) table.markDirty(i)
     // A pending bank is queued once; a running one is re-checked when its compile ends; a parked one waits for the
     // sweep; a policy bank leaves the fast rule (one bit tested: banks without a policy pay nothing for policies).
@@ -246,7 +246,8 @@ export class BankLifecycle {
   forget(i: number, count: number): Answer {
     const table = this.table
     const state = table.state[i]!
-    const forgets = (table.forgets[i]! += count)
+    const forgets = table.forgets(i) + count
+    table.setForgets(i, forgets)
     if (this.persistent && (state & DIRTY) === 0) table.markDirty(i)
     const status = state & STATUS
     if (status === PENDING || (state & PARKED) !== 0) return NOTHING

@@ -62,7 +62,10 @@ const INITIAL_CAPACITY = 1024
 /** The most banks a table holds: 2^24, the most entries V8 lets a `Map` (the id index) hold. */
 export const HARD_MAX_BANKS = 16_777_216
 
-/** The most `consecutiveFailures` a bank counts (its column is 32-bit). */
+/** `waitSum` of a bank whose sum is kept in `wideWaitSums`. */
+const WIDE_WAIT_SUM = -0x8000_0000
+
+/** The most `consecutiveFailures` a bank counts (it was a 32-bit column; the stored value stays in that range). */
 export const MAX_FAILURES = 0xffff_ffff
 
 export class BankTable {
@@ -73,8 +76,6 @@ export class BankTable {
   ids: Array<string> = []
   /** memoriesSinceLastCompile. Float64 keeps exact integers up to 2^53. */
   memories = new Float64Array(INITIAL_CAPACITY)
-  /** forgetsSinceLastCompile. */
-  forgets = new Float64Array(INITIAL_CAPACITY)
   /** Epoch millis; NaN = none. */
   lastCompileAt = new Float64Array(INITIAL_CAPACITY).fill(NaN)
   /** Epoch millis; NaN = none. */
@@ -87,12 +88,23 @@ export class BankTable {
   oldestAt = new Float64Array(INITIAL_CAPACITY).fill(NaN)
   /**
    * The memories counted in `oldestAt`'s span: the sum over them of (retain time − `oldestAt`), in millis. Offsets,
-   * not epoch times: integers of a few hours' millis add up exactly far past any count a bank holds.
+   * not epoch times: integers of a few hours' millis add up exactly far past any count a bank holds. Read and written
+   * through `waitSumOf` / `addWaitSum` / `setWaitSum`: a sum that is a 32-bit integer (50 memories an hour apart sum
+   * to 1.8·10^8) is kept here, 4 bytes a bank; WIDE_WAIT_SUM marks one kept exactly in `wideWaitSums` (larger, or a
+   * fraction of a millisecond).
    */
-  waitSum = new Float64Array(INITIAL_CAPACITY)
+  waitSum = new Int32Array(INITIAL_CAPACITY)
+  /** Sparse: the wait sums no 32-bit integer holds (their `waitSum` is WIDE_WAIT_SUM). */
+  private readonly wideWaitSums = new Map<number, number>()
   /** Status and flags, see above. */
   state = new Uint16Array(INITIAL_CAPACITY)
-  consecutiveFailures = new Uint32Array(INITIAL_CAPACITY)
+  /**
+   * Sparse: forgetsSinceLastCompile, only while non-zero. Forgets are rare, so a column (8 bytes for every bank) would
+   * cost more than this map for the few banks that have them; the retain path never reads it.
+   */
+  private readonly forgetCounts = new Map<number, number>()
+  /** Sparse: consecutiveFailures, only while a bank is failing (a column would cost 4 bytes for every bank). */
+  private readonly failureCounts = new Map<number, number>()
   /** Sparse: only banks whose last compile left an error message. */
   readonly lastError = new Map<number, string>()
   /** Sparse: engine runs spent on the current trigger, only while a bank is being retried. */
@@ -185,10 +197,10 @@ export class BankTable {
   takeMemories(i: number, memories: number): TakenMemories | undefined {
     const oldestAt = this.oldestAt[i]!
     if (oldestAt !== oldestAt) return undefined
-    const taken: TakenMemories = { oldestAt, waitSum: this.waitSum[i]!, memories, memoryWait: undefined }
+    const taken: TakenMemories = { oldestAt, waitSum: this.waitSumOf(i), memories, memoryWait: undefined }
     this.taken.set(i, taken)
     this.oldestAt[i] = NaN
-    this.waitSum[i] = 0
+    this.setWaitSum(i, 0)
     return taken
   }
 
@@ -196,7 +208,7 @@ export class BankTable {
   untakeMemories(i: number): void {
     const taken = this.taken.get(i)
     if (taken === undefined) return
-    this.waitSum[i] = this.uncompiledWaitSum(i)
+    this.setWaitSum(i, this.uncompiledWaitSum(i))
     this.oldestAt[i] = taken.oldestAt
     this.taken.delete(i)
   }
@@ -204,11 +216,63 @@ export class BankTable {
   /** `waitSum` over every uncompiled memory of bank `i` (a running compile's included), from `oldestUncompiledAt`. */
   uncompiledWaitSum(i: number): number {
     const taken = this.taken.get(i)
-    if (taken === undefined) return this.waitSum[i]!
+    if (taken === undefined) return this.waitSumOf(i)
     const later = this.oldestAt[i]!
     if (later !== later) return taken.waitSum
     // The later memories' offsets move from their own oldest to the taken one's.
-    return taken.waitSum + this.waitSum[i]! + (this.memories[i]! - taken.memories) * (later - taken.oldestAt)
+    return taken.waitSum + this.waitSumOf(i) + (this.memories[i]! - taken.memories) * (later - taken.oldestAt)
+  }
+
+  /** forgetsSinceLastCompile of bank `i`. */
+  forgets(i: number): number {
+    return this.forgetCounts.size === 0 ? 0 : this.forgetCounts.get(i) ?? 0
+  }
+
+  /** Sets bank `i`'s forgetsSinceLastCompile (0 drops its entry). */
+  setForgets(i: number, forgets: number): void {
+    if (forgets === 0) this.forgetCounts.delete(i)
+    else this.forgetCounts.set(i, forgets)
+  }
+
+  /** The banks with forgets counted, in bank order. */
+  banksWithForgets(): Array<number> {
+    return Array.from(this.forgetCounts.keys()).sort((a, b) => a - b)
+  }
+
+  /** consecutiveFailures of bank `i`. */
+  consecutiveFailures(i: number): number {
+    return this.failureCounts.size === 0 ? 0 : this.failureCounts.get(i) ?? 0
+  }
+
+  /** Sets bank `i`'s consecutiveFailures, at most MAX_FAILURES (0 drops its entry). */
+  setConsecutiveFailures(i: number, failures: number): void {
+    if (failures === 0) this.failureCounts.delete(i)
+    else this.failureCounts.set(i, Math.min(failures, MAX_FAILURES))
+  }
+
+  /** Bank `i`'s `waitSum`. */
+  waitSumOf(i: number): number {
+    const sum = this.waitSum[i]!
+    return sum !== WIDE_WAIT_SUM ? sum : this.wideWaitSums.get(i)!
+  }
+
+  /** Adds `wait` to bank `i`'s `waitSum` (the retain path: a compare more than a Float64 column in the common case). */
+  addWaitSum(i: number, wait: number): void {
+    const old = this.waitSum[i]!
+    const sum = old + wait
+    if (old !== WIDE_WAIT_SUM && (sum | 0) === sum && sum !== WIDE_WAIT_SUM) this.waitSum[i] = sum
+    else this.setWaitSum(i, this.waitSumOf(i) + wait)
+  }
+
+  /** Sets bank `i`'s `waitSum`, in the column when a 32-bit integer holds it, else in `wideWaitSums`. */
+  setWaitSum(i: number, sum: number): void {
+    if ((sum | 0) === sum && sum !== WIDE_WAIT_SUM) {
+      this.waitSum[i] = sum
+      if (this.wideWaitSums.size !== 0) this.wideWaitSums.delete(i)
+    } else {
+      this.waitSum[i] = WIDE_WAIT_SUM
+      this.wideWaitSums.set(i, sum)
+    }
   }
 
   /** The reference time for staleness: the last compile, else the first retain; NaN when neither exists. */
@@ -220,13 +284,11 @@ export class BankTable {
   private grow(): void {
     const capacity = this.memories.length * 2
     this.memories = copy(new Float64Array(capacity), this.memories)
-    this.forgets = copy(new Float64Array(capacity), this.forgets)
     this.lastCompileAt = copy(new Float64Array(capacity).fill(NaN), this.lastCompileAt)
     this.firstRetainAt = copy(new Float64Array(capacity).fill(NaN), this.firstRetainAt)
     this.oldestAt = copy(new Float64Array(capacity).fill(NaN), this.oldestAt)
-    this.waitSum = copy(new Float64Array(capacity), this.waitSum)
+    this.waitSum = copy(new Int32Array(capacity), this.waitSum)
     this.state = copy(new Uint16Array(capacity), this.state)
-    this.consecutiveFailures = copy(new Uint32Array(capacity), this.consecutiveFailures)
   }
 }
 

@@ -29,7 +29,6 @@ import {
   FORGET,
   IDLE,
   MANUAL,
-  MAX_FAILURES,
   OVERDUE,
   PARKED,
   PENDING,
@@ -88,7 +87,7 @@ export class CompileCore extends QueueLifecycle {
     if (typeof admitted !== "number") return DEFERRED
     table.state[i]! &= ~(REQUESTED | OVERDUE)
     this.setStatus(i, RUNNING)
-    const forgets = table.forgets[i]!
+    const forgets = table.forgets(i)
     if (forgets > 0) table.forgetsTaken.set(i, forgets)
     const memories = table.memories[i]!
     table.scopes.take(i, memories, forgets)
@@ -139,12 +138,12 @@ export class CompileCore extends QueueLifecycle {
     table.scopes.consumed(i, scopesCompiled, this.config.maxScopesPerBank)
     const forgetsTaken = table.forgetsTaken.get(i)
     if (forgetsTaken !== undefined) {
-      table.forgets[i]! -= forgetsTaken // forgets that arrived during the compile stay counted
+      table.setForgets(i, table.forgets(i) - forgetsTaken) // forgets that arrived during the compile stay counted
       table.forgetsTaken.delete(i)
     }
     table.reasons.delete(i)
     table.lastCompileAt[i] = now
-    table.consecutiveFailures[i] = 0
+    table.setConsecutiveFailures(i, 0)
     table.attempts.delete(i)
     if (error !== undefined) table.lastError.set(i, error)
     else table.lastError.delete(i)
@@ -166,7 +165,7 @@ export class CompileCore extends QueueLifecycle {
     const table = this.table
     const state = table.state[i]!
     const rest = table.memories[i]!
-    const restForgets = table.forgets[i]!
+    const restForgets = table.forgets(i)
     if (!this.accepting) return NOTHING
     if ((state & REQUESTED) !== 0) return this.enqueue(i, MANUAL)
     if (rest === 0 && restForgets === 0) return NOTHING
@@ -185,7 +184,7 @@ export class CompileCore extends QueueLifecycle {
   /** The engine run failed: retry while attempts remain (pending, no worker held), else idle and parked. */
   failed(i: number, message: string): FailureAnswer {
     const table = this.table
-    table.consecutiveFailures[i] = Math.min(table.consecutiveFailures[i]! + 1, MAX_FAILURES)
+    table.setConsecutiveFailures(i, table.consecutiveFailures(i) + 1)
     table.lastError.set(i, message)
     table.forgetsTaken.delete(i) // a failed compile consumes nothing
     this.freshness.waitAgain(i)
@@ -275,10 +274,8 @@ export class CompileCore extends QueueLifecycle {
 
   /** Idle banks with forgets counted (after a restore, their forget delays are armed afresh). */
   idleWithForgets(): Array<number> {
-    const { forgets, size, state } = this.table
-    const banks: Array<number> = []
-    for (let i = 0; i < size; i++) if (forgets[i]! > 0 && (state[i]! & STATUS) === IDLE) banks.push(i)
-    return banks
+    const table = this.table
+    return table.banksWithForgets().filter((i) => (table.state[i]! & STATUS) === IDLE)
   }
 
   /** Banks changed since the last `changed()` (0 without a store). */

@@ -4,7 +4,7 @@
  *
  * Why one FIFO per distinct max wait, not one heap: a deadline is "oldest uncompiled memory + max wait", and the
  * oldest memory's time is the time of the retain that made the bank non-empty — times that arrive in order. So for
- * one max wait the due times arrive sorted and a ring buffer of typed arrays takes them in O(1), 12 bytes an entry,
+ * one max wait the due times arrive sorted and a ring buffer of typed arrays takes them in O(1), 8 bytes an entry,
  * no object per entry; the earliest deadline is the smallest of a few heads (one FIFO per value in use: the queue's,
  * and each distinct value policies give). A heap would cost O(log n) swaps per compile cycle of every bank and an
  * object or two arrays' moves per entry. The few entries that arrive out of order — a policy changing a bank's max

@@ -132,7 +132,7 @@ export const forecasts = (core: CompileCore, i: number, now: number): Array<Rule
   const table = core.table
   const config = core.configOf(i)
   const memories = table.memories[i]!
-  const forgets = table.forgets[i]!
+  const forgets = table.forgets(i)
   const rules = [rule("size", NaN, Math.max(0, config.sizeThreshold - memories))]
   const reference = table.referenceTime(i)
   if (config.stalenessMillis < Infinity) {

@@ -16,7 +16,7 @@ const statusesAgree = (core: BankLifecycle, broken: Array<string>): void => {
     if ((status === PENDING) !== pending.has(i)) broken.push(`${id}: status ${status} but pending set ${pending.has(i)}`)
     if ((status === RUNNING) !== running.has(i)) broken.push(`${id}: status ${status} but running set ${running.has(i)}`)
     if (pending.has(i) && running.has(i)) broken.push(`${id}: both pending and running`)
-    if (!(table.memories[i]! >= 0) || !(table.forgets[i]! >= 0)) broken.push(`${id}: a negative counter`)
+    if (!(table.memories[i]! >= 0) || !(table.forgets(i) >= 0)) broken.push(`${id}: a negative counter`)
     if (table.reasons.has(i) && status !== PENDING && status !== RUNNING) broken.push(`${id}: a reason while idle`)
     if (table.forgetsTaken.has(i) && status !== RUNNING) broken.push(`${id}: forgets taken while not running`)
   }
@@ -35,7 +35,7 @@ const oldestKnown = (core: BankLifecycle, broken: Array<string>): void => {
     const waiting = table.memories[i]! - (taken?.memories ?? 0)
     const oldest = table.oldestAt[i]!
     if ((waiting > 0) !== (oldest === oldest)) broken.push(`${id}: ${waiting} memories waiting but oldest ${oldest}`)
-    if (!(table.waitSum[i]! >= 0)) broken.push(`${id}: wait sum ${table.waitSum[i]}`) // (the tests' clocks never step back)
+    if (!(table.waitSumOf(i) >= 0)) broken.push(`${id}: wait sum ${table.waitSumOf(i)}`) // (the tests' clocks never step back)
   }
 }
 

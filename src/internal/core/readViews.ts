@@ -31,11 +31,11 @@ export const snapshot = (table: BankTable, i: number, deadlineAt = NaN): BankCom
   return new BankCompileState({
     bankId: table.ids[i]!,
     memoriesSinceLastCompile: table.memories[i]!,
-    forgetsSinceLastCompile: table.forgets[i]!,
+    forgetsSinceLastCompile: table.forgets(i),
     lastCompileAt: optionalTime(table.lastCompileAt[i]!),
     firstRetainAt: optionalTime(table.firstRetainAt[i]!),
     status: STATUS_NAMES[table.state[i]! & STATUS]!,
-    consecutiveFailures: table.consecutiveFailures[i]!,
+    consecutiveFailures: table.consecutiveFailures(i),
     lastError: Option.fromNullable(table.lastError.get(i)),
     policy: Option.fromNullable(table.policies.get(i)?.policy),
     oldestMemoryAt: optionalTime(table.oldestUncompiledAt(i)),

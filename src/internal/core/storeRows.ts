@@ -9,7 +9,7 @@ import { effectiveConfig } from "../../BankPolicy.js"
 import type { PersistedBank } from "../../BankStateStore.js"
 import { STATUS_NAMES, TIMELINE } from "./answers.js"
 import type { BankLifecycle } from "./bankLifecycle.js"
-import { COUNTED, HARD_MAX_BANKS, IDLE, MAX_FAILURES, PENDING, POLICY, REQUESTED, RESTORED, STALE, STATUS } from "./bankTable.js"
+import { COUNTED, HARD_MAX_BANKS, IDLE, PENDING, POLICY, REQUESTED, RESTORED, STALE, STATUS } from "./bankTable.js"
 
 /** Loads one stored bank into the columns; returns its index. */
 const load = (core: BankLifecycle, bank: PersistedBank, now: number): number => {
@@ -20,16 +20,16 @@ const load = (core: BankLifecycle, bank: PersistedBank, now: number): number => 
   table.memories[i] = bank.memories
   table.lastCompileAt[i] = bank.lastCompileAt ?? NaN
   table.firstRetainAt[i] = bank.firstRetainAt ?? NaN
-  table.consecutiveFailures[i] = Math.min(bank.consecutiveFailures, MAX_FAILURES)
+  table.setConsecutiveFailures(i, bank.consecutiveFailures)
   if (bank.lastError !== null) table.lastError.set(i, bank.lastError)
   table.state[i] = bank.firstRetainAt !== null ? COUNTED : 0
-  table.forgets[i] = bank.forgets ?? 0
+  table.setForgets(i, bank.forgets ?? 0)
   // Rows stored before the oldest memory was kept: it arrived after the reference time (a lower bound, so a deadline
   // comes early rather than late), and their wait sum is unknown (0: every memory counted as the oldest).
   const reference = table.referenceTime(i)
   const oldest = bank.oldestMemoryAt ?? (reference === reference ? reference : now)
   table.oldestAt[i] = bank.memories > 0 ? oldest : NaN
-  table.waitSum[i] = bank.memories > 0 ? Math.max(0, bank.memoryWaitSum ?? 0) : 0
+  table.setWaitSum(i, bank.memories > 0 ? Math.max(0, bank.memoryWaitSum ?? 0) : 0)
   if (bank.policy != null) {
     table.policies.set(i, { policy: bank.policy, config: effectiveConfig(core.config, bank.policy) })
     table.state[i]! |= POLICY // its staleness is computed exactly: no timeline entry
@@ -94,11 +94,11 @@ export const rowOf = (core: BankLifecycle, i: number): PersistedBank => {
     memories: table.memories[i]!,
     lastCompileAt: last === last ? last : null,
     firstRetainAt: first === first ? first : null,
-    consecutiveFailures: table.consecutiveFailures[i]!,
+    consecutiveFailures: table.consecutiveFailures(i),
     lastError: table.lastError.get(i) ?? null,
     // A compileNow the queue could not take yet still needs a compile.
     status: status === IDLE && (state & REQUESTED) !== 0 ? "pending" : STATUS_NAMES[status]!,
-    forgets: table.forgets[i]!,
+    forgets: table.forgets(i),
     policy: table.policies.get(i)?.policy ?? null,
     budget: core.gate.bankRow(i),
     oldestMemoryAt: oldest === oldest ? oldest : null,

@@ -35,13 +35,13 @@ const dueReason = (core: BankLifecycle, i: number, now: number): number => {
   if ((s & OVERDUE) === 0 && isOverdueAt(table.oldestAt[i]!, now, core.maxWaitMillis)) state[i] = s |= OVERDUE
   const overdue = (s & OVERDUE) !== 0
   if (
-    m < Math.min(config.sizeThreshold, config.stalenessMinMemories) && table.forgets[i]! < config.forgetThreshold &&
+    m < Math.min(config.sizeThreshold, config.stalenessMinMemories) && table.forgets(i) < config.forgetThreshold &&
     !overdue
   ) {
     return -1
   }
   if ((s & STALE) === 0 && isStaleAt(table.referenceTime(i), now, core.stalenessMillis)) state[i] = s |= STALE
-  return reasonCode(triggerReason(m, (s & STALE) !== 0, config, table.forgets[i]!, overdue))
+  return reasonCode(triggerReason(m, (s & STALE) !== 0, config, table.forgets(i), overdue))
 }
 
 /**
