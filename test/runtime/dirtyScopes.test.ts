@@ -149,4 +149,53 @@ describe("dirty scopes", () => {
       expect(warnings[2]).toContain("at most 32 scopes")
     }).pipe(Effect.provide(queueLayer()), Effect.provide(layer))
   })
+
+  it.effect("the next cycle names known scopes afresh: counts start over, and a bad scope beside a known one counts nothing", () => {
+    const { layer, logs } = captureLogs()
+    return Effect.gen(function*() {
+      const queue = yield* CompileQueue
+      const engine = yield* TestEngine
+      queue.unsafeNotifyRetain("b", { count: 4, scopes: ["a"] })
+      queue.unsafeNotifyRetain("b", { scopes: ["b", "a"] })
+      yield* queue.compileNow("b")
+      yield* queue.drain()
+      expect(yield* dirtyOf("b")).toBeUndefined()
+      // A plain write after a consumed set: the next job says nothing about scopes.
+      queue.unsafeNotifyRetain("b", 2)
+      expect(yield* dirtyOf("b")).toBeUndefined()
+      yield* queue.compileNow("b")
+      yield* queue.drain()
+      expect("scopes" in engine.jobs[1]!).toBe(false)
+      // Known names again: only this cycle's counts; a write with one bad name beside them counts nothing.
+      queue.unsafeNotifyRetain("b", { scopes: ["a"] })
+      queue.unsafeNotifyForget("b", { count: 2, scopes: ["a", "b"] })
+      queue.unsafeNotifyRetain("b", { count: 5, scopes: ["a", "bad\u0000"] })
+      queue.unsafeNotifyRetain("b", { count: 5, scopes: "a" as unknown as ReadonlyArray<string> })
+      expect(yield* dirtyOf("b")).toEqual({ all: false, scopes: [scope("a", 1, 2), scope("b", 0, 2)] })
+      expect(Option.getOrThrow(yield* queue.bankState("b")).memoriesSinceLastCompile).toBe(1)
+      expect(logs.filter((log) => log.level === "WARN")).toHaveLength(2)
+      yield* queue.compileNow("b")
+      yield* queue.drain()
+      expect(engine.jobs[2]!.scopes).toEqual(["a", "b"])
+    }).pipe(Effect.provide(queueLayer({ config: { sizeThreshold: 100, forgetThreshold: 100 } })), Effect.provide(layer))
+  })
+
+  it.effect("the bound counts this cycle's scopes, not the names kept from earlier ones", () =>
+    Effect.gen(function*() {
+      const queue = yield* CompileQueue
+      const engine = yield* TestEngine
+      queue.unsafeNotifyRetain("b", { scopes: ["a", "b"] })
+      yield* queue.compileNow("b")
+      yield* queue.drain()
+      queue.unsafeNotifyRetain("b", { scopes: ["c"] })
+      queue.unsafeNotifyRetain("b", { scopes: ["a"] })
+      expect(yield* dirtyOf("b")).toEqual({ all: false, scopes: [scope("a", 1), scope("c", 1)] })
+      queue.unsafeNotifyRetain("b", { scopes: ["b"] })
+      expect(yield* dirtyOf("b")).toEqual({ all: true, scopes: [] })
+      yield* queue.compileNow("b")
+      yield* queue.drain()
+      expect(engine.jobs.map((job) => job.scopes)).toEqual([["a", "b"], "all"])
+      queue.unsafeNotifyRetain("b", { scopes: ["b"] })
+      expect(yield* dirtyOf("b")).toEqual({ all: false, scopes: [scope("b", 1)] })
+    }).pipe(Effect.provide(queueLayer({ config: { sizeThreshold: 100, maxScopesPerBank: 2 } }))))
 })

@@ -11,15 +11,24 @@
  */
 import type { DirtyScope, DirtyScopesRow, DirtyScopesState, JobScopes } from "../../DirtyScopes.js"
 
-/** Memories and forgets of the writes that named one scope. */
+/** Memories and forgets of the writes that named one scope; dirty while `gen` is its set's generation. */
 interface ScopeCount {
   memories: number
   forgets: number
+  gen: number
 }
 
-/** One bank's dirty scopes. */
+/**
+ * One bank's dirty scopes. A compile that consumes them all leaves the set with its bank, clean (`recycle`: its
+ * generation moves on), so the next cycle's writes name those scopes again without allocating or being checked again;
+ * its names are kept up to twice the bound.
+ */
 export class DirtyScopes {
-  readonly counts = new Map<string, ScopeCount>()
+  /** Every scope named since the set was made or last trimmed; those of the current generation are the dirty ones. */
+  private counts = new Map<string, ScopeCount>()
+  private gen = 0
+  /** How many scopes are dirty. */
+  private live = 0
   /** Past the bound: the names are dropped, every scope is dirty. */
   all = false
   /**
@@ -31,36 +40,114 @@ export class DirtyScopes {
   /** Set when a compile took this set and consumed writes that named no scope. */
   unnamed = false
 
+  /** Nothing is dirty (a set a compile consumed, before the next write names a scope). */
+  get isClean(): boolean {
+    return this.live === 0 && !this.all
+  }
+
   /** Adds `memories` and `forgets` to `scope`; a new scope past `max` turns the set into "all". */
   add(scope: string, memories: number, forgets: number, max: number): void {
     if (this.all) return
     const count = this.counts.get(scope)
-    if (count !== undefined) {
+    if (count !== undefined && count.gen === this.gen) {
       count.memories += memories
       count.forgets += forgets
-    } else if (this.counts.size >= max) {
+    } else if (this.live >= max) {
       this.all = true
-      this.counts.clear()
+      this.live = 0
+      this.counts = new Map()
     } else {
-      this.counts.set(scope, { memories, forgets })
+      this.live++
+      if (count === undefined) this.counts.set(scope, { memories, forgets, gen: this.gen })
+      else {
+        count.gen = this.gen
+        count.memories = memories
+        count.forgets = forgets
+      }
     }
+  }
+
+  /**
+   * A write naming only scopes this set knows (dirty, or clean but named in an earlier cycle, within the bound): added
+   * (true); else nothing changes (false). Allocates nothing.
+   */
+  addKnown(scopes: ReadonlyArray<string>, memories: number, forgets: number, max: number): boolean {
+    if (this.all) return false
+    const counts = this.counts
+    if (scopes.length === 1) { // the common write, in one lookup
+      const count = counts.get(scopes[0]!)
+      if (count === undefined) return false
+      if (count.gen === this.gen) {
+        count.memories += memories
+        count.forgets += forgets
+      } else if (this.live >= max) return false
+      else {
+        this.live++
+        count.gen = this.gen
+        count.memories = memories
+        count.forgets = forgets
+      }
+      this.namedMemories += memories
+      this.namedForgets += forgets
+      return true
+    }
+    let revived = 0
+    for (let n = 0; n < scopes.length; n++) {
+      const count = counts.get(scopes[n]!)
+      if (count === undefined) return false
+      if (count.gen !== this.gen) revived++
+    }
+    if (this.live + revived > max) return false
+    for (let n = 0; n < scopes.length; n++) this.add(scopes[n]!, memories, forgets, max)
+    this.namedMemories += memories
+    this.namedForgets += forgets
+    return true
+  }
+
+  /** The dirty scopes with their counts. */
+  entries(): Array<readonly [string, number, number]> {
+    const entries: Array<readonly [string, number, number]> = []
+    for (const [scope, count] of this.counts) {
+      if (count.gen === this.gen) entries.push([scope, count.memories, count.forgets])
+    }
+    return entries
+  }
+
+  /** The dirty scopes' names. */
+  names(): Array<string> {
+    const names: Array<string> = []
+    for (const [scope, count] of this.counts) if (count.gen === this.gen) names.push(scope)
+    return names
   }
 
   /** Everything `other` holds added in (its named counts too when `named`). */
   merge(other: DirtyScopes, max: number, named: boolean): void {
     if (other.all) {
       this.all = true
-      this.counts.clear()
+      this.live = 0
+      this.counts = new Map()
     }
-    for (const [scope, count] of other.counts) this.add(scope, count.memories, count.forgets, max)
+    for (const [scope, memories, forgets] of other.entries()) this.add(scope, memories, forgets, max)
     if (!named) return
     this.namedMemories += other.namedMemories
     this.namedForgets += other.namedForgets
+  }
+
+  /** Consumed: nothing is dirty any more; the names stay for the next cycle unless past `max` (trimmed). */
+  recycle(max: number): void {
+    this.gen++
+    this.live = 0
+    this.all = false
+    this.namedMemories = 0
+    this.namedForgets = 0
+    this.unnamed = false
+    if (this.counts.size > max) this.counts = new Map()
   }
 }
 
 /** Every bank's dirty scopes: those waiting for a compile, and those a running compile took. */
 export class ScopeSets {
+  /** Per bank that named scopes: its set, which may be clean (`DirtyScopes.isClean`). */
   readonly dirty = new Map<number, DirtyScopes>()
   readonly taken = new Map<number, DirtyScopes>()
 
@@ -70,33 +157,30 @@ export class ScopeSets {
     return set
   }
 
-  /**
-   * A write of `memories` and `forgets` to bank `i` named `scopes` (checked by the caller). On every scoped write: two
-   * lookups (the bank's set, the scope's count) and no allocation once the scope is known.
-   */
+  /** A write of `memories` and `forgets` to bank `i` named `scopes` (checked by the caller). */
   note(i: number, scopes: ReadonlyArray<string>, memories: number, forgets: number, max: number): void {
-    let set = this.dirty.get(i)
-    if (set === undefined) this.dirty.set(i, set = new DirtyScopes())
+    const set = this.setOf(i)
     set.namedMemories += memories
     set.namedForgets += forgets
-    if (set.all) return
-    const counts = set.counts
-    for (let n = 0; n < scopes.length; n++) {
-      const scope = scopes[n]!
-      const count = counts.get(scope)
-      if (count === undefined) set.add(scope, memories, forgets, max)
-      else {
-        count.memories += memories
-        count.forgets += forgets
-      }
-    }
+    for (let n = 0; n < scopes.length; n++) set.add(scopes[n]!, memories, forgets, max)
   }
 
-  /** A compile of bank `i` starts and consumes `memories` and `forgets`: it takes the bank's set. */
+  /**
+   * A write to bank `i` that names only scopes its set already knows (each checked when first named, so valid):
+   * noted, and true. False, with nothing noted, when the bank has no set, its set says "all", a scope is new to it, or
+   * the bound would be passed — the caller then checks the write whole and `note`s it. The common scoped write: a
+   * bank's pages are named again and again. Two lookups, no allocation.
+   */
+  noteKnown(i: number, scopes: ReadonlyArray<string>, memories: number, forgets: number, max: number): boolean {
+    const set = this.dirty.get(i)
+    return set !== undefined && set.addKnown(scopes, memories, forgets, max)
+  }
+
+  /** A compile of bank `i` starts and consumes `memories` and `forgets`: it takes the bank's set (if dirty). */
   take(i: number, memories: number, forgets: number): void {
     if (this.dirty.size === 0) return
     const set = this.dirty.get(i)
-    if (set === undefined) return
+    if (set === undefined || set.isClean) return
     this.dirty.delete(i)
     set.unnamed = memories > set.namedMemories || forgets > set.namedForgets
     this.taken.set(i, set)
@@ -107,23 +191,26 @@ export class ScopeSets {
     if (this.taken.size === 0) return undefined
     const set = this.taken.get(i)
     if (set === undefined) return undefined
-    return set.all || set.unnamed ? "all" : Array.from(set.counts.keys())
+    return set.all || set.unnamed ? "all" : set.names()
   }
 
   /**
    * The compile of bank `i` succeeded, having rebuilt `compiled` (empty: all it was told). "All" is consumed either
-   * way (the names past the bound were not kept); a named scope left out goes back to the dirty set.
+   * way (the names past the bound were not kept); a named scope left out goes back to the dirty set. The set it took
+   * goes back to the bank clean, when no write made it a new one meanwhile.
    */
   consumed(i: number, compiled: ReadonlyArray<string>, max: number): void {
     if (this.taken.size === 0) return
     const set = this.taken.get(i)
     if (set === undefined) return
     this.taken.delete(i)
-    if (compiled.length === 0 || set.counts.size === 0) return
-    const rebuilt = new Set(compiled)
-    for (const [scope, count] of set.counts) {
-      if (!rebuilt.has(scope)) this.setOf(i).add(scope, count.memories, count.forgets, max)
+    const leftOut = compiled.length === 0 || set.isClean ? undefined : notIn(set.entries(), compiled)
+    let now = this.dirty.get(i)
+    if (now === undefined) {
+      set.recycle(max)
+      this.dirty.set(i, now = set)
     }
+    for (const [scope, memories, forgets] of leftOut ?? []) now.add(scope, memories, forgets, max)
   }
 
   /** The compile of bank `i` failed or was cut off: it consumed nothing, so its set goes back whole. */
@@ -134,17 +221,15 @@ export class ScopeSets {
     this.taken.delete(i)
     set.unnamed = false
     const now = this.dirty.get(i)
-    if (now === undefined) this.dirty.set(i, set)
-    else {
-      set.merge(now, max, true)
-      this.dirty.set(i, set) // the taken scopes were named first: they keep their place
-    }
+    if (now !== undefined) set.merge(now, max, true) // the taken scopes were named first: they keep their place
+    this.dirty.set(i, set)
   }
 
-  /** Bank `i`'s sets together (taken and waiting), or undefined when it has none. */
+  /** Bank `i`'s dirty sets together (taken and waiting), or undefined when nothing is dirty. */
   private combined(i: number): DirtyScopes | undefined {
     const taken = this.taken.size === 0 ? undefined : this.taken.get(i)
-    const dirty = this.dirty.get(i)
+    const waiting = this.dirty.get(i)
+    const dirty = waiting === undefined || waiting.isClean ? undefined : waiting
     if (taken === undefined || dirty === undefined) return taken ?? dirty
     const both = new DirtyScopes()
     both.merge(taken, Infinity, true)
@@ -156,8 +241,7 @@ export class ScopeSets {
   state(i: number): DirtyScopesState | undefined {
     const set = this.combined(i)
     if (set === undefined) return undefined
-    const scopes: Array<DirtyScope> = []
-    for (const [scope, count] of set.counts) scopes.push({ scope, memories: count.memories, forgets: count.forgets })
+    const scopes: Array<DirtyScope> = set.entries().map(([scope, memories, forgets]) => ({ scope, memories, forgets }))
     return { all: set.all, scopes }
   }
 
@@ -165,9 +249,7 @@ export class ScopeSets {
   row(i: number): DirtyScopesRow | null {
     const set = this.combined(i)
     if (set === undefined) return null
-    const scopes: Array<readonly [string, number, number]> = []
-    for (const [scope, count] of set.counts) scopes.push([scope, count.memories, count.forgets])
-    return { all: set.all, namedMemories: set.namedMemories, namedForgets: set.namedForgets, scopes }
+    return { all: set.all, namedMemories: set.namedMemories, namedForgets: set.namedForgets, scopes: set.entries() }
   }
 
   /** Loads a stored row as bank `i`'s dirty scopes (replacing any). */
@@ -180,6 +262,15 @@ export class ScopeSets {
     this.taken.delete(i)
     this.dirty.set(i, set)
   }
+}
+
+/** The entries whose scope `compiled` does not name. */
+const notIn = (
+  entries: ReadonlyArray<readonly [string, number, number]>,
+  compiled: ReadonlyArray<string>
+): ReadonlyArray<readonly [string, number, number]> => {
+  const rebuilt = new Set(compiled)
+  return entries.filter(([scope]) => !rebuilt.has(scope))
 }
 
 /** A row as the stores' `scopes` column keeps it: JSON text, or null for none. */

@@ -11,7 +11,13 @@ import { Effect } from "effect"
 import { bankLimitError } from "../../BankLimit.js"
 import * as CompileMetrics from "../../CompileMetrics.js"
 import { NOTHING } from "../core/compileCore.js"
-import { areScopeNames, type CompileNowOptions, invalidScopes, type WriteOptions } from "../../DirtyScopes.js"
+import {
+  areScopeNames,
+  type CompileNowOptions,
+  invalidScopes,
+  MAX_SCOPES_PER_WRITE,
+  type WriteOptions
+} from "../../DirtyScopes.js"
 import { badCountMessage, invalidBankId, isCount } from "../core/inputRules.js"
 import { WarningThrottle } from "../core/warningThrottle.js"
 import type { RetainTally } from "../workloadLog/tally.js"
@@ -71,6 +77,21 @@ const scopedBank = (rt: QueueRuntime, bankId: string, count: number, scopes: Rea
   return bankNumber(rt, bankId)
 }
 
+/**
+ * The fast path of a scoped write to existing bank `i`: a valid count naming only scopes the bank's dirty set holds
+ * (each checked when first named) is noted there, and true; else false, nothing noted, and the write takes the whole
+ * check (`scopedBank`).
+ */
+const notedAsKnown = (rt: QueueRuntime, i: number, count: number, scopes: unknown, forget: boolean): boolean =>
+  isCount(count) && Array.isArray(scopes) && scopes.length <= MAX_SCOPES_PER_WRITE &&
+  rt.core.table.scopes.noteKnown(
+    i,
+    scopes as ReadonlyArray<string>,
+    forget ? 0 : count,
+    forget ? count : 0,
+    rt.core.config.maxScopesPerBank
+  )
+
 /** `tally`: the workload log's, when it is on (an array read and an add per retain; see `workloadLog/tally.ts`). */
 export const makeNotifyRetain = (
   rt: QueueRuntime,
@@ -93,6 +114,8 @@ export const makeNotifyRetain = (
   const withScopes = (bankId: string, options: WriteOptions): void => {
     const count = options.count ?? 1
     const scopes = options.scopes
+    const known = index.get(bankId)
+    if (known !== undefined && notedAsKnown(rt, known, count, scopes, false)) return counted(known, count)
     const i = scopedBank(rt, bankId, count, scopes)
     if (i === -1) return
     if (scopes !== undefined && scopes.length > 0) noteScopes(rt, i, scopes, count, 0)
@@ -123,6 +146,8 @@ export const makeNotifyForget = (
   const withScopes = (bankId: string, options: WriteOptions): void => {
     const count = options.count ?? 1
     const scopes = options.scopes
+    const known = index.get(bankId)
+    if (known !== undefined && notedAsKnown(rt, known, count, scopes, true)) return counted(known, count)
     const i = scopedBank(rt, bankId, count, scopes)
     if (i === -1) return
     if (scopes !== undefined && scopes.length > 0) noteScopes(rt, i, scopes, 0, count)
