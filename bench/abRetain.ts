@@ -59,48 +59,59 @@ const open = async (lib: Lib, options: Here.CompileQueueOptions, workloadLog?: s
   return { queue: Context.get(context, lib.CompileQueue) as Queue, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
 }
 
-/** Million notifies per CPU (or wall) second over the timed chunks. */
-const timed = async (chunk: (from: number) => void): Promise<number> => {
-  let spent = 0
+type Chunk = (queue: Queue, from: number) => void
+
+/**
+ * One round of a workload on both builds, chunk by chunk in alternating order (what the machine does meanwhile falls
+ * on both alike): this build's rate over the other's, in the timed chunks.
+ */
+const versus = async (chunk: Chunk, here: Queue, other: Queue): Promise<number> => {
+  let spentHere = 0
+  let spentOther = 0
   for (let from = 0; from < NOTIFIES; from += CHUNK) {
-    const t0 = clock()
-    chunk(from)
-    spent += clock() - t0
-    await turn()
+    for (const queue of (from / CHUNK) % 2 === 0 ? [here, other] : [other, here]) {
+      const t0 = clock()
+      chunk(queue, from)
+      const spent = clock() - t0
+      if (queue === here) spentHere += spent
+      else spentOther += spent
+      await turn()
+    }
   }
-  return NOTIFIES / spent / 1000
+  return spentOther / spentHere
 }
-const b1 = (queue: Queue) =>
-  timed((from) =>
-    Effect.runSync(Effect.gen(function*() {
-      for (let n = from; n < from + CHUNK; n++) yield* queue.notifyRetain(ids[n % BANKS]!)
-    }))
-  )
-const b2 = (queue: Queue) =>
-  timed((from) => {
-    for (let n = from; n < from + CHUNK; n++) queue.unsafeNotifyRetain(ids[n % BANKS]!)
-  })
+const b1: Chunk = (queue, from) =>
+  Effect.runSync(Effect.gen(function*() {
+    for (let n = from; n < from + CHUNK; n++) yield* queue.notifyRetain(ids[n % BANKS]!)
+  }))
+const b2: Chunk = (queue, from) => {
+  for (let n = from; n < from + CHUNK; n++) queue.unsafeNotifyRetain(ids[n % BANKS]!)
+}
 
 const options: Here.CompileQueueOptions = { config: { sizeThreshold: 50 }, maxQueueSize: BANKS + 1 }
-const base = await open(Base, options)
 const maxWait = args.includes("--max-wait")
-const here = await open(
-  Here,
-  {
-    ...options,
-    ...(maxWait ? { config: { sizeThreshold: 50, maxWaitSeconds: 3600 } } : {}),
-    ...(args.includes("--budget") ? { budget: { tokens: 1e12, compiles: 1e9, bankTokens: 1e9 } } : {})
-  },
-  logDir
-)
+const openHere = () =>
+  open(
+    Here,
+    {
+      ...options,
+      ...(maxWait ? { config: { sizeThreshold: 50, maxWaitSeconds: 3600 } } : {}),
+      ...(args.includes("--budget") ? { budget: { tokens: 1e12, compiles: 1e9, bankTokens: 1e9 } } : {})
+    },
+    logDir
+  )
+// `--here-first`: this build's queue is made first (the queue made second runs a little slower: run both orders).
+const hereFirst = args.includes("--here-first")
+const first = await (hereFirst ? openHere() : open(Base, options))
+const second = await (hereFirst ? open(Base, options) : openHere())
+const [here, base] = hereFirst ? [first, second] : [second, first]
 const ratios = { b1: [] as Array<number>, b2: [] as Array<number> }
 for (let round = -2; round < rounds; round++) { // two warm-up rounds
-  const order = round % 2 === 0 ? [base, here] : [here, base]
-  const rate = new Map<typeof base, { b1: number; b2: number }>()
-  for (const side of order) rate.set(side, { b1: await b1(side.queue), b2: await b2(side.queue) })
+  const b1Ratio = await versus(b1, here.queue, base.queue)
+  const b2Ratio = await versus(b2, here.queue, base.queue)
   if (round < 0) continue
-  ratios.b1.push(rate.get(here)!.b1 / rate.get(base)!.b1)
-  ratios.b2.push(rate.get(here)!.b2 / rate.get(base)!.b2)
+  ratios.b1.push(b1Ratio)
+  ratios.b2.push(b2Ratio)
 }
 const quantile = (xs: Array<number>, p: number) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * p)]!
 const pct = (x: number) => `${(x * 100).toFixed(1)} %`

@@ -595,6 +595,29 @@ describe("CompileQueue — observability", () => {
   })
 })
 
+describe("CompileQueue — metrics published in batches", () => {
+  it.live("a synchronous burst is in the metrics once its task ends; the queue gauge follows starts exactly", () =>
+    Effect.gen(function*() {
+      const queue = yield* CompileQueue
+      const engine = yield* TestEngine
+      yield* engine.hold
+      const count = (metric: Metric.Metric.Counter<number>) => Effect.map(Metric.value(metric), (s) => s.count)
+      const gauge = Effect.map(Metric.value(CompileMetrics.queueSize), (s) => s.value)
+      const retains = yield* count(CompileMetrics.retains)
+      const enqueued = yield* count(CompileMetrics.enqueued)
+      const size = yield* gauge
+      // 10,000 retains over 100 banks, threshold 10: every bank queued once, all in one task.
+      for (let n = 0; n < 10_000; n++) queue.unsafeNotifyRetain(`b${n % 100}`)
+      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      expect((yield* count(CompileMetrics.retains)) - retains).toBe(10_000)
+      expect((yield* count(CompileMetrics.enqueued)) - enqueued).toBe(100)
+      expect((yield* gauge) - size).toBe(100 - engine.calls.length) // the running ones left the queue
+      yield* engine.open
+      yield* queue.drain()
+      expect((yield* gauge) - size).toBe(0)
+    }).pipe(Effect.provide(queueLayer({ config: { sizeThreshold: 10 } }))))
+})
+
 describe("CompileQueue — the internal compileLogs option", () => {
   const run = (compileLogs: boolean | undefined) => {
     const { layer, logs } = captureLogs()

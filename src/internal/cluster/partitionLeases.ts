@@ -16,6 +16,7 @@ import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import { Deferred, Duration, Effect, Exit, ExecutionStrategy, FiberId, Scope } from "effect"
 import type { LeaveReason, PreviousOwner } from "./partitionMoves.js"
+import { oncePerTask } from "../runtime/taskClock.js"
 
 /** The partitions' leases, and how each was last left (for the move log). */
 export const LEASES_TABLE = "compile_trigger_partition_leases"
@@ -185,17 +186,7 @@ export const makePartitionLeases = (
     const now = () => Number(clock.unsafeCurrentTimeNanos() / 1_000_000n)
     // `isValid` is asked for every retain a runner counts itself: the clock is read once per task (a read costs about
     // as much as counting the retain), and a task that starts after a freeze reads it anew.
-    let nowInTask: number | undefined
-    const forgetNow = () => {
-      nowInTask = undefined
-    }
-    const taskNow = () => {
-      if (nowInTask === undefined) {
-        nowInTask = now()
-        queueMicrotask(forgetNow)
-      }
-      return nowInTask
-    }
+    const taskNow = oncePerTask(now)
     const held = new Map<number, Held>()
     let renewedSignal = Deferred.unsafeMake<void>(FiberId.none)
     const validFrom = (sentAt: number) => sentAt + LEASE_MILLIS - SAFETY_MARGIN_MILLIS

@@ -29,6 +29,7 @@ import {
   DEADLINE,
   DIRTY,
   DROP_WARNED,
+  FAST_RULE_BITS,
   FORGET,
   IDLE,
   MANUAL,
@@ -58,7 +59,7 @@ export class BankLifecycle {
   readonly running = new Set<number>()
   readonly config: CompileTriggerConfig
   readonly stalenessMillis: number
-  /** The queue's `maxWaitSeconds` in millis (0: off); a policy bank's own is in its config. */
+/** The queue's `maxWaitSeconds` in millis (0: off); a policy bank's own is in its config. */
   readonly maxWaitMillis: number
   /** Freshness deadlines: each bank's, and their timeline (`deadlines.ts`). */
   readonly freshness: Deadlines
@@ -209,10 +210,7 @@ export class BankLifecycle {
     if (table.lastCompileAt[i] !== table.lastCompileAt[i]) this.scheduleStaleness(i, now) // NaN: never compiled
   }
 
-  /**
-   * Counts `count` memories that arrived at `now` (the time of the caller's task: read once per task, not per
-   * retain); queues the bank when the rule says so and it is idle and not parked.
-   */
+  /** Counts `count` memories that arrived at `now` (their task's); queues the bank when the rule says so. */
   retain(i: number, count: number, now: number): Answer {
     const table = this.table
     const state = table.state[i]!
@@ -222,6 +220,8 @@ export class BankLifecycle {
     if (oldest !== oldest) this.firstWaiting(i, state, now)
     else table.addWaitSum(i, count * (now - oldest)) // a clock stepping back is clamped where the wait is read
     if (this.persistent && (state & DIRTY) === 0) table.markDirty(i)
+    // The common retain ends at once: an idle bank with no policy, neither stale nor overdue, below the threshold.
+    if ((state & FAST_RULE_BITS) === 0 && memories < this.config.sizeThreshold) return NOTHING
     // A pending bank is queued once; a running one is re-checked when its compile ends; a parked one waits for the
     // sweep; a policy bank leaves the fast rule (one bit tested: banks without a policy pay nothing for policies).
     if ((state & (STATUS | PARKED | POLICY)) !== 0) return (state & (STATUS | PARKED)) === 0 ? RECHECK : NOTHING

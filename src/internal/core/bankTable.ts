@@ -43,6 +43,8 @@ export const POLICY = 1 << 8
  * when a compile takes the memories): the retain path queues the bank for reason `deadline` like a stale one.
  */
 export const OVERDUE = 1 << 9
+/** A retain to a bank with none of these bits set only counts, below the size threshold (the retain path's fast rule). */
+export const FAST_RULE_BITS = STATUS | PARKED | POLICY | STALE | OVERDUE
 
 /** Why a bank is queued, kept while it is pending or running (see `CompileReason`). */
 export const REASON_NAMES = ["size", "staleness", "forget", "manual", "restored", "deadline"] as const

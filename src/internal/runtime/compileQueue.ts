@@ -52,7 +52,7 @@ const shutdown = (
 ): Effect.Effect<void> =>
   Effect.gen(function*() {
     rt.core.close()
-    rt.publishRetains()
+    rt.publishCounts()
     yield* FiberSet.clear(background)
     yield* FiberSet.clear(rt.retries)
     const timeout = rt.opts.shutdownTimeout

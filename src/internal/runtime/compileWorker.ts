@@ -115,7 +115,7 @@ const finish = (
   startedAt: number,
   exit: Exit.Exit<CompileResult, CompileError>
 ): Effect.Effect<void> => {
-  rt.publishRetains()
+  rt.publishCounts()
   const now = rt.now()
   CompileMetrics.compileDuration.unsafeUpdate((now - startedAt) / 1000, NO_TAGS)
   CompileMetrics.running.unsafeModify(-1, NO_TAGS)
@@ -150,6 +150,7 @@ const waitedForBudget = (rt: QueueRuntime, i: number, answer: typeof WAIT_BUDGET
   rt.publishBudgetWaiting()
   rt.wakeIfClosing()
   if (answer._tag === "WaitBudget") return Effect.void
+  rt.publishCounts()
   CompileMetrics.queueSize.unsafeModify(-1, NO_TAGS)
   return Effect.annotateLogs(
     Effect.logDebug("compile deferred: the bank's own token budget is spent; queued again when it refills"),
@@ -185,6 +186,7 @@ export const makeWorker = (
     const startedAt = rt.now()
     const start = rt.core.start(i, startedAt)
     if (start._tag === "WaitBudget" || start._tag === "Deferred") return waitedForBudget(rt, i, start)
+    rt.publishCounts() // its enqueue first: the gauge never dips below zero
     CompileMetrics.queueSize.unsafeModify(-1, NO_TAGS)
     if (start._tag === "Skipped") return skipped(rt, i)
     if (start.waitedMillis >= 0) {

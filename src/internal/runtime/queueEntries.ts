@@ -92,6 +92,12 @@ const notedAsKnown = (rt: QueueRuntime, i: number, count: number, scopes: unknow
     rt.core.config.maxScopesPerBank
   )
 
+/** Bank `i`'s first counted retain: it starts its staleness clock. */
+const firstRetain = (rt: QueueRuntime, i: number): void => {
+  rt.core.firstRetain(i, rt.now())
+  rt.fireSignals()
+}
+
 /** `tally`: the workload log's, when it is on (an array read and an add per retain; see `workloadLog/tally.ts`). */
 export const makeNotifyRetain = (
   rt: QueueRuntime,
@@ -99,17 +105,22 @@ export const makeNotifyRetain = (
 ): (bankId: string, count?: number | WriteOptions) => void => {
   const core = rt.core
   const index = core.table.index
-  const now = taskClock(rt.clock) // memories are stamped with their task's time: one clock read per task
-  const counted = (i: number, count: number): void => {
-    if (!core.isCounted(i)) {
-      core.firstRetain(i, rt.now())
-      rt.fireSignals()
+  // Memories are stamped with their task's time (one clock read per task); the retains metric waits for the task end.
+  const now = taskClock(rt.clock, rt.retainsTaskEnded)
+  const counted = tally === undefined ?
+    (i: number, count: number): void => {
+      if (!core.isCounted(i)) firstRetain(rt, i)
+      rt.unpublishedRetains += count
+      const answer = core.retain(i, count, now())
+      if (answer !== NOTHING) rt.answered(i, answer)
+    } :
+    (i: number, count: number): void => {
+      if (!core.isCounted(i)) firstRetain(rt, i)
+      rt.unpublishedRetains += count
+      tally.retain(i, count)
+      const answer = core.retain(i, count, now())
+      if (answer !== NOTHING) rt.answered(i, answer)
     }
-    rt.countRetains(count)
-    if (tally !== undefined) tally.retain(i, count)
-    const answer = core.retain(i, count, now())
-    if (answer !== NOTHING) rt.answered(i, answer)
-  }
   // The options form leaves at the count check, which it fails: a plain count pays nothing for it.
   const withScopes = (bankId: string, options: WriteOptions): void => {
     const count = options.count ?? 1

@@ -41,7 +41,7 @@ import { sleepMillis } from "./sleep.js"
 /** One shared empty tag list: metric hooks are cached per tag-array identity. */
 export const NO_TAGS: ReadonlyArray<MetricLabel.MetricLabel> = []
 
-/** See `publishRetains`. */
+/** See `unpublishedRetains`. */
 const PUBLISH_EVERY = 4096
 
 const signal = (deferred: Deferred.Deferred<void> | undefined): undefined => {
@@ -87,8 +87,9 @@ export class QueueRuntime {
   cutOff = 0
   /**
    * Retains counted but not yet added to the retains metric. A metric update costs a third of a retain, so the
-   * metric is published in batches: at every enqueue and compile end, every PUBLISH_EVERY retains, at each sweep,
-   * and before every read through the service — whatever reads the queue sees exact figures.
+   * metric is published in batches (`publishCounts`, with the enqueues): at the end of a task that queued a bank or
+   * counted PUBLISH_EVERY retains or more since the last time, at every compile's start and end, at each sweep, and
+   * before every read through the service — whatever reads the queue sees exact figures.
    */
   unpublishedRetains = 0
   private readonly runSync: <A>(effect: Effect.Effect<A>) => A
@@ -144,14 +145,17 @@ export class QueueRuntime {
     if (answer === RECHECK) answer = this.core.recheck(i, this.now())
     if (answer === DELAY) return this.armForget(i)
     if (answer === NOTHING) return
-    this.publishRetains()
     if (answer === QUEUED) {
-      CompileMetrics.enqueued.unsafeUpdate(1, NO_TAGS)
-      CompileMetrics.queueSize.unsafeModify(1, NO_TAGS)
+      this.unpublishedEnqueues++
+      if (!this.publishing) {
+        this.publishing = true
+        queueMicrotask(this.publishAtTaskEnd)
+      }
       this.fireSignals()
       if (this.budgetSignal !== undefined) this.publishBudgetWaiting() // the spent budget holds this one too
       return
     }
+    this.publishCounts()
     CompileMetrics.dropped.unsafeUpdate(1, NO_TAGS)
     if (answer !== DROPPED_FIRST) return
     const bankId = this.core.table.ids[i]
@@ -163,12 +167,29 @@ export class QueueRuntime {
     )
   }
 
-  /** Retains are counted in the core; the metric follows in batches. */
-  countRetains(count: number): void {
-    if ((this.unpublishedRetains += count) >= PUBLISH_EVERY) this.publishRetains()
+  /** The end of a task that counted retains: the metric is published once enough wait. */
+  readonly retainsTaskEnded = (): void => {
+    if (this.unpublishedRetains >= PUBLISH_EVERY) this.publishCounts()
   }
 
-  publishRetains(): void {
+  /**
+   * Enqueues not yet added to the `enqueued` and `queueSize` metrics: three metric updates per enqueue were a tenth
+   * of the retain path's time, so they wait for the end of their task (or a compile's start, which takes one off).
+   */
+  private unpublishedEnqueues = 0
+  private publishing = false
+  private readonly publishAtTaskEnd = (): void => {
+    this.publishing = false
+    this.publishCounts()
+  }
+
+  /** Publishes the retains and enqueues counted since the last time. */
+  publishCounts(): void {
+    if (this.unpublishedEnqueues !== 0) {
+      CompileMetrics.enqueued.unsafeUpdate(this.unpublishedEnqueues, NO_TAGS)
+      CompileMetrics.queueSize.unsafeModify(this.unpublishedEnqueues, NO_TAGS)
+      this.unpublishedEnqueues = 0
+    }
     if (this.unpublishedRetains === 0) return
     CompileMetrics.retains.unsafeUpdate(this.unpublishedRetains, NO_TAGS)
     this.unpublishedRetains = 0
@@ -177,7 +198,7 @@ export class QueueRuntime {
   /** A read through the service: publish first. */
   read<A>(f: () => A): Effect.Effect<A> {
     return Effect.sync(() => {
-      this.publishRetains()
+      this.publishCounts()
       return f()
     })
   }
@@ -330,7 +351,7 @@ export class QueueRuntime {
 
   /** Queues every idle bank that triggers now (or was asked for by compileNow); exact, from one clock read. */
   readonly sweep: Effect.Effect<number> = Effect.suspend(() => {
-    this.publishRetains()
+    this.publishCounts()
     const { newlyWarned, notQueued, queued } = this.core.sweep(this.now())
     this.fireSignals()
     if (queued > 0) {
@@ -358,7 +379,7 @@ export class QueueRuntime {
 
   /** Nothing pending or running; wakes on the core's `DRAINED` signal. */
   readonly drained: Effect.Effect<void> = Effect.suspend(() => {
-    this.publishRetains()
+    this.publishCounts()
     if (this.core.pending.size === 0 && this.core.running.size === 0) return Effect.void
     this.drainSignal ??= Deferred.unsafeMake<void>(FiberId.none)
     return waitOn(this.drainSignal)

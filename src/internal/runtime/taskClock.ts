@@ -9,24 +9,47 @@ import { Clock } from "effect"
 /** The live clock's class: only its reads (`Date.now()`) are worth keeping for the rest of the task. */
 const LiveClock = Clock.make().constructor
 
+const nothing = (): void => {}
+
 /**
- * A reader of `clock` for the retain path. On the live clock: the first read of a task reads it and a microtask
- * forgets it, so every later read in the same synchronous task is a field load (retains a task counts arrive within
- * microseconds of each other; a task that starts after a pause reads anew). Any other clock — `TestClock`, the
- * tuner's virtual clock — moves between reads without a task boundary, so it is read every time (exact; those runs do
- * not time the hot path).
+ * `read`, called at most once per synchronous task: later calls in the same task get that value back (a field load),
+ * and a microtask forgets it, then runs `atTaskEnd`. For reads that cost more than what they serve and that a task
+ * may share: the clock on the retain path (retains a task counts arrive within microseconds of each other), a lease's
+ * validity asked for every write a runner counts. A task that starts after a pause — or a freeze — reads anew.
  */
-export const taskClock = (clock: Clock.Clock): () => number => {
-  if (clock.constructor !== LiveClock) return () => clock.unsafeCurrentTimeMillis()
-  let nowInTask = NaN
-  const forget = (): void => {
-    nowInTask = NaN
+export const oncePerTask = (read: () => number, atTaskEnd: () => void = nothing): () => number => {
+  let inTask = NaN
+  const end = (): void => {
+    inTask = NaN
+    atTaskEnd()
   }
   return () => {
-    if (nowInTask !== nowInTask) {
-      nowInTask = clock.unsafeCurrentTimeMillis()
-      queueMicrotask(forget)
+    if (inTask !== inTask) {
+      inTask = read()
+      queueMicrotask(end)
     }
-    return nowInTask
+    return inTask
+  }
+}
+
+/**
+ * A reader of `clock` for the retain path, and the end of each task that read it. The live clock is read once per
+ * task (`oncePerTask`). Any other clock — `TestClock`, the tuner's virtual clock — moves between reads without a task
+ * boundary, so it is read every time (exact; those runs do not time the hot path). Either way `atTaskEnd` runs once
+ * after each task that read it: what the retain path defers to there (the retains metric) costs nothing per retain.
+ */
+export const taskClock = (clock: Clock.Clock, atTaskEnd: () => void): () => number => {
+  if (clock.constructor === LiveClock) return oncePerTask(() => clock.unsafeCurrentTimeMillis(), atTaskEnd)
+  let ending = false
+  const end = (): void => {
+    ending = false
+    atTaskEnd()
+  }
+  return () => {
+    if (!ending) {
+      ending = true
+      queueMicrotask(end)
+    }
+    return clock.unsafeCurrentTimeMillis()
   }
 }
