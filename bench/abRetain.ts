@@ -2,13 +2,15 @@
  * Same-run A/B of the retain hot path (B1/B2) against another checkout of this repository, in one process:
  *
  *   git worktree add --detach /tmp/base <commit> && ln -s "$PWD/node_modules" /tmp/base/node_modules
- *   CPU=1 node --import tsx bench/abRetain.ts /tmp/base [rounds=30] [--budget] [--max-wait] [--workload-log]
+ *   node --import tsx bench/abRetain.ts /tmp/base [rounds=30] [--budget] [--max-wait] [--workload-log] [--here-first]
  *
  * One queue per build (V8 specializes a closure's optimized code only while one instance of it exists: two queues of
- * one build in a process run ~15 % slower, which would bias a three-way comparison), rounds in alternating order,
- * each round 1M `notifyRetain` in `Effect.gen` chunks of 10,000 (B1) and 1M `unsafeNotifyRetain` (B2) over 1,000
- * banks, threshold 50, instant engine, an event-loop turn between chunks; only the chunks are timed — CPU time of the
- * process with `CPU=1` (on an oversubscribed machine wall time mostly measures the other processes). Prints the
+ * one build in a process run ~15 % slower, which would bias a three-way comparison). Each round is 1M `notifyRetain`
+ * in `Effect.gen` chunks of 10,000 (B1) and 1M `unsafeNotifyRetain` (B2) over 1,000 banks, threshold 50, instant
+ * engine, an event-loop turn after each chunk; the builds alternate chunk by chunk (whatever the machine does
+ * meanwhile falls on both alike), and only the chunks are timed — wall time, or CPU time of the process with `CPU=1`
+ * (which also counts V8's background GC threads). Processes differ by a few per cent (each JIT-compiles its own way):
+ * run several, in both orders (`--here-first`: this build's queue is made first), and an A/A run beside them. Prints the
  * median and interquartile range of this checkout's per-round ratio to the other's. `--budget` gives this checkout's
  * queue a cost budget too large to bind; `--max-wait` a freshness deadline (`maxWaitSeconds: 3600`, never reached: it
  * measures keeping the deadlines, not compiling more); `--workload-log` turns this checkout's workload log on

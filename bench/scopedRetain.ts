@@ -1,11 +1,12 @@
 /**
- * The cost of naming a scope: same-process, alternating rounds of 1M `unsafeNotifyRetain(id)` and 1M
- * `unsafeNotifyRetain(id, { scopes: [scope] })` (the options object and its array made per call, as a caller would)
- * over two sets of 1,000 banks, threshold 50, instant engine — so every 50th retain of a bank queues a compile that
+ * The cost of naming a scope: same-process rounds of 1M `unsafeNotifyRetain(id)` and 1M
+ * `unsafeNotifyRetain(id, { scopes: [scope] })` (the options object and its array made per call, as a caller would),
+ * alternating chunk by chunk, over two sets of 1,000 banks, threshold 50, instant engine — so every 50th retain of a bank queues a compile that
  * takes and consumes its dirty scopes. Only the 10,000-notify chunks are timed (CPU time with `CPU=1`); prints the
- * median and interquartile range of the per-round ratio scoped / plain.
+ * median and interquartile range of the per-round ratio scoped / plain. Processes differ more than rounds (each
+ * JIT-compiles its own way): run several.
  *
- *   CPU=1 node --import tsx bench/scopedRetain.ts [rounds=20] [scopes per bank=8]
+ *   node --import tsx bench/scopedRetain.ts [rounds=20] [scopes per bank=8]
  *
  * @internal
  */
@@ -39,32 +40,36 @@ const context = await Effect.runPromise(
 )
 const queue = Context.get(context, Lib.CompileQueue)
 
-const timed = async (chunk: (from: number) => void): Promise<number> => {
-  let spent = 0
-  for (let from = 0; from < NOTIFIES; from += CHUNK) {
-    const t0 = clock()
-    chunk(from)
-    spent += clock() - t0
-    await turn()
-  }
-  return spent
+const plain = (from: number) => {
+  for (let n = from; n < from + CHUNK; n++) queue.unsafeNotifyRetain(plainIds[n % BANKS]!)
 }
-const plain = () =>
-  timed((from) => {
-    for (let n = from; n < from + CHUNK; n++) queue.unsafeNotifyRetain(plainIds[n % BANKS]!)
-  })
-const scoped = () =>
-  timed((from) => {
-    for (let n = from; n < from + CHUNK; n++) {
-      queue.unsafeNotifyRetain(scopedIds[n % BANKS]!, { scopes: [scopeNames[(n / BANKS | 0) % scopesPerBank]!] })
+const scoped = (from: number) => {
+  for (let n = from; n < from + CHUNK; n++) {
+    queue.unsafeNotifyRetain(scopedIds[n % BANKS]!, { scopes: [scopeNames[(n / BANKS | 0) % scopesPerBank]!] })
+  }
+}
+
+/** One round: the two loops alternating chunk by chunk (the machine's other work falls on both alike); scoped / plain. */
+const round = async (): Promise<number> => {
+  let spentPlain = 0
+  let spentScoped = 0
+  for (let from = 0; from < NOTIFIES; from += CHUNK) {
+    for (const loop of (from / CHUNK) % 2 === 0 ? [plain, scoped] : [scoped, plain]) {
+      const t0 = clock()
+      loop(from)
+      const spent = clock() - t0
+      if (loop === plain) spentPlain += spent
+      else spentScoped += spent
+      await turn()
     }
-  })
+  }
+  return spentScoped / spentPlain
+}
 
 const ratios: Array<number> = []
-for (let round = -2; round < rounds; round++) { // two warm-up rounds
-  const [p, s] = round % 2 === 0 ? [await plain(), await scoped()] : [0, 0]
-  const [s2, p2] = round % 2 !== 0 ? [await scoped(), await plain()] : [s, p]
-  if (round >= 0) ratios.push(s2 / p2)
+for (let n = -2; n < rounds; n++) { // two warm-up rounds
+  const ratio = await round()
+  if (n >= 0) ratios.push(ratio)
 }
 const quantile = (xs: Array<number>, q: number) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * q)]!
 console.log(
