@@ -37,6 +37,7 @@ import type { BankQueue } from "./bankQueue.js"
 import type { CompileHistory } from "./compileHistory.js"
 import { loopForever } from "./loop.js"
 import { sleepMillis } from "./sleep.js"
+import { atEndOfTask } from "./taskClock.js"
 
 /** One shared empty tag list: metric hooks are cached per tag-array identity. */
 export const NO_TAGS: ReadonlyArray<MetricLabel.MetricLabel> = []
@@ -147,10 +148,7 @@ export class QueueRuntime {
     if (answer === NOTHING) return
     if (answer === QUEUED) {
       this.unpublishedEnqueues++
-      if (!this.publishing) {
-        this.publishing = true
-        queueMicrotask(this.publishAtTaskEnd)
-      }
+      this.publishAtTaskEnd()
       this.fireSignals()
       if (this.budgetSignal !== undefined) this.publishBudgetWaiting() // the spent budget holds this one too
       return
@@ -177,11 +175,7 @@ export class QueueRuntime {
    * of the retain path's time, so they wait for the end of their task (or a compile's start, which takes one off).
    */
   private unpublishedEnqueues = 0
-  private publishing = false
-  private readonly publishAtTaskEnd = (): void => {
-    this.publishing = false
-    this.publishCounts()
-  }
+  private readonly publishAtTaskEnd = atEndOfTask(() => this.publishCounts())
 
   /** Publishes the retains and enqueues counted since the last time. */
   publishCounts(): void {

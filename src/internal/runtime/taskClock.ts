@@ -11,6 +11,20 @@ const LiveClock = Clock.make().constructor
 
 const nothing = (): void => {}
 
+/** An arming of `run` for the end of the current task: the first call of a task queues it, later ones do nothing. */
+export const atEndOfTask = (run: () => void): () => void => {
+  let armed = false
+  const end = (): void => {
+    armed = false
+    run()
+  }
+  return () => {
+    if (armed) return
+    armed = true
+    queueMicrotask(end)
+  }
+}
+
 /**
  * `read`, called at most once per synchronous task: later calls in the same task get that value back (a field load),
  * and a microtask forgets it, then runs `atTaskEnd`. For reads that cost more than what they serve and that a task
@@ -40,16 +54,9 @@ export const oncePerTask = (read: () => number, atTaskEnd: () => void = nothing)
  */
 export const taskClock = (clock: Clock.Clock, atTaskEnd: () => void): () => number => {
   if (clock.constructor === LiveClock) return oncePerTask(() => clock.unsafeCurrentTimeMillis(), atTaskEnd)
-  let ending = false
-  const end = (): void => {
-    ending = false
-    atTaskEnd()
-  }
+  const arm = atEndOfTask(atTaskEnd)
   return () => {
-    if (!ending) {
-      ending = true
-      queueMicrotask(end)
-    }
+    arm()
     return clock.unsafeCurrentTimeMillis()
   }
 }
