@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { CompileCore } from "../../src/internal/core/compileCore.js"
-import { scopesColumn, scopesFromColumn } from "../../src/internal/core/dirtyScopes.js"
+import { ScopeSets, scopesColumn, scopesFromColumn } from "../../src/internal/core/dirtyScopes.js"
 import { CompileTriggerConfig } from "../../src/CompileTriggerConfig.js"
 
 const TOKEN = { epoch: 1, sequence: 1 }
@@ -97,5 +97,18 @@ describe("dirty scopes in the core", () => {
     core.succeeded(i, taken, 1, undefined)
     expect(core.table.scopes.dirty.size + core.table.scopes.taken.size).toBe(0)
     expect(core.row(i).scopes).toBeNull()
+  })
+
+  it("sets of banks far apart in the table (a sparse array) are kept, found and dropped exactly", () => {
+    const sets = new ScopeSets()
+    const banks = [0, 7, 1_000_003, 65_536, 2_000_000]
+    for (const i of banks) sets.note(i, [`page-${i}`], 2, 0, 4)
+    expect(sets.dirty.size).toBe(banks.length)
+    for (const i of banks) expect(sets.noteKnown(i, [`page-${i}`], 1, 0, 4)).toBe(true)
+    expect(sets.noteKnown(8, ["page-0"], 1, 0, 4)).toBe(false) // a bank with no set
+    sets.take(1_000_003, 3, 0)
+    expect(sets.dirty.size).toBe(banks.length - 1)
+    expect(sets.jobScopes(1_000_003)).toEqual(["page-1000003"])
+    expect(sets.state(2_000_000)).toEqual({ all: false, scopes: [{ scope: "page-2000000", memories: 3, forgets: 0 }] })
   })
 })

@@ -145,10 +145,34 @@ export class DirtyScopes {
   }
 }
 
+/**
+ * Per bank that named scopes, its waiting set, by bank number: an array (an element load where banks with scopes are
+ * dense; V8 keeps a sparse one as a dictionary, no bigger than a map). Banks that never name a scope add nothing.
+ */
+class WaitingSets {
+  private readonly sets: Array<DirtyScopes | undefined> = []
+  size = 0
+
+  get(i: number): DirtyScopes | undefined {
+    return this.sets[i]
+  }
+
+  set(i: number, set: DirtyScopes): void {
+    if (this.sets[i] === undefined) this.size++
+    this.sets[i] = set
+  }
+
+  delete(i: number): void {
+    if (this.sets[i] === undefined) return
+    this.size--
+    this.sets[i] = undefined
+  }
+}
+
 /** Every bank's dirty scopes: those waiting for a compile, and those a running compile took. */
 export class ScopeSets {
   /** Per bank that named scopes: its set, which may be clean (`DirtyScopes.isClean`). */
-  readonly dirty = new Map<number, DirtyScopes>()
+  readonly dirty = new WaitingSets()
   readonly taken = new Map<number, DirtyScopes>()
 
   private setOf(i: number): DirtyScopes {
@@ -169,7 +193,7 @@ export class ScopeSets {
    * A write to bank `i` that names only scopes its set already knows (each checked when first named, so valid):
    * noted, and true. False, with nothing noted, when the bank has no set, its set says "all", a scope is new to it, or
    * the bound would be passed — the caller then checks the write whole and `note`s it. The common scoped write: a
-   * bank's pages are named again and again. Two lookups, no allocation.
+   * bank's pages are named again and again. An element load and a lookup, no allocation.
    */
   noteKnown(i: number, scopes: ReadonlyArray<string>, memories: number, forgets: number, max: number): boolean {
     const set = this.dirty.get(i)
