@@ -160,6 +160,38 @@ describe("freshness — the oldest uncompiled memory through compiles", () => {
 })
 
 describe("freshness — policies and the timeline", () => {
+  it("a bank that compiles every cycle keeps one timeline entry, which re-arms its deadline when it comes early", () => {
+    const { core, fifo, retain, take, watch } = harness({ sizeThreshold: 2, maxWaitSeconds: 3600 })
+    for (let cycle = 0; cycle < 100; cycle++) { // a compile every 10 s: each cycle's first memory starts a wait
+      retain("a", 2, cycle * 10_000)
+      const run = take(cycle * 10_000)
+      core.succeeded(run.i, run.taken, cycle * 10_000, undefined)
+    }
+    expect(core.freshness.timeline.size).toBe(1) // the first cycle's entry, not one per cycle
+    retain("a", 1, 1_000_000) // then a memory that waits: its deadline is 1,000 s + 1 h
+    watch(HOUR) // the first cycle's entry comes due: nothing is late, the bank's own deadline goes on
+    expect(fifo).toEqual([])
+    expect(core.freshness.nextDue).toBe(1_000_000 + HOUR)
+    watch(1_000_000 + HOUR - 1)
+    expect(fifo).toEqual([])
+    watch(1_000_000 + HOUR)
+    expect(fifo).toEqual([0])
+    expect(REASON_NAMES[core.table.reasons.get(0)!]).toBe("deadline")
+  })
+
+  it("an entry whose bank has no memory waiting when it comes due is dropped; the next memory pushes its own", () => {
+    const { core, fifo, retain, take, watch } = harness({ sizeThreshold: 2, maxWaitSeconds: 3600 })
+    retain("a", 2, 0)
+    const run = take(0)
+    core.succeeded(run.i, run.taken, 0, undefined)
+    watch(HOUR)
+    expect(core.freshness.timeline.size).toBe(0)
+    retain("a", 1, 2 * HOUR)
+    expect(core.freshness.nextDue).toBe(3 * HOUR)
+    watch(3 * HOUR)
+    expect(fifo).toEqual([0])
+  })
+
   it("per-bank max waits fire on time in any order (lanes, and the heap for entries out of order)", () => {
     const { bank, core, fifo, retain, watch } = harness({ sizeThreshold: 50, maxWaitSeconds: 3600 })
     core.setPolicy(bank("short"), new BankPolicy({ maxWaitSeconds: 60 }), 0)

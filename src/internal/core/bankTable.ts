@@ -15,7 +15,7 @@ import { ScopeSets } from "./dirtyScopes.js"
 
 /**
  * One 16-bit word per bank holds its status and flags, so the retain path reads a single word to decide.
- * Bits 0-1: status. Bits 2-9: flags.
+ * Bits 0-1: status. Bits 2-10: flags.
  */
 export const STATUS = 0b11
 export const IDLE = 0
@@ -43,6 +43,12 @@ export const POLICY = 1 << 8
  * when a compile takes the memories): the retain path queues the bank for reason `deadline` like a stale one.
  */
 export const OVERDUE = 1 << 9
+/**
+ * The bank has an entry on the deadline timeline due no later than its deadline (an earlier compile cycle's, or its
+ * own): a new cycle's first memory pushes none, and the entry, when it comes due early, re-arms the bank's deadline.
+ * Never stored.
+ */
+export const ON_TIMELINE = 1 << 10
 /** A retain to a bank with none of these bits set only counts, below the size threshold (the retain path's fast rule). */
 export const FAST_RULE_BITS = STATUS | PARKED | POLICY | STALE | OVERDUE
 

@@ -8,8 +8,8 @@
  * no object per entry; the earliest deadline is the smallest of a few heads (one FIFO per value in use: the queue's,
  * and each distinct value policies give). A heap would cost O(log n) swaps per compile cycle of every bank and an
  * object or two arrays' moves per entry. The few entries that arrive out of order — a policy changing a bank's max
- * wait, a failed compile's memories waiting again, a restore, a clock stepping back — go to a small heap beside the
- * FIFOs instead. Outdated entries (the bank compiled, its max wait changed) are skipped when they come due.
+ * wait, a failed compile's memories waiting again, a restore, a clock stepping back, an entry re-armed — go to a
+ * small heap beside the FIFOs instead. What an entry that comes due means is its owner's to judge (`deadlines.ts`).
  *
  * @internal
  */
@@ -30,8 +30,8 @@ export class DeadlineTimeline {
   private readonly heapDue: Array<number> = []
   private readonly heapBank: Array<number> = []
 
-  /** @param isCurrent whether an entry is still the bank's deadline (used to skip and compact outdated ones). */
-  constructor(private readonly isCurrent: (bank: number, dueAt: number) => boolean) {}
+  /** @param keeps whether an entry is worth keeping when a full lane compacts. */
+  constructor(private readonly keeps: (bank: number, dueAt: number) => boolean) {}
 
   /** Entries held, outdated ones included. */
   get size(): number {
@@ -53,7 +53,7 @@ export class DeadlineTimeline {
   /** Adds bank `bank`'s deadline `dueAt` under max wait `maxWait` (its lane). True when it is the earliest now. */
   push(bank: number, dueAt: number, maxWait: number): boolean {
     let lane = maxWait === this.lastWait ? this.lastLane : this.lanes.get(maxWait)
-    if (lane === undefined) this.lanes.set(maxWait, lane = { fifo: new StalenessTimeline(this.isCurrent), tail: -Infinity })
+    if (lane === undefined) this.lanes.set(maxWait, lane = { fifo: new StalenessTimeline(this.keeps), tail: -Infinity })
     this.lastLane = lane
     this.lastWait = maxWait
     if (dueAt >= lane.tail && lane.fifo.size !== 0) { // the common case: behind an earlier entry of its lane

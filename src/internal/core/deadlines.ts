@@ -7,7 +7,7 @@
  */
 import { isOverdueAt } from "../../BankCompileState.js"
 import type { MemoryWait } from "../../CompileEngine.js"
-import { type BankTable, IDLE, OVERDUE, PARKED, POLICY, STATUS } from "./bankTable.js"
+import { type BankTable, IDLE, ON_TIMELINE, OVERDUE, PARKED, POLICY, STATUS } from "./bankTable.js"
 import { DeadlineTimeline } from "./deadlineTimeline.js"
 
 export class Deadlines {
@@ -21,7 +21,7 @@ export class Deadlines {
 
   /** @param maxWaitMillis the queue's `maxWaitSeconds` in millis (0: off); a policy bank's own is in its config. */
   constructor(private readonly table: BankTable, readonly maxWaitMillis: number) {
-    this.timeline = new DeadlineTimeline((i, due) => table.oldestAt[i]! + this.maxWaitMillisOf(i) === due)
+    this.timeline = new DeadlineTimeline((i) => this.keeps(i))
   }
 
   /** Bank `i`'s `maxWaitSeconds` in millis, its policy's or the queue's; 0: the rule is off for it. */
@@ -36,23 +36,49 @@ export class Deadlines {
     return maxWait === 0 ? NaN : this.table.oldestUncompiledAt(i) + maxWait
   }
 
-  /** Puts bank `i`'s deadline (from `oldestAt`, the memories no compile took) on the timeline, when it has one. */
+  /**
+   * Bank `i`'s memories started waiting (from `oldestAt`, the memories no compile took): its deadline goes on the
+   * timeline, when it has one — unless an entry of the bank's is there already (ON_TIMELINE). That entry is due no
+   * later than this deadline (an earlier cycle's oldest memory, or this one's), and re-arms it when it comes due
+   * (`due`). So a bank that compiles every few minutes pushes one entry per max wait, not one per compile cycle:
+   * pushes, compactions and the timeline's memory cost a busy bank that much less.
+   */
   schedule(i: number): void {
+    if ((this.table.state[i]! & ON_TIMELINE) === 0) this.push(i)
+  }
+
+  /** Puts bank `i`'s deadline on the timeline, when it has one. */
+  private push(i: number): void {
+    const table = this.table
     const maxWait = this.maxWaitMillisOf(i)
-    const oldest = this.table.oldestAt[i]!
+    const oldest = table.oldestAt[i]!
     if (maxWait === 0 || oldest !== oldest) return
+    table.state[i]! |= ON_TIMELINE
     if (this.timeline.push(i, oldest + maxWait, maxWait)) this.onEarlier()
   }
 
   /**
+   * Whether a timeline entry of bank `i` is worth keeping when the timeline compacts: while memories of the bank
+   * wait, any of its entries is due no later than their deadline. One dropped clears ON_TIMELINE: the next memories
+   * to wait push their own.
+   */
+  private keeps(i: number): boolean {
+    const oldest = this.table.oldestAt[i]!
+    if (oldest === oldest) return true
+    this.table.state[i]! &= ~ON_TIMELINE
+    return false
+  }
+
+  /**
    * Bank `i`'s max wait changed (a policy): its deadline is judged again at `now` — marked when it passed, else put
-   * on the timeline (an entry out of its lane's order costs a heap push).
+   * on the timeline even if the bank has an entry there (a shorter wait's deadline may come before it; an entry out
+   * of its lane's order costs a heap push).
    */
   redo(i: number, now: number): void {
     const table = this.table
     table.state[i]! &= ~OVERDUE
     if (isOverdueAt(table.oldestAt[i]!, now, this.maxWaitMillisOf(i))) table.state[i]! |= OVERDUE
-    else this.schedule(i)
+    else this.push(i)
   }
 
   /** The running compile of bank `i` consumed nothing: its memories wait again, their earlier deadline back on. */
@@ -68,15 +94,21 @@ export class Deadlines {
   }
 
   /**
-   * Marks every bank whose deadline came by `now` (outdated entries are skipped). Returns the idle, unparked ones:
-   * the runtime re-checks each (`recheck(i, now)`: queued for `deadline` unless another rule holds first).
+   * Marks every bank whose deadline came by `now`. An entry that came due before its bank's deadline (an earlier
+   * compile cycle's) puts that deadline on instead; one whose bank has no memory waiting is dropped. Returns the
+   * idle, unparked banks marked: the runtime re-checks each (`recheck(i, now)`: queued for `deadline` unless another
+   * rule holds first).
    */
   due(now: number): Array<number> {
     const table = this.table
     const idle: Array<number> = []
-    this.timeline.popDue(now, (i, due) => {
-      if (table.oldestAt[i]! + this.maxWaitMillisOf(i) !== due) return
-      const state = table.state[i]!
+    this.timeline.popDue(now, (i) => {
+      const state = table.state[i]! & ~ON_TIMELINE
+      table.state[i] = state
+      const maxWait = this.maxWaitMillisOf(i)
+      const oldest = table.oldestAt[i]!
+      if (maxWait === 0 || oldest !== oldest) return
+      if (!isOverdueAt(oldest, now, maxWait)) return this.push(i)
       table.state[i] = state | OVERDUE
       if ((state & (STATUS | PARKED)) === IDLE) idle.push(i)
     })

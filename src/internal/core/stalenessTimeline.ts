@@ -52,12 +52,11 @@ export class StalenessTimeline {
 
   /** Removes every entry due at or before `now`, oldest first, handing each to `onDue`. */
   popDue(now: number, onDue: (bank: number, dueAt: number) => void): void {
-    const mask = this.banks.length - 1
     while (this.length > 0) {
       const due = this.dueAtSlot(this.head)
       if (!(due <= now)) return
       const bank = this.banks[this.head]!
-      this.head = (this.head + 1) & mask
+      this.head = (this.head + 1) & (this.banks.length - 1) // `onDue` may push (and so grow the buffer)
       this.length--
       onDue(bank, due)
     }
