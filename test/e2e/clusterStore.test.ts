@@ -213,6 +213,8 @@ const recovery = (nodes: ReadonlyArray<ServiceProcess>, outage: Outage, until: n
     partitionsHandedOver: gaps.length,
     longestHandOverMs: Math.max(0, ...gaps),
     lastTakenOverMs: last(moves.filter(({ move }) => move === "taken over")),
+    // Partitions another runner took because their lease expired in the outage, not handed over by their live owner.
+    takenFromExpiredLeases: all.filter(({ message }) => /did not hand it over: its lease expired/.test(message)).length,
     shardLockStorageUnhealthy: all.filter(({ message }) => message.startsWith("Shard lock storage is unhealthy")).length
   }
 }
