@@ -71,6 +71,21 @@ describe("partition moves", () => {
     }).pipe(Effect.provide(layer), Logger.withMinimumLogLevel(LogLevel.Debug))
   })
 
+  it.effect("a release that fails (its connection died with a Postgres restart) is tried again: the lease ends at once", () =>
+    Effect.gen(function*() {
+      const table = memoryLeaseRows()
+      const leases = yield* makePartitionLeases({ rows: table.rows, runner: "a:1", holder: "a:1" })
+      expect(yield* leases.tryAcquire(0)).toMatchObject({ epoch: 1 })
+      table.unreachable = true
+      const releasing = yield* Effect.fork(leases.release(0, "reassigned"))
+      yield* TestClock.adjust(Duration.millis(600)) // two tries failed
+      table.unreachable = false
+      yield* TestClock.adjust(Duration.millis(250))
+      yield* releasing.await
+      expect(table.row(0)).toMatchObject({ expiresAt: -Infinity, left: "reassigned" })
+      expect(table.holderAt(0, 1)).toBeUndefined() // the next owner need not wait for the lease to expire
+    }))
+
   it("describes a lost lease and a runner taking back what it had before a restart", () => {
     expect(describeMove(5, { runner: "a:1", left: "lease lost" }, "b:1").message)
       .toBe("partition 5 moved: a:1 → b:1 (a:1 lost the partition's lease)")

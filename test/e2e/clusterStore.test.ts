@@ -18,8 +18,9 @@
  * - every successful call consumed at least the size threshold (a repeat with nothing new would not) — with the bound
  *   above, a bank compiles at most once per THRESHOLD retains sent to it; once the load stops no bank is left due, so
  *   every trigger was compiled; no two calls overlap, and a call cut off is run again to the end.
- * Besides: no partition ran on two runners at once, no queue closed with changes unstored, and once every change is
- * stored Postgres's rows hold the same counters as the runners' memory.
+ * Besides: no partition ran on two runners at once, no queue closed with changes unstored, every partition that moved
+ * was handed over by its owner (none taken because its lease expired), and once every change is stored Postgres's rows
+ * hold the same counters as the runners' memory.
  */
 import { afterEach, describe, expect, inject, it } from "vitest"
 import { partitionOf } from "../../src/internal/cluster/protocol.js"
@@ -213,8 +214,13 @@ const recovery = (nodes: ReadonlyArray<ServiceProcess>, outage: Outage, until: n
     partitionsHandedOver: gaps.length,
     longestHandOverMs: Math.max(0, ...gaps),
     lastTakenOverMs: last(moves.filter(({ move }) => move === "taken over")),
-    // Partitions another runner took because their lease expired in the outage, not handed over by their live owner.
-    takenFromExpiredLeases: all.filter(({ message }) => /did not hand it over: its lease expired/.test(message)).length,
+    // Partitions another runner took because their lease expired in the outage, not handed over by their live owner,
+    // and until when each runner's lease renewals failed.
+    takenFromExpiredLeasesAtMs: all.filter(({ message }) => /did not hand it over: its lease expired/.test(message))
+      .map(({ at }) => after(at)),
+    renewalsFailedUntilMs: inWindow.map((entries) =>
+      last(entries.filter(({ message }) => message.startsWith("could not renew the partition leases")))
+    ),
     shardLockStorageUnhealthy: all.filter(({ message }) => message.startsWith("Shard lock storage is unhealthy")).length
   }
 }
@@ -317,6 +323,9 @@ describe.skipIf(pgUrl === "")("cluster mode: Postgres restarts under load", () =
     // The faults were hit under load: while Postgres was down, flushes failed, retains were acknowledged and compiles
     // succeeded.
     for (const figures of recoveries) expect(figures.failedFlushes).toBeGreaterThan(0)
+    // Every partition that moved was handed over by its live owner (its release retried past the restart), none left
+    // to wait for its lease to expire.
+    for (const figures of recoveries) expect(figures.takenFromExpiredLeasesAtMs).toEqual([])
     for (const during of report.whileDown) {
       expect(during.acknowledgedRequests).toBeGreaterThan(0)
       expect(during.compilesAnswered).toBeGreaterThan(0)

@@ -14,7 +14,7 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
-import { Deferred, Duration, Effect, Exit, ExecutionStrategy, FiberId, Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, ExecutionStrategy, FiberId, Schedule, Scope } from "effect"
 import type { LeaveReason, PreviousOwner } from "./partitionMoves.js"
 import { oncePerTask } from "../runtime/taskClock.js"
 
@@ -30,6 +30,12 @@ export const RENEW_EVERY_MILLIS = 1_000
  * moment between a check and the action it allows.
  */
 export const SAFETY_MARGIN_MILLIS = 1_000
+/**
+ * A release that failed is tried again every 250 ms, on a fresh connection (its own died, as after a Postgres restart),
+ * for as long as the lease may not have expired: else the partition waits for its lease to expire, and the next holder
+ * logs it as not handed over. Idempotent: it only ends the lease of this holder under this epoch.
+ */
+const RELEASE_RETRIES = Schedule.spaced(Duration.millis(250)).pipe(Schedule.upTo(Duration.millis(LEASE_MILLIS)))
 /** A lease operation slower than this fails (its connection is given up, and the next one reserves another). */
 const OPERATION_TIMEOUT = Duration.millis(1_500)
 
@@ -229,7 +235,7 @@ export const makePartitionLeases = (
         const lease = held.get(partition)
         if (lease === undefined) return Effect.void
         held.delete(partition)
-        return rows.release(partition, holder, lease.epoch, why)
+        return Effect.retry(rows.release(partition, holder, lease.epoch, why), RELEASE_RETRIES)
       })
 
     return {

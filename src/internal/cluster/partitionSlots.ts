@@ -187,7 +187,10 @@ const stopRun = <E>(
           // The queue cuts off what still runs (the banks stay pending for the next owner) and flushes.
           yield* Scope.close(running.scope, Exit.void)
           slot.running = undefined
-          yield* Effect.ignore(options.leases.release(partition, why))
+          yield* Effect.catchAllCause(
+            options.leases.release(partition, why),
+            (cause) => Effect.logWarning(`partition ${partition}: could not let its lease go (the next owner waits for it to expire)`, cause)
+          )
           // Not waited for: sending goes through the cluster, which may route to this runner until the shard moves, and
           // the shard moves only once this stop ended.
           if (running.run.sendOnUnstored !== undefined) yield* Effect.forkDaemon(running.run.sendOnUnstored)
