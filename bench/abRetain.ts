@@ -23,6 +23,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import * as Here from "../src/index.js"
+import { alternating } from "./common.js"
 import * as WorkloadLog from "../src/internal/workloadLog/workloadLog.js"
 
 const args = process.argv.slice(2)
@@ -39,13 +40,6 @@ const BANKS = 1000
 const CHUNK = 10_000
 const NOTIFIES = 1_000_000
 const ids = Array.from({ length: BANKS }, (_, n) => `bank-${n}`)
-const clock = process.env.CPU === "1"
-  ? () => {
-    const used = process.cpuUsage()
-    return (used.user + used.system) / 1000
-  }
-  : () => performance.now()
-const turn = () => new Promise<void>((done) => setImmediate(done))
 
 type Lib = typeof Here
 type Queue = Here.CompileQueueService
@@ -63,24 +57,10 @@ const open = async (lib: Lib, options: Here.CompileQueueOptions, workloadLog?: s
 
 type Chunk = (queue: Queue, from: number) => void
 
-/**
- * One round of a workload on both builds, chunk by chunk in alternating order (what the machine does meanwhile falls
- * on both alike): this build's rate over the other's, in the timed chunks.
- */
+/** One round of a workload on both builds, alternating chunk by chunk: this build's rate over the other's. */
 const versus = async (chunk: Chunk, here: Queue, other: Queue): Promise<number> => {
-  let spentHere = 0
-  let spentOther = 0
-  for (let from = 0; from < NOTIFIES; from += CHUNK) {
-    for (const queue of (from / CHUNK) % 2 === 0 ? [here, other] : [other, here]) {
-      const t0 = clock()
-      chunk(queue, from)
-      const spent = clock() - t0
-      if (queue === here) spentHere += spent
-      else spentOther += spent
-      await turn()
-    }
-  }
-  return spentOther / spentHere
+  const spent = await alternating(NOTIFIES / CHUNK, (k) => chunk(here, k * CHUNK), (k) => chunk(other, k * CHUNK))
+  return spent.b / spent.a
 }
 const b1: Chunk = (queue, from) =>
   Effect.runSync(Effect.gen(function*() {

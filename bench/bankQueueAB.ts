@@ -14,6 +14,7 @@
 import { Effect } from "effect"
 import { join, resolve } from "node:path"
 import * as Here from "../src/internal/runtime/bankQueue.js"
+import { benchClock } from "./common.js"
 
 const positional = process.argv.slice(2).filter((arg) => !arg.startsWith("--"))
 const basePath = positional[0]
@@ -22,19 +23,13 @@ const rounds = Number(positional[1] ?? 20)
 const Base = (await import(join(resolve(basePath), "src", "internal", "runtime", "bankQueue.ts"))) as typeof Here
 
 const BANKS = 1_000_000
-const clock = process.env.CPU === "1"
-  ? () => {
-    const used = process.cpuUsage()
-    return (used.user + used.system) / 1000
-  }
-  : () => performance.now()
 
 /** Bursts of 1..64 offers, then as many takes; the same pseudo-random sizes for both builds. */
 const run = (queue: Here.BankQueue): number => {
   const { take } = queue.taker()
   let seed = 7
   let checksum = 0
-  const started = clock()
+  const started = benchClock()
   Effect.runSync(Effect.suspend(() => {
     for (let bank = 0; bank < BANKS;) {
       seed = (seed * 1_103_515_245 + 12_345) & 0x7fffffff
@@ -45,7 +40,7 @@ const run = (queue: Here.BankQueue): number => {
     return Effect.void
   }))
   if (checksum !== (BANKS * (BANKS - 1)) / 2) throw new Error("a bank was lost")
-  return clock() - started
+  return benchClock() - started
 }
 
 const mixed: Here.Priorities = {

@@ -90,6 +90,39 @@ export const fmtInt = (n: number): string => Math.round(n).toLocaleString("en")
 /** A macrotask turn: lets timers, I/O and Effect's scheduler run (the worker fibers included). */
 export const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
+/** Milliseconds: the process's CPU time with `CPU=1` (V8's background GC threads included), else wall time. */
+export const benchClock: () => number = process.env.CPU === "1"
+  ? () => {
+    const used = process.cpuUsage()
+    return (used.user + used.system) / 1000
+  }
+  : () => performance.now()
+
+/**
+ * The time `a` and `b` spent over `chunks` chunks each, run in alternation chunk by chunk (which goes first swaps
+ * every chunk), so that whatever the machine does meanwhile falls on both alike; an event-loop turn after each chunk
+ * (what it queued, compiles included, runs there, untimed).
+ */
+export const alternating = async (
+  chunks: number,
+  a: (chunk: number) => void,
+  b: (chunk: number) => void
+): Promise<{ readonly a: number; readonly b: number }> => {
+  let spentA = 0
+  let spentB = 0
+  for (let chunk = 0; chunk < chunks; chunk++) {
+    for (const run of chunk % 2 === 0 ? [a, b] : [b, a]) {
+      const t0 = benchClock()
+      run(chunk)
+      const spent = benchClock() - t0
+      if (run === a) spentA += spent
+      else spentB += spent
+      await yieldToEventLoop()
+    }
+  }
+  return { a: spentA, b: spentB }
+}
+
 export const gc = (): void => {
   const collect = (globalThis as { gc?: () => void }).gc
   if (collect === undefined) throw new Error("run with node --expose-gc (npm run bench does)")

@@ -1,8 +1,8 @@
 /**
  * The cost of naming a scope: same-process rounds of 1M `unsafeNotifyRetain(id)` and 1M
  * `unsafeNotifyRetain(id, { scopes: [scope] })` (the options object and its array made per call, as a caller would),
- * alternating chunk by chunk, over two sets of 1,000 banks, threshold 50, instant engine — so every 50th retain of a bank queues a compile that
- * takes and consumes its dirty scopes. Only the 10,000-notify chunks are timed (CPU time with `CPU=1`); prints the
+ * alternating chunk by chunk, over two sets of 1,000 banks, threshold 50, instant engine — so every 50th retain of a
+ * bank queues a compile that takes and consumes its dirty scopes. Only the 10,000-notify chunks are timed (CPU time with `CPU=1`); prints the
  * median and interquartile range of the per-round ratio scoped / plain. Processes differ more than rounds (each
  * JIT-compiles its own way): run several.
  *
@@ -12,6 +12,7 @@
  */
 import { Context, Effect, Exit, Layer, Scope } from "effect"
 import * as Lib from "../src/index.js"
+import { alternating } from "./common.js"
 
 const rounds = Number(process.argv[2] ?? 20)
 const scopesPerBank = Number(process.argv[3] ?? 8)
@@ -21,13 +22,6 @@ const NOTIFIES = 1_000_000
 const plainIds = Array.from({ length: BANKS }, (_, n) => `plain-${n}`)
 const scopedIds = Array.from({ length: BANKS }, (_, n) => `scoped-${n}`)
 const scopeNames = Array.from({ length: scopesPerBank }, (_, n) => `page-${n}`)
-const clock = process.env.CPU === "1"
-  ? () => {
-    const used = process.cpuUsage()
-    return (used.user + used.system) / 1000
-  }
-  : () => performance.now()
-const turn = () => new Promise<void>((done) => setImmediate(done))
 
 const result = new Lib.CompileResult({ bankId: "bench" }, true)
 const engine = Layer.succeed(Lib.CompileEngine, { run: () => Effect.succeed(result) })
@@ -49,21 +43,10 @@ const scoped = (from: number) => {
   }
 }
 
-/** One round: the two loops alternating chunk by chunk (the machine's other work falls on both alike); scoped / plain. */
+/** One round: the two loops alternating chunk by chunk; scoped / plain. */
 const round = async (): Promise<number> => {
-  let spentPlain = 0
-  let spentScoped = 0
-  for (let from = 0; from < NOTIFIES; from += CHUNK) {
-    for (const loop of (from / CHUNK) % 2 === 0 ? [plain, scoped] : [scoped, plain]) {
-      const t0 = clock()
-      loop(from)
-      const spent = clock() - t0
-      if (loop === plain) spentPlain += spent
-      else spentScoped += spent
-      await turn()
-    }
-  }
-  return spentScoped / spentPlain
+  const spent = await alternating(NOTIFIES / CHUNK, (k) => plain(k * CHUNK), (k) => scoped(k * CHUNK))
+  return spent.b / spent.a
 }
 
 const ratios: Array<number> = []

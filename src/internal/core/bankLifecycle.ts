@@ -59,7 +59,7 @@ export class BankLifecycle {
   readonly running = new Set<number>()
   readonly config: CompileTriggerConfig
   readonly stalenessMillis: number
-/** The queue's `maxWaitSeconds` in millis (0: off); a policy bank's own is in its config. */
+  /** The queue's `maxWaitSeconds` in millis (0: off); a policy bank's own is in its config. */
   readonly maxWaitMillis: number
   /** Freshness deadlines: each bank's, and their timeline (`deadlines.ts`). */
   readonly freshness: Deadlines
