@@ -24,6 +24,9 @@ const forker = Effect.map(Effect.runtime<never>(), (runtime) => (effect: Effect.
 /** Lets forked fibers run (they yield before they send). */
 const settle = Effect.repeatN(Effect.yieldNow(), 20)
 
+/** Ends the current task: what comes next runs in another one (as another request's writes would). */
+const nextTask = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
 /** A bank id of partition `p`. */
 const bankOf = (p: number, n = 0): string => {
   for (let i = 0; ; i++) {
@@ -74,6 +77,44 @@ describe("Batcher", () => {
       yield* TestClock.adjust(Duration.seconds(1))
       yield* settle
       expect(sent).toEqual([[["a", 1]], [["b", 1]]])
+    }))
+
+  it.effect("waits `linger` for company before a batch when the last one held the writes of more than one task", () =>
+    Effect.gen(function*() {
+      const fork = yield* forker
+      const sent: Array<Pairs> = []
+      let gate = yield* Deferred.make<void>()
+      const batcher = new Batcher(
+        (retains) => Effect.sync(() => sent.push(retains)).pipe(Effect.zipRight(Deferred.await(gate)), Effect.as([])),
+        fork,
+        Duration.millis(10)
+      )
+      // One task's writes go at once; while they are out, two tasks' writes collect in the next batch.
+      batcher.add("retains", "a", 1)
+      yield* settle
+      expect(sent).toEqual([[["a", 1]]])
+      batcher.add("retains", "b", 1)
+      yield* nextTask
+      batcher.add("retains", "c", 1)
+      yield* Deferred.succeed(gate, undefined)
+      yield* settle
+      expect(sent).toEqual([[["a", 1]], [["b", 1], ["c", 1]]])
+      // That batch had company: the next one waits for more (one task's writes this time) before it goes.
+      gate = yield* Deferred.make<void>()
+      yield* Deferred.succeed(gate, undefined)
+      batcher.add("retains", "d", 1)
+      yield* settle
+      expect(sent.length).toBe(2)
+      yield* TestClock.adjust(Duration.millis(9))
+      yield* settle
+      expect(sent.length).toBe(2)
+      yield* TestClock.adjust(Duration.millis(1))
+      yield* settle
+      expect(sent[2]).toEqual([["d", 1]])
+      // One task's writes: the next batch goes at once again.
+      batcher.add("retains", "e", 1)
+      yield* settle
+      expect(sent[3]).toEqual([["e", 1]])
     }))
 })
 

@@ -93,9 +93,12 @@ const storedHere = (queue: CompileQueueService, p: number): Effect.Effect<void, 
 const makeSettle = (
   latest: ReadonlyArray<Ack | undefined>,
   local: LocalPartitions,
-  durable: boolean
+  durable: boolean,
+  batchers: ReadonlyArray<Batcher>
 ) =>
   (bankIds: Iterable<string>): Effect.Effect<void, WriteNotConfirmed> => {
+    // No batch collecting or out: the writes just counted were all counted here, and in memory mode that answers them.
+    if (!durable && !batchers.some((batcher) => batcher.busy)) return Effect.void
     const ids: ReadonlyArray<string> = Array.isArray(bankIds) ? bankIds : Array.from(bankIds)
     const flushes: Array<Effect.Effect<void, WriteNotConfirmed>> = []
     const acks = new Set<Ack>()
@@ -445,7 +448,8 @@ export const makeRouter = (
       Effect.succeed(RouterEntity.of({ Forward: forwardHandler(local, takenAt, durable) })),
       { maxIdleTime: Duration.infinity, concurrency: "unbounded" }
     )
+    const batchers = [...routes.routes, ...lanes]
     // Added after the entity: closed before it, so the writes already taken still reach their owners.
-    yield* Effect.addFinalizer(() => batchesSent([...routes.routes, ...lanes]))
-    return { service, acks: WriteAcks.of({ settle: makeSettle(latest, local, durable) }) }
+    yield* Effect.addFinalizer(() => batchesSent(batchers))
+    return { service, acks: WriteAcks.of({ settle: makeSettle(latest, local, durable, batchers) }) }
   })

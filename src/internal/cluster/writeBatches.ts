@@ -14,6 +14,7 @@ import type { LocalPartitions } from "./partitionSlots.js"
 import { PARTITIONS, type PartitionEntity, partitionOf, type RouterEntity } from "./protocol.js"
 import { routed } from "./routed.js"
 import { countScoped, type ScopedWrite } from "./scopedWrites.js"
+import { taskSerial } from "../runtime/taskClock.js"
 
 /**
  * A destination takes its next batch once the one in flight is answered, or once that one has been out this long: an
@@ -21,6 +22,17 @@ import { countScoped, type ScopedWrite } from "./scopedWrites.js"
  * one out goes on, and is answered by the cluster, or fails at ROUTE_TIMEOUT.)
  */
 const STALL = Duration.seconds(1)
+
+/**
+ * How long a route waits for company before it sends, when its last batch carried the writes of more than one task
+ * (on the HTTP routes, one request each). Requests that arrive together then share one `Forward`: each costs the
+ * sender and the receiver far more CPU in @effect/rpc and @effect/cluster than the writes it carries. A route whose
+ * batches carry one request each (one client writing at a time) sends at once.
+ */
+export const ROUTE_LINGER = Duration.millis(10)
+
+/** Which task a write is taken in: a batch's writes from more than one task make its next batch linger. */
+const currentTask = taskSerial()
 
 /** Completes with the banks the owners refused (new ones past their partition's `maxBanks`). */
 export type Ack = Deferred.Deferred<ReadonlyArray<string>, WriteNotConfirmed>
@@ -39,8 +51,9 @@ type Send = (retains: Pairs, forgets: Pairs, scoped: Scoped) => Effect.Effect<Re
 type Fork = (effect: Effect.Effect<void>) => void
 
 /**
- * The writes collecting for one destination, and its sender: the first write that finds it idle starts it; it sends
- * the batch, then (once that one is answered or stalled) whatever collected meanwhile, until nothing is left.
+ * The writes collecting for one destination, and its sender: the first write that finds it idle starts it (at once,
+ * or after `linger` when the last batch held more than one task's writes); it sends the batch, then (once that one is
+ * answered or stalled) whatever collected meanwhile, until nothing is left.
  */
 export class Batcher {
   private readonly retains = new Map<string, number>()
@@ -49,10 +62,27 @@ export class Batcher {
   /** The batch collecting now; its ack completes when the destination answers for it. */
   private open: Ack | undefined = undefined
   private sending = false
+  /** The tasks whose writes the open batch holds (counted up to two), and the last of them. */
+  private tasks = 0
+  private lastTask = 0
+  /** Whether the last batch sent held the writes of more than one task: the next one waits `linger` for company. */
+  private hadCompany = false
   /** The ack of the batch holding the last write taken (a close waits for it). */
   latest: Ack | undefined = undefined
 
-  constructor(private readonly send: Send, private readonly fork: Fork) {}
+  constructor(
+    private readonly send: Send,
+    private readonly fork: Fork,
+    private readonly linger: Duration.Duration = Duration.zero
+  ) {}
+
+  /**
+   * Whether its sender runs: a batch is collecting, or out and neither answered nor stalled yet. Idle, it holds no
+   * write taken since the last batch went.
+   */
+  get busy(): boolean {
+    return this.sending
+  }
 
   /** Takes a write into the batch collecting now: the ack that batch completes. Synchronous. */
   add(kind: WriteKind, bankId: string, count: number): Ack {
@@ -70,10 +100,17 @@ export class Batcher {
   /** The open batch's ack (opened if none is), its sender started if idle. */
   private joined(): Ack {
     const ack = this.latest = this.open ??= Deferred.unsafeMake<ReadonlyArray<string>, WriteNotConfirmed>(FiberId.none)
+    const task = currentTask()
+    if (task !== this.lastTask) {
+      this.lastTask = task
+      if (this.tasks < 2) this.tasks++
+    }
     if (!this.sending) {
       this.sending = true
-      // Yield first: the rest of a batch request (and concurrent requests) joins this send.
-      this.fork(Effect.zipRight(Effect.yieldNow(), this.drain))
+      // Yield first: the rest of a batch request joins this send (and, after a batch in company, the requests that
+      // arrive within the linger).
+      const lingered = this.hadCompany && Duration.greaterThan(this.linger, Duration.zero)
+      this.fork(Effect.zipRight(lingered ? Effect.sleep(this.linger) : Effect.yieldNow(), this.drain))
     }
     return ack
   }
@@ -91,6 +128,8 @@ export class Batcher {
     this.forgets.clear()
     if (scoped !== undefined) this.scoped = []
     this.open = undefined
+    this.hadCompany = this.tasks > 1
+    this.tasks = 0
     const answer = Effect.flatMap(Effect.exit(this.send(retains, forgets, scoped)), (exit) => Deferred.done(ack, exit))
     // Answered, or stalled: either way the next batch (if one collected meanwhile) goes now.
     return Effect.forkDaemon(answer).pipe(
@@ -163,7 +202,8 @@ export const makeRoutes = (clientOf: (c: number) => RouterClient, lanes: Readonl
             return Effect.map(throughLanes(lanes, answer.notTaken), (refused) => answer.refused.concat(refused))
           })
         ),
-      fork
+      fork,
+      ROUTE_LINGER
     ))
   return {
     /** Takes a write of partition `p` into its route: the ack of the batch holding it. */
