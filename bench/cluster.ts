@@ -13,15 +13,25 @@
  * Options: `--duration <s>` (default 10), `--connections <n>` (default 15), `--kills <n>` (default 3), `--profile <dir>`
  * (every node runs with `--cpu-prof` and writes `<dir>/<setup>-<n>.cpuprofile` when it stops: `single`, `one`, `three`).
  */
-import autocannon from "autocannon"
-import { type ChildProcess, spawn, spawnSync } from "node:child_process"
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { cpus, tmpdir } from "node:os"
 import { join } from "node:path"
 import { partitionOf, PARTITIONS } from "../src/internal/cluster/protocol.js"
 import { ensureBuilt, root } from "../test/support/build.js"
-import { freePort } from "../test/support/harness.js"
-import { findPgBinDir, startPgCluster } from "../test/support/pgCluster.js"
+import { startPgCluster } from "../test/support/pgCluster.js"
+import {
+  batchBody,
+  cpuMillis,
+  createDatabase,
+  loadBatch,
+  type Node,
+  owners,
+  type Run,
+  settled,
+  spawnNode,
+  startRunner,
+  stop
+} from "./clusterNodes.js"
 
 const argument = (name: string, fallback: number): number => {
   const index = process.argv.indexOf(`--${name}`)
@@ -36,88 +46,11 @@ const SLICES = 5
 const BATCH_ITEMS = 1000
 const LATENCY_REQUESTS = 1000
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-interface Node {
-  readonly child: ChildProcess
-  readonly base: string
-  readonly runner: string
-  readonly env: Record<string, string>
-}
-
 let profiled = 0
 
 /** With `--profile`: the node's CPU profile, written when it stops, named after its setup. */
 const profileArgs = (setup: string): Array<string> =>
   PROFILE === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${PROFILE}`, `--cpu-prof-name=${setup}-${profiled++}.cpuprofile`]
-
-const spawnNode = async (env: Record<string, string>, setup = "single"): Promise<Node> => {
-  const port = await freePort()
-  const child = spawn(process.execPath, [...profileArgs(setup), "dist/bin.js"], {
-    cwd: root,
-    env: { ...process.env, LOG_LEVEL: "warn", COMPILE_SIZE_THRESHOLD: "1000000000", ...env, PORT: String(port), HOST: "127.0.0.1" },
-    stdio: ["ignore", "ignore", "inherit"]
-  })
-  const base = `http://127.0.0.1:${port}`
-  const deadline = Date.now() + 60_000
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`a node exited with ${child.exitCode}`)
-    try {
-      if ((await fetch(`${base}/readyz`)).status === 200) break
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error("a node did not start within 60 s")
-    await sleep(100)
-  }
-  return { child, base, runner: env.CLUSTER_RUNNER_ADDRESS ?? "", env }
-}
-
-const stop = (child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> =>
-  new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve()
-    child.once("exit", () => resolve())
-    child.kill(signal)
-  })
-
-const psql = (url: string, query: string): string => {
-  const result = spawnSync(join(findPgBinDir()!, "psql"), [url, "-Atc", query], { encoding: "utf8" })
-  if (result.status !== 0) throw new Error(`psql failed: ${result.stderr}`)
-  return result.stdout.trim()
-}
-
-const createDatabase = (serverUrl: string, name: string): string => {
-  psql(serverUrl, `CREATE DATABASE ${name}`)
-  return serverUrl.replace(/\/[^/]*$/, `/${name}`)
-}
-
-const startRunner = async (database: string, setup: string, runnerPort?: number) =>
-  spawnNode({ DATABASE_URL: database, CLUSTER_RUNNER_ADDRESS: `127.0.0.1:${runnerPort ?? await freePort()}` }, setup)
-
-/** Shard → runner address, from the cluster's shard lock rows. */
-const owners = (database: string): Map<number, string> => {
-  const rows = psql(
-    database,
-    "SELECT split_part(shard_id, ':', 2), address FROM cluster_locks WHERE acquired_at > now() - interval '5 seconds'"
-  )
-  const map = new Map<number, string>()
-  for (const row of rows.split("\n").filter((row) => row !== "")) {
-    const [shard, name] = row.split("|")
-    map.set(Number(shard), name!.replace("effect-compile-trigger ", ""))
-  }
-  return map
-}
-
-/** Waits until `runners` distinct runners hold all the shards. */
-const settled = async (database: string, runners: number) => {
-  const deadline = Date.now() + 60_000
-  for (;;) {
-    const map = owners(database)
-    if (map.size === PARTITIONS && new Set(map.values()).size === runners) return map
-    if (Date.now() > deadline) throw new Error(`the cluster did not settle on ${runners} runners`)
-    await sleep(200)
-  }
-}
 
 /** The cluster's shard of a partition entity: @effect/cluster's string hash of the entity id, as Sharding computes it. */
 const shardOfPartition = (partition: number): number => {
@@ -129,32 +62,6 @@ const shardOfPartition = (partition: number): number => {
 }
 
 const ownerOfBank = (map: Map<number, string>, bankId: string) => map.get(shardOfPartition(partitionOf(bankId)))
-
-interface Run {
-  readonly requests: number
-  readonly seconds: number
-  readonly p50: number
-  readonly p99: number
-  readonly failed: number
-}
-
-const loadBatch = async (bases: ReadonlyArray<string>, body: string, duration: number): Promise<Run> => {
-  const results = await Promise.all(bases.map((base) =>
-    autocannon({
-      url: base,
-      connections: Math.max(1, Math.floor(CONNECTIONS / bases.length)),
-      duration,
-      requests: [{ method: "POST", path: "/v1/retains", body, headers: { "content-type": "application/json" } }]
-    })
-  ))
-  return {
-    requests: results.reduce((sum, r) => sum + r.requests.total, 0),
-    seconds: Math.max(...results.map((r) => r.duration)),
-    p50: Math.max(...results.map((r) => r.latency.p50)),
-    p99: Math.max(...results.map((r) => r.latency.p99)),
-    failed: results.reduce((sum, r) => sum + r.non2xx + r.errors + r.timeouts, 0)
-  }
-}
 
 const combine = (runs: ReadonlyArray<Run>): Run => ({
   requests: runs.reduce((sum, run) => sum + run.requests, 0),
@@ -224,19 +131,6 @@ const failover = async (database: string, victim: Node, via: string) => {
 
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
 
-/** Clock ticks per second of /proc/<pid>/stat's CPU times (USER_HZ: 100 on Linux). */
-const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout) || 100
-
-/** CPU time (user + system, ms) the nodes' processes used so far; NaN where /proc is not available. */
-const cpuMillis = (nodes: ReadonlyArray<Node>): number =>
-  nodes.reduce((sum, node) => {
-    const stat = `/proc/${node.child.pid}/stat`
-    if (!existsSync(stat)) return NaN
-    // Fields after the command name (which may contain spaces): utime and stime are the 12th and 13th.
-    const fields = readFileSync(stat, "utf8").replace(/^.*\) /s, "").split(" ")
-    return sum + (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS * 1000
-  }, 0)
-
 /** `f`, and the CPU time the nodes used meanwhile (ms). */
 const withCpu = async <A>(nodes: ReadonlyArray<Node>, f: () => Promise<A>): Promise<[A, number]> => {
   const before = cpuMillis(nodes)
@@ -255,31 +149,31 @@ const main = async () => {
       `bench:cluster — autocannon, ${CONNECTIONS} connections, ${DURATION} s per row in ${SLICES} alternating slices; ` +
         `batch of ${BATCH_ITEMS} items over ${BATCH_ITEMS} banks`
     )
-    const single = await spawnNode({ DATA_DIR: dataDir })
+    const single = await spawnNode({ DATA_DIR: dataDir }, { nodeArgs: profileArgs("single") })
     nodes.push(single)
     const db1 = createDatabase(pg.url, "bench_one")
-    const one = await startRunner(db1, "one")
+    const one = await startRunner(db1, { nodeArgs: profileArgs("one") })
     nodes.push(one)
     await settled(db1, 1)
     const db3 = createDatabase(pg.url, "bench_three")
-    const three = await Promise.all([0, 1, 2].map(() => startRunner(db3, "three")))
+    const three = await Promise.all([0, 1, 2].map(() => startRunner(db3, { nodeArgs: profileArgs("three") })))
     nodes.push(...three)
     await settled(db3, 3)
 
-    const body = JSON.stringify(Array.from({ length: BATCH_ITEMS }, (_, i) => ({ bankId: `bench-${i}`, count: 1 })))
+    const body = batchBody(BATCH_ITEMS)
     const rows = [
       { name: "single node (SQLite, no cluster)", nodes: [single] },
       { name: "cluster, 1 runner", nodes: [one] },
       { name: "cluster, 3 runners (load spread over the 3 HTTP ports)", nodes: three }
     ].map((row) => ({ ...row, bases: row.nodes.map((node) => node.base) }))
-    for (const row of rows) await loadBatch(row.bases, body, WARMUP)
+    for (const row of rows) await loadBatch(row.bases, body, WARMUP, CONNECTIONS)
     const slices: Array<Array<Run>> = rows.map(() => [])
     const counted = rows.map(() => 0)
     const cpu = rows.map(() => 0)
     for (let slice = 0; slice < SLICES; slice++) {
       for (let r = 0; r < rows.length; r++) {
         const before = await retainsCounted(rows[r]!.bases)
-        const [run, used] = await withCpu(rows[r]!.nodes, () => loadBatch(rows[r]!.bases, body, DURATION / SLICES))
+        const [run, used] = await withCpu(rows[r]!.nodes, () => loadBatch(rows[r]!.bases, body, DURATION / SLICES, CONNECTIONS))
         slices[r]!.push(run)
         cpu[r]! += used
         counted[r]! += (await retainsCounted(rows[r]!.bases)) - before
@@ -306,7 +200,7 @@ const main = async () => {
       const victim = three[2]!
       failovers.push(await failover(db3, victim, three[0]!.base))
       const port = Number(victim.runner.split(":")[1])
-      three[2] = await startRunner(db3, "three", port)
+      three[2] = await startRunner(db3, { runnerPort: port, nodeArgs: profileArgs("three") })
       nodes.push(three[2])
       await settled(db3, 3)
     }

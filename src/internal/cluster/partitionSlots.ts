@@ -35,7 +35,8 @@ export interface PartitionRun {
  * through the cluster, and its owner's entity refuses them until the lease is proven again or lost.
  */
 export class LocalPartitions {
-  private readonly queues = new Map<number, CompileQueueService>()
+  /** By partition number: an element load on every write the router counts here (a map lookup cost more). */
+  private readonly queues: Array<CompileQueueService | undefined> = []
   private valid: (partition: number) => boolean = () => true
 
   /** From now on, a partition counts as local only while `valid` says its lease is proven. */
@@ -43,7 +44,7 @@ export class LocalPartitions {
     this.valid = valid
   }
   get(partition: number): CompileQueueService | undefined {
-    const queue = this.queues.get(partition)
+    const queue = this.queues[partition]
     return queue !== undefined && this.valid(partition) ? queue : undefined
   }
   has(partition: number): boolean {
@@ -51,17 +52,30 @@ export class LocalPartitions {
   }
   /** The queues of the partitions local now. */
   values(): Array<CompileQueueService> {
-    return Array.from(this.queues).filter(([partition]) => this.valid(partition)).map(([, queue]) => queue)
+    const local: Array<CompileQueueService> = []
+    for (let partition = 0; partition < this.queues.length; partition++) {
+      const queue = this.get(partition)
+      if (queue !== undefined) local.push(queue)
+    }
+    return local
+  }
+  /** Whether one of the queues local now satisfies `test` (asked per request: no array is made). */
+  some(test: (queue: CompileQueueService) => boolean): boolean {
+    for (let partition = 0; partition < this.queues.length; partition++) {
+      const queue = this.get(partition)
+      if (queue !== undefined && test(queue)) return true
+    }
+    return false
   }
   /** The queue running the partition here, whether or not its lease is proven now. */
   running(partition: number): CompileQueueService | undefined {
-    return this.queues.get(partition)
+    return this.queues[partition]
   }
   set(partition: number, queue: CompileQueueService): void {
-    this.queues.set(partition, queue)
+    this.queues[partition] = queue
   }
   delete(partition: number): void {
-    this.queues.delete(partition)
+    this.queues[partition] = undefined
   }
 }
 

@@ -172,9 +172,7 @@ const refusedOf = (
  */
 const makeCheckRoom = (local: LocalPartitions): CompileQueueService["unsafeCheckRoom"] => (bankIds) => {
   // Room for all of them in every local partition (the usual case): no need to hash each id to its partition.
-  let full = false
-  for (const queue of local.values()) if ((full = queue.unsafeCheckRoom(bankIds) !== undefined)) break
-  if (!full) return undefined
+  if (!local.some((queue) => queue.unsafeCheckRoom(bankIds) !== undefined)) return undefined
   const byPartition = new Map<number, Array<string>>()
   for (const bankId of bankIds) {
     const p = partitionOf(bankId)
