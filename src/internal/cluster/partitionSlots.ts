@@ -35,7 +35,7 @@ export interface PartitionRun {
  * through the cluster, and its owner's entity refuses them until the lease is proven again or lost.
  */
 export class LocalPartitions {
-  /** By partition number: an element load on every write the router counts here (a map lookup cost more). */
+  /** By partition number: looked up for every write the router counts here. */
   private readonly queues: Array<CompileQueueService | undefined> = []
   private valid: (partition: number) => boolean = () => true
 
