@@ -21,7 +21,17 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ensureBuilt } from "../test/support/build.js"
 import { startPgCluster } from "../test/support/pgCluster.js"
-import { batchBody, cpuMillis, createDatabase, loadBatch, type Node, settled, spawnNode, startRunner, stop } from "./clusterNodes.js"
+import {
+  batchBody,
+  cpuMillis,
+  createDatabase,
+  loadBatch,
+  type Node,
+  settled,
+  spawnNode,
+  startRunner,
+  stop
+} from "./clusterNodes.js"
 
 const option = (name: string, fallback: string): string => {
   const index = process.argv.indexOf(`--${name}`)
