@@ -32,15 +32,12 @@ import {
   startRunner,
   stop
 } from "./clusterNodes.js"
+import { numberOption, option } from "./options.js"
 
-const argument = (name: string, fallback: number): number => {
-  const index = process.argv.indexOf(`--${name}`)
-  return index === -1 ? fallback : Number(process.argv[index + 1])
-}
-const DURATION = argument("duration", 10)
-const CONNECTIONS = argument("connections", 15)
-const KILLS = argument("kills", 3)
-const PROFILE = process.argv.includes("--profile") ? process.argv[process.argv.indexOf("--profile") + 1] : undefined
+const DURATION = numberOption("duration", 10)
+const CONNECTIONS = numberOption("connections", 15)
+const KILLS = numberOption("kills", 3)
+const PROFILE = option("profile")
 const WARMUP = 2
 const SLICES = 5
 const BATCH_ITEMS = 1000

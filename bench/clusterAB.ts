@@ -12,7 +12,7 @@
  * --b 1:COMPILE_FLUSH_INTERVAL=60 seconds` compares one runner with two flush intervals. Each slice loads one setup
  * with `--connections` spread over its HTTP ports, `POST /v1/retains` with 1,000 items over 1,000 banks, no compile
  * runs; the order of the two alternates slice by slice. Run it in both orders (swap `--a` and `--b`): on the shared
- * 2-core machine the same pair of builds read up to 10 % apart from one order to the other.
+ * 2-core machine the same pair of builds read up to 15 % apart from one order to the other.
  *
  * @internal
  */
@@ -32,14 +32,11 @@ import {
   startRunner,
   stop
 } from "./clusterNodes.js"
+import { numberOption, option } from "./options.js"
 
-const option = (name: string, fallback: string): string => {
-  const index = process.argv.indexOf(`--${name}`)
-  return index === -1 ? fallback : process.argv[index + 1]!
-}
-const SLICE_SECONDS = Number(option("slice", "2"))
-const SLICES = Number(option("slices", "10"))
-const CONNECTIONS = Number(option("connections", "15"))
+const SLICE_SECONDS = numberOption("slice", 2)
+const SLICES = numberOption("slices", 10)
+const CONNECTIONS = numberOption("connections", 15)
 const WARMUP_SECONDS = 3
 
 interface Setup {
@@ -81,7 +78,7 @@ interface Tally {
 }
 
 const main = async () => {
-  const setups = [parseSetup(option("a", "3")), parseSetup(option("b", "3"))]
+  const setups = [parseSetup(option("a") ?? "3"), parseSetup(option("b") ?? "3")]
   ensureBuilt()
   const pg = await startPgCluster()
   if (pg === undefined) throw new Error("PostgreSQL server binaries not found under /usr/lib/postgresql")

@@ -24,13 +24,10 @@ import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { ensureBuilt } from "../test/support/build.js"
 import { type ServiceProcess, startService } from "../test/support/harness.js"
+import { option } from "./options.js"
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..")
 
-const option = (name: string): string | undefined => {
-  const index = process.argv.indexOf(`--${name}`)
-  return index === -1 ? undefined : process.argv[index + 1]
-}
 const positive = (name: string, fallback: number): number => {
   const text = option(name)
   const value = text === undefined ? fallback : Number(text)

@@ -16,14 +16,11 @@ import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { freePort } from "../test/support/harness.js"
+import { numberOption } from "./options.js"
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..")
-const argument = (name: string, fallback: number): number => {
-  const index = process.argv.indexOf(`--${name}`)
-  return index === -1 ? fallback : Number(process.argv[index + 1])
-}
-const DURATION = argument("duration", 10)
-const CONNECTIONS = argument("connections", 50)
+const DURATION = numberOption("duration", 10)
+const CONNECTIONS = numberOption("connections", 50)
 const WARMUP = 2
 const BANKS = 1000
 const BATCH_ITEMS = 1000

@@ -14,7 +14,7 @@ import type { LocalPartitions } from "./partitionSlots.js"
 import { PARTITIONS, type PartitionEntity, partitionOf, type RouterEntity } from "./protocol.js"
 import { routed } from "./routed.js"
 import { countScoped, type ScopedWrite } from "./scopedWrites.js"
-import { taskSerial } from "../runtime/taskClock.js"
+import { oncePerTask } from "../runtime/taskClock.js"
 
 /**
  * A destination takes its next batch once the one in flight is answered, or once that one has been out this long: an
@@ -31,8 +31,9 @@ const STALL = Duration.seconds(1)
  */
 export const ROUTE_LINGER = Duration.millis(10)
 
-/** Which task a write is taken in: a batch's writes from more than one task make its next batch linger. */
-const currentTask = taskSerial()
+/** Which task a write is taken in (a number drawn once per task): a batch with more than one makes the next linger. */
+let tasksSoFar = 0
+const currentTask = oncePerTask(() => ++tasksSoFar)
 
 /** Completes with the banks the owners refused (new ones past their partition's `maxBanks`). */
 export type Ack = Deferred.Deferred<ReadonlyArray<string>, WriteNotConfirmed>
@@ -73,7 +74,7 @@ export class Batcher {
   constructor(
     private readonly send: Send,
     private readonly fork: Fork,
-    private readonly linger: Duration.Duration = Duration.zero
+    private readonly linger?: Duration.Duration
   ) {}
 
   /**
@@ -100,17 +101,20 @@ export class Batcher {
   /** The open batch's ack (opened if none is), its sender started if idle. */
   private joined(): Ack {
     const ack = this.latest = this.open ??= Deferred.unsafeMake<ReadonlyArray<string>, WriteNotConfirmed>(FiberId.none)
-    const task = currentTask()
-    if (task !== this.lastTask) {
-      this.lastTask = task
-      if (this.tasks < 2) this.tasks++
+    // Counted up to two (company): past that, a write does not look at the task any more.
+    if (this.linger !== undefined && this.tasks < 2) {
+      const task = currentTask()
+      if (task !== this.lastTask) {
+        this.lastTask = task
+        this.tasks++
+      }
     }
     if (!this.sending) {
       this.sending = true
       // Yield first: the rest of a batch request joins this send (and, after a batch in company, the requests that
       // arrive within the linger).
-      const lingered = this.hadCompany && Duration.greaterThan(this.linger, Duration.zero)
-      this.fork(Effect.zipRight(lingered ? Effect.sleep(this.linger) : Effect.yieldNow(), this.drain))
+      const linger = this.hadCompany ? this.linger : undefined
+      this.fork(Effect.zipRight(linger === undefined ? Effect.yieldNow() : Effect.sleep(linger), this.drain))
     }
     return ack
   }

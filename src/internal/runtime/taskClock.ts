@@ -60,23 +60,3 @@ export const taskClock = (clock: Clock.Clock, atTaskEnd: () => void): () => numb
     return clock.unsafeCurrentTimeMillis()
   }
 }
-
-/**
- * A counter that stays the same within a synchronous task and moves on from one task to the next: how many tasks (a
- * request each, on the HTTP routes) took part in something, at the cost of a field load per call.
- */
-export const taskSerial = (): () => number => {
-  let serial = 0
-  let inTask = false
-  const end = (): void => {
-    inTask = false
-  }
-  return () => {
-    if (!inTask) {
-      inTask = true
-      serial++
-      queueMicrotask(end)
-    }
-    return serial
-  }
-}
