@@ -6,13 +6,14 @@
  *
  *   git worktree add --detach /tmp/base <commit> && ln -s "$PWD/node_modules" /tmp/base/node_modules
  *   (cd /tmp/base && npx tsc -p tsconfig.build.json)
- *   npm run -s bench:cluster-ab -- --a 3@/tmp/base --b 3 [--slices 10] [--slice 2] [--connections 15]
+ *   npm run -s bench:cluster-ab -- --a 3@/tmp/base --b 3 [--slices 10] [--slice 2] [--connections 15] [--items 1000]
  *
  * A setup is `<runners>[@<checkout>][:NAME=value,…]`: `0` is a single node (SQLite), `1` or more a cluster; `--a 1
  * --b 1:COMPILE_FLUSH_INTERVAL=60 seconds` compares one runner with two flush intervals. Each slice loads one setup
- * with `--connections` spread over its HTTP ports, `POST /v1/retains` with 1,000 items over 1,000 banks, no compile
- * runs; the order of the two alternates slice by slice. Run it in both orders (swap `--a` and `--b`): on the shared
- * 2-core machine the same pair of builds read up to 15 % apart from one order to the other.
+ * with `--connections` spread over its HTTP ports, `POST /v1/retains` with `--items` retains (default 1,000) over as
+ * many banks, no compile runs (`--items 1` beside the default tells a request's cost from an item's); the order of
+ * the two alternates slice by slice. Run it in both orders (swap `--a` and `--b`): on the shared 2-core machine the
+ * same pair of builds read up to 15 % apart from one order to the other.
  *
  * @internal
  */
@@ -37,6 +38,7 @@ import { numberOption, option } from "./options.js"
 const SLICE_SECONDS = numberOption("slice", 2)
 const SLICES = numberOption("slices", 10)
 const CONNECTIONS = numberOption("connections", 15)
+const ITEMS = numberOption("items", 1000)
 const WARMUP_SECONDS = 3
 
 interface Setup {
@@ -88,7 +90,7 @@ const main = async () => {
     for (const [n, setup] of setups.entries()) {
       started.push(await startSetup(setup, pg.url, `bench_ab_${n}`, join(dataDir, String(n))))
     }
-    const body = batchBody(1000)
+    const body = batchBody(ITEMS)
     for (const nodes of started) await loadBatch(nodes.map((node) => node.base), body, WARMUP_SECONDS, CONNECTIONS)
     const tallies: Array<Tally> = setups.map(() => ({ requests: 0, cpu: 0, failed: 0, p50s: [] }))
     for (let slice = 0; slice < SLICES; slice++) {

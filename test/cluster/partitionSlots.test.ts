@@ -158,7 +158,7 @@ describe("partition slots", () => {
       expect(a.local.get(0)).toBeUndefined()
       expect(a.leases.isValid(3)).toBe(false)
       // a resumes: its renewal finds the leases gone; its stale epoch no longer passes the fence.
-      expect(yield* a.leases.fence(0, 1)).toBe(false)
+      expect(yield* a.leases.fence(0, 1, 1)).toBe(false)
       const lost = yield* a.leases.renew
       expect(lost).toEqual([{ partition: 0, epoch: 1 }, { partition: 3, epoch: 1 }])
       yield* Effect.forEach(lost, ({ epoch, partition }) => a.slots.lost(partition, epoch), { discard: true })

@@ -1,7 +1,8 @@
 /**
  * What a partition lost while it held unstored counts sends on to the new owner: the retains and forgets counted
- * since the last flush that stored them (a failed flush gives its counts back), capped at what the bank still counts —
- * a successful compile's consumption is not sent again, a bank never admitted sends nothing.
+ * since the last flush known to have stored them (a failed flush's counts are in doubt until a later flush stores or
+ * the store's record says it landed), capped at what the bank still counts — a successful compile's consumption is not
+ * sent again, a bank never admitted sends nothing.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
@@ -29,7 +30,7 @@ const countingQueue = () => {
 }
 
 describe("unstored counts", () => {
-  it.effect("a stored flush forgets its counts, a failed one gives them back; later counts stay apart", () =>
+  it.effect("a stored flush forgets its counts, a failed one keeps them in doubt; later counts stay apart", () =>
     Effect.gen(function*() {
       const { queue } = countingQueue()
       const unstored = new UnstoredCounts()
@@ -43,12 +44,54 @@ describe("unstored counts", () => {
       noted.unsafeNotifyForget("a", 4)
       // Under way: still unstored.
       expect(unstored.all()).toEqual(new Map([["a", { retains: 1, forgets: 4 }]]))
-      unstored.notStored(second)
+      unstored.failed(second)
+      expect(unstored.doubtful).toBe(true)
       expect(unstored.all()).toEqual(new Map([["a", { retains: 1, forgets: 4 }]]))
       expect(yield* toSendOn(queue, unstored)).toEqual({
         retains: new Map([["a", 1]]),
         forgets: new Map([["a", 4]])
       })
+    }))
+
+  it.effect("a failed flush that landed after all (its answer lost) is not sent; one that did not land is", () =>
+    Effect.gen(function*() {
+      const { queue } = countingQueue()
+      const unstored = new UnstoredCounts()
+      const noted = noting(queue, unstored)
+      noted.unsafeNotifyRetain("a", 2)
+      const first = unstored.take()
+      noted.unsafeNotifyRetain("b", 3)
+      const second = unstored.take()
+      noted.unsafeNotifyRetain("c", 1)
+      expect([first.number, second.number]).toEqual([1, 2])
+      unstored.failed(first)
+      unstored.failed(second)
+      // The store's record: flush 1 was stored under this epoch, flush 2 was not.
+      unstored.landed(1)
+      expect(unstored.doubtful).toBe(true)
+      expect(yield* toSendOn(queue, unstored)).toEqual({ retains: new Map([["b", 3], ["c", 1]]), forgets: new Map() })
+      unstored.landed(0)
+      expect(unstored.all().has("b")).toBe(true)
+    }))
+
+  it.effect("a flush that stores settles every earlier one in doubt or under way: its rows hold their counts", () =>
+    Effect.gen(function*() {
+      const { queue } = countingQueue()
+      const unstored = new UnstoredCounts()
+      const noted = noting(queue, unstored)
+      noted.unsafeNotifyRetain("a", 2)
+      const failing = unstored.take()
+      noted.unsafeNotifyRetain("b", 1)
+      const slow = unstored.take()
+      noted.unsafeNotifyRetain("c", 1)
+      const third = unstored.take()
+      unstored.failed(failing)
+      unstored.stored(third)
+      expect(unstored.doubtful).toBe(false)
+      // The slow flush fails once a later one stored: nothing of it is in doubt.
+      unstored.failed(slow)
+      expect(unstored.doubtful).toBe(false)
+      expect(unstored.all()).toEqual(new Map())
     }))
 
   it.effect("what a successful compile consumed is not sent again; what came after it is", () =>

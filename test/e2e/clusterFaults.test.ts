@@ -64,7 +64,8 @@ import { format as formatToken, type FencingToken } from "../../src/FencingToken
 import { FENCING_TOKEN_HEADER } from "../../src/WebhookEngine.js"
 import { committedOverlaps, type FencedCall, startFencedReceiver, unloggedRefusals } from "../support/fencedReceiver.js"
 import { eventually, freePort, type ServiceProcess, startService } from "../support/harness.js"
-import { createNamespace, type Namespace, netnsUnavailable, startInNamespace, startRelay } from "../support/netns.js"
+import { createNamespace, type Namespace, netnsUnavailable, startInNamespace } from "../support/netns.js"
+import { startRelay } from "../support/tcpRelay.js"
 import { prng } from "../support/random.js"
 
 const pgUrl = inject("pgUrl")

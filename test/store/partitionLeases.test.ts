@@ -2,18 +2,21 @@
  * Cluster mode's partition leases on a real Postgres: every take increases the epoch; a lease is taken by another
  * runner only once it expired or was released; a holder whose lease was taken learns it at its next renewal; and a
  * partition's store writes only under its holder's epoch — a stale holder's flush stores nothing, fails, and keeps
- * its counts as unstored (to be sent on), while the current holder's lands.
+ * its counts as unstored (to be sent on), while the current holder's lands. A flush whose COMMIT landed but whose
+ * answer was lost is known as stored by the record its transaction wrote, and its counts are not sent on.
  */
 import * as ShardingConfig from "@effect/cluster/ShardingConfig"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { PgClient } from "@effect/sql-pg"
 import { describe, expect, inject, it } from "@effect/vitest"
-import { Effect, Layer, Redacted } from "effect"
-import { fenced } from "../../src/internal/cluster/owner.js"
+import { Context, Effect, Layer, Redacted, type Scope } from "effect"
+import { fenced, settleDoubts } from "../../src/internal/cluster/owner.js"
 import { makePartitionLeases, type PartitionLeases, pgLeaseRows } from "../../src/internal/cluster/partitionLeases.js"
 import { partitionStore, setupSchema } from "../../src/internal/cluster/store.js"
 import { UnstoredCounts } from "../../src/internal/cluster/unstoredCounts.js"
 import { freshDatabase, psql } from "../support/clusterKit.js"
+import { eventually } from "../support/harness.js"
+import { startRelay } from "../support/tcpRelay.js"
 import { storedRow } from "../support/utils.js"
 
 const pgUrl = inject("pgUrl")
@@ -28,7 +31,7 @@ const withTwoRunners = (
     readonly table: Effect.Effect.Success<ReturnType<typeof setupSchema>>
     readonly a: PartitionLeases
     readonly b: PartitionLeases
-  }) => Effect.Effect<void, unknown>
+  }) => Effect.Effect<void, unknown, Scope.Scope>
 ) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -90,6 +93,53 @@ describe("partition leases (Postgres)", () => {
           // b hands it over: the next holder takes it at once and learns b stopped.
           yield* b.release(5, "stopping")
           expect(yield* a.tryAcquire(5)).toEqual({ epoch: 3, previous: { runner: "b", left: "stopping" } })
+        }))
+    }, 30_000)
+
+    it.live("a flush whose COMMIT landed but whose answer was lost is not sent on; a refused one is", () => {
+      const database = freshDatabase(pgUrl)
+      return withTwoRunners(database, ({ b }) =>
+        Effect.gen(function*() {
+          // Runner r reaches Postgres through a relay that can lose the answer to a COMMIT it passed on.
+          const target = new URL(database)
+          const relay = yield* Effect.acquireRelease(
+            Effect.promise(() => startRelay("127.0.0.1", { host: target.hostname, port: Number(target.port) })),
+            (relay) => Effect.promise(relay.close)
+          )
+          const relayed = new URL(database)
+          relayed.port = String(relay.port)
+          const sql = Context.get(
+            yield* Layer.build(Layer.orDie(PgClient.layer({ url: Redacted.make(relayed.toString()) }))),
+            SqlClient.SqlClient
+          )
+          const table = yield* Effect.provideService(setupSchema({ ...ShardingConfig.defaults, shardsPerGroup: 64 }), SqlClient.SqlClient, sql)
+          const r = yield* makePartitionLeases({ rows: yield* pgLeaseRows(sql, "test r"), runner: "r", holder: "r" })
+          expect(yield* r.tryAcquire(5)).toMatchObject({ epoch: 1 })
+          const bankId = bankOf5(database)
+          const unstored = new UnstoredCounts()
+          const fence = { sql, leases: r, partition: 5, epoch: 1, unstored }
+          const store = fenced(partitionStore(sql, table, 5), fence, Effect.void)
+
+          // r's flush of 2 retains: Postgres commits it, the answer never comes back.
+          unstored.add(bankId, 2, 0)
+          const cut = relay.cutReplyAfter("COMMIT")
+          const exit = yield* Effect.exit(store.save([row(bankId, 2)]))
+          yield* Effect.promise(() => cut)
+          expect(exit._tag).toBe("Failure")
+          expect(unstored.doubtful).toBe(true)
+          const memories = () => psql(database, `SELECT memories FROM compile_trigger_banks WHERE bank_id = '${bankId}'`)
+          yield* Effect.promise(() => eventually(async () => memories(), (stored) => stored === "2"))
+
+          // b takes the partition (restoring those 2); r's next flush, of 3 more, is refused.
+          psql(database, "UPDATE compile_trigger_partition_leases SET expires_at = clock_timestamp() WHERE partition = 5")
+          expect(yield* b.tryAcquire(5)).toMatchObject({ epoch: 2 })
+          unstored.add(bankId, 3, 0)
+          expect((yield* Effect.flip(store.save([row(bankId, 5)]))).message).toContain("another runner holds its lease now")
+
+          // The record says flush 1 landed: only the refused flush's 3 are left to send on.
+          expect(yield* r.flushedUnder(5, 1)).toBe(1)
+          yield* settleDoubts(fence)
+          expect(unstored.all()).toEqual(new Map([[bankId, { retains: 3, forgets: 0 }]]))
         }))
     }, 30_000)
 

@@ -17,6 +17,8 @@ export interface LeaseRow {
 
 export const memoryLeaseRows = () => {
   const rows = new Map<number, LeaseRow>()
+  /** `partition/epoch` → the last flush stored under it. */
+  const flushes = new Map<string, number>()
   const control = { unreachable: false }
   const row = (partition: number): LeaseRow => {
     let found = rows.get(partition)
@@ -54,7 +56,14 @@ export const memoryLeaseRows = () => {
         const lease = row(partition)
         if (lease.holder === holder && lease.epoch === epoch) Object.assign(lease, { expiresAt: -Infinity, left: why })
       }),
-    fence: (partition, holder, epoch) => reachable(() => row(partition).holder === holder && row(partition).epoch === epoch)
+    fence: (partition, holder, epoch, flush) =>
+      reachable(() => {
+        const ours = row(partition).holder === holder && row(partition).epoch === epoch
+        const key = `${partition}/${epoch}`
+        if (ours) flushes.set(key, Math.max(flushes.get(key) ?? 0, flush))
+        return ours
+      }),
+    flushedUnder: (partition, epoch) => reachable(() => flushes.get(`${partition}/${epoch}`) ?? 0)
   }
   /** The holder of the partition's lease now (undefined: nobody's, or expired). */
   const holderAt = (partition: number, now: number) => {

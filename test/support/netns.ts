@@ -6,12 +6,10 @@
  * own attempts to reach the namespace with "host unreachable" (a route of its own for the /30, behind the link's:
  * without it they would follow the default route, which some hosts answer for any address). The host's address
  * stays the host's while its link is down, so processes on the host keep reaching each other at it.
- * Also a process started inside (`ip netns exec`), and a TCP relay that makes a server listening on loopback only
- * (the test's Postgres) reachable from inside. Linux and root only: `netnsUnavailable` says why it cannot be used.
+ * Also a process started inside (`ip netns exec`); `tcpRelay.ts` makes a server listening on loopback only (the test's
+ * Postgres) reachable from inside. Linux and root only: `netnsUnavailable` says why it cannot be used.
  */
 import { spawnSync } from "node:child_process"
-import { connect, createServer, type Socket } from "node:net"
-import type { AddressInfo } from "node:net"
 import { freePort, type ServiceProcess, spawnService } from "./harness.js"
 
 /** Runs `ip` with `args`; the result's `error` is set when `ip` itself could not be run. */
@@ -145,42 +143,5 @@ export const startInNamespace = async (
       throw new Error(`the service was not ready within ${timeoutMs} ms:\n${service.output()}`)
     }
     await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
-
-/**
- * A TCP relay listening on `host` (a free port) to `target`: each connection is piped to a new connection of its own,
- * and closing either end closes both. A relayed connection that the network stops carrying stays open on the target's
- * side, as a real server's session would until its keepalive gives up.
- */
-export const startRelay = async (host: string, target: { readonly host: string; readonly port: number }) => {
-  const open = new Set<Socket>()
-  const server = createServer((client) => {
-    const upstream = connect(target.port, target.host)
-    for (const socket of [client, upstream]) {
-      open.add(socket)
-      socket.setNoDelay(true)
-      socket.once("close", () => {
-        open.delete(socket)
-        client.destroy()
-        upstream.destroy()
-      })
-      // An error closes the socket; the close above takes the other end down.
-      socket.on("error", () => undefined)
-    }
-    client.pipe(upstream)
-    upstream.pipe(client)
-  })
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject)
-    server.listen(0, host, resolve)
-  })
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of open) socket.destroy()
-        server.close(() => resolve())
-      })
   }
 }

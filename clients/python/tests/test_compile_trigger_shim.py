@@ -127,13 +127,17 @@ class ShimTest(unittest.TestCase):
         asyncio.run(scenario())
 
     def test_pending_banks_are_those_waiting_not_those_compiling(self) -> None:
-        self.receiver.delays["shim-busy"] = 1.5
+        self.receiver.delays["shim-busy"] = 3.0
 
         async def scenario() -> None:
             queue = self.queue()
             for _ in range(3):
                 queue.notify_retain("shim-busy")
-            await asyncio.sleep(0.5)  # shim-busy runs; COMPILE_CONCURRENCY=1 keeps the next one waiting
+            # Once shim-busy runs, COMPILE_CONCURRENCY=1 keeps the next one waiting (a loaded machine takes a while).
+            deadline = time.monotonic() + 10
+            while "shim-busy" not in queue.state or queue.state["shim-busy"].status != "running":
+                self.assertLess(time.monotonic(), deadline, "shim-busy did not start compiling within 10 s")
+                await asyncio.sleep(0.05)
             for _ in range(3):
                 queue.notify_retain("shim-waiting")
             self.assertEqual(queue.pending_banks, {"shim-waiting"})

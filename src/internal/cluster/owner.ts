@@ -15,7 +15,7 @@
  */
 import { Entity, EntityId, Sharding } from "@effect/cluster"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Cause, Context, Deferred, Duration, Effect, Exit, FiberId, Layer, Option, type Scope } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, FiberId, Layer, Option, Schedule, type Scope } from "effect"
 import { BankStateStore, type BankStateStoreService, bankStoreError, BankStoreError } from "../../BankStateStore.js"
 import { CompileEngine, CompileError, type CompileEngineService } from "../../CompileEngine.js"
 import type { CompileQueueService } from "../../CompileQueue.js"
@@ -26,7 +26,7 @@ import { partitionStore } from "./store.js"
 import { make as makeQueue, SharedBudget } from "../runtime/compileQueue.js"
 import { makePartitionLeases, type PartitionLeases, pgLeaseRows, RENEW_EVERY_MILLIS } from "./partitionLeases.js"
 import { type LocalPartitions, makePartitionSlots, type PartitionRun, type PartitionSlots } from "./partitionSlots.js"
-import { noting, toSendOn, UnstoredCounts } from "./unstoredCounts.js"
+import { type Flight, noting, toSendOn, UnstoredCounts } from "./unstoredCounts.js"
 import type { GlobalBuckets } from "../core/tokenBucket.js"
 import { addStops, describeStop, logStop, NO_STOP, type StopSummary } from "../runtime/stopSummary.js"
 import { countScoped } from "./scopedWrites.js"
@@ -283,7 +283,7 @@ const partitionBuilder = (
         return {
           queue: noting(queue, unstored),
           closeGate: gate.close,
-          sendOnUnstored: sendOnUnstored(partition, queue, unstored, context.sendOn)
+          sendOnUnstored: sendOnUnstored(fence, queue, context.sendOn)
         }
       })
   })
@@ -291,18 +291,42 @@ const partitionBuilder = (
 /** How long a closed partition tries to hand its unstored counts on (a stopping runner's router may be gone). */
 const SEND_ON_TIMEOUT = Duration.seconds(60)
 
+/** How long a closed partition tries to read which of its failed flushes were stored after all. */
+const LANDED_READ_TIMEOUT = Duration.seconds(30)
+
+/**
+ * Which failed flushes of the partition's run were stored after all (their COMMIT reached Postgres, the answer was
+ * lost), read from the store's record: their counts are not sent on. Once another runner took the lease no flush of
+ * this run can still commit (each holds the lease row's shared lock until it ends), so the record is final. When it
+ * cannot be read, everything in doubt is sent on: a write counted twice costs a compile, a lost one is never compiled.
+ */
+export const settleDoubts = (fence: Fence) =>
+  Effect.suspend(() => {
+    const { epoch, leases, partition, unstored } = fence
+    if (!unstored.doubtful) return Effect.void
+    return leases.flushedUnder(partition, epoch).pipe(
+      Effect.retry(Schedule.spaced(Duration.millis(500))),
+      Effect.timeout(LANDED_READ_TIMEOUT),
+      Effect.matchCauseEffect({
+        onSuccess: (flushed) => Effect.sync(() => unstored.landed(flushed)),
+        onFailure: (cause) =>
+          Effect.logWarning(
+            `partition ${partition}: could not read which of its failed flushes were stored; all their counts are sent on (some may be counted twice)`,
+            cause
+          )
+      })
+    )
+  })
+
 /**
  * After the partition's queue closed: what it counted but could not store (its lease was lost, or its final flush gave
  * up) goes to the next owner through the router (see `unstoredCounts.ts` for exactly what), and the log says how much,
  * and whether it arrived. After a flush that stored everything, there is nothing to send.
  */
-const sendOnUnstored = (
-  partition: number,
-  queue: CompileQueueService,
-  unstored: UnstoredCounts,
-  sendOn: BuildContext["sendOn"]
-) =>
+const sendOnUnstored = (fence: Fence, queue: CompileQueueService, sendOn: BuildContext["sendOn"]) =>
   Effect.gen(function*() {
+    const { partition, unstored } = fence
+    yield* settleDoubts(fence)
     const { forgets, retains } = yield* toSendOn(queue, unstored)
     if (retains.size === 0 && forgets.size === 0) return
     const sum = (counts: ReadonlyMap<string, number>) => Array.from(counts.values()).reduce((a, b) => a + b, 0)
@@ -332,7 +356,8 @@ export interface Fence {
 /**
  * A partition's store whose every write is conditional on the lease's epoch, in the write's own transaction: a write
  * of a runner that lost the partition is refused, stores nothing, and tells it (`onLost`: its final flush gives up,
- * and the partition is cut off). The counts a write takes are stored with it, or noted as unstored again.
+ * and the partition is cut off). The counts a write takes are stored with it, or kept in doubt under the write's
+ * number, which the transaction records as stored under the epoch when it commits.
  */
 export const fenced = (store: BankStateStoreService, fence: Fence, onLost: Effect.Effect<unknown>): BankStateStoreService => {
   const { epoch, leases, partition, sql, unstored } = fence
@@ -340,8 +365,8 @@ export const fenced = (store: BankStateStoreService, fence: Fence, onLost: Effec
     operation: "save",
     message: `partition ${partition}: another runner holds its lease now (this runner's epoch ${epoch}); not written`
   })
-  const stillOurs = Effect.flatMap(
-    Effect.mapError(leases.fence(partition, epoch), bankStoreError("save")),
+  const stillOurs = (flight: Flight) => Effect.flatMap(
+    Effect.mapError(leases.fence(partition, epoch, flight.number), bankStoreError("save")),
     (ours) => ours ? Effect.void : Effect.zipRight(onLost, Effect.fail(lost))
   )
   // A flush whose runner is cut off mid-transaction holds the lease row's lock: Postgres ends the session after 3 s of
@@ -350,10 +375,10 @@ export const fenced = (store: BankStateStoreService, fence: Fence, onLost: Effec
   return {
     ...store,
     save: (banks) => {
-      const taken = unstored.take()
-      return sql.withTransaction(Effect.zipRight(boundedSilence, Effect.zipRight(stillOurs, store.save(banks)))).pipe(
+      const flight = unstored.take()
+      return sql.withTransaction(Effect.zipRight(boundedSilence, Effect.zipRight(stillOurs(flight), store.save(banks)))).pipe(
         Effect.catchTag("SqlError", (error) => Effect.fail(bankStoreError("save")(error))),
-        Effect.onExit((exit) => Effect.sync(() => Exit.isSuccess(exit) ? unstored.stored(taken) : unstored.notStored(taken)))
+        Effect.onExit((exit) => Effect.sync(() => Exit.isSuccess(exit) ? unstored.stored(flight) : unstored.failed(flight)))
       )
     }
   }

@@ -20,6 +20,13 @@ import { oncePerTask } from "../runtime/taskClock.js"
 
 /** The partitions' leases, and how each was last left (for the move log). */
 export const LEASES_TABLE = "compile_trigger_partition_leases"
+/**
+ * Per partition and epoch, the number of the last flush its holder stored under it: what a holder that lost the
+ * partition reads to learn whether a flush whose answer it never got was stored. The last few epochs are kept.
+ */
+export const FLUSHES_TABLE = "compile_trigger_partition_flushes"
+/** How many of a partition's epochs before the current one keep their flush record. */
+const FLUSH_EPOCHS_KEPT = 8
 
 /** How long a take or a renewal holds the lease, by Postgres's clock. */
 export const LEASE_MILLIS = 5_000
@@ -57,10 +64,12 @@ export interface PartitionLeases {
   /** Whether this runner can prove, by its own monotonic clock, that it still holds the partition. Synchronous. */
   readonly isValid: (partition: number) => boolean
   /**
-   * Inside a transaction: true if the partition is still this runner's under `epoch`, and then no other runner can
-   * take it before the transaction ends (a shared row lock).
+   * Inside a flush's transaction: true if the partition is still this runner's under `epoch`, and then no other runner
+   * can take it before the transaction ends (a shared row lock); the flush's number is recorded with it.
    */
-  readonly fence: (partition: number, epoch: number) => Effect.Effect<boolean, SqlError>
+  readonly fence: (partition: number, epoch: number, flush: number) => Effect.Effect<boolean, SqlError>
+  /** The number of the last flush stored under the partition's `epoch` (0: none, or its record is gone). */
+  readonly flushedUnder: (partition: number, epoch: number) => Effect.Effect<number, SqlError>
   /** Completes at the next renewal that proved a lease again (a paused partition waits for it). */
   readonly renewed: Effect.Effect<void>
 }
@@ -79,8 +88,13 @@ export interface LeaseRows {
   readonly renew: (holder: string, partitions: ReadonlyArray<number>) => Effect.Effect<Map<number, number>, SqlError>
   /** Ends the lease now if it is still `holder`'s under `epoch`, noting why. */
   readonly release: (partition: number, holder: string, epoch: number, why: LeaveReason) => Effect.Effect<void, SqlError>
-  /** Inside a transaction: whether the lease is still `holder`'s under `epoch`, locking the row until it ends. */
-  readonly fence: (partition: number, holder: string, epoch: number) => Effect.Effect<boolean, SqlError>
+  /**
+   * Inside a transaction: whether the lease is still `holder`'s under `epoch`, locking the row until it ends; if so,
+   * records `flush` as stored under the epoch when the transaction commits.
+   */
+  readonly fence: (partition: number, holder: string, epoch: number, flush: number) => Effect.Effect<boolean, SqlError>
+  /** The number of the last flush stored under the partition's `epoch` (0: none). */
+  readonly flushedUnder: (partition: number, epoch: number) => Effect.Effect<number, SqlError>
 }
 
 interface Held {
@@ -142,11 +156,13 @@ const INTERVAL = `interval '${LEASE_MILLIS} milliseconds'`
  */
 export const pgLeaseRows = (sql: SqlClient.SqlClient, name: string): Effect.Effect<LeaseRows, never, Scope.Scope> =>
   Effect.zipWith(leaseConnection(sql, `${name} leases`), leaseConnection(sql, `${name} lease takes`), (renewOn, run): LeaseRows => ({
-    // The CTE reads the row as it was before the update (the move log's "from whom and why").
+    // The CTE reads the row as it was before the update (the move log's "from whom and why"); old flush records go.
     take: (partition, holder, runner) =>
       Effect.map(
         run(
-          `WITH previous AS (SELECT runner, left_because FROM ${LEASES_TABLE} WHERE partition = $1)
+          `WITH previous AS (SELECT runner, left_because, epoch FROM ${LEASES_TABLE} WHERE partition = $1),
+             forgotten AS (DELETE FROM ${FLUSHES_TABLE}
+               WHERE partition = $1 AND epoch < (SELECT epoch FROM previous) - ${FLUSH_EPOCHS_KEPT})
            UPDATE ${LEASES_TABLE} SET runner = $2, holder = $3, epoch = epoch + 1, since = $4, left_because = NULL,
              expires_at = clock_timestamp() + ${INTERVAL}
            WHERE partition = $1 AND expires_at <= clock_timestamp()
@@ -170,13 +186,21 @@ export const pgLeaseRows = (sql: SqlClient.SqlClient, name: string): Effect.Effe
          WHERE partition = $1 AND holder = $2 AND epoch = $3`,
         [partition, holder, epoch, why]
       )),
-    fence: (partition, holder, epoch) =>
+    fence: (partition, holder, epoch, flush) =>
       Effect.map(
         sql.unsafe(
-          `SELECT 1 FROM ${LEASES_TABLE} WHERE partition = $1 AND holder = $2 AND epoch = $3 FOR SHARE`,
-          [partition, holder, epoch]
+          `WITH ours AS (SELECT 1 FROM ${LEASES_TABLE} WHERE partition = $1 AND holder = $2 AND epoch = $3 FOR SHARE)
+           INSERT INTO ${FLUSHES_TABLE} (partition, epoch, flushed) SELECT $1, $3, $4 FROM ours
+           ON CONFLICT (partition, epoch) DO UPDATE SET flushed = GREATEST(${FLUSHES_TABLE}.flushed, excluded.flushed)
+           RETURNING 1`,
+          [partition, holder, epoch, flush]
         ).values,
         (rows) => rows.length === 1
+      ),
+    flushedUnder: (partition, epoch) =>
+      Effect.map(
+        sql.unsafe(`SELECT flushed FROM ${FLUSHES_TABLE} WHERE partition = $1 AND epoch = $2`, [partition, epoch]).values,
+        (rows) => rows[0] === undefined ? 0 : Number(rows[0][0])
       )
   }))
 
@@ -244,7 +268,8 @@ export const makePartitionLeases = (
       renew,
       release,
       isValid: (partition) => (held.get(partition)?.validUntil ?? 0) > taskNow(),
-      fence: (partition, epoch) => rows.fence(partition, holder, epoch),
+      fence: (partition, epoch, flush) => rows.fence(partition, holder, epoch, flush),
+      flushedUnder: rows.flushedUnder,
       renewed: Effect.suspend(() => Deferred.await(renewedSignal))
     }
   })

@@ -1,8 +1,8 @@
 /**
  * Cluster mode's view of the Postgres bank table: one partition's banks at a time (a stored, indexed `partition`
  * column computed by Postgres itself), and the one-time schema setup every runner does under an advisory lock so that
- * runners started together on an empty database do not race creating tables (the partitions' leases of
- * `partitionLeases.ts` among them).
+ * runners started together on an empty database do not race creating tables (the partitions' leases and flush records
+ * of `partitionLeases.ts` among them).
  *
  * @internal
  */
@@ -20,7 +20,7 @@ import {
   decodeRows,
   makeSql
 } from "../../BankStateStore.js"
-import { LEASES_TABLE } from "./partitionLeases.js"
+import { FLUSHES_TABLE, LEASES_TABLE } from "./partitionLeases.js"
 import { PARTITION_SQL, PARTITIONS } from "./protocol.js"
 
 /** The advisory lock held while a runner sets up the schema (the cluster's shard locks start at 1,000,001). */
@@ -63,7 +63,17 @@ const migrations = Migrator.fromRecord({
         `INSERT INTO ${LEASES_TABLE} (partition) SELECT generate_series(0, ${PARTITIONS - 1}) ON CONFLICT DO NOTHING`
       ),
       sql.unsafe("DROP TABLE IF EXISTS compile_trigger_partition_owners")
-    ], { discard: true }))
+    ], { discard: true })),
+  // Which flushes each holder stored under each epoch (what a holder that lost its partition reads).
+  "4_partition_flushes": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe(
+      `CREATE TABLE IF NOT EXISTS ${FLUSHES_TABLE} (
+        partition SMALLINT NOT NULL,
+        epoch BIGINT NOT NULL,
+        flushed BIGINT NOT NULL,
+        PRIMARY KEY (partition, epoch)
+      )`
+    ))
 })
 
 /**

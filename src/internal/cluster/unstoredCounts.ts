@@ -4,8 +4,10 @@
  * counts on to the new owner instead of losing acknowledged writes. Merged, never overwritten: the new owner adds them
  * to what it restored.
  *
- * Exactly what is sent on, per bank: the retains (and forgets) counted here since the last flush that stored the bank,
- * capped at what the bank still counts here — a retain that a successful compile of this runner consumed was compiled
+ * Exactly what is sent on, per bank: the retains (and forgets) counted here since the last flush known to have stored
+ * the bank — a flush that failed counts as stored when the store's record says it landed (its COMMIT reached Postgres
+ * but the answer was lost: the new owner restored those counts, so sending them would count them twice) — capped at
+ * what the bank still counts here — a retain that a successful compile of this runner consumed was compiled
  * (the engine accepted it), so it is not sent again; one that a failed, refused or cut-off compile consumed is still
  * counted here, so it is. A bank this runner never admitted (a new bank past the partition's maximum) counts nothing
  * and sends nothing.
@@ -21,51 +23,76 @@ interface Counts {
   forgets: number
 }
 
-/** The counts per bank not yet stored; a flush takes them as it takes its rows, and gives them back if it fails. */
+/** The counts one flush took, and its number: flushes are numbered from 1 in the order they take their rows. */
+export interface Flight {
+  readonly number: number
+  readonly counts: Map<string, Counts>
+}
+
+const addTo = (into: Map<string, Counts>, bankId: string, retains: number, forgets: number): void => {
+  const counts = into.get(bankId)
+  if (counts === undefined) into.set(bankId, { retains, forgets })
+  else {
+    counts.retains += retains
+    counts.forgets += forgets
+  }
+}
+
+/**
+ * The counts per bank not yet stored. A flush takes them as it takes its rows. A flush that failed may still have
+ * been stored — its COMMIT reached Postgres and the answer was lost — so its counts are kept apart, as in doubt, under
+ * its number, until a later flush stores everything (its rows hold theirs) or the store's record of which flushes
+ * landed (`landed`) says whether it did.
+ */
 export class UnstoredCounts {
   private current = new Map<string, Counts>()
-  private readonly inFlight = new Set<Map<string, Counts>>()
+  private flights = 0
+  /** Every flight numbered up to this one is stored. */
+  private storedUpTo = 0
+  private readonly underWay = new Set<Flight>()
+  private inDoubt: Array<Flight> = []
 
   add(bankId: string, retains: number, forgets: number): void {
-    const counts = this.current.get(bankId)
-    if (counts === undefined) this.current.set(bankId, { retains, forgets })
-    else {
-      counts.retains += retains
-      counts.forgets += forgets
-    }
+    addTo(this.current, bankId, retains, forgets)
   }
 
   /** A flush takes its rows now: what was counted up to now is in them. */
-  take(): Map<string, Counts> {
-    const taken = this.current
+  take(): Flight {
+    const flight = { number: ++this.flights, counts: this.current }
     this.current = new Map()
-    this.inFlight.add(taken)
-    return taken
+    this.underWay.add(flight)
+    return flight
   }
 
-  /** The flush that took `taken` stored it. */
-  stored(taken: Map<string, Counts>): void {
-    this.inFlight.delete(taken)
+  /** The flush of `flight` stored it, and with it every earlier flight's counts (its rows are newer). */
+  stored(flight: Flight): void {
+    this.underWay.delete(flight)
+    this.landed(flight.number)
   }
 
-  /** The flush that took `taken` did not store it: counted as unstored again. */
-  notStored(taken: Map<string, Counts>): void {
-    this.inFlight.delete(taken)
-    for (const [bankId, counts] of taken) this.add(bankId, counts.retains, counts.forgets)
+  /** The flush of `flight` failed: its counts are in doubt until `landed` says whether it was stored after all. */
+  failed(flight: Flight): void {
+    this.underWay.delete(flight)
+    if (flight.number > this.storedUpTo) this.inDoubt.push(flight)
   }
 
-  /** Every count not stored (the flushes still under way included), by bank. */
+  /** Whether a failed flush may have been stored: only the store's record of the flushes that landed can tell. */
+  get doubtful(): boolean {
+    return this.inDoubt.length > 0
+  }
+
+  /** The store says every flight numbered up to `number` was stored: their counts are no longer unstored. */
+  landed(number: number): void {
+    this.storedUpTo = Math.max(this.storedUpTo, number)
+    this.inDoubt = this.inDoubt.filter((flight) => flight.number > this.storedUpTo)
+    for (const flight of this.underWay) if (flight.number <= this.storedUpTo) this.underWay.delete(flight)
+  }
+
+  /** Every count not known to be stored (the flushes under way and in doubt included), by bank. */
   all(): Map<string, Counts> {
     const all = new Map<string, Counts>()
-    for (const map of [...this.inFlight, this.current]) {
-      for (const [bankId, { forgets, retains }] of map) {
-        const counts = all.get(bankId)
-        if (counts === undefined) all.set(bankId, { retains, forgets })
-        else {
-          counts.retains += retains
-          counts.forgets += forgets
-        }
-      }
+    for (const { counts } of [...this.underWay, ...this.inDoubt, { counts: this.current }]) {
+      for (const [bankId, { forgets, retains }] of counts) addTo(all, bankId, retains, forgets)
     }
     return all
   }
