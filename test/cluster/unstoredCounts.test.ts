@@ -8,15 +8,36 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import type { BankCompileState } from "../../src/BankCompileState.js"
 import type { CompileQueueService } from "../../src/CompileQueue.js"
-import { noting, toSendOn, UnstoredCounts } from "../../src/internal/cluster/unstoredCounts.js"
+import { toSendOn, UnstoredCounts } from "../../src/internal/cluster/unstoredCounts.js"
+import { make as makeQueue } from "../../src/internal/runtime/compileQueue.js"
+import { testEngineLayer } from "../support/utils.js"
 
-/** A queue that counts retains and forgets per bank; `compiled` consumes a bank's counts as a successful compile. */
-const countingQueue = () => {
+/**
+ * A queue that counts retains and forgets per bank and tells `unstored`'s tally by bank number, as a partition's queue
+ * does; `compiled` consumes a bank's counts as a successful compile.
+ */
+const countingQueue = (unstored: UnstoredCounts) => {
   const banks = new Map<string, { memories: number; forgets: number }>()
-  const bank = (bankId: string) => banks.get(bankId) ?? banks.set(bankId, { memories: 0, forgets: 0 }).get(bankId)!
+  const table = { ids: [] as Array<string> }
+  const tally = unstored.register(table)
+  const bank = (bankId: string) => {
+    if (!banks.has(bankId)) {
+      banks.set(bankId, { memories: 0, forgets: 0 })
+      table.ids.push(bankId)
+    }
+    return { counts: banks.get(bankId)!, i: table.ids.indexOf(bankId) }
+  }
+  const retain = (bankId: string, count: number) => {
+    const { counts, i } = bank(bankId)
+    counts.memories += count
+    tally.retain(i, count)
+  }
+  const forget = (bankId: string, count: number) => {
+    const { counts, i } = bank(bankId)
+    counts.forgets += count
+    tally.forget(i, count)
+  }
   const queue = {
-    unsafeNotifyRetain: (bankId: string, count = 1) => void (bank(bankId).memories += count),
-    unsafeNotifyForget: (bankId: string, count = 1) => void (bank(bankId).forgets += count),
     bankState: (bankId: string) =>
       Effect.sync(() => {
         const found = banks.get(bankId)
@@ -26,22 +47,21 @@ const countingQueue = () => {
         } as BankCompileState)
       })
   } as unknown as CompileQueueService
-  return { queue, compiled: (bankId: string) => banks.set(bankId, { memories: 0, forgets: 0 }) }
+  return { queue, retain, forget, compiled: (bankId: string) => banks.set(bankId, { memories: 0, forgets: 0 }) }
 }
 
 describe("unstored counts", () => {
   it.effect("a stored flush forgets its counts, a failed one keeps them in doubt; later counts stay apart", () =>
     Effect.gen(function*() {
-      const { queue } = countingQueue()
       const unstored = new UnstoredCounts()
-      const noted = noting(queue, unstored)
-      noted.unsafeNotifyRetain("a", 2)
+      const { forget, queue, retain } = countingQueue(unstored)
+      retain("a", 2)
       const first = unstored.take()
-      noted.unsafeNotifyRetain("a", 1)
+      retain("a", 1)
       unstored.stored(first)
       expect(unstored.all()).toEqual(new Map([["a", { retains: 1, forgets: 0 }]]))
       const second = unstored.take()
-      noted.unsafeNotifyForget("a", 4)
+      forget("a", 4)
       // Under way: still unstored.
       expect(unstored.all()).toEqual(new Map([["a", { retains: 1, forgets: 4 }]]))
       unstored.failed(second)
@@ -55,14 +75,13 @@ describe("unstored counts", () => {
 
   it.effect("a failed flush that landed after all (its answer lost) is not sent; one that did not land is", () =>
     Effect.gen(function*() {
-      const { queue } = countingQueue()
       const unstored = new UnstoredCounts()
-      const noted = noting(queue, unstored)
-      noted.unsafeNotifyRetain("a", 2)
+      const { queue, retain } = countingQueue(unstored)
+      retain("a", 2)
       const first = unstored.take()
-      noted.unsafeNotifyRetain("b", 3)
+      retain("b", 3)
       const second = unstored.take()
-      noted.unsafeNotifyRetain("c", 1)
+      retain("c", 1)
       expect([first.number, second.number]).toEqual([1, 2])
       unstored.failed(first)
       unstored.failed(second)
@@ -76,14 +95,13 @@ describe("unstored counts", () => {
 
   it.effect("a flush that stores settles every earlier one in doubt or under way: its rows hold their counts", () =>
     Effect.gen(function*() {
-      const { queue } = countingQueue()
       const unstored = new UnstoredCounts()
-      const noted = noting(queue, unstored)
-      noted.unsafeNotifyRetain("a", 2)
+      const { retain } = countingQueue(unstored)
+      retain("a", 2)
       const failing = unstored.take()
-      noted.unsafeNotifyRetain("b", 1)
+      retain("b", 1)
       const slow = unstored.take()
-      noted.unsafeNotifyRetain("c", 1)
+      retain("c", 1)
       const third = unstored.take()
       unstored.failed(failing)
       unstored.stored(third)
@@ -96,24 +114,32 @@ describe("unstored counts", () => {
 
   it.effect("what a successful compile consumed is not sent again; what came after it is", () =>
     Effect.gen(function*() {
-      const { compiled, queue } = countingQueue()
       const unstored = new UnstoredCounts()
-      const noted = noting(queue, unstored)
-      noted.unsafeNotifyRetain("a", 3)
-      noted.unsafeNotifyRetain("b", 2)
+      const { compiled, queue, retain } = countingQueue(unstored)
+      retain("a", 3)
+      retain("b", 2)
       compiled("a") // the engine accepted a compile of a's 3 memories
-      noted.unsafeNotifyRetain("a", 1)
+      retain("a", 1)
       expect(yield* toSendOn(queue, unstored)).toEqual({
         retains: new Map([["a", 1], ["b", 2]]),
         forgets: new Map()
       })
     }))
 
-  it.effect("a bank the queue never admitted sends nothing", () =>
+  it.scoped("a partition's queue notes what it counts, and only that: a bank it refused sends nothing", () =>
     Effect.gen(function*() {
-      const { queue } = countingQueue()
       const unstored = new UnstoredCounts()
-      unstored.add("refused", 5, 0)
-      expect(yield* toSendOn(queue, unstored)).toEqual({ retains: new Map(), forgets: new Map() })
+      const queue = yield* makeQueue({ maxBanks: 1, config: { sizeThreshold: 1000 } }, { tally: unstored.register }).pipe(
+        Effect.provide(testEngineLayer)
+      )
+      queue.unsafeNotifyRetain("admitted", 3)
+      queue.unsafeNotifyForget("admitted", 1)
+      queue.unsafeNotifyRetain("refused", 5) // past the maximum of 1 bank
+      queue.unsafeNotifyRetain("admitted", 0) // not a count: ignored
+      expect(unstored.all()).toEqual(new Map([["admitted", { retains: 3, forgets: 1 }]]))
+      expect(yield* toSendOn(queue, unstored)).toEqual({
+        retains: new Map([["admitted", 3]]),
+        forgets: new Map([["admitted", 1]])
+      })
     }))
 })

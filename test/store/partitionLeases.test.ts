@@ -67,9 +67,10 @@ describe("partition leases (Postgres)", () => {
 
           const bankId = bankOf5(database)
           const unstored = new UnstoredCounts()
+          const tally = unstored.register({ ids: [bankId] })
           let lost = 0
           const storeA = fenced(partitionStore(sql, table, 5), { sql, leases: a, partition: 5, epoch: 1, unstored }, Effect.sync(() => lost++))
-          unstored.add(bankId, 2, 0)
+          tally.retain(0, 2)
           yield* storeA.save([row(bankId, 2)])
           expect(unstored.all().size).toBe(0)
 
@@ -80,7 +81,7 @@ describe("partition leases (Postgres)", () => {
           yield* storeB.save([row(bankId, 7)])
 
           // a resumes: its flush is refused, stores nothing, says so, and keeps its counts as unstored.
-          unstored.add(bankId, 3, 0)
+          tally.retain(0, 3)
           const refused = yield* Effect.flip(storeA.save([row(bankId, 5)]))
           expect(refused.message).toContain("another runner holds its lease now (this runner's epoch 1)")
           expect(lost).toBe(1)
@@ -117,11 +118,12 @@ describe("partition leases (Postgres)", () => {
           expect(yield* r.tryAcquire(5)).toMatchObject({ epoch: 1 })
           const bankId = bankOf5(database)
           const unstored = new UnstoredCounts()
+          const tally = unstored.register({ ids: [bankId] })
           const fence = { sql, leases: r, partition: 5, epoch: 1, unstored }
           const store = fenced(partitionStore(sql, table, 5), fence, Effect.void)
 
           // r's flush of 2 retains: Postgres commits it, the answer never comes back.
-          unstored.add(bankId, 2, 0)
+          tally.retain(0, 2)
           const cut = relay.cutReplyAfter("COMMIT")
           const exit = yield* Effect.exit(store.save([row(bankId, 2)]))
           yield* Effect.promise(() => cut)
@@ -133,7 +135,7 @@ describe("partition leases (Postgres)", () => {
           // b takes the partition (restoring those 2); r's next flush, of 3 more, is refused.
           psql(database, "UPDATE compile_trigger_partition_leases SET expires_at = clock_timestamp() WHERE partition = 5")
           expect(yield* b.tryAcquire(5)).toMatchObject({ epoch: 2 })
-          unstored.add(bankId, 3, 0)
+          tally.retain(0, 3)
           expect((yield* Effect.flip(store.save([row(bankId, 5)]))).message).toContain("another runner holds its lease now")
 
           // The record says flush 1 landed: only the refused flush's 3 are left to send on.

@@ -26,7 +26,7 @@ import { partitionStore } from "./store.js"
 import { make as makeQueue, SharedBudget } from "../runtime/compileQueue.js"
 import { makePartitionLeases, type PartitionLeases, pgLeaseRows, RENEW_EVERY_MILLIS } from "./partitionLeases.js"
 import { type LocalPartitions, makePartitionSlots, type PartitionRun, type PartitionSlots } from "./partitionSlots.js"
-import { type Flight, noting, toSendOn, UnstoredCounts } from "./unstoredCounts.js"
+import { type Flight, toSendOn, UnstoredCounts } from "./unstoredCounts.js"
 import type { GlobalBuckets } from "../core/tokenBucket.js"
 import { addStops, describeStop, logStop, NO_STOP, type StopSummary } from "../runtime/stopSummary.js"
 import { countScoped } from "./scopedWrites.js"
@@ -273,7 +273,8 @@ const partitionBuilder = (
         const store = { ...fenced(partitionStore(context.sql, table, partition), fence, onLost), epoch }
         const queue = yield* makeQueue(partitionOptions(queueOptions, partition), {
           finalFlushUntil,
-          onStopped: context.stops.partitionStopped(partition)
+          onStopped: context.stops.partitionStopped(partition),
+          tally: unstored.register
         }).pipe(
           Effect.provideService(CompileEngine, { run: gate.run }),
           Effect.provideService(BankStateStore, store),
@@ -281,7 +282,7 @@ const partitionBuilder = (
           withWorkloadLog(workloadLog)
         )
         return {
-          queue: noting(queue, unstored),
+          queue,
           closeGate: gate.close,
           sendOnUnstored: sendOnUnstored(fence, queue, context.sendOn)
         }

@@ -12,11 +12,14 @@
  * counted here, so it is. A bank this runner never admitted (a new bank past the partition's maximum) counts nothing
  * and sends nothing.
  *
+ * The partition's queue notes what it counts in a tally by bank number (two array writes a retain); a flush drains
+ * it, by bank id, as it takes its rows.
+ *
  * @internal
  */
 import { Effect, Option } from "effect"
-import type { WriteOptions } from "../../DirtyScopes.js"
 import type { CompileQueueService } from "../../CompileQueue.js"
+import { type BankIds, RetainTally } from "../workloadLog/tally.js"
 
 interface Counts {
   retains: number
@@ -45,6 +48,8 @@ const addTo = (into: Map<string, Counts>, bankId: string, retains: number, forge
  * landed (`landed`) says whether it did.
  */
 export class UnstoredCounts {
+  /** What the queue counted since the last take or read, by bank number (empty until the queue registers). */
+  private tally: RetainTally | undefined
   private current = new Map<string, Counts>()
   private flights = 0
   /** Every flight numbered up to this one is stored. */
@@ -52,12 +57,17 @@ export class UnstoredCounts {
   private readonly underWay = new Set<Flight>()
   private inDoubt: Array<Flight> = []
 
-  add(bankId: string, retains: number, forgets: number): void {
-    addTo(this.current, bankId, retains, forgets)
+  /** The queue's tally over its bank table (`InternalOptions.tally`): what it counts from now on is noted here. */
+  readonly register = (table: BankIds): RetainTally => (this.tally = new RetainTally(table))
+
+  /** The tally's counts, by bank id, into `current`. */
+  private collect(): void {
+    this.tally?.drain((bankId, retains, forgets) => addTo(this.current, bankId, retains, forgets))
   }
 
   /** A flush takes its rows now: what was counted up to now is in them. */
   take(): Flight {
+    this.collect()
     const flight = { number: ++this.flights, counts: this.current }
     this.current = new Map()
     this.underWay.add(flight)
@@ -90,31 +100,12 @@ export class UnstoredCounts {
 
   /** Every count not known to be stored (the flushes under way and in doubt included), by bank. */
   all(): Map<string, Counts> {
+    this.collect()
     const all = new Map<string, Counts>()
     for (const { counts } of [...this.underWay, ...this.inDoubt, { counts: this.current }]) {
       for (const [bankId, { forgets, retains }] of counts) addTo(all, bankId, retains, forgets)
     }
     return all
-  }
-}
-
-/** The queue as the router and the partition's entity use it: every retain and forget it takes is noted. */
-export const noting = (queue: CompileQueueService, unstored: UnstoredCounts): CompileQueueService => {
-  // A scoped write's scopes are not noted: they reach the next owner through the store (see the top).
-  const unsafeNotifyRetain = (bankId: string, count: number | WriteOptions = 1) => {
-    unstored.add(bankId, typeof count === "number" ? count : count.count ?? 1, 0)
-    queue.unsafeNotifyRetain(bankId, count)
-  }
-  const unsafeNotifyForget = (bankId: string, count: number | WriteOptions = 1) => {
-    unstored.add(bankId, 0, typeof count === "number" ? count : count.count ?? 1)
-    queue.unsafeNotifyForget(bankId, count)
-  }
-  return {
-    ...queue,
-    unsafeNotifyRetain,
-    unsafeNotifyForget,
-    notifyRetain: (bankId, count) => Effect.sync(() => unsafeNotifyRetain(bankId, count)),
-    notifyForget: (bankId, count) => Effect.sync(() => unsafeNotifyForget(bankId, count))
   }
 }
 

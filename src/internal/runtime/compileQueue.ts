@@ -32,7 +32,7 @@ import type { BudgetLimits, GlobalBuckets } from "../core/tokenBucket.js"
 import { logStop, type StopSummary } from "./stopSummary.js"
 import { WriteBehind } from "./writeBehind.js"
 import { WorkloadLog } from "../workloadLog/workloadLog.js"
-import type { RetainTally } from "../workloadLog/tally.js"
+import { type BankIds, bothTallies, type Tally } from "../workloadLog/tally.js"
 
 /** The flush at close gets this long by default (on top of `shutdownTimeout`), retrying while the store fails. */
 const FINAL_FLUSH_TIMEOUT = Duration.seconds(10)
@@ -114,7 +114,7 @@ const policyMethods = (rt: QueueRuntime) => {
 const service = (
   rt: QueueRuntime,
   writer: WriteBehind | undefined,
-  tally: RetainTally | undefined
+  tally: Tally | undefined
 ): CompileQueueService => {
   const { core } = rt
   const unsafeNotifyRetain = makeNotifyRetain(rt, tally)
@@ -208,6 +208,8 @@ export interface InternalOptions {
   readonly inspectCore?: ((core: CompileCore) => void) | undefined
   /** What the close does with its summary (default: the `stopped: …` line; a cluster partition adds it to its node's). */
   readonly onStopped?: ((summary: StopSummary) => Effect.Effect<void>) | undefined
+  /** A tally of every retain and forget counted, over the queue's bank table (a cluster partition's unstored counts). */
+  readonly tally?: ((table: BankIds) => Tally) | undefined
 }
 
 export const make = (
@@ -265,5 +267,5 @@ export const make = (
     yield* FiberSet.run(background, supervised("the staleness watcher", rt.watchStaleness))
     yield* FiberSet.run(background, supervised("the deadline watcher", watchDeadlines(rt)))
     if (writer !== undefined) yield* FiberSet.run(background, writer.loop)
-    return service(rt, writer, tally)
+    return service(rt, writer, bothTallies(tally, internal?.tally?.(core.table)))
   })

@@ -20,7 +20,7 @@ import {
 } from "../../DirtyScopes.js"
 import { badCountMessage, invalidBankId, isCount } from "../core/inputRules.js"
 import { WarningThrottle } from "../core/warningThrottle.js"
-import type { RetainTally } from "../workloadLog/tally.js"
+import type { Tally } from "../workloadLog/tally.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
 import { taskClock } from "./taskClock.js"
 
@@ -98,10 +98,13 @@ const firstRetain = (rt: QueueRuntime, i: number): void => {
   rt.fireSignals()
 }
 
-/** `tally`: the workload log's, when it is on (an array read and an add per retain; see `workloadLog/tally.ts`). */
+/**
+ * `tally`: the workload log's when it is on, a cluster partition's unstored counts (an array read and an add per
+ * retain; see `workloadLog/tally.ts`).
+ */
 export const makeNotifyRetain = (
   rt: QueueRuntime,
-  tally?: RetainTally
+  tally?: Tally
 ): (bankId: string, count?: number | WriteOptions) => void => {
   const core = rt.core
   const index = core.table.index
@@ -144,7 +147,7 @@ export const makeNotifyRetain = (
 
 export const makeNotifyForget = (
   rt: QueueRuntime,
-  tally?: RetainTally
+  tally?: Tally
 ): (bankId: string, count?: number | WriteOptions) => void => {
   const core = rt.core
   const index = core.table.index

@@ -1,6 +1,7 @@
 /**
- * One queue's retains and forgets since the workload log's last flush, per bank: what the retain path adds to (two
- * array writes, no clock read, no allocation) and the log's flush drains once a minute.
+ * One queue's retains and forgets since the last drain, per bank: what the retain path adds to (two array writes, no
+ * clock read, no allocation). The workload log drains its tallies once a minute; a cluster partition drains its own at
+ * each flush (the counts not stored yet).
  *
  * @internal
  */
@@ -15,7 +16,26 @@ const INITIAL_CAPACITY = 1024
 /** A line's `count` is at most this (the tuner's limit); a larger minute's count is split over several lines. */
 export const MAX_LINE_COUNT = 0x7fff_ffff
 
-export class RetainTally {
+/** What the retain path tells a tally: bank `i` counted `count` retains, or forgets. */
+export interface Tally {
+  readonly retain: (i: number, count: number) => void
+  readonly forget: (i: number, count: number) => void
+}
+
+/** One tally that tells both (either may be absent): the retain path checks for one, whatever it feeds. */
+export const bothTallies = (a: Tally | undefined, b: Tally | undefined): Tally | undefined =>
+  a === undefined ? b : b === undefined ? a : {
+    retain: (i, count) => {
+      a.retain(i, count)
+      b.retain(i, count)
+    },
+    forget: (i, count) => {
+      a.forget(i, count)
+      b.forget(i, count)
+    }
+  }
+
+export class RetainTally implements Tally {
   private retains = new Float64Array(INITIAL_CAPACITY)
   private forgets = new Float64Array(INITIAL_CAPACITY)
   /** The banks with counts since the last drain, in the order of their first event. */
