@@ -93,24 +93,42 @@ describe("unstored counts", () => {
       expect(unstored.all().has("b")).toBe(true)
     }))
 
-  it.effect("a flush that stores settles every earlier one in doubt or under way: its rows hold their counts", () =>
-    Effect.gen(function*() {
-      const unstored = new UnstoredCounts()
-      const { retain } = countingQueue(unstored)
-      retain("a", 2)
-      const failing = unstored.take()
-      retain("b", 1)
-      const slow = unstored.take()
-      retain("c", 1)
-      const third = unstored.take()
-      unstored.failed(failing)
-      unstored.stored(third)
-      expect(unstored.doubtful).toBe(false)
-      // The slow flush fails once a later one stored: nothing of it is in doubt.
-      unstored.failed(slow)
-      expect(unstored.doubtful).toBe(false)
-      expect(unstored.all()).toEqual(new Map())
-    }))
+  it("a flush that stores settles the failed ones whose banks it took again, not one still under way at its take", () => {
+    const unstored = new UnstoredCounts()
+    const { retain } = countingQueue(unstored)
+    retain("a", 2)
+    const failing = unstored.take()
+    retain("b", 1)
+    const slow = unstored.take() // outlives its timeout: the next flush starts while it is under way
+    unstored.failed(failing)
+    retain("c", 1)
+    const third = unstored.take()
+    unstored.stored(third)
+    expect(unstored.doubtful).toBe(false)
+    // The slow flush fails after the third took its rows: its banks were not in them.
+    unstored.failed(slow)
+    expect(unstored.doubtful).toBe(true)
+    expect(unstored.all()).toEqual(new Map([["b", { retains: 1, forgets: 0 }]]))
+  })
+
+  it("the store's record settles the flush it names and those it covers, however many retries failed before", () => {
+    const unstored = new UnstoredCounts()
+    const { retain } = countingQueue(unstored)
+    const flights = Array.from({ length: 5_000 }, (_, n) => {
+      retain(`bank-${n}`, 1)
+      const flight = unstored.take()
+      unstored.failed(flight)
+      return flight
+    })
+    retain("after", 1)
+    unstored.landed(flights[2_499]!.number)
+    expect(unstored.all().size).toBe(2_501)
+    expect(unstored.all().has("bank-2499")).toBe(false)
+    expect(unstored.all().has("bank-2500")).toBe(true)
+    unstored.landed(flights[4_999]!.number)
+    expect(unstored.doubtful).toBe(false)
+    expect(unstored.all()).toEqual(new Map([["after", { retains: 1, forgets: 0 }]]))
+  })
 
   it.effect("what a successful compile consumed is not sent again; what came after it is", () =>
     Effect.gen(function*() {
