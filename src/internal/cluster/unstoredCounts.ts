@@ -26,15 +26,10 @@ interface Counts {
   forgets: number
 }
 
-/**
- * The counts one flush took, its number (flushes are numbered from 1 in the order they take their rows), and the
- * failed flushes its rows hold: those that failed before it took them (the write-behind puts their banks back as
- * changed), not those still under way then.
- */
+/** The counts one flush took, and its number: flushes are numbered from 1 in the order they take their rows. */
 export interface Flight {
   readonly number: number
   readonly counts: Map<string, Counts>
-  readonly covers: ReadonlyArray<Flight>
 }
 
 const addTo = (into: Map<string, Counts>, bankId: string, retains: number, forgets: number): void => {
@@ -48,18 +43,22 @@ const addTo = (into: Map<string, Counts>, bankId: string, retains: number, forge
 
 /**
  * The counts per bank not yet stored. A flush takes them as it takes its rows. A flush that failed may still have
- * been stored — its COMMIT reached Postgres and the answer was lost — so its counts are kept apart, as in doubt, until
- * a later flush whose rows hold its banks is stored, or the store's record says which flush landed (`landed`).
+ * been stored — its COMMIT reached Postgres and the answer was lost — so its counts are kept apart, as in doubt, under
+ * its number, until a later flush is stored or the store's record says which flush last landed (`landed`).
+ *
+ * Either settles every flush numbered before it: the write-behind takes a flush's rows only once every earlier flush
+ * ended or outlived its timeout, and either way the banks of one that did not commit were listed as changed again —
+ * the later flush's rows hold them, newer.
  */
 export class UnstoredCounts {
   /** What the queue counted since the last take or read, by bank number (empty until the queue registers). */
   private tally: RetainTally | undefined
   private current = new Map<string, Counts>()
   private flights = 0
+  /** Every flight numbered up to this one is stored. */
+  private storedUpTo = 0
   private readonly underWay = new Set<Flight>()
-  private readonly inDoubt = new Set<Flight>()
-  /** The flights in doubt that no other flight in doubt covers: what a take covers (each of them covers the rest). */
-  private readonly uncovered = new Set<Flight>()
+  private inDoubt: Array<Flight> = []
 
   /** The queue's tally over its bank table (`InternalOptions.tally`): what it counts from now on is noted here. */
   readonly register = (table: BankIds): RetainTally => (this.tally = new RetainTally(table))
@@ -69,46 +68,38 @@ export class UnstoredCounts {
     this.tally?.drain((bankId, retains, forgets) => addTo(this.current, bankId, retains, forgets))
   }
 
-  /** A flush takes its rows now: what was counted up to now is in them, and the banks of the flushes that failed. */
+  /** A flush takes its rows now: what was counted up to now is in them. */
   take(): Flight {
     this.collect()
-    const flight = { number: ++this.flights, counts: this.current, covers: Array.from(this.uncovered) }
+    const flight = { number: ++this.flights, counts: this.current }
     this.current = new Map()
     this.underWay.add(flight)
     return flight
   }
 
-  /** The flush of `flight` stored it, and with it the failed flushes it covers. */
+  /** The flush of `flight` stored it, and with it every earlier flight's counts (see the class). */
   stored(flight: Flight): void {
-    this.settle(flight)
+    this.underWay.delete(flight)
+    this.landed(flight.number)
   }
 
-  /** The flush of `flight` failed: its counts are in doubt until a flush covering it, or `landed`, settles them. */
+  /** The flush of `flight` failed: its counts are in doubt until a later flush, or `landed`, settles them. */
   failed(flight: Flight): void {
-    if (!this.underWay.delete(flight)) return
-    this.inDoubt.add(flight)
-    this.uncovered.add(flight)
-    for (const covered of flight.covers) this.uncovered.delete(covered)
+    this.underWay.delete(flight)
+    if (flight.number > this.storedUpTo) this.inDoubt.push(flight)
   }
 
   /** Whether a failed flush may have been stored: only the store's record of the flushes that landed can tell. */
   get doubtful(): boolean {
-    return this.inDoubt.size > 0
+    return this.inDoubt.length > 0
   }
 
-  /** The store's record: flush `number` was stored (0: none was), and with it the failed flushes it covers. */
+  /** The store says flight `number` was stored (0: none was): every flight numbered up to it is (see the class). */
   landed(number: number): void {
-    for (const flight of [...this.inDoubt, ...this.underWay]) if (flight.number === number) this.settle(flight)
-  }
-
-  /** `flight` and every flight it covers, however far down (a long outage chains one failed flush per retry). */
-  private settle(flight: Flight): void {
-    const toSettle = [flight]
-    for (let next = toSettle.pop(); next !== undefined; next = toSettle.pop()) {
-      this.underWay.delete(next)
-      this.uncovered.delete(next)
-      if (this.inDoubt.delete(next) || next === flight) toSettle.push(...next.covers)
-    }
+    if (number <= this.storedUpTo) return
+    this.storedUpTo = number
+    this.inDoubt = this.inDoubt.filter((flight) => flight.number > number)
+    for (const flight of this.underWay) if (flight.number <= number) this.underWay.delete(flight)
   }
 
   /** Every count not known to be stored (the flushes under way and in doubt included), by bank. */
