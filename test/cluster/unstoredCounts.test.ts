@@ -5,11 +5,14 @@
  * sent again, a bank never admitted sends nothing.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Option } from "effect"
+import { Effect, Fiber, Option, TestClock } from "effect"
 import type { BankCompileState } from "../../src/BankCompileState.js"
 import type { CompileQueueService } from "../../src/CompileQueue.js"
+import { settleDoubts } from "../../src/internal/cluster/owner.js"
+import { makePartitionLeases } from "../../src/internal/cluster/partitionLeases.js"
 import { toSendOn, UnstoredCounts } from "../../src/internal/cluster/unstoredCounts.js"
 import { make as makeQueue } from "../../src/internal/runtime/compileQueue.js"
+import { memoryLeaseRows } from "../support/memoryLeases.js"
 import { testEngineLayer } from "../support/utils.js"
 
 /**
@@ -160,5 +163,33 @@ describe("unstored counts", () => {
         retains: new Map([["admitted", 3]]),
         forgets: new Map([["admitted", 1]])
       })
+    }))
+
+  it.effect("a lost partition settles its doubts from the store's record; when it cannot read it, it sends them all", () =>
+    Effect.gen(function*() {
+      const lease = memoryLeaseRows()
+      const leases = yield* makePartitionLeases({ rows: lease.rows, runner: "a", holder: "a" })
+      expect(yield* leases.tryAcquire(5)).toMatchObject({ epoch: 1 })
+      const unstored = new UnstoredCounts()
+      const tally = unstored.register({ ids: ["bank"] })
+      tally.retain(0, 2)
+      const landed = unstored.take()
+      // Its transaction committed (the fence recorded it), and the answer was lost: failed, as far as the runner knows.
+      expect(yield* leases.fence(5, 1, landed.number)).toBe(true)
+      unstored.failed(landed)
+      tally.retain(0, 3)
+      unstored.failed(unstored.take())
+      const fence = { leases, partition: 5, epoch: 1, unstored }
+      yield* settleDoubts(fence)
+      expect(unstored.all()).toEqual(new Map([["bank", { retains: 3, forgets: 0 }]]))
+
+      const unread = new UnstoredCounts()
+      unread.register({ ids: ["bank"] }).retain(0, 4)
+      unread.failed(unread.take())
+      lease.unreachable = true
+      const settling = yield* Effect.fork(settleDoubts({ ...fence, unstored: unread }))
+      yield* TestClock.adjust("5 seconds")
+      yield* Fiber.join(settling)
+      expect(unread.all()).toEqual(new Map([["bank", { retains: 4, forgets: 0 }]]))
     }))
 })

@@ -292,8 +292,12 @@ const partitionBuilder = (
 /** How long a closed partition tries to hand its unstored counts on (a stopping runner's router may be gone). */
 const SEND_ON_TIMEOUT = Duration.seconds(60)
 
-/** How long a closed partition tries to read which of its failed flushes were stored after all. */
-const LANDED_READ_TIMEOUT = Duration.seconds(30)
+/**
+ * How long a closed partition tries to read which of its failed flushes were stored after all. Short: a partition that
+ * lost its lease learned it from Postgres a moment ago, and a stopping runner whose Postgres is down must not hold its
+ * counts back from the next owner for long.
+ */
+const LANDED_READ_TIMEOUT = Duration.seconds(5)
 
 /**
  * Which failed flushes of the partition's run were stored after all (their COMMIT reached Postgres, the answer was
@@ -301,7 +305,7 @@ const LANDED_READ_TIMEOUT = Duration.seconds(30)
  * this run can still commit (each holds the lease row's shared lock until it ends), so the record is final. When it
  * cannot be read, everything in doubt is sent on: a write counted twice costs a compile, a lost one is never compiled.
  */
-export const settleDoubts = (fence: Fence) =>
+export const settleDoubts = (fence: Pick<Fence, "leases" | "partition" | "epoch" | "unstored">) =>
   Effect.suspend(() => {
     const { epoch, leases, partition, unstored } = fence
     if (!unstored.doubtful) return Effect.void
