@@ -65,10 +65,10 @@ const measure = async () => {
       const clientBefore = process.cpuUsage()
       const startedAt = Date.now()
       yield* Effect.forEach(Array.from({ length: CALLS }), () => client.Forward(payload), { concurrency, discard: true })
-      const client_ = millis(process.cpuUsage(clientBefore)) / CALLS
-      const server_ = ((yield* Effect.promise(serverCpu)) - serverBefore) / CALLS
+      const clientPerCall = millis(process.cpuUsage(clientBefore)) / CALLS
+      const serverPerCall = ((yield* Effect.promise(serverCpu)) - serverBefore) / CALLS
       const rate = CALLS / ((Date.now() - startedAt) / 1000)
-      console.log(`| ${concurrency} | ${rate.toFixed(0)} | ${client_.toFixed(2)} ms | ${server_.toFixed(2)} ms |`)
+      console.log(`| ${concurrency} | ${rate.toFixed(0)} | ${clientPerCall.toFixed(2)} ms | ${serverPerCall.toFixed(2)} ms |`)
     }
   })
   try {

@@ -1,8 +1,9 @@
 /**
  * What a partition lost while it held unstored counts sends on to the new owner: the retains and forgets counted
- * since the last flush known to have stored them (a failed flush's counts are in doubt until a later flush stores or
- * the store's record says it landed), capped at what the bank still counts — a successful compile's consumption is not
- * sent again, a bank never admitted sends nothing.
+ * since the last flush known to have stored them (a flush takes those of the banks it writes; one that failed before
+ * its COMMIT gives them back, one that failed at it keeps them in doubt until a later flush stores or the store's
+ * record says it landed), capped at what the bank still counts — a successful compile's consumption is not sent
+ * again, a bank never admitted sends nothing.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Option, TestClock } from "effect"
@@ -54,43 +55,46 @@ const countingQueue = (unstored: UnstoredCounts) => {
 }
 
 describe("unstored counts", () => {
-  it.effect("a stored flush forgets its counts, a failed one keeps them in doubt; later counts stay apart", () =>
+  it.effect("a flush takes the counts of the banks it writes; failed before its COMMIT, they are unstored again", () =>
     Effect.gen(function*() {
       const unstored = new UnstoredCounts()
       const { forget, queue, retain } = countingQueue(unstored)
       retain("a", 2)
-      const first = unstored.take()
+      retain("b", 5)
+      // Its rows are a's only (b changed after the write-behind listed the changed banks): b's count stays unstored.
+      const first = unstored.take(["a"])
       retain("a", 1)
       unstored.stored(first)
-      expect(unstored.all()).toEqual(new Map([["a", { retains: 1, forgets: 0 }]]))
-      const second = unstored.take()
+      expect(unstored.all()).toEqual(new Map([["a", { retains: 1, forgets: 0 }], ["b", { retains: 5, forgets: 0 }]]))
+      const second = unstored.take(["a", "b"])
       forget("a", 4)
-      // Under way: still unstored.
-      expect(unstored.all()).toEqual(new Map([["a", { retains: 1, forgets: 4 }]]))
-      unstored.failed(second)
+      // Under way: still unstored, and in doubt (only the store's record could tell if it committed).
       expect(unstored.doubtful).toBe(true)
-      expect(unstored.all()).toEqual(new Map([["a", { retains: 1, forgets: 4 }]]))
-      expect(yield* toSendOn(queue, unstored)).toEqual({
-        retains: new Map([["a", 1]]),
-        forgets: new Map([["a", 4]])
-      })
+      unstored.failed(second, false)
+      expect(unstored.doubtful).toBe(false)
+      expect(unstored.all()).toEqual(new Map([["a", { retains: 1, forgets: 4 }], ["b", { retains: 5, forgets: 0 }]]))
+      // The next flush takes them again with its rows.
+      unstored.stored(unstored.take(["a", "b"]))
+      expect(unstored.all()).toEqual(new Map())
+      retain("a", 3)
+      expect(yield* toSendOn(queue, unstored)).toEqual({ retains: new Map([["a", 3]]), forgets: new Map() })
     }))
 
-  it.effect("a failed flush that landed after all (its answer lost) is not sent; one that did not land is", () =>
+  it.effect("a flush failed at its COMMIT is in doubt: not sent if the record says it landed, sent if not", () =>
     Effect.gen(function*() {
       const unstored = new UnstoredCounts()
       const { queue, retain } = countingQueue(unstored)
       retain("a", 2)
-      const first = unstored.take()
+      const first = unstored.take(["a"])
       retain("b", 3)
-      const second = unstored.take()
+      const second = unstored.take(["b"])
       retain("c", 1)
       expect([first.number, second.number]).toEqual([1, 2])
-      unstored.failed(first)
-      unstored.failed(second)
+      unstored.failed(first, true)
+      unstored.failed(second, true)
+      expect(unstored.doubtful).toBe(true)
       // The store's record: flush 1 was stored under this epoch, flush 2 was not.
       unstored.landed(1)
-      expect(unstored.doubtful).toBe(true)
       expect(yield* toSendOn(queue, unstored)).toEqual({ retains: new Map([["b", 3], ["c", 1]]), forgets: new Map() })
       unstored.landed(0)
       expect(unstored.all().has("b")).toBe(true)
@@ -100,17 +104,17 @@ describe("unstored counts", () => {
     const unstored = new UnstoredCounts()
     const { retain } = countingQueue(unstored)
     retain("a", 2)
-    const failing = unstored.take()
-    unstored.failed(failing)
+    const failing = unstored.take(["a"])
+    unstored.failed(failing, true)
     retain("b", 1)
     // Outlives its timeout: the write-behind lists its banks as changed again, and the next flush starts.
-    const slow = unstored.take()
+    const slow = unstored.take(["a", "b"])
     retain("c", 1)
-    const third = unstored.take()
+    const third = unstored.take(["a", "b", "c"])
     unstored.stored(third)
     expect(unstored.doubtful).toBe(false)
-    // The slow flush fails once the third stored: its banks were in the third's rows, so nothing is in doubt.
-    unstored.failed(slow)
+    // The slow flush fails once the third stored: its banks were in the third's rows, so nothing is unstored.
+    unstored.failed(slow, false)
     expect(unstored.doubtful).toBe(false)
     expect(unstored.all()).toEqual(new Map())
   })
@@ -120,8 +124,8 @@ describe("unstored counts", () => {
     const { retain } = countingQueue(unstored)
     const flights = Array.from({ length: 5_000 }, (_, n) => {
       retain(`bank-${n}`, 1)
-      const flight = unstored.take()
-      unstored.failed(flight)
+      const flight = unstored.take([`bank-${n}`])
+      unstored.failed(flight, true)
       return flight
     })
     retain("after", 1)
@@ -173,19 +177,19 @@ describe("unstored counts", () => {
       const unstored = new UnstoredCounts()
       const tally = unstored.register({ ids: ["bank"] })
       tally.retain(0, 2)
-      const landed = unstored.take()
+      const landed = unstored.take(["bank"])
       // Its transaction committed (the fence recorded it), and the answer was lost: failed, as far as the runner knows.
       expect(yield* leases.fence(5, 1, landed.number)).toBe(true)
-      unstored.failed(landed)
+      unstored.failed(landed, true)
       tally.retain(0, 3)
-      unstored.failed(unstored.take())
+      unstored.failed(unstored.take(["bank"]), true)
       const fence = { leases, partition: 5, epoch: 1, unstored }
       yield* settleDoubts(fence)
       expect(unstored.all()).toEqual(new Map([["bank", { retains: 3, forgets: 0 }]]))
 
       const unread = new UnstoredCounts()
       unread.register({ ids: ["bank"] }).retain(0, 4)
-      unread.failed(unread.take())
+      unread.failed(unread.take(["bank"]), true)
       lease.unreachable = true
       const settling = yield* Effect.fork(settleDoubts({ ...fence, unstored: unread }))
       yield* TestClock.adjust("5 seconds")

@@ -3,7 +3,8 @@
  * runner only once it expired or was released; a holder whose lease was taken learns it at its next renewal; and a
  * partition's store writes only under its holder's epoch — a stale holder's flush stores nothing, fails, and keeps
  * its counts as unstored (to be sent on), while the current holder's lands. A flush whose COMMIT landed but whose
- * answer was lost is known as stored by the record its transaction wrote, and its counts are not sent on.
+ * answer was lost is known as stored by the record its transaction wrote, and its counts are not sent on; a take keeps
+ * the records of the last 8 epochs.
  */
 import * as ShardingConfig from "@effect/cluster/ShardingConfig"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -142,6 +143,24 @@ describe("partition leases (Postgres)", () => {
           expect(yield* r.flushedUnder(5, 1)).toBe(1)
           yield* settleDoubts(fence)
           expect(unstored.all()).toEqual(new Map([[bankId, { retains: 3, forgets: 0 }]]))
+        }))
+    }, 30_000)
+
+    it.live("each flush records its number under its epoch; a take keeps the records of the 8 epochs before its own", () => {
+      const database = freshDatabase(pgUrl)
+      return withTwoRunners(database, ({ a, sql }) =>
+        Effect.gen(function*() {
+          for (let round = 1; round <= 12; round++) {
+            psql(database, "UPDATE compile_trigger_partition_leases SET expires_at = clock_timestamp() WHERE partition = 7")
+            const taken = yield* a.tryAcquire(7)
+            expect(taken?.epoch).toBe(round)
+            expect(yield* sql.withTransaction(a.fence(7, round, 3))).toBe(true)
+            expect(yield* sql.withTransaction(a.fence(7, round, 2))).toBe(true) // the greatest stays
+          }
+          expect(yield* a.flushedUnder(7, 12)).toBe(3)
+          expect(yield* a.flushedUnder(7, 99)).toBe(0)
+          expect(psql(database, "SELECT string_agg(epoch::text, ',' ORDER BY epoch) FROM compile_trigger_partition_flushes"))
+            .toBe("4,5,6,7,8,9,10,11,12")
         }))
     }, 30_000)
 

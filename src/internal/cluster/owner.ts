@@ -300,10 +300,13 @@ const SEND_ON_TIMEOUT = Duration.seconds(60)
 const LANDED_READ_TIMEOUT = Duration.seconds(5)
 
 /**
- * Which failed flushes of the partition's run were stored after all (their COMMIT reached Postgres, the answer was
- * lost), read from the store's record: their counts are not sent on. Once another runner took the lease no flush of
- * this run can still commit (each holds the lease row's shared lock until it ends), so the record is final. When it
- * cannot be read, everything in doubt is sent on: a write counted twice costs a compile, a lost one is never compiled.
+ * Which flushes of the partition's run that failed at their COMMIT, or are still under way, were stored after all
+ * (the COMMIT reached Postgres, the answer was lost), read from the store's record: their counts are not sent on. Once
+ * another runner took the lease no flush of this run can still commit (each holds the lease row's shared lock until it
+ * ends, and the take updates the row), so the record is final. (A stopping runner whose final flush gave up still
+ * holds its lease: a flush of it under way may commit after the read, and its counts are then counted twice.) When the
+ * record cannot be read, everything in doubt is sent on: a write counted twice costs a compile, a lost one is never
+ * compiled.
  */
 export const settleDoubts = (fence: Pick<Fence, "leases" | "partition" | "epoch" | "unstored">) =>
   Effect.suspend(() => {
@@ -361,8 +364,9 @@ export interface Fence {
 /**
  * A partition's store whose every write is conditional on the lease's epoch, in the write's own transaction: a write
  * of a runner that lost the partition is refused, stores nothing, and tells it (`onLost`: its final flush gives up,
- * and the partition is cut off). The counts a write takes are stored with it, or kept in doubt under the write's
- * number, which the transaction records as stored under the epoch when it commits.
+ * and the partition is cut off). The counts of the banks a write stores are stored with it; when it fails, they are
+ * unstored again, or in doubt when it failed at its COMMIT (under the write's number, which the transaction records
+ * under the epoch when it commits).
  */
 export const fenced = (store: BankStateStoreService, fence: Fence, onLost: Effect.Effect<unknown>): BankStateStoreService => {
   const { epoch, leases, partition, sql, unstored } = fence
@@ -380,10 +384,15 @@ export const fenced = (store: BankStateStoreService, fence: Fence, onLost: Effec
   return {
     ...store,
     save: (banks) => {
-      const flight = unstored.take()
-      return sql.withTransaction(Effect.zipRight(boundedSilence, Effect.zipRight(stillOurs(flight), store.save(banks)))).pipe(
+      const flight = unstored.take(banks.map((bank) => bank.bankId))
+      // Set once every statement succeeded: a failure from then on is the COMMIT's, which may have landed.
+      let atCommit = false
+      const statements = Effect.zipRight(boundedSilence, Effect.zipRight(stillOurs(flight), store.save(banks)))
+      return sql.withTransaction(Effect.tap(statements, () => (atCommit = true))).pipe(
         Effect.catchTag("SqlError", (error) => Effect.fail(bankStoreError("save")(error))),
-        Effect.onExit((exit) => Effect.sync(() => Exit.isSuccess(exit) ? unstored.stored(flight) : unstored.failed(flight)))
+        Effect.onExit((exit) =>
+          Effect.sync(() => Exit.isSuccess(exit) ? unstored.stored(flight) : unstored.failed(flight, atCommit))
+        )
       )
     }
   }

@@ -156,17 +156,19 @@ const INTERVAL = `interval '${LEASE_MILLIS} milliseconds'`
  */
 export const pgLeaseRows = (sql: SqlClient.SqlClient, name: string): Effect.Effect<LeaseRows, never, Scope.Scope> =>
   Effect.zipWith(leaseConnection(sql, `${name} leases`), leaseConnection(sql, `${name} lease takes`), (renewOn, run): LeaseRows => ({
-    // The CTE reads the row as it was before the update (the move log's "from whom and why"); old flush records go.
+    // `previous` reads the row as it was before the update (the move log's "from whom and why"); a take that lands
+    // forgets the flush records of all but the last FLUSH_EPOCHS_KEPT epochs before its own.
     take: (partition, holder, runner) =>
       Effect.map(
         run(
-          `WITH previous AS (SELECT runner, left_because, epoch FROM ${LEASES_TABLE} WHERE partition = $1),
+          `WITH previous AS (SELECT runner, left_because FROM ${LEASES_TABLE} WHERE partition = $1),
+             taken AS (UPDATE ${LEASES_TABLE} SET runner = $2, holder = $3, epoch = epoch + 1, since = $4,
+                 left_because = NULL, expires_at = clock_timestamp() + ${INTERVAL}
+               WHERE partition = $1 AND expires_at <= clock_timestamp()
+               RETURNING epoch),
              forgotten AS (DELETE FROM ${FLUSHES_TABLE}
-               WHERE partition = $1 AND epoch < (SELECT epoch FROM previous) - ${FLUSH_EPOCHS_KEPT})
-           UPDATE ${LEASES_TABLE} SET runner = $2, holder = $3, epoch = epoch + 1, since = $4, left_because = NULL,
-             expires_at = clock_timestamp() + ${INTERVAL}
-           WHERE partition = $1 AND expires_at <= clock_timestamp()
-           RETURNING epoch, (SELECT runner FROM previous), (SELECT left_because FROM previous)`,
+               WHERE partition = $1 AND epoch < (SELECT epoch FROM taken) - ${FLUSH_EPOCHS_KEPT})
+           SELECT epoch, (SELECT runner FROM previous), (SELECT left_because FROM previous) FROM taken`,
           [partition, runner, holder, Date.now()]
         ),
         (rows) => rows[0] === undefined ? undefined : { epoch: Number(rows[0][0]), previous: previousOf(rows[0][1], rows[0][2]) }

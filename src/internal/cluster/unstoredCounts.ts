@@ -12,8 +12,8 @@
  * counted here, so it is. A bank this runner never admitted (a new bank past the partition's maximum) counts nothing
  * and sends nothing.
  *
- * The partition's queue notes what it counts in a tally by bank number (two array writes a retain); a flush drains
- * it, by bank id, as it takes its rows.
+ * The partition's queue notes what it counts in a tally by bank number (two array writes a retain), read by bank id
+ * when a flush takes the counts of the banks whose rows it writes.
  *
  * @internal
  */
@@ -26,10 +26,13 @@ interface Counts {
   forgets: number
 }
 
-/** The counts one flush took, and its number: flushes are numbered from 1 in the order they take their rows. */
+/**
+ * The counts one flush took (those of the banks whose rows it writes), and its number: flushes are numbered from 1 in
+ * the order they take their rows.
+ */
 export interface Flight {
   readonly number: number
-  readonly counts: Map<string, Counts>
+  readonly counts: ReadonlyMap<string, Counts>
 }
 
 const addTo = (into: Map<string, Counts>, bankId: string, retains: number, forgets: number): void => {
@@ -42,9 +45,10 @@ const addTo = (into: Map<string, Counts>, bankId: string, retains: number, forge
 }
 
 /**
- * The counts per bank not yet stored. A flush takes them as it takes its rows. A flush that failed may still have
- * been stored — its COMMIT reached Postgres and the answer was lost — so its counts are kept apart, as in doubt, under
- * its number, until a later flush is stored or the store's record says which flush last landed (`landed`).
+ * The counts per bank not yet stored. A flush takes those of the banks whose rows it writes, as it builds them. A flush
+ * that failed before its COMMIT stored nothing: its counts are unstored again. One that failed at its COMMIT may still
+ * have been stored — the COMMIT reached Postgres and the answer was lost — so its counts are kept apart, as in doubt,
+ * under its number, until a later flush is stored or the store's record says which flush last landed (`landed`).
  *
  * Either settles every flush numbered before it: the write-behind takes a flush's rows only once every earlier flush
  * ended or outlived its timeout, and either way the banks of one that did not commit were listed as changed again —
@@ -68,11 +72,17 @@ export class UnstoredCounts {
     this.tally?.drain((bankId, retains, forgets) => addTo(this.current, bankId, retains, forgets))
   }
 
-  /** A flush takes its rows now: what was counted up to now is in them. */
-  take(): Flight {
+  /** A flush builds the rows of `bankIds` now: what was counted for them up to now is in those rows. */
+  take(bankIds: Iterable<string>): Flight {
     this.collect()
-    const flight = { number: ++this.flights, counts: this.current }
-    this.current = new Map()
+    const counts = new Map<string, Counts>()
+    for (const bankId of bankIds) {
+      const taken = this.current.get(bankId)
+      if (taken === undefined) continue
+      counts.set(bankId, taken)
+      this.current.delete(bankId)
+    }
+    const flight = { number: ++this.flights, counts }
     this.underWay.add(flight)
     return flight
   }
@@ -83,15 +93,22 @@ export class UnstoredCounts {
     this.landed(flight.number)
   }
 
-  /** The flush of `flight` failed: its counts are in doubt until a later flush, or `landed`, settles them. */
-  failed(flight: Flight): void {
-    this.underWay.delete(flight)
-    if (flight.number > this.storedUpTo) this.inDoubt.push(flight)
+  /**
+   * The flush of `flight` failed: before its COMMIT, its counts are unstored again; at its COMMIT (`atCommit`), they
+   * are in doubt until a later flush, or `landed`, settles them.
+   */
+  failed(flight: Flight, atCommit: boolean): void {
+    if (!this.underWay.delete(flight) || flight.number <= this.storedUpTo) return
+    if (atCommit) this.inDoubt.push(flight)
+    else for (const [bankId, { forgets, retains }] of flight.counts) addTo(this.current, bankId, retains, forgets)
   }
 
-  /** Whether a failed flush may have been stored: only the store's record of the flushes that landed can tell. */
+  /**
+   * Whether a flush may have been stored unbeknown to this runner (one failed at its COMMIT, or one still under way):
+   * only the store's record of the flushes that landed can tell.
+   */
   get doubtful(): boolean {
-    return this.inDoubt.length > 0
+    return this.inDoubt.length > 0 || this.underWay.size > 0
   }
 
   /** The store says flight `number` was stored (0: none was): every flight numbered up to it is (see the class). */
