@@ -26,7 +26,7 @@ import { partitionStore } from "./store.js"
 import { make as makeQueue, SharedBudget } from "../runtime/compileQueue.js"
 import { makePartitionLeases, type PartitionLeases, pgLeaseRows, RENEW_EVERY_MILLIS } from "./partitionLeases.js"
 import { type LocalPartitions, makePartitionSlots, type PartitionRun, type PartitionSlots } from "./partitionSlots.js"
-import { type Flight, toSendOn, UnstoredCounts } from "./unstoredCounts.js"
+import { toSendOn, UnstoredCounts } from "./unstoredCounts.js"
 import type { GlobalBuckets } from "../core/tokenBucket.js"
 import { addStops, describeStop, logStop, NO_STOP, type StopSummary } from "../runtime/stopSummary.js"
 import { countScoped } from "./scopedWrites.js"
@@ -374,8 +374,8 @@ export const fenced = (store: BankStateStoreService, fence: Fence, onLost: Effec
     operation: "save",
     message: `partition ${partition}: another runner holds its lease now (this runner's epoch ${epoch}); not written`
   })
-  const stillOurs = (flight: Flight) => Effect.flatMap(
-    Effect.mapError(leases.fence(partition, epoch, flight.number), bankStoreError("save")),
+  const stillOurs = (flush: number) => Effect.flatMap(
+    Effect.mapError(leases.fence(partition, epoch, flush), bankStoreError("save")),
     (ours) => ours ? Effect.void : Effect.zipRight(onLost, Effect.fail(lost))
   )
   // A flush whose runner is cut off mid-transaction holds the lease row's lock: Postgres ends the session after 3 s of
@@ -387,7 +387,7 @@ export const fenced = (store: BankStateStoreService, fence: Fence, onLost: Effec
       const flight = unstored.take(banks.map((bank) => bank.bankId))
       // Set once every statement succeeded: a failure from then on is the COMMIT's, which may have landed.
       let atCommit = false
-      const statements = Effect.zipRight(boundedSilence, Effect.zipRight(stillOurs(flight), store.save(banks)))
+      const statements = Effect.zipRight(boundedSilence, Effect.zipRight(stillOurs(flight.number), store.save(banks)))
       return sql.withTransaction(Effect.tap(statements, () => (atCommit = true))).pipe(
         Effect.catchTag("SqlError", (error) => Effect.fail(bankStoreError("save")(error))),
         Effect.onExit((exit) =>

@@ -89,7 +89,6 @@ export class UnstoredCounts {
 
   /** The flush of `flight` stored it, and with it every earlier flight's counts (see the class). */
   stored(flight: Flight): void {
-    this.underWay.delete(flight)
     this.landed(flight.number)
   }
 
@@ -98,7 +97,8 @@ export class UnstoredCounts {
    * are in doubt until a later flush, or `landed`, settles them.
    */
   failed(flight: Flight, atCommit: boolean): void {
-    if (!this.underWay.delete(flight) || flight.number <= this.storedUpTo) return
+    // Settled already (a later flush stored, or the record named one): `landed` took it off the flushes under way.
+    if (!this.underWay.delete(flight)) return
     if (atCommit) this.inDoubt.push(flight)
     else for (const [bankId, { forgets, retains }] of flight.counts) addTo(this.current, bankId, retains, forgets)
   }
