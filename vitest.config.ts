@@ -4,9 +4,12 @@ import { defineConfig } from "vitest/config"
 //   unit    core/, runtime/, http/, cluster/, tuner/: in-process only — no Postgres, Chromium, dist/ or packing, so no
 //           global setup (`npm run test:unit`, `npx vitest run --project unit`)
 //   suite   store/ (SQLite and a throwaway Postgres) and e2e/ (the package as built: processes, Chromium, the tarball)
+//   fuzz    e2e/fuzz.test.ts: after the suite, alone (it saturates both cores; beside other files it either starved
+//           or, niced, was starved — past its timeout on a slow CI machine)
 //   cluster the live cluster files of e2e/: after the rest, alone
-// `npm test` (and `npx vitest run`) runs all three.
+// `npm test` (and `npx vitest run`) runs all four.
 const unit = ["core", "runtime", "http", "cluster", "tuner"].map((tier) => `test/${tier}/**/*.test.ts`)
+const fuzz = ["test/e2e/fuzz.test.ts"]
 const liveCluster = [
   "test/e2e/cluster.test.ts",
   "test/e2e/clusterStore.test.ts",
@@ -15,6 +18,7 @@ const liveCluster = [
 ]
 // Starts a throwaway Postgres and builds dist/ when a source is newer; per project, so the unit tier starts neither.
 const withPostgres = ["test/support/globalSetup.ts"]
+const built = ["test/support/builtSetup.ts"]
 
 export default defineConfig({
   test: {
@@ -36,8 +40,17 @@ export default defineConfig({
         test: {
           name: "suite",
           include: ["test/**/*.test.ts"],
-          exclude: [...unit, ...liveCluster],
+          exclude: [...unit, ...fuzz, ...liveCluster],
           globalSetup: withPostgres
+        }
+      },
+      {
+        extends: true,
+        test: {
+          name: "fuzz",
+          include: fuzz,
+          globalSetup: built,
+          sequence: { groupOrder: 1 }
         }
       },
       {
@@ -48,7 +61,7 @@ export default defineConfig({
           name: "cluster",
           include: liveCluster,
           globalSetup: withPostgres,
-          sequence: { groupOrder: 1 },
+          sequence: { groupOrder: 2 },
           poolOptions: { forks: { singleFork: true } }
         }
       }

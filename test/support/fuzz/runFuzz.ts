@@ -15,7 +15,6 @@
  * at debug level at most).
  */
 import { FastCheck as fc } from "effect"
-import { setPriority } from "node:os"
 import parsePrometheusTextFormat from "parse-prometheus-text-format"
 import { type ServiceProcess, startService } from "../harness.js"
 import { bankPool, type FuzzRequest, fuzzRequests, type PolicyJson, policyJson, TOKEN } from "./requests.js"
@@ -27,8 +26,6 @@ export interface FuzzOptions {
   readonly concurrency: number
   /** Requests per wave (the model is compared after each). */
   readonly wave: number
-  /** Runs the service at this niceness, so that other tests sharing the machine keep their CPU (default 0). */
-  readonly niceness?: number | undefined
   /** Called after each wave's checks with the requests done so far (progress for long runs). */
   readonly onWave?: ((done: number, failures: number) => void) | undefined
 }
@@ -313,7 +310,6 @@ export const fuzzService = async (service: ServiceProcess, options: FuzzOptions)
 /** Starts the service, fuzzes it, checks its log holds no defect, stops it. */
 export const runFuzz = async (options: FuzzOptions): Promise<FuzzReport> => {
   const service = await startService(fuzzServiceEnv, 120_000)
-  if (options.niceness) setPriority(service.child.pid!, options.niceness)
   try {
     const report = await fuzzService(service, options)
     const defects = service.output().split("\n").filter((line) => /failed unexpectedly|ERROR/.test(line))

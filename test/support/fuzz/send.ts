@@ -15,6 +15,9 @@ export interface Answer {
 /** An answer, or why there was none (a transport error, or the client dropping the connection on purpose). */
 export type Outcome = { readonly _tag: "answer"; readonly answer: Answer } | { readonly _tag: "none"; readonly reason: string }
 
+/** Generous: on a loaded machine the service may take seconds to answer; a hang still fails the run. */
+const ANSWER_TIMEOUT_MILLIS = 60_000
+
 export const makeAgent = (sockets: number) => new Agent({ keepAlive: true, maxSockets: sockets })
 
 const headerObject = (headers: FuzzRequest["headers"], extra: Record<string, string>) => {
@@ -68,6 +71,11 @@ const viaHttp = (base: URL, agent: Agent, fuzz: FuzzRequest, fresh = false): Pro
       const stale = request.reusedSocket && code === "ECONNRESET" && !own
       settle({ _tag: "none", reason: `${stale ? "stale socket: " : ""}${code} ${error.message}` })
     })
+    // A request the server never answers fails the run with what it was, rather than hanging it to its timeout.
+    request.setTimeout(ANSWER_TIMEOUT_MILLIS, () => {
+      request.destroy()
+      settle({ _tag: "none", reason: `no answer within ${ANSWER_TIMEOUT_MILLIS / 1000} s` })
+    })
     if (fuzz.transport === "cutoff") {
       request.write(fuzz.body.subarray(0, fuzz.cut))
       // Long enough for the bytes to arrive, then the connection goes away mid-body.
@@ -94,9 +102,9 @@ const viaSocket = (base: URL, raw: Buffer): Promise<Outcome> =>
   new Promise((resolve) => {
     const chunks: Array<Buffer> = []
     const socket = connect(Number(base.port), base.hostname, () => socket.write(raw))
-    // Generous: on a loaded machine the (niced) service may take seconds; a hang still ends the run.
+    // A hang still ends the run (see ANSWER_TIMEOUT_MILLIS).
     let timedOut = false
-    socket.setTimeout(60_000, () => {
+    socket.setTimeout(ANSWER_TIMEOUT_MILLIS, () => {
       timedOut = true
       socket.destroy()
     })
@@ -110,7 +118,10 @@ const viaSocket = (base: URL, raw: Buffer): Promise<Outcome> =>
       resolve(
         outcome._tag === "answer"
           ? outcome
-          : { _tag: "none", reason: reset ? "reset by the server" : timedOut ? "no answer within 60 s" : outcome.reason }
+          : {
+            _tag: "none",
+            reason: reset ? "reset by the server" : timedOut ? `no answer within ${ANSWER_TIMEOUT_MILLIS / 1000} s` : outcome.reason
+          }
       )
     })
   })
