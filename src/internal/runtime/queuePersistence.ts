@@ -78,8 +78,8 @@ export const putBack = (rt: QueueRuntime, batch: FlushBatch): void => {
 }
 
 /**
- * Writes a batch: the budget levels, then the banks (rows built from their state now). Whatever ends the write
- * other than success (a failure, a defect, an exception thrown by the store, an interruption) puts the batch back.
+ * Writes a batch: the budget levels, then the banks (rows built from their state now). The caller puts the batch back
+ * whatever ends the write other than success (a failure, a defect, an exception thrown by the store, an interruption).
  */
 export const write = (rt: QueueRuntime, store: BankStateStoreService, batch: FlushBatch): Effect.Effect<void, BankStoreError> =>
   Effect.suspend(() => {
@@ -89,4 +89,4 @@ export const write = (rt: QueueRuntime, store: BankStateStoreService, batch: Flu
     const banks = batch.banks
     const saveBanks = banks.length === 0 ? Effect.void : store.save(Array.from(banks, (i) => rt.core.row(i)))
     return Effect.zipRight(saveBudget, saveBanks)
-  }).pipe(Effect.onError(() => Effect.sync(() => putBack(rt, batch))))
+  })

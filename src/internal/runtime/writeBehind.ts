@@ -15,7 +15,7 @@ import { type BankStateStoreService, BankStoreError, describeError } from "../..
 import * as CompileMetrics from "../../CompileMetrics.js"
 import { StoreHealth } from "../../StoreHealth.js"
 import { loopForever, supervised } from "./loop.js"
-import { putBack, takeChanges, write } from "./queuePersistence.js"
+import { type FlushBatch, putBack, takeChanges, write } from "./queuePersistence.js"
 import { NO_TAGS, type QueueRuntime } from "./queueRuntime.js"
 import { sleepMillis } from "./sleep.js"
 
@@ -27,6 +27,13 @@ const FLUSH_TIMEOUT = Duration.seconds(30)
 const ERROR_AFTER_MILLIS = 30_000
 
 type Waiters = Deferred.Deferred<void, BankStoreError>
+
+/** One flush under way: what it took, and whether it outlived FLUSH_TIMEOUT (its banks no longer count as in flight). */
+interface Flight {
+  readonly batch: FlushBatch
+  readonly banks: number
+  timedOut: boolean
+}
 
 /** Every write-behind running in this process: the process-wide gauges are computed over them. */
 const running = new Set<WriteBehind>()
@@ -188,25 +195,17 @@ export class WriteBehind {
    * interrupted before it writes a row, and one stuck in COMMIT holds the rows' locks until it ends.)
    */
   private readonly timedFlush: Effect.Effect<void, unknown> = Effect.suspend(() => {
-    const batch = takeChanges(this.rt, this.store)
-    const banks = batch.banks.length
-    this.inFlight += banks
-    this.flights++
-    let timedOut = false
-    const flight = write(this.rt, this.store, batch).pipe(
-      Effect.ensuring(Effect.sync(() => {
-        if (!timedOut) this.inFlight -= banks
-        this.landed()
-      }))
-    )
-    return flight.pipe(
+    let flight: Flight | undefined
+    return this.flight((started) => (flight = started)).pipe(
       Effect.disconnect,
       Effect.timeoutFail({
         duration: FLUSH_TIMEOUT,
         onTimeout: () => {
-          timedOut = true
-          this.inFlight -= banks
-          putBack(this.rt, batch)
+          if (flight !== undefined) {
+            flight.timedOut = true
+            this.inFlight -= flight.banks
+            putBack(this.rt, flight.batch)
+          }
           return new BankStoreError({
             operation: "save",
             message: `a flush did not end within ${Duration.format(FLUSH_TIMEOUT)}`
@@ -215,6 +214,31 @@ export class WriteBehind {
       })
     )
   })
+
+  /**
+   * Takes the changes and writes them, and whatever ends the write other than success lists them again. Taking them
+   * and watching the write are one uninterruptible step: a close that interrupts the flush before it runs takes
+   * nothing, and one that interrupts it later finds it watched (taken first and interrupted before the watch, the
+   * changes were lost, and the close waited for a flush that never ran).
+   */
+  private flight(started: (flight: Flight) => void): Effect.Effect<void, unknown> {
+    return Effect.uninterruptibleMask((restore) => {
+      const batch = takeChanges(this.rt, this.store)
+      const flight: Flight = { batch, banks: batch.banks.length, timedOut: false }
+      started(flight)
+      this.inFlight += flight.banks
+      this.flights++
+      return restore(write(this.rt, this.store, batch)).pipe(
+        Effect.onExit((exit) =>
+          Effect.sync(() => {
+            if (Exit.isFailure(exit)) putBack(this.rt, batch)
+            if (!flight.timedOut) this.inFlight -= flight.banks
+            this.landed()
+          })
+        )
+      )
+    })
+  }
 
   /** A flush ended, whatever its outcome (a failed one listed its changes again). */
   private landed(): void {
