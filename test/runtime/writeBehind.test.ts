@@ -187,6 +187,29 @@ describe("write-behind", () => {
       yield* close
     }))
 
+  it.effect("a flush that hangs interruptibly (waiting for a connection) past 30 s is counted unflushed once, not twice", () =>
+    Effect.gen(function*() {
+      const saved = new Map<string, PersistedBank>()
+      let calls = 0
+      const hangsOnce: BankStateStoreService = {
+        load: Effect.succeed([]),
+        save: (banks) =>
+          calls++ === 0 ? Effect.never : Effect.sync(() => banks.forEach((bank) => saved.set(bank.bankId, bank)))
+      }
+      const { close, queue } = yield* openQueue(Layer.succeed(BankStateStore, hangsOnce), { flushInterval: "1 second" })
+      queue.unsafeNotifyRetain("hung", 2)
+      yield* TestClock.adjust("1 second")
+      expect((yield* queue.stats).store).toMatchObject({ healthy: true, unflushed: 1 })
+      yield* TestClock.adjust("30 seconds") // the timeout interrupts the flush, which ends at once
+      expect((yield* queue.stats).store).toMatchObject({ healthy: false, unflushed: 1 })
+      yield* TestClock.adjust("2 seconds")
+      expect(saved.get("hung")?.memories).toBe(2)
+      expect((yield* queue.stats).store).toMatchObject({ healthy: true, unflushed: 0 })
+      queue.unsafeNotifyRetain("later")
+      expect((yield* queue.stats).store?.unflushed).toBe(1)
+      yield* close
+    }))
+
   it.effect("flush fails with BankStoreError when its flush fails; a later flush still stores the change", () =>
     Effect.gen(function*() {
       const { layer, saved } = scriptedStore(["fail"])

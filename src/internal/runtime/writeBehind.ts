@@ -28,11 +28,12 @@ const ERROR_AFTER_MILLIS = 30_000
 
 type Waiters = Deferred.Deferred<void, BankStoreError>
 
-/** One flush under way: what it took, and whether it outlived FLUSH_TIMEOUT (its banks no longer count as in flight). */
+/** One flush: what it took, whether it outlived FLUSH_TIMEOUT (its banks no longer count as in flight), and whether it ended. */
 interface Flight {
   readonly batch: FlushBatch
   readonly banks: number
   timedOut: boolean
+  ended: boolean
 }
 
 /** Every write-behind running in this process: the process-wide gauges are computed over them. */
@@ -48,7 +49,7 @@ const messageOf = (cause: Cause.Cause<unknown>): string => {
 }
 
 export class WriteBehind {
-  /** When the last committed flush took its changes: every change before it is stored. */
+  /** When the last committed flush started (it took its changes just after): every change before it is stored. */
   private storedUpTo: number
   private lastSuccessAt: number
   private failingSince: number | undefined = undefined
@@ -201,7 +202,8 @@ export class WriteBehind {
       Effect.timeoutFail({
         duration: FLUSH_TIMEOUT,
         onTimeout: () => {
-          if (flight !== undefined) {
+          // A flight interrupted by the timeout may have ended (and settled its banks) before this runs.
+          if (flight !== undefined && !flight.ended) {
             flight.timedOut = true
             this.inFlight -= flight.banks
             putBack(this.rt, flight.batch)
@@ -224,13 +226,14 @@ export class WriteBehind {
   private flight(started: (flight: Flight) => void): Effect.Effect<void, unknown> {
     return Effect.uninterruptibleMask((restore) => {
       const batch = takeChanges(this.rt, this.store)
-      const flight: Flight = { batch, banks: batch.banks.length, timedOut: false }
+      const flight: Flight = { batch, banks: batch.banks.length, timedOut: false, ended: false }
       started(flight)
       this.inFlight += flight.banks
       this.flights++
       return restore(write(this.rt, this.store, batch)).pipe(
         Effect.onExit((exit) =>
           Effect.sync(() => {
+            flight.ended = true
             if (Exit.isFailure(exit)) putBack(this.rt, batch)
             if (!flight.timedOut) this.inFlight -= flight.banks
             this.landed()
