@@ -9,9 +9,13 @@ const number = (name: string, fallback: number) => {
   return raw === undefined || raw === "" ? fallback : Number(raw)
 }
 
+const requests = number("FUZZ_REQUESTS", 200_000)
+const seed = number("FUZZ_SEED", Math.floor(Math.random() * 2 ** 31))
+// First, so that a run that never ends can still be replayed.
+process.stderr.write(`fuzz: ${requests} requests, seed ${seed} (FUZZ_SEED=${seed} replays it)\n`)
 const report = await runFuzz({
-  requests: number("FUZZ_REQUESTS", 200_000),
-  seed: number("FUZZ_SEED", Math.floor(Math.random() * 2 ** 31)),
+  requests,
+  seed,
   concurrency: number("FUZZ_CONCURRENCY", 16),
   wave: 2000,
   onWave: (done, failures) =>

@@ -148,8 +148,19 @@ const checkAnswer = (fuzz: FuzzRequest, answer: Answer): string | undefined => {
   }
 }
 
+/** A wave's checks read the service too: a read that hangs fails the run, naming the read, rather than timing out. */
+const CHECK_TIMEOUT_MILLIS = 60_000
+
+const read = async (url: string, headers: Record<string, string> = {}): Promise<Response> => {
+  try {
+    return await fetch(url, { headers, signal: AbortSignal.timeout(CHECK_TIMEOUT_MILLIS) })
+  } catch (error) {
+    throw new Error(`GET ${url}: ${String(error)}`)
+  }
+}
+
 const getJson = async (base: string, path: string): Promise<unknown> => {
-  const response = await fetch(`${base}${path}`, { headers: auth })
+  const response = await read(`${base}${path}`, auth)
   if (response.status !== 200) throw new Error(`GET ${path}: ${response.status} ${await response.text()}`)
   return response.json()
 }
@@ -198,7 +209,7 @@ const checkBank = (bank: BankView, expected: BankModel | undefined): Array<strin
 const checkState = async (service: ServiceProcess, model: Map<string, BankModel>): Promise<Array<string>> => {
   const problems: Array<string> = []
   if (service.child.exitCode !== null || service.child.signalCode !== null) return ["the service process died"]
-  const health = await fetch(`${service.base}/healthz`)
+  const health = await read(`${service.base}/healthz`)
   if (health.status !== 200) problems.push(`/healthz answered ${health.status}`)
   const banks = await allBanks(service.base)
   const seen = new Set<string>()
@@ -211,7 +222,8 @@ const checkState = async (service: ServiceProcess, model: Map<string, BankModel>
   if (queue.pending !== 0 || queue.running !== 0 || queue.size !== 0 || queue.banks !== model.size) {
     problems.push(`queue ${JSON.stringify(queue)} with ${model.size} banks accepted`)
   }
-  const families = parsePrometheusTextFormat(await (await fetch(`${service.base}/metrics`)).text())
+  const metrics = await read(`${service.base}/metrics`)
+  const families = parsePrometheusTextFormat(await metrics.text())
   const total = Number(families.find((family) => family.name === "compile_trigger_retains_total")?.metrics[0]?.value)
   const sum = retainsOf(model)
   if (total !== sum) problems.push(`compile_trigger_retains_total is ${total}, accepted retains sum to ${sum}`)
