@@ -28,7 +28,10 @@ const ERROR_AFTER_MILLIS = 30_000
 
 type Waiters = Deferred.Deferred<void, BankStoreError>
 
-/** One flush: what it took, whether it outlived FLUSH_TIMEOUT (its banks no longer count as in flight), and whether it ended. */
+/**
+ * One flush: what it took, whether it outlived FLUSH_TIMEOUT (its banks then no longer count as in flight), and whether
+ * it ended.
+ */
 interface Flight {
   readonly batch: FlushBatch
   readonly banks: number
