@@ -121,7 +121,10 @@ export const isStaleAt = (referenceMillis: number, nowMillis: number, stalenessM
  * @since 0.1.0
  */
 export const isOverdueAt = (oldestMillis: number, nowMillis: number, maxWaitMillis: number): boolean =>
-  maxWaitMillis > 0 && nowMillis - oldestMillis >= maxWaitMillis // false when oldestMillis is NaN
+  // The deadline as a sum, exactly as the deadline timeline computes it: `now - oldest >= maxWait` disagreed with it
+  // in the last bit for fractional waits (the sum rounds at epoch magnitudes), and an entry found due but "not
+  // overdue" was pushed again at the same time, for ever. False when oldestMillis is NaN.
+  maxWaitMillis > 0 && oldestMillis + maxWaitMillis <= nowMillis
 
 /**
  * The time staleness is measured from: the last compile, or the first retain when the bank never compiled.

@@ -4,7 +4,7 @@
  * out-of-order heap), and the exact wait a compile reports.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Option } from "effect"
+import { FastCheck as fc, Option } from "effect"
 import { BankPolicy } from "../../src/BankPolicy.js"
 import { CompileCore, NOTHING, QUEUED, type Start } from "../../src/internal/core/compileCore.js"
 import { DEADLINE, OVERDUE, REASON_NAMES } from "../../src/internal/core/bankTable.js"
@@ -47,6 +47,35 @@ const harness = (config: CompileTriggerConfigInput = { sizeThreshold: 50, maxWai
 const waitOf = (start: Start) => start._tag === "Run" ? start.memoryWait : undefined
 
 describe("freshness — the deadline rule", () => {
+  it("a fractional max wait at epoch times: the deadline comes due once, and the watcher's round ends", () => {
+    // 1.7 ms at 1765000000014 ms: the sum rounds to 1765000000015.7 - 0.000049, so `now - oldest` there is below
+    // the max wait. The round used to push the entry again at that same time, for ever.
+    const at = 1_765_000_000_014
+    const { fifo, retain, watch, core } = harness({ sizeThreshold: 50, maxWaitSeconds: 0.0017 })
+    expect(retain("a", 1, at)).toBe(NOTHING)
+    const due = core.freshness.nextDue
+    expect(due - at).toBeLessThan(1.7)
+    watch(due - 0.001)
+    expect(fifo).toEqual([])
+    watch(due)
+    expect(fifo).toEqual([0])
+    expect(REASON_NAMES[core.table.reasons.get(0)!]).toBe("deadline")
+    expect(core.freshness.nextDue).toBeNaN()
+  })
+
+  it("any max wait at any epoch time: the watcher's round at the deadline queues the bank (property)", () => {
+    fc.assert(fc.property(
+      fc.integer({ min: 1_500_000_000_000, max: 2_500_000_000_000 }),
+      fc.double({ min: 0.000001, max: 86_400, noNaN: true }),
+      (at, maxWaitSeconds) => {
+        const { fifo, retain, watch, core } = harness({ sizeThreshold: 50, maxWaitSeconds })
+        retain("a", 1, at)
+        watch(core.freshness.nextDue)
+        expect(fifo).toEqual([0])
+      }
+    ))
+  })
+
   it("a bank with 3 memories and maxWaitSeconds 3600 is queued at exactly +1 h, for reason deadline", () => {
     const { core, fifo, retain, watch, earlierWakes } = harness()
     expect(retain("a", 3, 1000)).toBe(NOTHING)
