@@ -7,7 +7,8 @@ import { defineConfig } from "vitest/config"
 //   fuzz    e2e/fuzz.test.ts: after the suite, alone (it saturates both cores; beside other files it either starved
 //           or, niced, was starved — past its timeout on a slow CI machine)
 //   cluster the live cluster files of e2e/: after the rest, alone
-// `npm test` (and `npx vitest run`) runs all four.
+// `npm test` (and `npx vitest run`) runs all four. The tiers' `sequence.groupOrder` stays in single digits: vitest
+// 3 sorts the orders as text (10 would run before 2).
 const unit = ["core", "runtime", "http", "cluster", "tuner"].map((tier) => `test/${tier}/**/*.test.ts`)
 const fuzz = ["test/e2e/fuzz.test.ts"]
 const liveCluster = [
@@ -18,6 +19,7 @@ const liveCluster = [
 ]
 // Starts a throwaway Postgres and builds dist/ when a source is newer; per project, so the unit tier starts neither.
 const withPostgres = ["test/support/globalSetup.ts"]
+// Only builds dist/ (for the fuzz, which needs no Postgres).
 const built = ["test/support/builtSetup.ts"]
 
 export default defineConfig({

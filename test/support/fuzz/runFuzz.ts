@@ -28,6 +28,11 @@ export interface FuzzOptions {
   readonly wave: number
   /** Called after each wave's checks with the requests done so far (progress for long runs). */
   readonly onWave?: ((done: number, failures: number) => void) | undefined
+  /**
+   * The run stops sending once this long has passed since it started, and fails naming the requests still unanswered
+   * (so that a run that would outlive its test's timeout still reports). None by default.
+   */
+  readonly deadlineMs?: number | undefined
 }
 
 export interface FuzzReport {
@@ -41,6 +46,8 @@ export interface FuzzReport {
   readonly byStatus: Record<string, number>
   /** Requests that got no answer (cut off by the client on purpose, or a transport error where one is allowed). */
   readonly unanswered: number
+  /** The slowest requests, slowest first: how long each took, and what it was. */
+  readonly slowest: ReadonlyArray<string>
   readonly failures: ReadonlyArray<string>
 }
 
@@ -151,9 +158,11 @@ const checkAnswer = (fuzz: FuzzRequest, answer: Answer): string | undefined => {
 /** A wave's checks read the service too: a read that hangs fails the run, naming the read, rather than timing out. */
 const CHECK_TIMEOUT_MILLIS = 60_000
 
-const read = async (url: string, headers: Record<string, string> = {}): Promise<Response> => {
+/** GETs `url`: its status and body, both within the deadline. */
+const read = async (url: string, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> => {
   try {
-    return await fetch(url, { headers, signal: AbortSignal.timeout(CHECK_TIMEOUT_MILLIS) })
+    const response = await fetch(url, { headers, signal: AbortSignal.timeout(CHECK_TIMEOUT_MILLIS) })
+    return { status: response.status, text: await response.text() }
   } catch (error) {
     throw new Error(`GET ${url}: ${String(error)}`)
   }
@@ -161,8 +170,8 @@ const read = async (url: string, headers: Record<string, string> = {}): Promise<
 
 const getJson = async (base: string, path: string): Promise<unknown> => {
   const response = await read(`${base}${path}`, auth)
-  if (response.status !== 200) throw new Error(`GET ${path}: ${response.status} ${await response.text()}`)
-  return response.json()
+  if (response.status !== 200) throw new Error(`GET ${path}: ${response.status} ${response.text}`)
+  return JSON.parse(response.text)
 }
 
 const allBanks = async (base: string): Promise<Array<BankView>> => {
@@ -222,8 +231,7 @@ const checkState = async (service: ServiceProcess, model: Map<string, BankModel>
   if (queue.pending !== 0 || queue.running !== 0 || queue.size !== 0 || queue.banks !== model.size) {
     problems.push(`queue ${JSON.stringify(queue)} with ${model.size} banks accepted`)
   }
-  const metrics = await read(`${service.base}/metrics`)
-  const families = parsePrometheusTextFormat(await metrics.text())
+  const families = parsePrometheusTextFormat((await read(`${service.base}/metrics`)).text)
   const total = Number(families.find((family) => family.name === "compile_trigger_retains_total")?.metrics[0]?.value)
   const sum = retainsOf(model)
   if (total !== sum) problems.push(`compile_trigger_retains_total is ${total}, accepted retains sum to ${sum}`)
@@ -266,16 +274,18 @@ export const fuzzService = async (service: ServiceProcess, options: FuzzOptions)
   const fail = (problem: string) => {
     if (failures.length < MAX_FAILURES) failures.push(problem)
   }
+  const slow = new SlowRequests()
+  const deadline = options.deadlineMs === undefined ? undefined : started + options.deadlineMs
   try {
     for (let wave = 0; done < options.requests && failures.length === 0; wave++) {
       const size = Math.min(options.wave, options.requests - done)
       const requests = fc.sample(arbitrary, { seed: options.seed + wave, numRuns: size })
       let next = 0
       const worker = async () => {
-        while (next < requests.length) {
+        while (next < requests.length && failures.length === 0) {
           const fuzz = requests[next++]!
           byKind[fuzz.kind] = (byKind[fuzz.kind] ?? 0) + 1
-          const outcome = await send(base, agent, fuzz)
+          const outcome = await slow.time(fuzz, () => send(base, agent, fuzz))
           if (outcome._tag === "none") {
             unanswered++
             byStatus.none = (byStatus.none ?? 0) + 1
@@ -297,9 +307,17 @@ export const fuzzService = async (service: ServiceProcess, options: FuzzOptions)
           }
         }
       }
-      await Promise.all(Array.from({ length: options.concurrency }, worker))
-      done += size
-      for (const problem of await checkState(service, model)) fail(`after wave ${wave} (seed ${options.seed + wave}): ${problem}`)
+      const all = Promise.all(Array.from({ length: options.concurrency }, worker))
+      if (!(await beforeDeadline(all, deadline))) {
+        fail(`the run passed its deadline of ${options.deadlineMs} ms in wave ${wave} (seed ${options.seed + wave}); unanswered: ${
+          slow.inFlight().join("; ")
+        }`)
+        break
+      }
+      done += Math.min(next, size)
+      // A check that throws (a read past its deadline) is a failure like the others: the report still comes out.
+      const problems = await checkState(service, model).catch((error: unknown) => [`the checks failed: ${String(error)}`])
+      for (const problem of problems) fail(`after wave ${wave} (seed ${options.seed + wave}): ${problem}`)
       options.onWave?.(done, failures.length)
     }
   } finally {
@@ -315,7 +333,47 @@ export const fuzzService = async (service: ServiceProcess, options: FuzzOptions)
     byKind,
     byStatus,
     unanswered,
+    slowest: slow.slowest(),
     failures
+  }
+}
+
+/** Resolves true once `work` ends, or false once `deadline` (ms since the epoch) passes first. */
+const beforeDeadline = async (work: Promise<unknown>, deadline: number | undefined): Promise<boolean> => {
+  if (deadline === undefined) return work.then(() => true)
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()))))
+  return Promise.race([work.then(() => true), late]).finally(() => clearTimeout(timer))
+}
+
+/** The requests under way (what a run past its deadline waits for) and the slowest ones answered. */
+class SlowRequests {
+  private readonly pending = new Map<FuzzRequest, number>()
+  private readonly done: Array<{ readonly ms: number; readonly what: string }> = []
+
+  async time<A>(fuzz: FuzzRequest, send: () => Promise<A>): Promise<A> {
+    const at = Date.now()
+    this.pending.set(fuzz, at)
+    try {
+      return await send()
+    } finally {
+      this.pending.delete(fuzz)
+      const ms = Date.now() - at
+      if (this.done.length < 5 || ms > this.done[this.done.length - 1]!.ms) {
+        this.done.push({ ms, what: describeRequest(fuzz).slice(0, 200) })
+        this.done.sort((a, b) => b.ms - a.ms)
+        this.done.length = Math.min(this.done.length, 5)
+      }
+    }
+  }
+
+  inFlight(): Array<string> {
+    const now = Date.now()
+    return Array.from(this.pending, ([fuzz, at]) => `${now - at} ms: ${describeRequest(fuzz).slice(0, 200)}`)
+  }
+
+  slowest(): Array<string> {
+    return this.done.map(({ ms, what }) => `${ms} ms: ${what}`)
   }
 }
 
@@ -324,8 +382,13 @@ export const runFuzz = async (options: FuzzOptions): Promise<FuzzReport> => {
   const service = await startService(fuzzServiceEnv, 120_000)
   try {
     const report = await fuzzService(service, options)
-    const defects = service.output().split("\n").filter((line) => /failed unexpectedly|ERROR/.test(line))
-    return defects.length === 0 ? report : { ...report, failures: [...report.failures, ...defects.slice(0, 5)] }
+    const log = service.output().split("\n")
+    const defects = log.filter((line) => /failed unexpectedly|ERROR/.test(line))
+    const failures = [...report.failures, ...defects.slice(0, 5)]
+    // A failed run carries the end of the service's log (warnings and up).
+    return failures.length === 0
+      ? report
+      : { ...report, failures: [...failures, `the service's log ends: ${log.slice(-20).join("\n      ")}`] }
   } finally {
     await service.stop()
   }
@@ -337,5 +400,6 @@ export const formatReport = (report: FuzzReport): string =>
     `(${report.retains} retains over ${report.banks} banks), ${report.unanswered} unanswered by design`,
     `  kinds: ${JSON.stringify(report.byKind)}`,
     `  statuses: ${JSON.stringify(report.byStatus)}`,
+    `  slowest: ${report.slowest.join("\n           ")}`,
     report.failures.length === 0 ? "  no invariant broken" : `  FAILURES:\n    ${report.failures.join("\n    ")}`
   ].join("\n")
