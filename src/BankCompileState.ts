@@ -112,7 +112,8 @@ export const triggerReason = (
  * @since 0.1.0
  */
 export const isStaleAt = (referenceMillis: number, nowMillis: number, stalenessMillis: number): boolean =>
-  nowMillis - referenceMillis >= stalenessMillis // false when referenceMillis is NaN
+  // As a sum, the way the staleness timeline files it (see `isOverdueAt`). False when referenceMillis is NaN.
+  referenceMillis + stalenessMillis <= nowMillis
 
 /**
  * Whether a bank whose oldest uncompiled memory arrived at `oldestMillis` (`NaN`: none) is due under `maxWaitMillis`

@@ -382,7 +382,7 @@ export const runFuzz = async (options: FuzzOptions): Promise<FuzzReport> => {
   const service = await startService(fuzzServiceEnv, 120_000)
   try {
     const report = await fuzzService(service, options)
-    const log = service.output().split("\n")
+    const log = service.output().split("\n").filter((line) => line !== "")
     const defects = log.filter((line) => /failed unexpectedly|ERROR/.test(line))
     const failures = [...report.failures, ...defects.slice(0, 5)]
     // A failed run carries the end of the service's log (warnings and up).
@@ -400,6 +400,6 @@ export const formatReport = (report: FuzzReport): string =>
     `(${report.retains} retains over ${report.banks} banks), ${report.unanswered} unanswered by design`,
     `  kinds: ${JSON.stringify(report.byKind)}`,
     `  statuses: ${JSON.stringify(report.byStatus)}`,
-    `  slowest: ${report.slowest.join("\n           ")}`,
+    ...report.slowest.length === 0 ? [] : [`  slowest: ${report.slowest.join("\n           ")}`],
     report.failures.length === 0 ? "  no invariant broken" : `  FAILURES:\n    ${report.failures.join("\n    ")}`
   ].join("\n")
