@@ -18,7 +18,7 @@ import { FastCheck as fc } from "effect"
 import parsePrometheusTextFormat from "parse-prometheus-text-format"
 import { type ServiceProcess, startService } from "../harness.js"
 import { bankPool, type FuzzRequest, fuzzRequests, type PolicyJson, policyJson, TOKEN } from "./requests.js"
-import { type Answer, makeAgent, send } from "./send.js"
+import { ANSWER_TIMEOUT_MILLIS, type Answer, makeAgent, send } from "./send.js"
 
 export interface FuzzOptions {
   readonly requests: number
@@ -155,13 +155,13 @@ const checkAnswer = (fuzz: FuzzRequest, answer: Answer): string | undefined => {
   }
 }
 
-/** A wave's checks read the service too: a read that hangs fails the run, naming the read, rather than timing out. */
-const CHECK_TIMEOUT_MILLIS = 60_000
-
-/** GETs `url`: its status and body, both within the deadline. */
+/**
+ * GETs `url` for a wave's checks: its status and body, both within a request's deadline (a read that hangs fails the
+ * run, naming the read, rather than timing out).
+ */
 const read = async (url: string, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> => {
   try {
-    const response = await fetch(url, { headers, signal: AbortSignal.timeout(CHECK_TIMEOUT_MILLIS) })
+    const response = await fetch(url, { headers, signal: AbortSignal.timeout(ANSWER_TIMEOUT_MILLIS) })
     return { status: response.status, text: await response.text() }
   } catch (error) {
     throw new Error(`GET ${url}: ${String(error)}`)

@@ -16,7 +16,7 @@ export interface Answer {
 export type Outcome = { readonly _tag: "answer"; readonly answer: Answer } | { readonly _tag: "none"; readonly reason: string }
 
 /** Generous: on a loaded machine the service may take seconds to answer; a hang still fails the run. */
-const ANSWER_TIMEOUT_MILLIS = 60_000
+export const ANSWER_TIMEOUT_MILLIS = 60_000
 
 export const makeAgent = (sockets: number) => new Agent({ keepAlive: true, maxSockets: sockets })
 
